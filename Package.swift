@@ -1,0 +1,67 @@
+// swift-tools-version: 6.1
+// Apus: a sharded, thread-per-core MQTT broker on io_uring.
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "apus",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "apus", targets: ["apus"]),
+        .library(name: "Codec", targets: ["Codec"]),
+        .library(name: "Router", targets: ["Router"]),
+        .library(name: "Broker", targets: ["Broker"]),
+        .library(name: "Shards", targets: ["Shards"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // liburing 2.3 (Debian liburing-dev); its static inline helpers are called directly.
+        .systemLibrary(
+            name: "CLiburing",
+            pkgConfig: "liburing",
+            providers: [.apt(["liburing-dev"])]
+        ),
+        // The few libc calls Swift's Glibc module hides (GNU extensions, variadics).
+        .target(name: "CApusSys"),
+        .target(
+            name: "IOUring",
+            dependencies: ["CLiburing", "CApusSys"],
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "Codec", swiftSettings: swiftSettings),
+        .target(name: "Router", swiftSettings: swiftSettings),
+        .target(
+            name: "Broker",
+            dependencies: ["Codec", "Router"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Shards",
+            dependencies: [
+                "Broker", "Codec", "Router", "IOUring", "CApusSys",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "apus",
+            dependencies: [
+                "Shards", "Broker",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings,
+            linkerSettings: [.linkedLibrary("jemalloc")]
+        ),
+        .testTarget(name: "CodecTests", dependencies: ["Codec"], swiftSettings: swiftSettings),
+        .testTarget(name: "RouterTests", dependencies: ["Router"], swiftSettings: swiftSettings),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "Codec"], swiftSettings: swiftSettings),
+        .testTarget(name: "ShardsTests", dependencies: ["Shards", "IOUring"], swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,19 @@
+// Broker settings that the session logic needs. Defaults follow mosquitto where it has one.
+
+/// Settings of the MQTT session logic (per broker; every shard gets the same copy).
+public struct BrokerConfig: Sendable {
+    /// Largest packet accepted from a client, in bytes (v5 CONNACK advertises it).
+    public var maxPacketSize: Int = 268_435_460
+    /// Seconds a connection may stay open without sending CONNECT.
+    public var connectTimeoutSeconds: Double = 10
+    /// Connections per shard beyond which CONNECT is refused (0x03 / v5 0x97 quota exceeded).
+    public var maxConnectionsPerShard: Int = 100_000
+    /// Keep alive the broker imposes when a v5 client asks for more (Server Keep Alive); 0 = no cap.
+    public var maxKeepAlive: UInt16 = 65_535
+    /// Largest Topic Alias a client may use towards the broker (v5); 0 disables inbound aliases.
+    public var topicAliasMaximum: UInt16 = 0
+    /// Receive Maximum the broker advertises: inbound unacknowledged QoS 1/2 PUBLISHes it accepts.
+    public var receiveMaximum: UInt16 = 65_535
+
+    public init() {}
+}

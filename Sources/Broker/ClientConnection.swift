@@ -1,0 +1,64 @@
+// The per-connection state a shard keeps: decoder, outbound bytes, and the MQTT session of the
+// client on it. Stored by value in the shard's connection table (no per-connection class).
+
+import Codec
+
+/// Where a connection slot is in its life.
+public enum ConnectionPhase: Sendable {
+    /// The slot is unused.
+    case free
+    /// Accepted; no CONNECT yet.
+    case awaitingConnect
+    /// CONNECT accepted.
+    case connected
+    /// The session is over; the runtime is flushing the last bytes and closing the socket.
+    case closing
+}
+
+/// One client connection and its (non-persistent) session.
+struct ClientConnection {
+    var generation: UInt32 = 0
+    var phase: ConnectionPhase = .free
+    var decoder = StreamDecoder()
+    /// Bytes queued for the client by the session logic.
+    var outbound = ByteBuffer()
+    /// Bytes handed to the kernel by the runtime (kept apart so they never move while in flight).
+    var sending = ByteBuffer()
+    var version: ProtocolVersion = .v3_1_1
+    var clientID: String = ""
+    var keepAlive: UInt16 = 0
+    var openedAt: UInt64 = 0
+    var lastReceived: UInt64 = 0
+    var nextPacketID: UInt16 = 1
+    var will: Will? = nil
+    /// This client's subscriptions: filter → options (to answer UNSUBSCRIBE and clean up).
+    var subscriptions: [String: SubscriptionOptions] = [:]
+    /// Inbound QoS 2 packet ids between PUBREC and PUBREL (exactly-once delivery).
+    var awaitingRelease: Set<UInt16> = []
+    /// Maximum Packet Size the client accepts (v5), or Int.max.
+    var clientMaximumPacketSize: Int = .max
+    /// Whether the v5 client wants Reason Strings and User Properties on errors.
+    var requestProblemInformation: Bool = true
+    /// Already listed in the core's flush queue.
+    var flushQueued: Bool = false
+
+    /// Bytes waiting to reach the client (queued plus in flight).
+    var pendingOutboundBytes: Int { outbound.readableBytes + sending.readableBytes }
+
+    mutating func allocatePacketID() -> UInt16 {
+        let id = nextPacketID
+        nextPacketID = nextPacketID == .max ? 1 : nextPacketID + 1
+        return id
+    }
+
+    /// Frees buffers; the slot keeps its generation.
+    mutating func releaseResources() {
+        decoder.deallocate()
+        outbound.deallocate()
+        sending.deallocate()
+        subscriptions = [:]
+        awaitingRelease = []
+        will = nil
+        clientID = ""
+    }
+}

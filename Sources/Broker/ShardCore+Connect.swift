@@ -1,0 +1,91 @@
+// CONNECT handling: client id rules, limits, takeover within the shard, CONNACK and its v5 properties.
+
+import Codec
+
+extension ShardCore {
+    func handleConnect(_ connect: Connect, slot s: Int, now: UInt64) {
+        let version = connect.version
+        connections[s].version = version
+
+        // Client identifier rules [MQTT-3.1.3-7, -8], 3.1 requires 1-23 characters.
+        var clientID = connect.clientID
+        var assignedID: String? = nil
+        if clientID.isEmpty {
+            if version == .v3_1 || !connect.cleanStart {
+                refuseConnect(slot: s, version: version, reason: .clientIdentifierNotValid)
+                return
+            }
+            clientID = makeClientID()
+            assignedID = clientID
+        }
+
+        // Connection quota: count sessions, not sockets awaiting CONNECT.
+        if connectedCount() >= config.maxConnectionsPerShard {
+            counters.connectionsRefused += 1
+            refuseConnect(slot: s, version: version, reason: version == .v5 ? .quotaExceeded : .serverUnavailable)
+            return
+        }
+
+        // A v5 client that asks for authentication by a method: none is configured.
+        if version == .v5, connect.properties.authenticationMethod != nil {
+            refuseConnect(slot: s, version: version, reason: .badAuthenticationMethod)
+            return
+        }
+
+        // Takeover: an existing connection with this client id on this shard is closed [MQTT-3.1.4-3].
+        if let previous = clientIDs[clientID], isCurrent(previous), Int(previous.slot) != s {
+            endSession(slot: Int(previous.slot), publishWill: true, disconnectReason: .sessionTakenOver)
+        }
+        clientIDs[clientID] = ConnectionID(slot: Int32(s), generation: connections[s].generation)
+
+        connections[s].clientID = clientID
+        connections[s].will = connect.will
+        connections[s].phase = .connected
+        connections[s].decoder.version = version
+
+        var properties = Properties()
+        var keepAlive = connect.keepAlive
+        if config.maxKeepAlive < 65_535, keepAlive == 0 || keepAlive > config.maxKeepAlive {
+            keepAlive = config.maxKeepAlive
+            if version == .v5 { properties.serverKeepAlive = keepAlive }
+        }
+        connections[s].keepAlive = keepAlive
+
+        if version == .v5 {
+            let p = connect.properties
+            if let maximum = p.maximumPacketSize { connections[s].clientMaximumPacketSize = Int(maximum) }
+            if let problem = p.requestProblemInformation { connections[s].requestProblemInformation = problem == 1 }
+            properties.assignedClientIdentifier = assignedID
+            if config.receiveMaximum < 65_535 { properties.receiveMaximum = config.receiveMaximum }
+            if config.maxPacketSize < 268_435_460 { properties.maximumPacketSize = UInt32(config.maxPacketSize) }
+            if config.topicAliasMaximum > 0 { properties.topicAliasMaximum = config.topicAliasMaximum }
+            // Not implemented yet: say so, so that clients do not rely on them.
+            properties.retainAvailable = 0
+            properties.subscriptionIdentifierAvailable = 0
+            properties.sharedSubscriptionAvailable = 0
+        }
+        let ack = ConnAck(sessionPresent: false, reasonCode: .success, properties: properties)
+        ack.encodePacket(version: version, into: &connections[s].outbound)
+        markFlush(s)
+    }
+
+    /// Sends a refusing CONNACK and ends the connection [MQTT-3.2.2-5].
+    func refuseConnect(slot s: Int, version: ProtocolVersion, reason: ReasonCode) {
+        ConnAck(sessionPresent: false, reasonCode: reason).encodePacket(version: version, into: &connections[s].outbound)
+        markFlush(s)
+        endSession(slot: s, publishWill: false, disconnectReason: nil)
+    }
+
+    func connectedCount() -> Int {
+        // liveConnections counts sockets awaiting CONNECT too; the quota is about sessions.
+        clientIDs.count
+    }
+
+    /// A client id for a client that sent an empty one: unique across shards and restarts.
+    func makeClientID() -> String {
+        assignedIDCounter += 1
+        var random = SystemRandomNumberGenerator()
+        let nonce = random.next() & 0xFFFF_FFFF
+        return "apus-\(shardIndex)-\(assignedIDCounter)-\(String(nonce, radix: 16))"
+    }
+}

@@ -1,0 +1,162 @@
+// The PUBLISH path: inbound QoS handling, matching against the trie (local subscribers and the
+// route table), forwarding one record per other shard, and encoding deliveries.
+
+import Codec
+import Router
+
+extension ShardCore {
+    func handlePublish(_ publish: Publish, slot s: Int) {
+        counters.publishesReceived += 1
+        let version = connections[s].version
+        if version == .v5 {
+            if let alias = publish.properties.topicAlias {
+                // Inbound topic aliases are not accepted yet (Topic Alias Maximum 0 in CONNACK).
+                if config.topicAliasMaximum == 0 || alias > config.topicAliasMaximum || publish.topic.count == 0 {
+                    protocolError(slot: s, reason: .topicAliasInvalid, decodeError: nil)
+                    return
+                }
+            }
+            if publish.retain {
+                // CONNACK said Retain Available = 0 [MQTT-3.2.2-14].
+                protocolError(slot: s, reason: .retainNotSupported, decodeError: nil)
+                return
+            }
+            if publish.properties.subscriptionIdentifierCount > 0 {
+                // [MQTT-3.3.4-6]: a client must not send Subscription Identifiers.
+                protocolError(slot: s, reason: .protocolError, decodeError: nil)
+                return
+            }
+        }
+        if publish.qos == .exactlyOnce {
+            if connections[s].awaitingRelease.contains(publish.packetID) {
+                // A resend before PUBREL: already routed once; acknowledge again only.
+                queueAck(.pubrec(PublishAck(packetID: publish.packetID)), slot: s)
+                return
+            }
+            if connections[s].awaitingRelease.count >= Int(config.receiveMaximum) {
+                protocolError(slot: s, reason: .receiveMaximumExceeded, decodeError: nil)
+                return
+            }
+            connections[s].awaitingRelease.insert(publish.packetID)
+        }
+        let properties = version == .v5 ? publish.properties.raw : UnsafeRawBufferPointer(start: nil, count: 0)
+        let origin = ConnectionID(slot: Int32(s), generation: connections[s].generation)
+        let matched = route(qos: publish.qos, topic: publish.topic, properties: properties,
+                            payload: publish.payload, origin: origin, forwardToShards: true)
+        switch publish.qos {
+        case .atMostOnce:
+            break
+        case .atLeastOnce:
+            let reason: ReasonCode = matched || version != .v5 ? .success : .noMatchingSubscribers
+            queueAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: reason)), slot: s)
+        case .exactlyOnce:
+            let reason: ReasonCode = matched || version != .v5 ? .success : .noMatchingSubscribers
+            queueAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: reason)), slot: s)
+        }
+    }
+
+    /// Matches `topic` and delivers to local subscribers; with `forwardToShards`, also appends one
+    /// record per other shard that has subscribers. Returns whether anything matched.
+    @discardableResult
+    func route(
+        qos: QoS, topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer,
+        payload: UnsafeRawBufferPointer, origin: ConnectionID, forwardToShards: Bool
+    ) -> Bool {
+        var collector = MatchCollector(local: [])
+        swap(&collector.local, &matchScratch)
+        collector.local.removeAll(keepingCapacity: true)
+        trie.match(topic: topic, visitor: &collector)
+
+        var remote = collector.remote
+        remote.remove(shardIndex)
+        if forwardToShards && !remote.isEmpty {
+            for target in remote {
+                ShardMessageCodec.appendPublish(
+                    qos: qos, retain: false, originShard: shardIndex, origin: origin,
+                    topic: topic, properties: properties, payload: payload, to: &shardOutbox[target])
+                counters.publishesForwarded += 1
+            }
+        }
+
+        let localCount = collector.local.count
+        if localCount > 1 {
+            // Overlapping subscriptions: deliver once per client, at the highest granted QoS [MQTT-3.3.5-1].
+            collector.local.sort { $0.connection.slot < $1.connection.slot }
+        }
+        var i = 0
+        while i < localCount {
+            let subscriber = collector.local[i]
+            var granted = subscriber.options.qos
+            var j = i + 1
+            while j < localCount && collector.local[j].connection.slot == subscriber.connection.slot {
+                granted = max(granted, collector.local[j].options.qos)
+                j += 1
+            }
+            deliver(to: subscriber.connection, qos: min(qos, granted), topic: topic,
+                    properties: properties, payload: payload)
+            i = j
+        }
+        swap(&collector.local, &matchScratch)
+        return localCount > 0 || !remote.isEmpty
+    }
+
+    /// Encodes one PUBLISH into a subscriber's outbound buffer.
+    @inline(__always)
+    func deliver(to id: ConnectionID, qos: QoS, topic: UnsafeRawBufferPointer,
+                 properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
+        let s = Int(id.slot)
+        guard connections[s].generation == id.generation, connections[s].phase == .connected else { return }
+        let version = connections[s].version
+        let props = version == .v5 ? properties : UnsafeRawBufferPointer(start: nil, count: 0)
+        let pending = connections[s].pendingOutboundBytes
+        if pending > softOutboundLimit {
+            if qos == .atMostOnce { counters.droppedQoS0 += 1; return }
+            if pending > hardOutboundLimit { counters.droppedQoS12 += 1; return }
+        }
+        if version == .v5 && connections[s].clientMaximumPacketSize != .max {
+            let size = PublishEncoder.encodedLength(version: version, qos: qos, topicLength: topic.count,
+                                                    propertiesLength: props.count, payloadLength: payload.count)
+            if size > connections[s].clientMaximumPacketSize { counters.droppedTooLarge += 1; return }
+        }
+        let packetID: UInt16 = qos == .atMostOnce ? 0 : connections[s].allocatePacketID()
+        PublishEncoder.encode(version: version, dup: false, qos: qos, retain: false, topic: topic,
+                              packetID: packetID, properties: props, payload: payload,
+                              into: &connections[s].outbound)
+        counters.publishesDelivered += 1
+        markFlush(s)
+    }
+
+    /// Processes one record another shard sent through its mailbox (at `pointer`).
+    public func receiveShardMessage(_ pointer: UnsafeRawPointer) {
+        guard let message = ShardMessageCodec.decode(pointer) else { return }
+        switch message {
+        case .publish(let p):
+            route(qos: p.qos, topic: p.topic, properties: p.properties, payload: p.payload,
+                  origin: p.origin, forwardToShards: false)
+        case .routeAdd(let origin, let filterBytes):
+            let filter = String(decoding: filterBytes, as: UTF8.self)
+            trie.update(filter: filter) { entry in
+                var e = entry ?? RouteEntry()
+                e.remote.insert(origin)
+                entry = e
+            }
+        case .routeRemove(let origin, let filterBytes):
+            let filter = String(decoding: filterBytes, as: UTF8.self)
+            trie.update(filter: filter) { entry in
+                guard var e = entry else { return }
+                e.remote.remove(origin)
+                entry = e.isEmpty ? nil : e
+            }
+        case .barrier(let origin, let token):
+            ShardMessageCodec.appendBarrier(.barrierAck, originShard: shardIndex, token: token, to: &shardOutbox[origin])
+        case .barrierAck(_, let token):
+            barrierAcknowledged(token)
+        }
+    }
+
+    /// The length of the mailbox record at `pointer`.
+    @inline(__always)
+    public static func shardMessageLength(_ pointer: UnsafeRawPointer) -> Int {
+        ShardMessageCodec.recordLength(pointer)
+    }
+}

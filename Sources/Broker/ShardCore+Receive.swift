@@ -1,0 +1,107 @@
+// Inbound bytes → packets → handlers, and the protocol-error path that ends a connection.
+
+import Codec
+
+extension ShardCore {
+    /// Bytes arrived on a connection at `now`. Everything they cause is queued as outputs.
+    public func receive(_ id: ConnectionID, bytes: UnsafeRawBufferPointer, now: UInt64) {
+        guard isCurrent(id) else { return }
+        let s = Int(id.slot)
+        guard connections[s].phase == .awaitingConnect || connections[s].phase == .connected else { return }
+        connections[s].lastReceived = now
+        connections[s].decoder.feed(bytes)
+        while true {
+            let packet: Packet?
+            do {
+                packet = try connections[s].decoder.next()
+            } catch {
+                counters.protocolErrors += 1
+                protocolError(slot: s, reason: error.reasonCode, decodeError: error)
+                return
+            }
+            guard let packet else { return }
+            handle(packet, slot: s, now: now)
+            // A handler may have ended the session (or a takeover replaced it).
+            if connections[s].phase != .awaitingConnect && connections[s].phase != .connected { return }
+        }
+    }
+
+    /// Dispatches one decoded packet.
+    func handle(_ packet: Packet, slot s: Int, now: UInt64) {
+        if connections[s].phase == .awaitingConnect {
+            guard case .connect(let connect) = packet else {
+                // [MQTT-3.1.0-1]: the first packet must be CONNECT.
+                protocolError(slot: s, reason: .protocolError, decodeError: nil)
+                return
+            }
+            handleConnect(connect, slot: s, now: now)
+            return
+        }
+        switch packet {
+        case .publish(let publish):
+            handlePublish(publish, slot: s)
+        case .puback:
+            break  // Outbound QoS 1 is not retried yet; the ack ends it.
+        case .pubrec(let ack):
+            if ack.reasonCode.isError { break }
+            queueAck(.pubrel(PublishAck(packetID: ack.packetID)), slot: s)
+        case .pubrel(let ack):
+            connections[s].awaitingRelease.remove(ack.packetID)
+            queueAck(.pubcomp(PublishAck(packetID: ack.packetID)), slot: s)
+        case .pubcomp:
+            break
+        case .subscribe(let subscribe):
+            handleSubscribe(subscribe, slot: s)
+        case .unsubscribe(let unsubscribe):
+            handleUnsubscribe(unsubscribe, slot: s)
+        case .pingreq:
+            connections[s].outbound.writeByte(0xD0)
+            connections[s].outbound.writeByte(0x00)
+            markFlush(s)
+        case .disconnect(let disconnect):
+            // A normal DISCONNECT discards the will; v5 reason 0x04 asks for it to be sent.
+            let sendWill = connections[s].version == .v5 && disconnect.reasonCode == .disconnectWithWill
+            endSession(slot: s, publishWill: sendWill, disconnectReason: nil)
+        case .connect:
+            // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.
+            protocolError(slot: s, reason: .protocolError, decodeError: nil)
+        case .auth:
+            // No authentication method was negotiated in CONNECT.
+            protocolError(slot: s, reason: .protocolError, decodeError: nil)
+        case .connack, .suback, .unsuback, .pingresp:
+            protocolError(slot: s, reason: .protocolError, decodeError: nil)
+        }
+    }
+
+    /// Appends an acknowledgement packet in the connection's version.
+    @inline(__always)
+    func queueAck(_ packet: Packet, slot s: Int) {
+        packet.encode(version: connections[s].version, into: &connections[s].outbound)
+        markFlush(s)
+    }
+
+    /// Ends a connection because of a protocol violation: v5 clients get DISCONNECT with `reason`.
+    /// The will is published [MQTT-3.1.2-8]. A CONNECT that cannot be decoded gets a CONNACK
+    /// refusal where the spec asks for one.
+    func protocolError(slot s: Int, reason: ReasonCode, decodeError: DecodeError?) {
+        if connections[s].phase == .awaitingConnect {
+            if decodeError == .unsupportedProtocolVersion {
+                // [MQTT-3.1.2-2]: CONNACK 0x01 (3.1.1) / 0x84 (5.0), then close. The client's level is unknown
+                // here, so the 3.1.1 form (understood by every version) is sent.
+                ConnAck(sessionPresent: false, reasonCode: .unsupportedProtocolVersion)
+                    .encodePacket(version: .v3_1_1, into: &connections[s].outbound)
+                markFlush(s)
+            }
+            endSession(slot: s, publishWill: false, disconnectReason: nil)
+            return
+        }
+        endSession(slot: s, publishWill: true, disconnectReason: reason)
+    }
+}
+
+extension ConnAck {
+    @inline(__always)
+    func encodePacket(version: ProtocolVersion, into buffer: inout ByteBuffer) {
+        Packet.connack(self).encode(version: version, into: &buffer)
+    }
+}

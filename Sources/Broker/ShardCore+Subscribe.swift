@@ -1,0 +1,127 @@
+// SUBSCRIBE and UNSUBSCRIBE: the local trie, the route updates other shards receive, SUBACK/UNSUBACK.
+
+import Codec
+import Router
+
+extension ShardCore {
+    func handleSubscribe(_ subscribe: Subscribe, slot s: Int) {
+        let version = connections[s].version
+        if version == .v5, !subscribe.properties.subscriptionIdentifiers.isEmpty {
+            // CONNACK said Subscription Identifier Available = 0 [MQTT-3.8.2-2 / 3.2.2.3.12].
+            protocolError(slot: s, reason: .subscriptionIdentifiersNotSupported, decodeError: nil)
+            return
+        }
+        var codes: [ReasonCode] = []
+        codes.reserveCapacity(subscribe.subscriptions.count)
+        var newRoutes = false
+        for request in subscribe.subscriptions {
+            let filter = request.filter
+            guard TopicValidation.isValidTopicFilter(filter) else {
+                codes.append(version == .v5 ? .topicFilterInvalid : .unspecifiedError)
+                continue
+            }
+            if filter.hasPrefix("$share/") {
+                codes.append(version == .v5 ? .sharedSubscriptionsNotSupported : .unspecifiedError)
+                continue
+            }
+            if addSubscription(slot: s, filter: filter, options: request.options) { newRoutes = true }
+            codes.append(ReasonCode(rawValue: request.options.qos.rawValue))
+        }
+        let ack = Packet.suback(SubAck(packetID: subscribe.packetID, reasonCodes: codes))
+        if newRoutes {
+            lastBarrierIssued &+= 1
+            for target in 0..<shardCount where target != shardIndex {
+                ShardMessageCodec.appendBarrier(.barrier, originShard: shardIndex, token: lastBarrierIssued, to: &shardOutbox[target])
+            }
+        }
+        if lastBarrierCompleted == lastBarrierIssued {
+            queueAck(ack, slot: s)
+        } else {
+            // Another shard may not know the new route yet: SUBACK once every shard has applied it.
+            pendingSubAcks.append(PendingSubAck(
+                connection: ConnectionID(slot: Int32(s), generation: connections[s].generation),
+                token: lastBarrierIssued, bytes: ack.encoded(version: connections[s].version)))
+        }
+    }
+
+    /// Every other shard answered barrier `token` (answers arrive in token order per shard).
+    func barrierAcknowledged(_ token: UInt32) {
+        let count = (barrierAcks[token] ?? 0) + 1
+        guard count == shardCount - 1 else { barrierAcks[token] = count; return }
+        barrierAcks.removeValue(forKey: token)
+        lastBarrierCompleted = token
+        var released = 0
+        for pending in pendingSubAcks {
+            // Tokens complete in order, so pending entries are released in order.
+            guard Int32(bitPattern: pending.token &- token) <= 0 else { break }
+            released += 1
+            guard isCurrent(pending.connection), connections[Int(pending.connection.slot)].phase == .connected else { continue }
+            let s = Int(pending.connection.slot)
+            connections[s].outbound.writeBytes(pending.bytes)
+            markFlush(s)
+        }
+        pendingSubAcks.removeFirst(released)
+    }
+
+    func handleUnsubscribe(_ unsubscribe: Unsubscribe, slot s: Int) {
+        var codes: [ReasonCode] = []
+        codes.reserveCapacity(unsubscribe.filters.count)
+        for filter in unsubscribe.filters {
+            let existed = removeSubscription(slot: s, filter: filter)
+            codes.append(existed ? .success : .noSubscriptionExisted)
+        }
+        let version = connections[s].version
+        queueAck(.unsuback(UnsubAck(packetID: unsubscribe.packetID, reasonCodes: version == .v5 ? codes : [])), slot: s)
+    }
+
+    /// Adds or replaces [MQTT-3.8.4-3] a subscription of a local connection. Returns true when the
+    /// filter is new on this shard (other shards were sent a routeAdd).
+    @discardableResult
+    func addSubscription(slot s: Int, filter: String, options: SubscriptionOptions) -> Bool {
+        let id = ConnectionID(slot: Int32(s), generation: connections[s].generation)
+        connections[s].subscriptions[filter] = options
+        let becameLocal = trie.update(filter: filter) { entry -> Bool in
+            var e = entry ?? RouteEntry()
+            let hadLocal = !e.local.isEmpty
+            if let index = e.local.firstIndex(where: { $0.connection == id }) {
+                e.local[index].options = options
+            } else {
+                e.local.append(LocalSubscriber(connection: id, options: options))
+            }
+            entry = e
+            return !hadLocal
+        }
+        if becameLocal && shardCount > 1 { broadcastRoute(.routeAdd, filter: filter) }
+        return becameLocal && shardCount > 1
+    }
+
+    /// Removes a subscription of a local connection; returns whether it existed.
+    @discardableResult
+    func removeSubscription(slot s: Int, filter: String) -> Bool {
+        guard connections[s].subscriptions.removeValue(forKey: filter) != nil else { return false }
+        let id = ConnectionID(slot: Int32(s), generation: connections[s].generation)
+        let lostLocal = trie.update(filter: filter) { entry -> Bool in
+            guard var e = entry else { return false }
+            let hadLocal = !e.local.isEmpty
+            e.local.removeAll { $0.connection == id }
+            entry = e.isEmpty ? nil : e
+            return hadLocal && e.local.isEmpty
+        }
+        if lostLocal { broadcastRoute(.routeRemove, filter: filter) }
+        return true
+    }
+
+    /// Tells every other shard that this shard gained or lost its last subscriber on `filter`.
+    func broadcastRoute(_ kind: ShardMessageKind, filter: String) {
+        for target in 0..<shardCount where target != shardIndex {
+            ShardMessageCodec.appendRoute(kind, originShard: shardIndex, filter: filter, to: &shardOutbox[target])
+        }
+    }
+}
+
+/// A SUBACK held back until the route barrier `token` completes.
+struct PendingSubAck {
+    var connection: ConnectionID
+    var token: UInt32
+    var bytes: [UInt8]
+}

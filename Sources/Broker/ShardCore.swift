@@ -1,0 +1,190 @@
+// The sans-IO heart of a shard: connections and their sessions, the subscription trie with the
+// route table, and the outputs the runtime carries out (bytes to send, sockets to close,
+// records for other shards). Bytes in, actions out: no sockets, threads or clocks here.
+
+import Codec
+import Router
+
+/// Counters a shard keeps about its traffic.
+public struct ShardCounters: Sendable {
+    public var connectionsAccepted: UInt64 = 0
+    public var connectionsRefused: UInt64 = 0
+    public var publishesReceived: UInt64 = 0
+    public var publishesDelivered: UInt64 = 0
+    public var publishesForwarded: UInt64 = 0
+    /// QoS 0 messages dropped because the subscriber's outbound buffer was full.
+    public var droppedQoS0: UInt64 = 0
+    /// QoS 1/2 messages dropped because the subscriber's outbound buffer hit the hard limit.
+    public var droppedQoS12: UInt64 = 0
+    /// Messages not sent because they exceed the client's Maximum Packet Size (v5).
+    public var droppedTooLarge: UInt64 = 0
+    public var protocolErrors: UInt64 = 0
+}
+
+/// One shard's MQTT state machine. Not thread-safe: owned by its shard thread.
+public final class ShardCore {
+    public let shardIndex: Int
+    public let shardCount: Int
+    public let config: BrokerConfig
+    public internal(set) var counters = ShardCounters()
+
+    var connections: [ClientConnection] = []
+    var freeSlots: [Int32] = []
+    /// Connections in phase awaitingConnect or connected.
+    public internal(set) var liveConnections = 0
+    /// Local client ids → connection (takeover within the shard).
+    var clientIDs: [String: ConnectionID] = [:]
+    var trie = SubscriptionTrie<RouteEntry>()
+    var matchScratch: [LocalSubscriber] = []
+    var assignedIDCounter: UInt64 = 0
+    /// Route barriers (see ShardMessageKind.barrier): the last token issued, the last one every
+    /// other shard acknowledged, acknowledgements counted per outstanding token, and the SUBACKs
+    /// waiting for them, in order.
+    var lastBarrierIssued: UInt32 = 0
+    var lastBarrierCompleted: UInt32 = 0
+    var barrierAcks: [UInt32: Int] = [:]
+    var pendingSubAcks: [PendingSubAck] = []
+
+    /// Slots whose outbound buffer received bytes since the runtime last looked.
+    public internal(set) var flushQueue: [Int32] = []
+    /// Slots whose session ended; the runtime flushes and closes their sockets, then calls `release`.
+    public internal(set) var closeQueue: [Int32] = []
+    /// Records for each other shard (index = target shard); the runtime moves them into mailboxes.
+    public var shardOutbox: [ByteBuffer]
+
+    /// QoS 0 deliveries are dropped for a client with more than this many bytes pending.
+    public var softOutboundLimit = 4 << 20
+    /// Any delivery is dropped (and counted) beyond this many pending bytes.
+    public var hardOutboundLimit = 64 << 20
+
+    public init(shardIndex: Int, shardCount: Int, config: BrokerConfig) {
+        precondition(shardCount >= 1 && shardCount <= 64 && shardIndex < shardCount)
+        self.shardIndex = shardIndex
+        self.shardCount = shardCount
+        self.config = config
+        self.shardOutbox = Array(repeating: ByteBuffer(), count: shardCount)
+        matchScratch.reserveCapacity(64)
+    }
+
+    deinit {
+        for i in connections.indices { connections[i].releaseResources() }
+        for i in shardOutbox.indices { shardOutbox[i].deallocate() }
+    }
+
+    // MARK: connection slots
+
+    /// A new socket was accepted at `now` (nanoseconds, monotonic).
+    public func accept(now: UInt64) -> ConnectionID {
+        let slot: Int32
+        if let reused = freeSlots.popLast() {
+            slot = reused
+        } else {
+            slot = Int32(connections.count)
+            connections.append(ClientConnection())
+        }
+        let s = Int(slot)
+        connections[s].phase = .awaitingConnect
+        connections[s].decoder = StreamDecoder(version: .v3_1_1, maxPacketSize: config.maxPacketSize)
+        connections[s].openedAt = now
+        connections[s].lastReceived = now
+        connections[s].nextPacketID = 1
+        connections[s].clientMaximumPacketSize = .max
+        connections[s].requestProblemInformation = true
+        liveConnections += 1
+        counters.connectionsAccepted += 1
+        return ConnectionID(slot: slot, generation: connections[s].generation)
+    }
+
+    /// True when `id` names the current occupant of its slot.
+    @inline(__always)
+    public func isCurrent(_ id: ConnectionID) -> Bool {
+        let s = Int(id.slot)
+        return s >= 0 && s < connections.count && connections[s].generation == id.generation
+            && connections[s].phase != .free
+    }
+
+    /// The phase of a connection.
+    public func phase(of id: ConnectionID) -> ConnectionPhase {
+        isCurrent(id) ? connections[Int(id.slot)].phase : .free
+    }
+
+    /// Frees a slot after the runtime closed its socket. Stale ids never match it again.
+    public func release(_ id: ConnectionID) {
+        guard isCurrent(id) else { return }
+        let s = Int(id.slot)
+        if connections[s].phase != .closing { endSession(slot: s, publishWill: true, disconnectReason: nil) }
+        connections[s].releaseResources()
+        connections[s].phase = .free
+        connections[s].generation &+= 1
+        connections[s].flushQueued = false
+        freeSlots.append(id.slot)
+    }
+
+    // MARK: outbound bytes (runtime side)
+
+    /// Moves queued bytes into the in-flight buffer when nothing is in flight; returns the bytes to
+    /// send (empty when nothing to send or a send is already in flight).
+    public func takeBytesToSend(_ id: ConnectionID) -> UnsafeRawBufferPointer {
+        let s = Int(id.slot)
+        if connections[s].sending.isEmpty {
+            let queued = connections[s].outbound
+            connections[s].outbound = connections[s].sending
+            connections[s].sending = queued
+        }
+        return connections[s].sending.readableView
+    }
+
+    /// Records that the kernel took `count` bytes of the in-flight buffer.
+    public func didSend(_ id: ConnectionID, count: Int) {
+        connections[Int(id.slot)].sending.moveReaderIndex(forwardBy: count)
+    }
+
+    /// True when the connection has bytes queued or in flight.
+    public func hasPendingOutput(_ id: ConnectionID) -> Bool {
+        connections[Int(id.slot)].pendingOutboundBytes > 0
+    }
+
+    /// Hands the runtime the flush queue and starts a new one (the caller swaps an empty array in).
+    public func swapFlushQueue(_ other: inout [Int32]) {
+        swap(&flushQueue, &other)
+        for slot in other { connections[Int(slot)].flushQueued = false }
+    }
+
+    /// Hands the runtime the close queue.
+    public func swapCloseQueue(_ other: inout [Int32]) { swap(&closeQueue, &other) }
+
+    /// The current id of a slot (for queue entries).
+    public func connectionID(slot: Int32) -> ConnectionID {
+        ConnectionID(slot: slot, generation: connections[Int(slot)].generation)
+    }
+
+    @inline(__always)
+    func markFlush(_ s: Int) {
+        if !connections[s].flushQueued {
+            connections[s].flushQueued = true
+            flushQueue.append(Int32(s))
+        }
+    }
+
+    // MARK: timers
+
+    /// Closes connections that sent no CONNECT in time or went silent for 1.5 × keep alive.
+    public func tick(now: UInt64) {
+        let connectTimeout = UInt64(config.connectTimeoutSeconds * 1e9)
+        for s in connections.indices {
+            switch connections[s].phase {
+            case .awaitingConnect:
+                if now &- connections[s].openedAt > connectTimeout {
+                    endSession(slot: s, publishWill: false, disconnectReason: nil)
+                }
+            case .connected:
+                let keepAlive = UInt64(connections[s].keepAlive)
+                if keepAlive > 0 && now &- connections[s].lastReceived > keepAlive * 1_500_000_000 {
+                    endSession(slot: s, publishWill: true, disconnectReason: .keepAliveTimeout)
+                }
+            case .free, .closing:
+                break
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+// The whole shard-to-shard contract: the messages one shard sends another through the SPSC
+// mailboxes, and their byte layout. Records are written into a per-target ByteBuffer by the
+// sending shard's core and copied, whole, into the lock-free ring by the runtime.
+//
+// Record layout (native byte order; both ends are the same process):
+//   u32 length of the whole record (including this field)
+//   u8  kind (ShardMessageKind)
+//   ... kind-specific body
+//
+//   publish:      u8 flags (bits 0-1 qos, bit 2 retain), u8 origin shard, u16 topic length,
+//                 u32 properties length, u32 payload length, u64 origin connection,
+//                 topic bytes, v5 property bytes (no Topic Alias), payload bytes
+//   routeAdd:     u8 origin shard, u16 filter length, filter bytes
+//   routeRemove:  same as routeAdd
+//   barrier:      u8 origin shard, 3 bytes padding, u32 token
+//   barrierAck:   same as barrier (origin = the acknowledging shard)
+
+import Codec
+
+/// Kinds of shard-to-shard messages.
+public enum ShardMessageKind: UInt8, Sendable {
+    /// An application message for the target's local subscribers.
+    case publish = 1
+    /// The origin shard now has at least one subscriber on a filter.
+    case routeAdd = 2
+    /// The origin shard no longer has any subscriber on a filter.
+    case routeRemove = 3
+    /// "Acknowledge when you have applied everything I sent before this": the target answers
+    /// with barrierAck. A SUBSCRIBE that created new routes is acknowledged (SUBACK) only when
+    /// every other shard has acknowledged, so a message published anywhere after SUBACK is routed.
+    case barrier = 4
+    /// The answer to a barrier.
+    case barrierAck = 5
+}
+
+/// A decoded view of one mailbox record (pointers into the ring's memory).
+public enum ShardMessage {
+    case publish(ForwardedPublish)
+    case routeAdd(origin: Int, filter: UnsafeRawBufferPointer)
+    case routeRemove(origin: Int, filter: UnsafeRawBufferPointer)
+    case barrier(origin: Int, token: UInt32)
+    case barrierAck(origin: Int, token: UInt32)
+}
+
+/// An application message as it travels between shards.
+public struct ForwardedPublish {
+    public var qos: QoS
+    public var retain: Bool
+    public var originShard: Int
+    public var origin: ConnectionID
+    public var topic: UnsafeRawBufferPointer
+    /// v5 PUBLISH properties to pass on (empty when the publisher was 3.1.1).
+    public var properties: UnsafeRawBufferPointer
+    public var payload: UnsafeRawBufferPointer
+}
+
+enum ShardMessageCodec {
+    static let publishHeader = 4 + 1 + 1 + 1 + 2 + 4 + 4 + 8
+
+    /// Appends a publish record.
+    @inline(__always)
+    static func appendPublish(
+        qos: QoS, retain: Bool, originShard: Int, origin: ConnectionID,
+        topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
+        to buffer: inout ByteBuffer
+    ) {
+        let length = publishHeader + topic.count + properties.count + payload.count
+        let p = buffer.reserveWritable(length)
+        p.storeBytes(of: UInt32(length), as: UInt32.self)
+        p.storeBytes(of: ShardMessageKind.publish.rawValue, toByteOffset: 4, as: UInt8.self)
+        p.storeBytes(of: qos.rawValue | (retain ? 4 : 0), toByteOffset: 5, as: UInt8.self)
+        p.storeBytes(of: UInt8(originShard), toByteOffset: 6, as: UInt8.self)
+        p.storeBytes(of: UInt16(topic.count), toByteOffset: 7, as: UInt16.self)
+        p.storeBytes(of: UInt32(properties.count), toByteOffset: 9, as: UInt32.self)
+        p.storeBytes(of: UInt32(payload.count), toByteOffset: 13, as: UInt32.self)
+        p.storeBytes(of: origin.packed, toByteOffset: 17, as: UInt64.self)
+        var offset = publishHeader
+        if topic.count > 0 { (p + offset).copyMemory(from: topic.baseAddress!, byteCount: topic.count); offset += topic.count }
+        if properties.count > 0 { (p + offset).copyMemory(from: properties.baseAddress!, byteCount: properties.count); offset += properties.count }
+        if payload.count > 0 { (p + offset).copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
+        buffer.commitWritten(length)
+    }
+
+    /// Appends a routeAdd or routeRemove record.
+    static func appendRoute(_ kind: ShardMessageKind, originShard: Int, filter: String, to buffer: inout ByteBuffer) {
+        var f = filter
+        f.withUTF8 { bytes in
+            let length = 4 + 1 + 1 + 2 + bytes.count
+            let p = buffer.reserveWritable(length)
+            p.storeBytes(of: UInt32(length), as: UInt32.self)
+            p.storeBytes(of: kind.rawValue, toByteOffset: 4, as: UInt8.self)
+            p.storeBytes(of: UInt8(originShard), toByteOffset: 5, as: UInt8.self)
+            p.storeBytes(of: UInt16(bytes.count), toByteOffset: 6, as: UInt16.self)
+            if bytes.count > 0 { (p + 8).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+            buffer.commitWritten(length)
+        }
+    }
+
+    /// Appends a barrier or barrierAck record.
+    static func appendBarrier(_ kind: ShardMessageKind, originShard: Int, token: UInt32, to buffer: inout ByteBuffer) {
+        let p = buffer.reserveWritable(12)
+        p.storeBytes(of: UInt32(12), as: UInt32.self)
+        p.storeBytes(of: kind.rawValue, toByteOffset: 4, as: UInt8.self)
+        p.storeBytes(of: UInt8(originShard), toByteOffset: 5, as: UInt8.self)
+        p.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
+        p.storeBytes(of: token, toByteOffset: 8, as: UInt32.self)
+        buffer.commitWritten(12)
+    }
+
+    /// The total length of the record starting at `p`.
+    @inline(__always)
+    static func recordLength(_ p: UnsafeRawPointer) -> Int { Int(p.loadUnaligned(as: UInt32.self)) }
+
+    /// Decodes the record at `p` (whose length is `recordLength(p)`); nil for an unknown kind.
+    static func decode(_ p: UnsafeRawPointer) -> ShardMessage? {
+        guard let kind = ShardMessageKind(rawValue: p.load(fromByteOffset: 4, as: UInt8.self)) else { return nil }
+        switch kind {
+        case .publish:
+            let flags = p.load(fromByteOffset: 5, as: UInt8.self)
+            let originShard = Int(p.load(fromByteOffset: 6, as: UInt8.self))
+            let topicLength = Int(p.loadUnaligned(fromByteOffset: 7, as: UInt16.self))
+            let propertiesLength = Int(p.loadUnaligned(fromByteOffset: 9, as: UInt32.self))
+            let payloadLength = Int(p.loadUnaligned(fromByteOffset: 13, as: UInt32.self))
+            let origin = ConnectionID(packed: p.loadUnaligned(fromByteOffset: 17, as: UInt64.self))
+            let topic = UnsafeRawBufferPointer(start: p + publishHeader, count: topicLength)
+            let properties = UnsafeRawBufferPointer(start: p + publishHeader + topicLength, count: propertiesLength)
+            let payload = UnsafeRawBufferPointer(start: p + publishHeader + topicLength + propertiesLength, count: payloadLength)
+            return .publish(ForwardedPublish(
+                qos: QoS(rawValue: flags & 3) ?? .atMostOnce, retain: flags & 4 != 0,
+                originShard: originShard, origin: origin, topic: topic, properties: properties, payload: payload))
+        case .routeAdd, .routeRemove:
+            let originShard = Int(p.load(fromByteOffset: 5, as: UInt8.self))
+            let length = Int(p.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
+            let filter = UnsafeRawBufferPointer(start: p + 8, count: length)
+            return kind == .routeAdd ? .routeAdd(origin: originShard, filter: filter) : .routeRemove(origin: originShard, filter: filter)
+        case .barrier, .barrierAck:
+            let originShard = Int(p.load(fromByteOffset: 5, as: UInt8.self))
+            let token = p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+            return kind == .barrier ? .barrier(origin: originShard, token: token) : .barrierAck(origin: originShard, token: token)
+        }
+    }
+}

@@ -1,0 +1,20 @@
+// The few libc calls that Swift's Glibc module hides (GNU extensions): thread affinity,
+// the current CPU, the thread id. Everything is prefixed apus_.
+#ifndef CAPUSSYS_H
+#define CAPUSSYS_H
+#include <stdint.h>
+
+/// Pins the calling thread to `cpu`. Returns 0 or an errno value.
+int apus_pin_current_thread(int cpu);
+/// The CPU the calling thread runs on, or -1.
+int apus_current_cpu(void);
+/// The calling thread's kernel thread id.
+int apus_gettid(void);
+/// The number of CPUs this process may run on (sched_getaffinity), at least 1.
+int apus_available_cpus(void);
+/// Sets the calling thread's name (at most 15 characters are kept).
+void apus_set_thread_name(const char *name);
+/// Monotonic clock in nanoseconds.
+uint64_t apus_monotonic_ns(void);
+
+#endif

@@ -1,0 +1,81 @@
+// A provided buffer ring (IORING_REGISTER_PBUF_RING): a group of equal-size receive buffers the
+// kernel picks from for multishot recv. liburing 2.3 has no io_uring_setup_buf_ring, so the ring
+// memory is mmap'd here and registered with io_uring_register_buf_ring.
+
+import CLiburing
+@preconcurrency import Glibc
+
+
+/// A group of `count` receive buffers of `bufferSize` bytes registered with one ring.
+public final class ProvidedBufferRing {
+    public let group: UInt16
+    public let count: UInt16
+    public let bufferSize: Int
+    @usableFromInline let ringMemory: UnsafeMutablePointer<io_uring_buf_ring>
+    @usableFromInline let ringBytes: Int
+    @usableFromInline let buffers: UnsafeMutableRawPointer
+    @usableFromInline let mask: Int32
+    @usableFromInline var pendingReturns: Int32 = 0
+    unowned let owner: IOUring
+
+    /// Registers `count` (a power of two ≤ 32768) buffers of `bufferSize` bytes as group `group`.
+    public init(ring: IOUring, group: UInt16, count: UInt16, bufferSize: Int) throws(IOUringError) {
+        precondition(count > 0 && count & (count - 1) == 0, "buffer count must be a power of two")
+        self.group = group
+        self.count = count
+        self.bufferSize = bufferSize
+        self.owner = ring
+        ringBytes = Int(count) * MemoryLayout<io_uring_buf>.stride
+        guard let mem = mmap(nil, ringBytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0),
+              mem != MAP_FAILED else {
+            throw IOUringError("mmap buffer ring", errno: Glibc.errno)
+        }
+        ringMemory = mem.bindMemory(to: io_uring_buf_ring.self, capacity: 1)
+        buffers = .allocate(byteCount: Int(count) * bufferSize, alignment: 4096)
+        mask = io_uring_buf_ring_mask(UInt32(count))
+        io_uring_buf_ring_init(ringMemory)
+        var reg = io_uring_buf_reg()
+        reg.ring_addr = UInt64(UInt(bitPattern: mem))
+        reg.ring_entries = UInt32(count)
+        reg.bgid = group
+        let rc = io_uring_register_buf_ring(ring.rawRing, &reg, 0)
+        if rc < 0 {
+            munmap(mem, ringBytes)
+            buffers.deallocate()
+            throw IOUringError("io_uring_register_buf_ring", errno: -rc)
+        }
+        for id in 0..<count {
+            io_uring_buf_ring_add(ringMemory, buffers + Int(id) * bufferSize, UInt32(bufferSize), id, mask, Int32(id))
+        }
+        io_uring_buf_ring_advance(ringMemory, Int32(count))
+    }
+
+    /// Unregisters the group; call before the ring is torn down.
+    public func unregister() {
+        _ = io_uring_unregister_buf_ring(owner.rawRing, Int32(group))
+    }
+
+    deinit {
+        munmap(UnsafeMutableRawPointer(ringMemory), ringBytes)
+        buffers.deallocate()
+    }
+
+    /// The bytes of buffer `id` as filled by a completion of `length` bytes.
+    @inlinable public func bytes(id: UInt16, length: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: buffers + Int(id) * bufferSize, count: length)
+    }
+
+    /// Gives buffer `id` back to the kernel. Returns are published in batches by `publishReturns`.
+    @inlinable public func recycle(id: UInt16) {
+        io_uring_buf_ring_add(ringMemory, buffers + Int(id) * bufferSize, UInt32(bufferSize), id, mask, pendingReturns)
+        pendingReturns += 1
+    }
+
+    /// Makes recycled buffers visible to the kernel.
+    @inlinable public func publishReturns() {
+        if pendingReturns > 0 {
+            io_uring_buf_ring_advance(ringMemory, pendingReturns)
+            pendingReturns = 0
+        }
+    }
+}

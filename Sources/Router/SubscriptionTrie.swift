@@ -1,0 +1,265 @@
+// The topic-filter trie: filters with `+` and `#` map to a value each; a topic name is matched
+// against all filters in one walk without allocating. A value type: arrays give copy-on-write,
+// so a copy is a snapshot that later updates do not change.
+
+/// Receives the value of every filter that matches a topic. Generic, so matching specializes.
+public protocol TrieVisitor<Value> {
+    associatedtype Value
+    /// Called once per matching filter.
+    mutating func visit(_ value: Value)
+}
+
+/// A topic-filter trie mapping MQTT topic filters to a `Value` per filter.
+public struct SubscriptionTrie<Value> {
+    @usableFromInline struct Node {
+        /// The level's bytes (`+` and `#` nodes hold those characters).
+        @usableFromInline var level: [UInt8]
+        @usableFromInline var parent: Int32
+        @usableFromInline var hash: UInt64
+        @usableFromInline var plusChild: Int32 = -1
+        @usableFromInline var hashChild: Int32 = -1
+        /// Next literal sibling with the same (parent, hash): the collision chain.
+        @usableFromInline var nextCollision: Int32 = -1
+        @usableFromInline var childCount: Int32 = 0
+        @usableFromInline var value: Value? = nil
+        @usableFromInline var inUse = true
+
+        init(level: [UInt8], parent: Int32, hash: UInt64) {
+            self.level = level; self.parent = parent; self.hash = hash
+        }
+    }
+
+    @usableFromInline struct ChildKey: Hashable {
+        @usableFromInline var parent: Int32
+        @usableFromInline var hash: UInt64
+        @inlinable init(parent: Int32, hash: UInt64) { self.parent = parent; self.hash = hash }
+    }
+
+    @usableFromInline var nodes: [Node]
+    /// Literal children: (parent, hash of level) → first node of the collision chain.
+    @usableFromInline var children: [ChildKey: Int32] = [:]
+    @usableFromInline var freeNodes: [Int32] = []
+    /// Applied to every level hash; tests set it to 0 to force collisions.
+    @usableFromInline var hashMask: UInt64 = ~0
+    public private(set) var count = 0
+
+    public init() {
+        nodes = [Node(level: [], parent: -1, hash: 0)]
+    }
+
+    /// A trie whose level hashes are masked (tests: `hashMask: 0` makes every level collide).
+    init(hashMask: UInt64) {
+        self.init()
+        self.hashMask = hashMask
+    }
+
+    // MARK: hashing
+
+    @inlinable static func fnv1a(_ bytes: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        var i = start
+        while i < end {
+            h = (h ^ UInt64(bytes[i])) &* 0x0000_0100_0000_01B3
+            i += 1
+        }
+        return h
+    }
+
+    // MARK: matching
+
+    /// Visits the value of every filter that matches `topic` (a topic name: UTF-8, no wildcards),
+    /// each exactly once. A topic starting with `$` is not matched by a first-level `+` or `#`
+    /// [MQTT-4.7.2-1].
+    @inlinable
+    public func match<V: TrieVisitor>(topic: UnsafeRawBufferPointer, visitor: inout V) where V.Value == Value {
+        let dollar = topic.count > 0 && topic[0] == UInt8(ascii: "$")
+        nodes.withUnsafeBufferPointer { nodes in
+            matchLevel(nodes, 0, topic, 0, dollar, &visitor)
+        }
+    }
+
+    @inlinable
+    func matchLevel<V: TrieVisitor>(
+        _ nodes: UnsafeBufferPointer<Node>, _ index: Int32, _ topic: UnsafeRawBufferPointer,
+        _ start: Int, _ dollar: Bool, _ visitor: inout V
+    ) where V.Value == Value {
+        let node = nodes[Int(index)]
+        if start > topic.count {
+            // Every level consumed: the filter ending here matches, and so does `filter/#`.
+            if let value = node.value { visitor.visit(value) }
+            if node.hashChild >= 0, let value = nodes[Int(node.hashChild)].value { visitor.visit(value) }
+            return
+        }
+        var end = start
+        while end < topic.count && topic[end] != UInt8(ascii: "/") { end += 1 }
+        let next = end + 1  // past the end (count + 1) when this was the last level
+        let wildcardsAllowed = !(index == 0 && dollar)
+        if wildcardsAllowed {
+            if node.hashChild >= 0, let value = nodes[Int(node.hashChild)].value { visitor.visit(value) }
+            if node.plusChild >= 0 { matchLevel(nodes, node.plusChild, topic, next, dollar, &visitor) }
+        }
+        if node.childCount == 0 { return }
+        let hash = SubscriptionTrie.fnv1a(topic, start, end) & hashMask
+        guard var child = children[ChildKey(parent: index, hash: hash)] else { return }
+        let length = end - start
+        while child >= 0 {
+            let candidate = nodes[Int(child)]
+            if candidate.level.count == length && candidate.level.withUnsafeBytes({ level in
+                SubscriptionTrie.equal(level, topic, start, length)
+            }) {
+                matchLevel(nodes, child, topic, next, dollar, &visitor)
+                return
+            }
+            child = candidate.nextCollision
+        }
+    }
+
+    @inlinable static func equal(_ level: UnsafeRawBufferPointer, _ topic: UnsafeRawBufferPointer, _ start: Int, _ length: Int) -> Bool {
+        var i = 0
+        while i < length {
+            if level[i] != topic[start + i] { return false }
+            i += 1
+        }
+        return true
+    }
+
+    /// The values of every filter matching `topic` (tests and cold paths).
+    public func matches(topic: String) -> [Value] {
+        var collector = Collector<Value>()
+        var t = topic
+        t.withUTF8 { match(topic: UnsafeRawBufferPointer($0), visitor: &collector) }
+        return collector.values
+    }
+
+    // MARK: lookup and update
+
+    /// The node of exactly this filter, if present.
+    func find(_ filter: String) -> Int32? {
+        var index: Int32 = 0
+        for level in filter.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
+            let bytes = Array(level)
+            guard let child = child(of: index, level: bytes) else { return nil }
+            index = child
+        }
+        return index
+    }
+
+    func child(of parent: Int32, level: [UInt8]) -> Int32? {
+        if level == [UInt8(ascii: "+")] { let c = nodes[Int(parent)].plusChild; return c >= 0 ? c : nil }
+        if level == [UInt8(ascii: "#")] { let c = nodes[Int(parent)].hashChild; return c >= 0 ? c : nil }
+        let hash = level.withUnsafeBytes { SubscriptionTrie.fnv1a($0, 0, $0.count) } & hashMask
+        var c = children[ChildKey(parent: parent, hash: hash)] ?? -1
+        while c >= 0 {
+            if nodes[Int(c)].level == level { return c }
+            c = nodes[Int(c)].nextCollision
+        }
+        return nil
+    }
+
+    /// The value stored for exactly this filter (no wildcard matching).
+    public func value(forFilter filter: String) -> Value? {
+        guard let index = find(filter) else { return nil }
+        return nodes[Int(index)].value
+    }
+
+    /// Creates, changes or deletes (the body leaves it nil) the value of exactly this filter.
+    /// Nodes left without value and children are removed.
+    @discardableResult
+    public mutating func update<R>(filter: String, _ body: (inout Value?) -> R) -> R {
+        var index: Int32 = 0
+        for level in filter.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
+            let bytes = Array(level)
+            if let existing = child(of: index, level: bytes) {
+                index = existing
+            } else {
+                index = addChild(of: index, level: bytes)
+            }
+        }
+        let hadValue = nodes[Int(index)].value != nil
+        let result = body(&nodes[Int(index)].value)
+        let hasValue = nodes[Int(index)].value != nil
+        if hadValue != hasValue { count += hasValue ? 1 : -1 }
+        prune(from: index)
+        return result
+    }
+
+    mutating func addChild(of parent: Int32, level: [UInt8]) -> Int32 {
+        let hash = level.withUnsafeBytes { SubscriptionTrie.fnv1a($0, 0, $0.count) } & hashMask
+        let node = Node(level: level, parent: parent, hash: hash)
+        let index: Int32
+        if let reused = freeNodes.popLast() {
+            index = reused
+            nodes[Int(index)] = node
+        } else {
+            index = Int32(nodes.count)
+            nodes.append(node)
+        }
+        if level == [UInt8(ascii: "+")] {
+            nodes[Int(parent)].plusChild = index
+        } else if level == [UInt8(ascii: "#")] {
+            nodes[Int(parent)].hashChild = index
+        } else {
+            let key = ChildKey(parent: parent, hash: hash)
+            nodes[Int(index)].nextCollision = children[key] ?? -1
+            children[key] = index
+        }
+        nodes[Int(parent)].childCount += 1
+        return index
+    }
+
+    /// Removes `index` and its ancestors while they hold neither a value nor children.
+    mutating func prune(from start: Int32) {
+        var index = start
+        while index != 0 {
+            let node = nodes[Int(index)]
+            guard node.value == nil && node.childCount == 0 else { return }
+            let parent = node.parent
+            if nodes[Int(parent)].plusChild == index {
+                nodes[Int(parent)].plusChild = -1
+            } else if nodes[Int(parent)].hashChild == index {
+                nodes[Int(parent)].hashChild = -1
+            } else {
+                let key = ChildKey(parent: parent, hash: node.hash)
+                if children[key] == index {
+                    children[key] = node.nextCollision >= 0 ? node.nextCollision : nil
+                } else {
+                    var previous = children[key]!
+                    while nodes[Int(previous)].nextCollision != index { previous = nodes[Int(previous)].nextCollision }
+                    nodes[Int(previous)].nextCollision = node.nextCollision
+                }
+            }
+            nodes[Int(parent)].childCount -= 1
+            nodes[Int(index)] = Node(level: [], parent: -1, hash: 0)
+            nodes[Int(index)].inUse = false
+            freeNodes.append(index)
+            index = parent
+        }
+    }
+
+    /// Nodes allocated, including the root and free ones (diagnostics, tests).
+    var nodeCapacity: Int { nodes.count }
+    /// Nodes in use, including the root.
+    var liveNodes: Int { nodes.count - freeNodes.count }
+
+    /// All (filter, value) pairs, for diagnostics and session transfer.
+    public func allFilters() -> [(filter: String, value: Value)] {
+        var result: [(filter: String, value: Value)] = []
+        for i in nodes.indices where nodes[i].inUse && i != 0 {
+            guard let value = nodes[i].value else { continue }
+            var levels: [String] = []
+            var index = Int32(i)
+            while index != 0 {
+                levels.append(String(decoding: nodes[Int(index)].level, as: UTF8.self))
+                index = nodes[Int(index)].parent
+            }
+            result.append((levels.reversed().joined(separator: "/"), value))
+        }
+        return result
+    }
+}
+
+/// Collects matched values into an array.
+struct Collector<Value>: TrieVisitor {
+    var values: [Value] = []
+    mutating func visit(_ value: Value) { values.append(value) }
+}

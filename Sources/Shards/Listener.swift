@@ -1,0 +1,61 @@
+// TCP listening sockets: one per shard on the same address with SO_REUSEPORT, so the kernel
+// spreads incoming connections over the shards without an acceptor thread.
+
+@preconcurrency import Glibc
+
+/// Errors while setting up sockets.
+public struct SocketError: Error, CustomStringConvertible {
+    public var operation: String
+    public var errno: Int32
+    public var description: String { "\(operation): \(String(cString: strerror(errno)))" }
+}
+
+enum Listener {
+    /// Opens `count` listening sockets bound to `host:port` with SO_REUSEPORT. Port 0 picks a free
+    /// port (the first socket's) for all. Returns the descriptors and the bound port.
+    static func open(host: String, port: UInt16, count: Int, backlog: Int32 = 4096) throws -> (fds: [Int32], port: UInt16) {
+        var fds: [Int32] = []
+        var boundPort = port
+        do {
+            for _ in 0..<count {
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+                guard fd >= 0 else { throw SocketError(operation: "socket", errno: errno) }
+                fds.append(fd)
+                var one: Int32 = 1
+                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+                setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_port = boundPort.bigEndian
+                guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
+                    throw SocketError(operation: "invalid IPv4 address \(host)", errno: EINVAL)
+                }
+                let rc = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
+                }
+                guard rc == 0 else { throw SocketError(operation: "bind \(host):\(boundPort)", errno: errno) }
+                guard listen(fd, backlog) == 0 else { throw SocketError(operation: "listen", errno: errno) }
+                if boundPort == 0 {
+                    var actual = sockaddr_in()
+                    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+                    _ = withUnsafeMutablePointer(to: &actual) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+                    }
+                    boundPort = UInt16(bigEndian: actual.sin_port)
+                }
+            }
+        } catch {
+            for fd in fds { close(fd) }
+            throw error
+        }
+        return (fds, boundPort)
+    }
+
+    /// Per-connection socket options: no Nagle delay (Apus batches its own writes).
+    static func configureAccepted(_ fd: Int32) {
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+}

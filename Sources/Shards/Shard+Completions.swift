@@ -1,0 +1,101 @@
+// Completion dispatch for a shard: accept, multishot recv (provided buffers), send, wake.
+
+import Broker
+import Codec
+import IOUring
+@preconcurrency import Glibc
+
+extension Shard {
+    func processCompletions(now: UInt64) {
+        while true {
+            let count = ring.harvest(into: completions, capacity: completionCapacity)
+            if count == 0 { return }
+            for i in 0..<count { handle(completions[i], now: now) }
+            if count < completionCapacity { return }
+        }
+    }
+
+    @inline(__always)
+    func handle(_ completion: Completion, now: UInt64) {
+        guard let kind = UserData.kind(completion.userData) else { return }
+        switch kind {
+        case .recv: received(completion, now: now)
+        case .send: sent(completion)
+        case .accept: acceptCompleted(completion, now: now)
+        case .wake: break  // the mailboxes are drained every iteration
+        case .wakeSent:
+            logger.warning("MSG_RING wake failed: \(completion.result)")
+        }
+    }
+
+    /// The slot a connection completion refers to, if it still belongs to the same socket.
+    @inline(__always)
+    func slot(of completion: Completion) -> Int? {
+        let slot = Int(UserData.slot(completion.userData))
+        guard slot >= 0, slot < sockets.count, sockets[slot].fd >= 0,
+              sockets[slot].generation & 0xFF_FFFF == UserData.generation24(completion.userData) else { return nil }
+        return slot
+    }
+
+    func acceptCompleted(_ completion: Completion, now: UInt64) {
+        if completion.result >= 0 {
+            if group.stopping.load(ordering: .relaxed) {
+                Glibc.close(completion.result)
+            } else {
+                accepted(fd: completion.result, now: now)
+            }
+        } else if completion.result != -ECANCELED {
+            // EMFILE/ENFILE and friends: the listener stays; log and carry on.
+            logger.warning("accept failed: \(String(cString: strerror(-completion.result)))")
+        }
+        if !completion.hasMore && !group.stopping.load(ordering: .relaxed) { armAccept() }
+    }
+
+    func received(_ completion: Completion, now: UInt64) {
+        let bufferID = completion.bufferID
+        defer { if let bufferID { buffers.recycle(id: bufferID) } }
+        guard let slot = slot(of: completion) else { return }
+        let id = ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)
+        let result = completion.result
+        if !completion.hasMore { sockets[slot].recvArmed = false }
+        if result > 0, let bufferID {
+            if !sockets[slot].closing {
+                core.receive(id, bytes: buffers.bytes(id: bufferID, length: Int(result)), now: now)
+            }
+            if !sockets[slot].recvArmed && !sockets[slot].closing && !sockets[slot].shutDown { armRecv(slot: slot) }
+            return
+        }
+        if result == -ENOBUFS {
+            // The provided buffers ran out: re-arm once buffers are back.
+            if !sockets[slot].recvArmed && !sockets[slot].shutDown {
+                buffers.publishReturns()
+                armRecv(slot: slot)
+            }
+            return
+        }
+        // EOF or an error: the peer is gone (or we shut the socket down).
+        if !sockets[slot].closing { core.connectionLost(id) }
+        if sockets[slot].closing || sockets[slot].shutDown {
+            finishCloseIfIdle(slot: slot)
+        }
+    }
+
+    func sent(_ completion: Completion) {
+        guard let slot = slot(of: completion) else { return }
+        let id = ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)
+        sockets[slot].sendInFlight = false
+        if completion.result > 0 {
+            core.didSend(id, count: Int(completion.result))
+        } else if completion.result < 0 {
+            // EPIPE / ECONNRESET: nothing more can reach this peer.
+            if !sockets[slot].closing { core.connectionLost(id) }
+            shutdownSocket(slot: slot)
+            return
+        }
+        if core.hasPendingOutput(id) && !sockets[slot].shutDown {
+            startSend(slot: slot)
+        } else if sockets[slot].closing {
+            shutdownSocket(slot: slot)
+        }
+    }
+}

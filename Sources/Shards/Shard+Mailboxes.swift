@@ -1,0 +1,81 @@
+// Shard-to-shard traffic: moving the core's outbox records into the SPSC mailboxes (waking the
+// target with MSG_RING only if it sleeps), and draining the mailboxes addressed to this shard.
+
+import Broker
+import Codec
+import IOUring
+@preconcurrency import Glibc
+
+/// A record too large for a mailbox travels on the heap: the mailbox carries this 16-byte stub.
+/// Layout: u32 length (16), u8 kind (0xFF), 3 bytes padding, u64 pointer to a malloc'd record.
+enum OutOfLineRecord {
+    static let kind: UInt8 = 0xFF
+    static let length = 16
+}
+
+extension Shard {
+    func inboundMailboxesHaveRecords() -> Bool {
+        for from in 0..<group.config.shards where from != index {
+            if group.mailbox(from: from, to: index).hasRecords { return true }
+        }
+        return false
+    }
+
+    func drainMailboxes() {
+        for from in 0..<group.config.shards where from != index {
+            let box = group.mailbox(from: from, to: index)
+            var any = false
+            while let record = box.nextRecord() {
+                any = true
+                if record.load(fromByteOffset: 4, as: UInt8.self) == OutOfLineRecord.kind {
+                    let heap = UnsafeMutableRawPointer(bitPattern: UInt(record.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))!
+                    core.receiveShardMessage(UnsafeRawPointer(heap))
+                    heap.deallocate()
+                } else {
+                    core.receiveShardMessage(record)
+                }
+            }
+            if any { box.release() }
+        }
+    }
+
+    /// Moves outbox records into the mailboxes; what does not fit stays queued for the next turn.
+    func sendOutbox() {
+        for target in 0..<group.config.shards where target != index {
+            if core.shardOutbox[target].isEmpty { continue }
+            let box = group.mailbox(from: index, to: target)
+            var wrote = false
+            while !core.shardOutbox[target].isEmpty {
+                let view = core.shardOutbox[target].readableView
+                let consumed = box.write(records: view)
+                if consumed > 0 {
+                    wrote = true
+                    core.shardOutbox[target].moveReaderIndex(forwardBy: consumed)
+                    continue
+                }
+                // Either the mailbox is full, or the next record is too large for it.
+                let length = ShardCore.shardMessageLength(view.baseAddress!)
+                guard length > box.maximumRecordLength else { break }
+                let heap = UnsafeMutableRawPointer.allocate(byteCount: length, alignment: 8)
+                heap.copyMemory(from: view.baseAddress!, byteCount: length)
+                var stub = (UInt32(OutOfLineRecord.length), OutOfLineRecord.kind, UInt8(0), UInt16(0), UInt64(UInt(bitPattern: heap)))
+                let stubWritten = withUnsafeBytes(of: &stub) { box.write(records: $0) }
+                if stubWritten == 0 { heap.deallocate(); break }
+                wrote = true
+                core.shardOutbox[target].moveReaderIndex(forwardBy: length)
+            }
+            if wrote { wake(target) }
+        }
+    }
+
+    /// Wakes `target` through its ring if it announced it is about to sleep.
+    @inline(__always)
+    func wake(_ target: Int) {
+        let signals = group.signals[target]
+        if signals.sleeping.load(ordering: .sequentiallyConsistent),
+           signals.sleeping.exchange(false, ordering: .sequentiallyConsistent) {
+            ring.prepareMessage(toRing: signals.ringFD.load(ordering: .relaxed), result: UInt32(index),
+                                userData: UserData.make(.wake), localUserData: UserData.make(.wakeSent))
+        }
+    }
+}

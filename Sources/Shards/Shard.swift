@@ -1,0 +1,204 @@
+// One shard: a thread's event loop over its own io_uring ring. It accepts connections from its
+// SO_REUSEPORT listener, receives into provided buffers, feeds the ShardCore, sends what the core
+// queued, and exchanges records with the other shards through the mailboxes.
+
+import Broker
+import CApusSys
+import Codec
+import IOUring
+import Logging
+import Synchronization
+@preconcurrency import Glibc
+
+/// The runtime's view of a connection slot's socket.
+struct SocketState {
+    var fd: Int32 = -1
+    var generation: UInt32 = 0
+    var recvArmed = false
+    var sendInFlight = false
+    /// The core ended the session: flush, then shut down and close.
+    var closing = false
+    var shutDown = false
+    var closeDeadline: UInt64 = 0
+}
+
+final class Shard {
+    let index: Int
+    unowned let group: ShardGroup
+    let ring: IOUring
+    let buffers: ProvidedBufferRing
+    let core: ShardCore
+    let listener: Int32
+    var logger: Logger
+    var sockets: [SocketState] = []
+    let completions: UnsafeMutablePointer<Completion>
+    let completionCapacity = 512
+    var flushScratch: [Int32] = []
+    var closeScratch: [Int32] = []
+    var closingSlots: [Int32] = []
+    var acceptArmed = false
+    static let bufferGroup: UInt16 = 0
+    static let closeGraceNanoseconds: UInt64 = 2_000_000_000
+
+    init(index: Int, group: ShardGroup, listener: Int32) throws {
+        self.index = index
+        self.group = group
+        self.listener = listener
+        self.logger = group.logger
+        logger[metadataKey: "shard"] = "\(index)"
+        let config = group.config
+        ring = try IOUring(entries: 2048, cqEntries: 16384)
+        buffers = try ProvidedBufferRing(ring: ring, group: Shard.bufferGroup,
+                                         count: config.receiveBufferCount, bufferSize: config.receiveBufferSize)
+        core = ShardCore(shardIndex: index, shardCount: config.shards, config: config.broker)
+        completions = .allocate(capacity: completionCapacity)
+        flushScratch.reserveCapacity(1024)
+        closeScratch.reserveCapacity(64)
+    }
+
+    deinit {
+        completions.deallocate()
+    }
+
+    @inline(__always) func now() -> UInt64 { apus_monotonic_ns() }
+
+    /// The event loop; returns when the group stops.
+    func run() {
+        armAccept()
+        let tick = group.config.tickNanoseconds
+        var nextTick = now() + tick
+        let signals = group.signals[index]
+        while !group.stopping.load(ordering: .relaxed) {
+            let before = now()
+            var timeout = nextTick > before ? Int64(nextTick - before) : 0
+            signals.sleeping.store(true, ordering: .sequentiallyConsistent)
+            if timeout > 0 && (inboundMailboxesHaveRecords() || ring.readyCompletions > 0) { timeout = 0 }
+            if timeout == 0 {
+                ring.submitAndGetEvents()
+            } else {
+                ring.submitAndWait(timeoutNanoseconds: timeout)
+            }
+            signals.sleeping.store(false, ordering: .relaxed)
+
+            let current = now()
+            processCompletions(now: current)
+            buffers.publishReturns()
+            drainMailboxes()
+            processCloseQueue(now: current)
+            flushConnections()
+            sendOutbox()
+            if current >= nextTick {
+                core.tick(now: current)
+                checkClosingDeadlines(now: current)
+                nextTick = current + tick
+            }
+        }
+        shutdown()
+    }
+
+    // MARK: accept
+
+    func armAccept() {
+        ring.prepareMultishotAccept(fd: listener, userData: UserData.make(.accept))
+        acceptArmed = true
+    }
+
+    func accepted(fd: Int32, now: UInt64) {
+        Listener.configureAccepted(fd)
+        let id = core.accept(now: now)
+        let slot = Int(id.slot)
+        while sockets.count <= slot { sockets.append(SocketState()) }
+        sockets[slot] = SocketState(fd: fd, generation: id.generation)
+        armRecv(slot: slot)
+    }
+
+    func armRecv(slot: Int) {
+        let state = sockets[slot]
+        ring.prepareMultishotRecv(fd: state.fd, group: Shard.bufferGroup,
+                                  userData: UserData.make(.recv, ConnectionID(slot: Int32(slot), generation: state.generation)))
+        sockets[slot].recvArmed = true
+    }
+
+    // MARK: sending
+
+    /// Starts a send of everything the core queued for `slot`, unless one is in flight.
+    func startSend(slot: Int) {
+        let state = sockets[slot]
+        guard state.fd >= 0, !state.sendInFlight, !state.shutDown else { return }
+        let id = ConnectionID(slot: Int32(slot), generation: state.generation)
+        let bytes = core.takeBytesToSend(id)
+        guard bytes.count > 0 else { return }
+        ring.prepareSend(fd: state.fd, bytes: bytes.baseAddress!, count: bytes.count, userData: UserData.make(.send, id))
+        sockets[slot].sendInFlight = true
+    }
+
+    func flushConnections() {
+        core.swapFlushQueue(&flushScratch)
+        for slot in flushScratch { startSend(slot: Int(slot)) }
+        flushScratch.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: closing
+
+    func processCloseQueue(now: UInt64) {
+        core.swapCloseQueue(&closeScratch)
+        for slot32 in closeScratch {
+            let slot = Int(slot32)
+            guard sockets[slot].fd >= 0, !sockets[slot].closing else { continue }
+            sockets[slot].closing = true
+            sockets[slot].closeDeadline = now + Shard.closeGraceNanoseconds
+            closingSlots.append(slot32)
+            let id = ConnectionID(slot: slot32, generation: sockets[slot].generation)
+            if !sockets[slot].sendInFlight && !core.hasPendingOutput(id) {
+                shutdownSocket(slot: slot)
+            } else {
+                startSend(slot: slot)  // the last bytes (CONNACK refusal, DISCONNECT) go out first
+            }
+        }
+        closeScratch.removeAll(keepingCapacity: true)
+    }
+
+    /// Shuts the socket down; the multishot recv then ends, and `finishCloseIfIdle` closes it.
+    func shutdownSocket(slot: Int) {
+        if !sockets[slot].shutDown {
+            sockets[slot].shutDown = true
+            Glibc.shutdown(sockets[slot].fd, Int32(SHUT_RDWR))
+        }
+        finishCloseIfIdle(slot: slot)
+    }
+
+    /// Closes the descriptor and frees the slot once no operation on it is outstanding.
+    func finishCloseIfIdle(slot: Int) {
+        let state = sockets[slot]
+        guard state.fd >= 0, state.shutDown, !state.recvArmed, !state.sendInFlight else { return }
+        Glibc.close(state.fd)
+        core.release(ConnectionID(slot: Int32(slot), generation: state.generation))
+        sockets[slot] = SocketState()
+    }
+
+    func checkClosingDeadlines(now: UInt64) {
+        guard !closingSlots.isEmpty else { return }
+        var kept = 0
+        for i in closingSlots.indices {
+            let slot = Int(closingSlots[i])
+            guard sockets[slot].fd >= 0 else { continue }
+            if sockets[slot].closing && !sockets[slot].shutDown && now >= sockets[slot].closeDeadline {
+                shutdownSocket(slot: slot)  // a peer that does not read its last bytes
+            }
+            if sockets[slot].fd >= 0 && sockets[slot].closing { closingSlots[kept] = closingSlots[i]; kept += 1 }
+        }
+        closingSlots.removeLast(closingSlots.count - kept)
+    }
+
+    func shutdown() {
+        Glibc.close(listener)
+        for slot in sockets.indices where sockets[slot].fd >= 0 {
+            Glibc.shutdown(sockets[slot].fd, Int32(SHUT_RDWR))
+            Glibc.close(sockets[slot].fd)
+        }
+        buffers.unregister()
+        logger.debug("stopped", metadata: [
+            "received": "\(core.counters.publishesReceived)", "delivered": "\(core.counters.publishesDelivered)",
+        ])
+    }
+}

@@ -1,0 +1,154 @@
+// Starts and stops the shards: N pinned threads, each with its own ring, listener and core,
+// connected by one Mailbox per ordered pair of shards.
+
+import Broker
+import CApusSys
+import Logging
+import Synchronization
+@preconcurrency import Glibc
+
+/// Runtime settings of a shard group.
+public struct ShardGroupConfig: Sendable {
+    public var shards: Int
+    public var host: String = "127.0.0.1"
+    public var port: UInt16 = 1883
+    public var broker = BrokerConfig()
+    /// Bytes of each shard-to-shard mailbox (power of two).
+    public var mailboxCapacity = 4 << 20
+    /// Provided receive buffers per shard (power of two) and their size.
+    public var receiveBufferCount: UInt16 = 1024
+    public var receiveBufferSize = 16 << 10
+    /// How often timers (connect timeout, keep alive, closing deadlines) are checked.
+    public var tickNanoseconds: UInt64 = 100_000_000
+    /// Pin shard i to the i-th CPU this process may use.
+    public var pinThreads = true
+
+    public init(shards: Int) { self.shards = shards }
+}
+
+/// Cross-thread state of one shard that other shards read: its ring fd and whether it sleeps.
+final class ShardSignals: Sendable {
+    let ringFD = Atomic<Int32>(-1)
+    /// Set by the shard just before it blocks in io_uring_enter; producers that find it set
+    /// clear it and wake the shard with MSG_RING.
+    let sleeping = Atomic<Bool>(false)
+    let cpu = Atomic<Int32>(-1)
+    let threadID = Atomic<Int32>(0)
+}
+
+/// A running set of shards.
+public final class ShardGroup: @unchecked Sendable {
+    // Invariants: `threads` and `listeners` are touched only by the thread that calls start/stop.
+    public let config: ShardGroupConfig
+    /// The port actually bound (differs from config.port when that is 0).
+    public let port: UInt16
+    let logger: Logger
+    let signals: [ShardSignals]
+    /// mailboxes[from * shards + to]; nil on the diagonal.
+    let mailboxes: [Mailbox?]
+    let stopping = Atomic<Bool>(false)
+    let started = Atomic<Int>(0)
+    let failed = Atomic<Int>(0)
+    var listeners: [Int32]
+    var threads: [pthread_t] = []
+
+    public init(config: ShardGroupConfig, logger: Logger) throws {
+        precondition(config.shards >= 1 && config.shards <= 64, "1...64 shards")
+        self.config = config
+        self.logger = logger
+        let (fds, port) = try Listener.open(host: config.host, port: config.port, count: config.shards)
+        self.listeners = fds
+        self.port = port
+        self.signals = (0..<config.shards).map { _ in ShardSignals() }
+        var boxes: [Mailbox?] = []
+        for from in 0..<config.shards {
+            for to in 0..<config.shards {
+                boxes.append(from == to ? nil : Mailbox(capacity: config.mailboxCapacity))
+            }
+        }
+        self.mailboxes = boxes
+    }
+
+    /// Starts the shard threads and returns once every shard has its ring and is accepting.
+    public func start() throws {
+        let cpus = Int(apus_available_cpus())
+        for index in 0..<config.shards {
+            let listener = listeners[index]
+            let cpu = config.pinThreads ? index % cpus : -1
+            let thread = try spawnThread(name: "apus-shard-\(index)") { [self] in
+                runShard(index: index, listener: listener, cpu: cpu)
+            }
+            threads.append(thread)
+        }
+        while started.load(ordering: .acquiring) + failed.load(ordering: .acquiring) < config.shards {
+            usleep(1000)
+        }
+        if failed.load(ordering: .acquiring) > 0 {
+            stop()
+            throw SocketError(operation: "shard start-up failed (see log)", errno: 0)
+        }
+    }
+
+    /// Asks every shard to stop and waits for their threads.
+    public func stop() {
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        for thread in threads { pthread_join(thread, nil) }
+        threads = []
+    }
+
+    /// Per shard: the CPU it is pinned to (-1 when not pinned) and its kernel thread id.
+    public func shardThreads() -> [(cpu: Int32, threadID: Int32)] {
+        signals.map { ($0.cpu.load(ordering: .relaxed), $0.threadID.load(ordering: .relaxed)) }
+    }
+
+    func mailbox(from: Int, to: Int) -> Mailbox { mailboxes[from * config.shards + to]! }
+
+    private func runShard(index: Int, listener: Int32, cpu: Int) {
+        apus_set_thread_name("apus-shard-\(index)")
+        if cpu >= 0 {
+            let rc = apus_pin_current_thread(Int32(cpu))
+            if rc != 0 { logger.warning("shard \(index): cannot pin to CPU \(cpu): errno \(rc)") }
+        }
+        signals[index].cpu.store(cpu >= 0 ? Int32(cpu) : -1, ordering: .relaxed)
+        signals[index].threadID.store(apus_gettid(), ordering: .relaxed)
+        let shard: Shard
+        do {
+            shard = try Shard(index: index, group: self, listener: listener)
+        } catch {
+            logger.error("shard \(index): \(error)")
+            failed.add(1, ordering: .releasing)
+            return
+        }
+        signals[index].ringFD.store(shard.ring.fd, ordering: .releasing)
+        logger.info("shard \(index) ready", metadata: [
+            "cpu": "\(cpu)", "ring": "\(shard.ring.setup)",
+        ])
+        started.add(1, ordering: .releasing)
+        // Mailbox wakes need every ring fd: wait for the others (start-up only).
+        while started.load(ordering: .acquiring) + failed.load(ordering: .acquiring) < config.shards {
+            usleep(200)
+        }
+        shard.run()
+    }
+}
+
+/// Starts a joinable pthread running `body`.
+func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) throws -> pthread_t {
+    let context = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, nil, { raw in
+        Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue().body()
+        return nil
+    }, context)
+    guard rc == 0 else {
+        Unmanaged<ThreadBody>.fromOpaque(context).release()
+        throw SocketError(operation: "pthread_create \(name)", errno: rc)
+    }
+    return thread
+}
+
+/// The closure a new thread runs.
+private final class ThreadBody: Sendable {
+    let body: @Sendable () -> Void
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+}

@@ -1,0 +1,82 @@
+// Broker settings from built-in defaults, an optional config file, and flags (which win).
+// The file format is mosquitto's: one `key value` per line, `#` starts a comment.
+
+import Broker
+@preconcurrency import Glibc
+
+struct Settings {
+    var port: UInt16 = 1883
+    var bind = "127.0.0.1"
+    var shards: Int? = nil
+    var logLevel = "info"
+    var connectTimeout = 10.0
+    var maxPacketSize = 268_435_460
+    var maxConnections = 0
+
+    /// Reads `key value` lines. Unknown keys are an error so that typos do not pass silently.
+    mutating func load(file path: String) throws {
+        guard let handle = fopen(path, "r") else { throw SettingsError("cannot open \(path)") }
+        defer { fclose(handle) }
+        var lineNumber = 0
+        var line: UnsafeMutablePointer<CChar>? = nil
+        var capacity = 0
+        defer { free(line) }
+        while getline(&line, &capacity, handle) >= 0 {
+            lineNumber += 1
+            let text = String(cString: line!)
+            let content = text.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let words = content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" })
+            guard let key = words.first else { continue }
+            let value = words.dropFirst().joined(separator: " ")
+            try apply(key: String(key), value: value, at: "\(path):\(lineNumber)")
+        }
+    }
+
+    mutating func apply(key: String, value: String, at location: String) throws {
+        func number<T: FixedWidthInteger>(_ type: T.Type) throws -> T {
+            guard let v = T(value) else { throw SettingsError("\(location): \(key) needs an integer, got '\(value)'") }
+            return v
+        }
+        switch key {
+        case "port", "listener":
+            // `listener PORT [ADDRESS]` as in mosquitto.
+            let parts = value.split(separator: " ")
+            guard let first = parts.first, let p = UInt16(first) else { throw SettingsError("\(location): bad port '\(value)'") }
+            port = p
+            if parts.count > 1 { bind = String(parts[1]) }
+        case "bind_address": bind = value
+        case "shards": shards = try number(Int.self)
+        case "log_level": logLevel = value
+        case "connect_timeout": 
+            guard let v = Double(value) else { throw SettingsError("\(location): connect_timeout needs seconds") }
+            connectTimeout = v
+        case "max_packet_size": maxPacketSize = try number(Int.self)
+        case "max_connections": maxConnections = try number(Int.self)
+        default:
+            throw SettingsError("\(location): unknown setting '\(key)'")
+        }
+    }
+
+    func validate() throws {
+        if let shards, shards < 1 || shards > 64 { throw SettingsError("shards must be 1...64") }
+        if connectTimeout <= 0 { throw SettingsError("connect timeout must be positive") }
+        if maxPacketSize < 2 || maxPacketSize > 268_435_460 { throw SettingsError("max_packet_size must be 2...268435460") }
+        if maxConnections < 0 { throw SettingsError("max_connections must be >= 0") }
+    }
+
+    func brokerConfig(shards: Int) -> BrokerConfig {
+        var config = BrokerConfig()
+        config.connectTimeoutSeconds = connectTimeout
+        config.maxPacketSize = maxPacketSize
+        if maxConnections > 0 {
+            // Connections land on shards at random (SO_REUSEPORT), so the limit is split evenly.
+            config.maxConnectionsPerShard = max(1, (maxConnections + shards - 1) / shards)
+        }
+        return config
+    }
+}
+
+struct SettingsError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

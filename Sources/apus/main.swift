@@ -1,0 +1,87 @@
+// The `apus` executable: parses flags and the config file, starts the shard group, and stops it
+// cleanly on SIGINT or SIGTERM.
+
+import ArgumentParser
+import Broker
+import CApusSys
+import Logging
+import Shards
+@preconcurrency import Glibc
+
+struct Apus: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apus",
+        abstract: "A sharded, thread-per-core MQTT 3.1/3.1.1/5.0 broker on io_uring.")
+
+    @Option(name: .long, help: "TCP port to listen on (default 1883).")
+    var port: UInt16?
+
+    @Option(name: .long, help: "IPv4 address to bind (default 127.0.0.1).")
+    var bind: String?
+
+    @Option(name: .long, help: "Number of shards (threads, one ring each); default: one per CPU.")
+    var shards: Int?
+
+    @Option(name: .long, help: "Configuration file (see docs/configuration.md).")
+    var config: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String?
+
+    @Option(name: .long, help: "Seconds a connection may stay open without sending CONNECT (default 10).")
+    var connectTimeout: Double?
+
+    @Option(name: .long, help: "Largest packet accepted from a client, in bytes.")
+    var maxPacketSize: Int?
+
+    @Option(name: .long, help: "Maximum client connections (sessions) per broker; 0 = unlimited.")
+    var maxConnections: Int?
+
+    func run() throws {
+        var settings = Settings()
+        if let path = config { try settings.load(file: path) }
+        if let port { settings.port = port }
+        if let bind { settings.bind = bind }
+        if let shards { settings.shards = shards }
+        if let logLevel { settings.logLevel = logLevel }
+        if let connectTimeout { settings.connectTimeout = connectTimeout }
+        if let maxPacketSize { settings.maxPacketSize = maxPacketSize }
+        if let maxConnections { settings.maxConnections = maxConnections }
+        try settings.validate()
+
+        guard let level = Logger.Level(rawValue: settings.logLevel) else {
+            throw ValidationError("unknown log level \(settings.logLevel)")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "apus")
+
+        // Signals are taken synchronously by this thread; shard threads inherit the blocked mask.
+        signal(SIGPIPE, SIG_IGN)
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        sigaddset(&mask, SIGINT)
+        sigaddset(&mask, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &mask, nil)
+
+        let shardCount = settings.shards ?? Int(apus_available_cpus())
+        var groupConfig = ShardGroupConfig(shards: shardCount)
+        groupConfig.host = settings.bind
+        groupConfig.port = settings.port
+        groupConfig.broker = settings.brokerConfig(shards: shardCount)
+        let group = try ShardGroup(config: groupConfig, logger: logger)
+        try group.start()
+        logger.info("apus listening on \(settings.bind):\(group.port) with \(shardCount) shard(s)")
+
+        var received: Int32 = 0
+        sigwait(&mask, &received)
+        logger.info("signal \(received): stopping")
+        group.stop()
+        logger.info("stopped")
+    }
+}
+
+Apus.main()

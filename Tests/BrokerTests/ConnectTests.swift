@@ -1,0 +1,134 @@
+// CONNECT handling of the sans-IO core: CONNACK bytes, client id rules, protocol violations.
+
+import Codec
+import XCTest
+@testable import Broker
+
+final class ConnectTests: XCTestCase {
+    func testConnectGetsConnAckSuccess311() {
+        let h = CoreHarness(shards: 1)
+        let c = h.connect(shard: 0)
+        h.send(c, .connect(Connect(version: .v3_1_1, clientID: "a")))
+        XCTAssertEqual(h.output(c), [0x20, 0x02, 0x00, 0x00])
+    }
+
+    func testConnect31Accepted() {
+        let h = CoreHarness(shards: 1)
+        let c = h.connect(shard: 0)
+        h.send(c, .connect(Connect(version: .v3_1, clientID: "old-client")))
+        XCTAssertEqual(h.output(c), [0x20, 0x02, 0x00, 0x00])
+    }
+
+    func testEmptyClientIDWithoutCleanSessionRefused() {
+        let h = CoreHarness(shards: 1)
+        let c = h.connect(shard: 0)
+        h.send(c, .connect(Connect(version: .v3_1_1, cleanStart: false, clientID: "")))
+        XCTAssertEqual(h.output(c), [0x20, 0x02, 0x00, 0x02])
+        XCTAssertTrue(h.isClosing(c))
+    }
+
+    func testEmptyClientIDAssignedForV5() throws {
+        let h = CoreHarness(shards: 1)
+        let c = h.connect(shard: 0)
+        h.send(c, .connect(Connect(version: .v5, cleanStart: true, clientID: "")), version: .v5)
+        let bytes = h.output(c)
+        var decoder = StreamDecoder(version: .v5)
+        defer { decoder.deallocate() }
+        var ack: ConnAck?
+        try bytes.withUnsafeBytes { raw in
+            decoder.feed(raw)
+            if case .connack(let a)? = try decoder.next() { ack = a }
+        }
+        XCTAssertEqual(ack?.reasonCode, .success)
+        XCTAssertTrue(ack?.properties.assignedClientIdentifier?.hasPrefix("apus-0-") ?? false)
+    }
+
+    func testPublishBeforeConnectCloses() {
+        let h = CoreHarness(shards: 1)
+        let c = h.connect(shard: 0)
+        h.send(c, [0x30, 0x05, 0x00, 0x01, 0x61, 0x68, 0x69])
+        XCTAssertTrue(h.isClosing(c))
+        XCTAssertEqual(h.output(c), [])
+    }
+
+    func testSecondConnectCloses() {
+        let h = CoreHarness(shards: 1)
+        let c = h.connect(shard: 0)
+        h.send(c, .connect(Connect(clientID: "x")))
+        _ = h.output(c)
+        h.send(c, .connect(Connect(clientID: "x")))
+        XCTAssertTrue(h.isClosing(c))
+    }
+
+    func testMalformedPacketFromV5ClientGetsDisconnect() {
+        let h = CoreHarness(shards: 1)
+        let c = h.connect(shard: 0)
+        h.send(c, .connect(Connect(version: .v5, clientID: "v5")), version: .v5)
+        _ = h.output(c)
+        // PUBLISH with QoS 3.
+        h.send(c, [0x36, 0x03, 0x00, 0x01, 0x61])
+        XCTAssertEqual(h.output(c), [0xE0, 0x01, 0x81])
+        XCTAssertTrue(h.isClosing(c))
+    }
+
+    func testGarbageClosesOnlyThatConnection() throws {
+        let h = CoreHarness(shards: 1)
+        let good = h.connect(shard: 0)
+        h.send(good, .connect(Connect(clientID: "good")))
+        h.send(good, .subscribe(Subscribe(packetID: 1, subscriptions: [SubscriptionRequest(filter: "t", options: SubscriptionOptions(qos: .atMostOnce))])))
+        _ = h.output(good)
+        let bad = h.connect(shard: 0)
+        h.send(bad, [0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F])
+        XCTAssertTrue(h.isClosing(bad))
+        let pub = h.connect(shard: 0)
+        h.send(pub, .connect(Connect(clientID: "pub")))
+        sendPublish(h, pub, topic: "t", payload: [1, 2, 3], qos: .atMostOnce)
+        XCTAssertEqual(try h.received(good), [.publish(topic: "t", payload: [1, 2, 3], qos: .atMostOnce, retain: false, dup: false, packetID: 0)])
+    }
+
+    func testConnectTimeout() {
+        var config = BrokerConfig()
+        config.connectTimeoutSeconds = 1
+        let h = CoreHarness(shards: 1, config: config)
+        let c = h.connect(shard: 0)
+        h.cores[0].tick(now: h.now + 500_000_000)
+        XCTAssertFalse(h.isClosing(c))
+        h.cores[0].tick(now: h.now + 1_500_000_000)
+        XCTAssertTrue(h.isClosing(c))
+    }
+
+    func testKeepAliveExpiry() {
+        let h = CoreHarness(shards: 1)
+        let c = h.connect(shard: 0)
+        h.send(c, .connect(Connect(keepAlive: 2, clientID: "ka")))
+        h.cores[0].tick(now: h.now + 2_900_000_000)
+        XCTAssertFalse(h.isClosing(c))
+        h.cores[0].tick(now: h.now + 3_100_000_000)
+        XCTAssertTrue(h.isClosing(c))
+    }
+
+    func testPingResp() {
+        let h = CoreHarness(shards: 1)
+        let c = h.connect(shard: 0)
+        h.send(c, .connect(Connect(clientID: "p")))
+        _ = h.output(c)
+        h.send(c, [0xC0, 0x00])
+        XCTAssertEqual(h.output(c), [0xD0, 0x00])
+    }
+}
+
+/// Sends a PUBLISH built from owned values.
+func sendPublish(_ h: CoreHarness, _ client: CoreHarness.Client, topic: String, payload: [UInt8], qos: QoS,
+                 packetID: UInt16 = 0, version: ProtocolVersion = .v3_1_1) {
+    var buffer = ByteBuffer()
+    defer { buffer.deallocate() }
+    var t = topic
+    t.withUTF8 { topicBytes in
+        payload.withUnsafeBytes { payloadBytes in
+            PublishEncoder.encode(version: version, dup: false, qos: qos, retain: false, topic: UnsafeRawBufferPointer(topicBytes),
+                                  packetID: packetID, properties: UnsafeRawBufferPointer(start: nil, count: 0),
+                                  payload: payloadBytes, into: &buffer)
+        }
+    }
+    h.send(client, buffer.readableArray())
+}

@@ -1,0 +1,95 @@
+"""00-runtime: the process shape issue 2 promises, read from /proc of a real `apus --shards 2`:
+two io_uring rings, two shard threads each pinned to its own CPU, and jemalloc mapped."""
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+APUS_BIN = os.environ.get("APUS_BIN", os.path.join(os.path.dirname(__file__), "..", "..", ".build", "release", "apus"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, proc, deadline=15.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"apus exited early with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise AssertionError("apus did not start listening")
+
+
+@pytest.fixture
+def apus2():
+    if os.environ.get("BROKER", "apus") != "apus":
+        pytest.skip("apus-only")
+    port = free_port()
+    proc = subprocess.Popen([APUS_BIN, "--port", str(port), "--shards", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, proc)
+        yield proc, port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("apus did not stop within 5 s of SIGTERM")
+        assert code == 0, proc.stderr.read().decode(errors="replace")
+
+
+def test_two_io_uring_rings(apus2):
+    proc, _ = apus2
+    fd_dir = f"/proc/{proc.pid}/fd"
+    targets = []
+    for fd in os.listdir(fd_dir):
+        try:
+            targets.append(os.readlink(os.path.join(fd_dir, fd)))
+        except OSError:
+            pass
+    assert sum(1 for t in targets if t == "anon_inode:[io_uring]") == 2, targets
+
+
+def test_two_shard_threads_pinned_to_distinct_cpus(apus2):
+    proc, _ = apus2
+    if os.cpu_count() < 2:
+        pytest.skip("needs 2 CPUs")
+    pinned = {}
+    for tid in os.listdir(f"/proc/{proc.pid}/task"):
+        with open(f"/proc/{proc.pid}/task/{tid}/comm") as f:
+            name = f.read().strip()
+        if name.startswith("apus-shard-"):
+            pinned[name] = os.sched_getaffinity(int(tid))
+    assert sorted(pinned) == ["apus-shard-0", "apus-shard-1"], pinned
+    assert all(len(cpus) == 1 for cpus in pinned.values()), pinned
+    assert pinned["apus-shard-0"] != pinned["apus-shard-1"], pinned
+
+
+def test_jemalloc_is_mapped(apus2):
+    proc, _ = apus2
+    with open(f"/proc/{proc.pid}/maps") as f:
+        maps = f.read()
+    assert "libjemalloc" in maps
+
+
+def test_sigint_exits_cleanly():
+    if os.environ.get("BROKER", "apus") != "apus":
+        pytest.skip("apus-only")
+    port = free_port()
+    proc = subprocess.Popen([APUS_BIN, "--port", str(port), "--shards", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=5) == 0
