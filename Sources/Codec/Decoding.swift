@@ -1,4 +1,4 @@
-// Packet framing and decoding. (Implementation: see the Codec issue notes.)
+// Packet framing and the streaming decoder that accepts input split at any byte.
 
 /// Stateless packet framing and decoding.
 public enum PacketDecoder {
@@ -7,15 +7,44 @@ public enum PacketDecoder {
     /// Throws `.malformedVariableByteInteger` (remaining length over 4 bytes),
     /// `.reservedPacketType`, or `.packetTooLarge` when the frame would exceed `maxPacketSize`
     /// (checked as soon as the remaining length is known, before the body arrives).
+    @inlinable
     public static func frameLength(_ bytes: UnsafeRawBufferPointer, maxPacketSize: Int) throws(DecodeError) -> Int? {
-        fatalError("unimplemented")
+        guard bytes.count >= 1 else { return nil }
+        if bytes[0] >> 4 == 0 { throw .reservedPacketType }
+        var remaining = 0
+        var shift = 0
+        var index = 1
+        while true {
+            if index > 4 { throw .malformedVariableByteInteger }
+            guard index < bytes.count else { return nil }
+            let byte = bytes[index]
+            remaining |= Int(byte & 0x7F) << shift
+            index += 1
+            if byte & 0x80 == 0 { break }
+            shift += 7
+        }
+        let total = index + remaining
+        if total > maxPacketSize { throw .packetTooLarge }
+        return total
     }
 
     /// Decodes exactly one complete frame (as delimited by `frameLength`).
     /// `version` selects the 3.1.1 or 5.0 layout for every packet but CONNECT, which carries its own.
     /// A `.publish` result points into `frame`.
+    @inlinable
     public static func decode(frame: UnsafeRawBufferPointer, version: ProtocolVersion) throws(DecodeError) -> Packet {
-        fatalError("unimplemented")
+        var reader = ByteReader(frame)
+        let first = try reader.readByte()
+        let remaining = try reader.readVariableByteInteger()
+        guard remaining == reader.remaining else { throw remaining > reader.remaining ? .truncated : .trailingBytes }
+        guard let type = PacketType(rawValue: first >> 4) else { throw .reservedPacketType }
+        let flags = first & 0x0F
+        if type == .publish {
+            return .publish(try decodePublish(flags: flags, reader: &reader, version: version))
+        }
+        let expectedFlags: UInt8 = (type == .pubrel || type == .subscribe || type == .unsubscribe) ? 0b0010 : 0
+        guard flags == expectedFlags else { throw .invalidFixedHeaderFlags }
+        return try decodeOther(type, reader: &reader, version: version)
     }
 }
 
@@ -30,27 +59,71 @@ public struct StreamDecoder: @unchecked Sendable {
     public var version: ProtocolVersion
     /// Frames larger than this are rejected with `.packetTooLarge`.
     public var maxPacketSize: Int
+    @usableFromInline var storage = ByteBuffer()
+    @usableFromInline var storageHoldsReturnedFrame = false
+    @usableFromInline var chunk = UnsafeRawBufferPointer(start: nil, count: 0)
+    @usableFromInline var chunkOffset = 0
 
     public init(version: ProtocolVersion = .v3_1_1, maxPacketSize: Int = 268_435_460) {
-        fatalError("unimplemented")
+        self.version = version
+        self.maxPacketSize = maxPacketSize
     }
 
     /// Hands the decoder the next chunk of input. The previous chunk must have been drained
     /// (`next()` returned nil).
-    public mutating func feed(_ chunk: UnsafeRawBufferPointer) {
-        fatalError("unimplemented")
+    @inlinable public mutating func feed(_ chunk: UnsafeRawBufferPointer) {
+        self.chunk = chunk
+        chunkOffset = 0
     }
 
     /// The next complete packet, or nil when more input is needed.
-    public mutating func next() throws(DecodeError) -> Packet? {
-        fatalError("unimplemented")
+    @inlinable public mutating func next() throws(DecodeError) -> Packet? {
+        if storageHoldsReturnedFrame {
+            storage.clear()
+            storageHoldsReturnedFrame = false
+        }
+        if !storage.isEmpty { return try completeStoredFrame() }
+        let available = chunk.count - chunkOffset
+        guard available > 0 else { return nil }
+        let rest = UnsafeRawBufferPointer(rebasing: chunk[chunkOffset...])
+        if let total = try PacketDecoder.frameLength(rest, maxPacketSize: maxPacketSize), total <= available {
+            chunkOffset += total
+            return try PacketDecoder.decode(frame: UnsafeRawBufferPointer(rebasing: rest[0..<total]), version: version)
+        }
+        storage.writeBytes(rest)
+        chunkOffset = chunk.count
+        return nil
+    }
+
+    /// Completes the partial frame in storage from the chunk, copying only what that frame needs.
+    @usableFromInline mutating func completeStoredFrame() throws(DecodeError) -> Packet? {
+        while true {
+            if let total = try PacketDecoder.frameLength(storage.readableView, maxPacketSize: maxPacketSize) {
+                let need = total - storage.readableBytes
+                let take = Swift.min(need, chunk.count - chunkOffset)
+                if take > 0 {
+                    storage.writeBytes(UnsafeRawBufferPointer(rebasing: chunk[chunkOffset..<(chunkOffset + take)]))
+                    chunkOffset += take
+                }
+                guard storage.readableBytes == total else { return nil }
+                storageHoldsReturnedFrame = true
+                return try PacketDecoder.decode(frame: storage.readableView, version: version)
+            }
+            // The fixed header itself is incomplete: move one byte at a time (at most 4 more).
+            guard chunkOffset < chunk.count else { return nil }
+            storage.writeByte(chunk[chunkOffset])
+            chunkOffset += 1
+        }
     }
 
     /// Bytes buffered for an incomplete packet.
-    public var bufferedBytes: Int { fatalError("unimplemented") }
+    public var bufferedBytes: Int { storageHoldsReturnedFrame ? 0 : storage.readableBytes }
 
     /// Frees the decoder's storage.
     public mutating func deallocate() {
-        fatalError("unimplemented")
+        storage.deallocate()
+        storageHoldsReturnedFrame = false
+        chunk = UnsafeRawBufferPointer(start: nil, count: 0)
+        chunkOffset = 0
     }
 }

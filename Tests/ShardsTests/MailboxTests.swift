@@ -42,7 +42,7 @@ final class MailboxTests: XCTestCase {
     }
 
     func testTwoThreadsMillionsOfRecordsInOrder() {
-        let total: UInt32 = 3_000_000
+        let total: UInt32 = 2_000_000
         let box = Mailbox(capacity: 1 << 16)
         let producerDone = DoneFlag()
         let producer = Thread {
