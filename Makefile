@@ -28,7 +28,7 @@ run: build
 	$(RELEASE_BIN)
 
 # Unit tests, the black-box tests against the real `apus`, and a short fuzz run of the decoder.
-test: deps unit-test blackbox-test fuzz
+test: deps unit-test fuzz blackbox-test
 
 unit-test:
 	$(SWIFT) build --build-tests
