@@ -32,11 +32,9 @@ extension ShardCore {
             return
         }
 
-        // Takeover: an existing connection with this client id on this shard is closed [MQTT-3.1.4-3].
-        if let previous = clientIDs[clientID], isCurrent(previous), Int(previous.slot) != s {
-            endSession(slot: Int(previous.slot), publishWill: true, disconnectReason: .sessionTakenOver)
-        }
-        clientIDs[clientID] = ConnectionID(slot: Int32(s), generation: connections[s].generation)
+        // Takeover: the client id's home shard evicts any previous holder, on any shard [MQTT-3.1.4-3].
+        claimClientID(clientID, connection: ConnectionID(slot: Int32(s), generation: connections[s].generation))
+        connectedClients += 1
 
         connections[s].clientID = clientID
         connections[s].will = connect.will
@@ -78,7 +76,7 @@ extension ShardCore {
 
     func connectedCount() -> Int {
         // liveConnections counts sockets awaiting CONNECT too; the quota is about sessions.
-        clientIDs.count
+        connectedClients
     }
 
     /// A client id for a client that sent an empty one: unique across shards and restarts.

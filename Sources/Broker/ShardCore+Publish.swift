@@ -151,6 +151,8 @@ extension ShardCore {
             ShardMessageCodec.appendBarrier(.barrierAck, originShard: shardIndex, token: token, to: &shardOutbox[origin])
         case .barrierAck(_, let token):
             barrierAcknowledged(token)
+        case .claim, .release, .evict:
+            receiveClientMessage(message)
         }
     }
 

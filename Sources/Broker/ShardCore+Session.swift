@@ -29,8 +29,8 @@ extension ShardCore {
             for filter in Array(connections[s].subscriptions.keys) {
                 removeSubscription(slot: s, filter: filter)
             }
-            let clientID = connections[s].clientID
-            if clientIDs[clientID] == id { clientIDs.removeValue(forKey: clientID) }
+            releaseClientID(connections[s].clientID, connection: id)
+            connectedClients -= 1
         }
         connections[s].will = nil
         connections[s].phase = .closing

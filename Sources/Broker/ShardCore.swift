@@ -32,8 +32,10 @@ public final class ShardCore {
     var freeSlots: [Int32] = []
     /// Connections in phase awaitingConnect or connected.
     public internal(set) var liveConnections = 0
-    /// Local client ids → connection (takeover within the shard).
-    var clientIDs: [String: ConnectionID] = [:]
+    /// Connected clients on this shard (the connection quota counts these).
+    var connectedClients = 0
+    /// Client-id registry for the ids whose home is this shard (see ShardCore+ClientRegistry).
+    var registry: [String: ClientHolder] = [:]
     var trie = SubscriptionTrie<RouteEntry>()
     var matchScratch: [LocalSubscriber] = []
     var assignedIDCounter: UInt64 = 0

@@ -14,6 +14,8 @@
 //   routeRemove:  same as routeAdd
 //   barrier:      u8 origin shard, 3 bytes padding, u32 token
 //   barrierAck:   same as barrier (origin = the acknowledging shard)
+//   claim, release, evict:
+//                 u8 origin shard, u16 client id length, u64 connection, client id bytes
 
 import Codec
 
@@ -31,6 +33,12 @@ public enum ShardMessageKind: UInt8, Sendable {
     case barrier = 4
     /// The answer to a barrier.
     case barrierAck = 5
+    /// To a client id's home shard: this connection now holds the client id.
+    case claim = 6
+    /// To a client id's home shard: this connection no longer holds the client id.
+    case release = 7
+    /// From the home shard: another connection claimed this client id; end this one (takeover).
+    case evict = 8
 }
 
 /// A decoded view of one mailbox record (pointers into the ring's memory).
@@ -40,6 +48,9 @@ public enum ShardMessage {
     case routeRemove(origin: Int, filter: UnsafeRawBufferPointer)
     case barrier(origin: Int, token: UInt32)
     case barrierAck(origin: Int, token: UInt32)
+    case claim(origin: Int, connection: ConnectionID, clientID: UnsafeRawBufferPointer)
+    case release(origin: Int, connection: ConnectionID, clientID: UnsafeRawBufferPointer)
+    case evict(origin: Int, connection: ConnectionID, clientID: UnsafeRawBufferPointer)
 }
 
 /// An application message as it travels between shards.
@@ -107,6 +118,23 @@ enum ShardMessageCodec {
         buffer.commitWritten(12)
     }
 
+    /// Appends a claim, release or evict record.
+    static func appendClient(_ kind: ShardMessageKind, originShard: Int, connection: ConnectionID, clientID: String,
+                             to buffer: inout ByteBuffer) {
+        var id = clientID
+        id.withUTF8 { bytes in
+            let length = 16 + bytes.count
+            let p = buffer.reserveWritable(length)
+            p.storeBytes(of: UInt32(length), as: UInt32.self)
+            p.storeBytes(of: kind.rawValue, toByteOffset: 4, as: UInt8.self)
+            p.storeBytes(of: UInt8(originShard), toByteOffset: 5, as: UInt8.self)
+            p.storeBytes(of: UInt16(bytes.count), toByteOffset: 6, as: UInt16.self)
+            p.storeBytes(of: connection.packed, toByteOffset: 8, as: UInt64.self)
+            if bytes.count > 0 { (p + 16).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+            buffer.commitWritten(length)
+        }
+    }
+
     /// The total length of the record starting at `p`.
     @inline(__always)
     static func recordLength(_ p: UnsafeRawPointer) -> Int { Int(p.loadUnaligned(as: UInt32.self)) }
@@ -137,6 +165,16 @@ enum ShardMessageCodec {
             let originShard = Int(p.load(fromByteOffset: 5, as: UInt8.self))
             let token = p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
             return kind == .barrier ? .barrier(origin: originShard, token: token) : .barrierAck(origin: originShard, token: token)
+        case .claim, .release, .evict:
+            let originShard = Int(p.load(fromByteOffset: 5, as: UInt8.self))
+            let length = Int(p.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
+            let connection = ConnectionID(packed: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            let id = UnsafeRawBufferPointer(start: p + 16, count: length)
+            switch kind {
+            case .claim: return .claim(origin: originShard, connection: connection, clientID: id)
+            case .release: return .release(origin: originShard, connection: connection, clientID: id)
+            default: return .evict(origin: originShard, connection: connection, clientID: id)
+            }
         }
     }
 }

@@ -160,11 +160,57 @@ final class RoutingTests: XCTestCase {
         XCTAssertEqual(h.output(other), [0x90, 0x03, 0x00, 0x04, 0x01])
     }
 
-    func testTakeoverOnSameShardClosesOldConnection() {
-        let h = CoreHarness(shards: 1)
-        let first = connected(h, shard: 0, id: "same")
-        let second = connected(h, shard: 0, id: "same")
-        XCTAssertTrue(h.isClosing(first))
-        XCTAssertFalse(h.isClosing(second))
+}
+
+final class TakeoverTests: XCTestCase {
+    func connect(_ h: CoreHarness, shard: Int, id: String, will: Will? = nil) -> CoreHarness.Client {
+        let c = h.connect(shard: shard)
+        h.send(c, .connect(Connect(clientID: id, will: will)))
+        XCTAssertEqual(h.output(c), [0x20, 0x02, 0x00, 0x00])
+        return c
+    }
+
+    func testTakeoverAcrossEveryPairOfShards() {
+        for first in 0..<3 {
+            for second in 0..<3 {
+                let h = CoreHarness(shards: 3)
+                let a = connect(h, shard: first, id: "same-id")
+                let b = connect(h, shard: second, id: "same-id")
+                XCTAssertTrue(h.isClosing(a), "\(first) → \(second)")
+                XCTAssertFalse(h.isClosing(b), "\(first) → \(second)")
+            }
+        }
+    }
+
+    func testV5ClientGetsSessionTakenOver() {
+        let h = CoreHarness(shards: 2)
+        let old = h.connect(shard: 0)
+        h.send(old, .connect(Connect(version: .v5, clientID: "v5-take")), version: .v5)
+        _ = h.output(old)
+        let new = h.connect(shard: 1)
+        h.send(new, .connect(Connect(version: .v5, clientID: "v5-take")), version: .v5)
+        XCTAssertEqual(h.output(old), [0xE0, 0x01, 0x8E])
+        XCTAssertTrue(h.isClosing(old))
+    }
+
+    func testReleasedIDCanBeReusedWithoutEvictingAnyone() {
+        let h = CoreHarness(shards: 2)
+        let a = connect(h, shard: 0, id: "reuse")
+        h.send(a, [0xE0, 0x00])
+        XCTAssertTrue(h.isClosing(a))
+        let b = connect(h, shard: 1, id: "reuse")
+        let c = connect(h, shard: 1, id: "other")
+        XCTAssertFalse(h.isClosing(b))
+        XCTAssertFalse(h.isClosing(c))
+    }
+
+    func testWillPublishedOnTakeover() throws {
+        let h = CoreHarness(shards: 2)
+        let watcher = connect(h, shard: 0, id: "watcher")
+        h.send(watcher, .subscribe(Subscribe(packetID: 1, subscriptions: [SubscriptionRequest(filter: "w", options: SubscriptionOptions(qos: .atMostOnce))])))
+        _ = h.output(watcher)
+        _ = connect(h, shard: 0, id: "dup", will: Will(topic: "w", payload: [1]))
+        _ = connect(h, shard: 1, id: "dup")
+        XCTAssertEqual(try h.received(watcher).compactMap(\.publishTopic), ["w"])
     }
 }

@@ -123,3 +123,33 @@ def test_unsupported_protocol_level(broker):
     r.send(bytes([0x10, len(body)]) + body)
     assert r.read(4) == b"\x20\x02\x00\x01"
     assert r.closed_by_server()
+
+
+def test_takeover_closes_previous_connection(broker):
+    """A second CONNECT with the same client id, on whichever shard it lands, ends the first."""
+    cid = unique("take")
+    for _ in range(4):  # several rounds so that both shard combinations are likely exercised
+        first = Raw(broker)
+        first.send(connect_packet(cid))
+        assert first.read(4) == b"\x20\x02\x00\x00"
+        second = Raw(broker)
+        second.send(connect_packet(cid))
+        assert second.read(4) == b"\x20\x02\x00\x00"
+        assert first.closed_by_server()
+        second.send(b"\xc0\x00")
+        assert second.read(2) == b"\xd0\x00"
+        second.close()
+
+
+def test_takeover_v5_gets_session_taken_over(broker):
+    cid = unique("take5")
+    first = Raw(broker)
+    first.send(connect_packet(cid, version=5))
+    head = first.read(2)
+    first.read(head[1])
+    second = Raw(broker)
+    second.send(connect_packet(cid, version=5))
+    assert second.read(2)[0] == 0x20
+    if BROKER == "apus":
+        assert first.read(3) == b"\xe0\x01\x8e"
+    assert first.closed_by_server()
