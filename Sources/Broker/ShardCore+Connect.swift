@@ -58,7 +58,6 @@ extension ShardCore {
             if config.maxPacketSize < 268_435_460 { properties.maximumPacketSize = UInt32(config.maxPacketSize) }
             if config.topicAliasMaximum > 0 { properties.topicAliasMaximum = config.topicAliasMaximum }
             // Not implemented yet: say so, so that clients do not rely on them.
-            properties.retainAvailable = 0
             properties.subscriptionIdentifierAvailable = 0
             properties.sharedSubscriptionAvailable = 0
         }

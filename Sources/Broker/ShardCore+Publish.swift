@@ -16,11 +16,6 @@ extension ShardCore {
                     return
                 }
             }
-            if publish.retain {
-                // CONNACK said Retain Available = 0 [MQTT-3.2.2-14].
-                protocolError(slot: s, reason: .retainNotSupported, decodeError: nil)
-                return
-            }
             if publish.properties.subscriptionIdentifierCount > 0 {
                 // [MQTT-3.3.4-6]: a client must not send Subscription Identifiers.
                 protocolError(slot: s, reason: .protocolError, decodeError: nil)
@@ -41,6 +36,7 @@ extension ShardCore {
         }
         let properties = version == .v5 ? publish.properties.raw : UnsafeRawBufferPointer(start: nil, count: 0)
         let origin = ConnectionID(slot: Int32(s), generation: connections[s].generation)
+        if publish.retain { retain(topic: publish.topic, payload: publish.payload, qos: publish.qos, properties: properties) }
         let matched = route(qos: publish.qos, topic: publish.topic, properties: properties,
                             payload: publish.payload, origin: origin, forwardToShards: true)
         switch publish.qos {
@@ -153,6 +149,8 @@ extension ShardCore {
             barrierAcknowledged(token)
         case .claim, .release, .evict:
             receiveClientMessage(message)
+        case .retain(let message):
+            applyRetained(message)
         }
     }
 

@@ -9,6 +9,7 @@ extension ShardCore {
         let s = Int(id.slot)
         guard connections[s].phase == .awaitingConnect || connections[s].phase == .connected else { return }
         connections[s].lastReceived = now
+        currentTime = now
         connections[s].decoder.feed(bytes)
         while true {
             let packet: Packet?

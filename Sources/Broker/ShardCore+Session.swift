@@ -53,7 +53,11 @@ extension ShardCore {
         }
         _ = topic.withUTF8 { topicBytes in
             will.payload.withUnsafeBytes { payload in
-                route(qos: will.qos, topic: UnsafeRawBufferPointer(topicBytes), properties: propertyBuffer.readableView,
+                if will.retain {
+                    retain(topic: UnsafeRawBufferPointer(topicBytes), payload: payload, qos: will.qos,
+                           properties: propertyBuffer.readableView)
+                }
+                return route(qos: will.qos, topic: UnsafeRawBufferPointer(topicBytes), properties: propertyBuffer.readableView,
                       payload: payload, origin: origin, forwardToShards: true)
             }
         }

@@ -14,6 +14,7 @@ extension ShardCore {
         var codes: [ReasonCode] = []
         codes.reserveCapacity(subscribe.subscriptions.count)
         var newRoutes = false
+        var retainedFor: [(filter: String, granted: QoS)] = []
         for request in subscribe.subscriptions {
             let filter = request.filter
             guard TopicValidation.isValidTopicFilter(filter) else {
@@ -24,10 +25,23 @@ extension ShardCore {
                 codes.append(version == .v5 ? .sharedSubscriptionsNotSupported : .unspecifiedError)
                 continue
             }
+            let existed = connections[s].subscriptions[filter] != nil
             if addSubscription(slot: s, filter: filter, options: request.options) { newRoutes = true }
             codes.append(ReasonCode(rawValue: request.options.qos.rawValue))
+            // Retained messages on every SUBSCRIBE (3.1.1 [MQTT-3.8.4-3]); v5 Retain Handling decides.
+            switch request.options.retainHandling {
+            case .sendOnSubscribe: retainedFor.append((filter, request.options.qos))
+            case .sendOnNewSubscribe: if !existed { retainedFor.append((filter, request.options.qos)) }
+            case .doNotSend: break
+            }
         }
-        let ack = Packet.suback(SubAck(packetID: subscribe.packetID, reasonCodes: codes))
+        // SUBACK first, then the retained messages, as one block of bytes.
+        var reply = ByteBuffer()
+        defer { reply.deallocate() }
+        Packet.suback(SubAck(packetID: subscribe.packetID, reasonCodes: codes)).encode(version: version, into: &reply)
+        if retained.count > 0 {
+            for (filter, granted) in retainedFor { encodeRetained(matching: filter, granted: granted, slot: s, into: &reply) }
+        }
         if newRoutes {
             lastBarrierIssued &+= 1
             for target in 0..<shardCount where target != shardIndex {
@@ -35,12 +49,13 @@ extension ShardCore {
             }
         }
         if lastBarrierCompleted == lastBarrierIssued {
-            queueAck(ack, slot: s)
+            connections[s].outbound.writeBytes(reply.readableView)
+            markFlush(s)
         } else {
             // Another shard may not know the new route yet: SUBACK once every shard has applied it.
             pendingSubAcks.append(PendingSubAck(
                 connection: ConnectionID(slot: Int32(s), generation: connections[s].generation),
-                token: lastBarrierIssued, bytes: ack.encoded(version: connections[s].version)))
+                token: lastBarrierIssued, bytes: reply.readableArray()))
         }
     }
 

@@ -37,6 +37,10 @@ public final class ShardCore {
     /// Client-id registry for the ids whose home is this shard (see ShardCore+ClientRegistry).
     var registry: [String: ClientHolder] = [:]
     var trie = SubscriptionTrie<RouteEntry>()
+    /// This shard's replica of the retained store.
+    var retained = TopicTree<RetainedMessage>()
+    /// The time of the input being processed (monotonic nanoseconds), for stamps.
+    var currentTime: UInt64 = 0
     var matchScratch: [LocalSubscriber] = []
     var assignedIDCounter: UInt64 = 0
     /// Route barriers (see ShardMessageKind.barrier): the last token issued, the last one every
@@ -172,6 +176,7 @@ public final class ShardCore {
 
     /// Closes connections that sent no CONNECT in time or went silent for 1.5 × keep alive.
     public func tick(now: UInt64) {
+        currentTime = now
         let connectTimeout = UInt64(config.connectTimeoutSeconds * 1e9)
         for s in connections.indices {
             switch connections[s].phase {

@@ -14,6 +14,8 @@
 //   routeRemove:  same as routeAdd
 //   barrier:      u8 origin shard, 3 bytes padding, u32 token
 //   barrierAck:   same as barrier (origin = the acknowledging shard)
+//   retain:       u8 origin shard, u8 qos, u16 topic length, u32 properties length,
+//                 u32 payload length, u64 stamp, topic, properties, payload (empty payload = delete)
 //   claim, release, evict:
 //                 u8 origin shard, u16 client id length, u64 connection, client id bytes
 
@@ -39,6 +41,8 @@ public enum ShardMessageKind: UInt8, Sendable {
     case release = 7
     /// From the home shard: another connection claimed this client id; end this one (takeover).
     case evict = 8
+    /// A retained message (or its deletion) for the target's replica of the retained store.
+    case retain = 9
 }
 
 /// A decoded view of one mailbox record (pointers into the ring's memory).
@@ -51,6 +55,7 @@ public enum ShardMessage {
     case claim(origin: Int, connection: ConnectionID, clientID: UnsafeRawBufferPointer)
     case release(origin: Int, connection: ConnectionID, clientID: UnsafeRawBufferPointer)
     case evict(origin: Int, connection: ConnectionID, clientID: UnsafeRawBufferPointer)
+    case retain(RetainedMessage)
 }
 
 /// An application message as it travels between shards.
@@ -118,6 +123,27 @@ enum ShardMessageCodec {
         buffer.commitWritten(12)
     }
 
+    /// Appends a retain record.
+    static func appendRetain(_ message: RetainedMessage, originShard: Int, to buffer: inout ByteBuffer) {
+        let length = 28 + message.topic.count + message.properties.count + message.payload.count
+        let p = buffer.reserveWritable(length)
+        p.storeBytes(of: UInt32(length), as: UInt32.self)
+        p.storeBytes(of: ShardMessageKind.retain.rawValue, toByteOffset: 4, as: UInt8.self)
+        p.storeBytes(of: UInt8(originShard), toByteOffset: 5, as: UInt8.self)
+        p.storeBytes(of: message.qos.rawValue, toByteOffset: 6, as: UInt8.self)
+        p.storeBytes(of: UInt8(0), toByteOffset: 7, as: UInt8.self)
+        p.storeBytes(of: UInt32(message.topic.count), toByteOffset: 8, as: UInt32.self)
+        p.storeBytes(of: UInt32(message.properties.count), toByteOffset: 12, as: UInt32.self)
+        p.storeBytes(of: UInt32(message.payload.count), toByteOffset: 16, as: UInt32.self)
+        p.storeBytes(of: message.stamp, toByteOffset: 20, as: UInt64.self)
+        var offset = 28
+        for part in [message.topic, message.properties, message.payload] {
+            part.withUnsafeBytes { if $0.count > 0 { (p + offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+            offset += part.count
+        }
+        buffer.commitWritten(length)
+    }
+
     /// Appends a claim, release or evict record.
     static func appendClient(_ kind: ShardMessageKind, originShard: Int, connection: ConnectionID, clientID: String,
                              to buffer: inout ByteBuffer) {
@@ -165,6 +191,16 @@ enum ShardMessageCodec {
             let originShard = Int(p.load(fromByteOffset: 5, as: UInt8.self))
             let token = p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
             return kind == .barrier ? .barrier(origin: originShard, token: token) : .barrierAck(origin: originShard, token: token)
+        case .retain:
+            let qos = QoS(rawValue: p.load(fromByteOffset: 6, as: UInt8.self)) ?? .atMostOnce
+            let topicLength = Int(p.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+            let propertiesLength = Int(p.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
+            let payloadLength = Int(p.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
+            let stamp = p.loadUnaligned(fromByteOffset: 20, as: UInt64.self)
+            let topic = Array(UnsafeRawBufferPointer(start: p + 28, count: topicLength))
+            let properties = Array(UnsafeRawBufferPointer(start: p + 28 + topicLength, count: propertiesLength))
+            let payload = Array(UnsafeRawBufferPointer(start: p + 28 + topicLength + propertiesLength, count: payloadLength))
+            return .retain(RetainedMessage(topic: topic, payload: payload, qos: qos, properties: properties, stamp: stamp))
         case .claim, .release, .evict:
             let originShard = Int(p.load(fromByteOffset: 5, as: UInt8.self))
             let length = Int(p.loadUnaligned(fromByteOffset: 6, as: UInt16.self))

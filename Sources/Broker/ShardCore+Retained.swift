@@ -1,0 +1,63 @@
+// Retained messages. Every shard keeps a full replica of the retained store, so a SUBSCRIBE is
+// answered from local memory. A retained PUBLISH updates the local replica and is broadcast to
+// every other shard; replicas order updates by a stamp (monotonic time and origin shard), so all
+// shards converge on the same last message per topic even when two shards race.
+
+import Codec
+import Router
+
+/// One retained message (owned bytes: it outlives the packet it came from).
+public struct RetainedMessage: Sendable {
+    public var topic: [UInt8]
+    public var payload: [UInt8]
+    public var qos: QoS
+    /// v5 PUBLISH properties (no Topic Alias), passed on when the message is sent.
+    public var properties: [UInt8]
+    /// (monotonic nanoseconds << 6) | origin shard: the later stamp wins.
+    public var stamp: UInt64
+}
+
+extension ShardCore {
+    /// A PUBLISH with the retain flag from a local client: store or delete [MQTT-3.3.1-5, -10], replicate.
+    func retain(topic: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, qos: QoS, properties: UnsafeRawBufferPointer) {
+        let message = RetainedMessage(topic: Array(topic), payload: Array(payload), qos: qos, properties: Array(properties),
+                                      stamp: currentTime << 6 | UInt64(shardIndex))
+        applyRetained(message)
+        for target in 0..<shardCount where target != shardIndex {
+            ShardMessageCodec.appendRetain(message, originShard: shardIndex, to: &shardOutbox[target])
+        }
+    }
+
+    /// Applies an update to this shard's replica if it is newer than what is stored.
+    func applyRetained(_ message: RetainedMessage) {
+        let topic = String(decoding: message.topic, as: UTF8.self)
+        if let existing = retained.value(forTopic: topic), existing.stamp > message.stamp { return }
+        if message.payload.isEmpty {
+            // An empty payload deletes; the deletion's stamp is not kept (a late older update may
+            // resurrect the message on one replica, which needs two shards racing on one topic).
+            retained.set(nil, forTopic: topic)
+        } else {
+            retained.set(message, forTopic: topic)
+        }
+    }
+
+    /// Encodes the retained messages matching `filter` for a new subscription into `buffer`, with the
+    /// retain flag set [MQTT-3.3.1-8] at min(message QoS, granted QoS).
+    func encodeRetained(matching filter: String, granted: QoS, slot s: Int, into buffer: inout ByteBuffer) {
+        let version = connections[s].version
+        for (_, message) in retained.matches(filter: filter) {
+            let qos = min(message.qos, granted)
+            let packetID: UInt16 = qos == .atMostOnce ? 0 : connections[s].allocatePacketID()
+            message.topic.withUnsafeBytes { topic in
+                message.payload.withUnsafeBytes { payload in
+                    message.properties.withUnsafeBytes { properties in
+                        PublishEncoder.encode(version: version, dup: false, qos: qos, retain: true, topic: topic, packetID: packetID,
+                                              properties: version == .v5 ? properties : UnsafeRawBufferPointer(start: nil, count: 0),
+                                              payload: payload, into: &buffer)
+                    }
+                }
+            }
+            counters.publishesDelivered += 1
+        }
+    }
+}

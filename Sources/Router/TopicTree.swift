@@ -1,0 +1,95 @@
+// A tree of concrete topic names (no wildcards), each holding a value, that answers "which
+// stored topics does this filter match?" — the retained-message lookup on SUBSCRIBE.
+// A cold path (it runs per SUBSCRIBE, not per PUBLISH), so it favours simplicity.
+
+/// Topic names → values, searchable by topic filter.
+public struct TopicTree<Value> {
+    struct Node {
+        var children: [String: Int] = [:]
+        var value: Value? = nil
+        var parent: Int
+        var level: String
+    }
+
+    var nodes: [Node] = [Node(parent: -1, level: "")]
+    var freeNodes: [Int] = []
+    public private(set) var count = 0
+
+    public init() {}
+
+    /// The value stored for exactly this topic.
+    public func value(forTopic topic: String) -> Value? {
+        var index = 0
+        for level in topic.split(separator: "/", omittingEmptySubsequences: false) {
+            guard let child = nodes[index].children[String(level)] else { return nil }
+            index = child
+        }
+        return nodes[index].value
+    }
+
+    /// Stores (or with nil, removes) the value of a topic; removal prunes empty nodes.
+    public mutating func set(_ value: Value?, forTopic topic: String) {
+        var index = 0
+        for level in topic.split(separator: "/", omittingEmptySubsequences: false) {
+            let key = String(level)
+            if let child = nodes[index].children[key] {
+                index = child
+            } else {
+                guard value != nil else { return }  // removing something absent
+                let node = Node(parent: index, level: key)
+                let child: Int
+                if let reused = freeNodes.popLast() { child = reused; nodes[child] = node } else { child = nodes.count; nodes.append(node) }
+                nodes[index].children[key] = child
+                index = child
+            }
+        }
+        let had = nodes[index].value != nil
+        nodes[index].value = value
+        count += (value != nil ? 1 : 0) - (had ? 1 : 0)
+        // Prune.
+        while index != 0 && nodes[index].value == nil && nodes[index].children.isEmpty {
+            let parent = nodes[index].parent
+            nodes[parent].children.removeValue(forKey: nodes[index].level)
+            nodes[index] = Node(parent: -1, level: "")
+            freeNodes.append(index)
+            index = parent
+        }
+    }
+
+    /// Every (topic, value) whose topic matches `filter` (with `+` and `#`). Topics starting with
+    /// `$` are not matched by a first-level wildcard [MQTT-4.7.2-1].
+    public func matches(filter: String) -> [(topic: String, value: Value)] {
+        let levels = filter.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        var out: [(topic: String, value: Value)] = []
+        walk(0, levels, 0, [], &out)
+        return out
+    }
+
+    private func walk(_ index: Int, _ filter: [String], _ depth: Int, _ path: [String], _ out: inout [(topic: String, value: Value)]) {
+        if depth == filter.count {
+            if let value = nodes[index].value { out.append((path.joined(separator: "/"), value)) }
+            return
+        }
+        let level = filter[depth]
+        switch level {
+        case "#":
+            // `#` matches the parent level too: `a/#` matches `a`.
+            if depth > 0, let value = nodes[index].value { out.append((path.joined(separator: "/"), value)) }
+            collectAll(index, path, depth == 0, &out)
+        case "+":
+            for (key, child) in nodes[index].children where !(depth == 0 && key.hasPrefix("$")) {
+                walk(child, filter, depth + 1, path + [key], &out)
+            }
+        default:
+            if let child = nodes[index].children[level] { walk(child, filter, depth + 1, path + [level], &out) }
+        }
+    }
+
+    private func collectAll(_ index: Int, _ path: [String], _ atRoot: Bool, _ out: inout [(topic: String, value: Value)]) {
+        for (key, child) in nodes[index].children where !(atRoot && key.hasPrefix("$")) {
+            let childPath = path + [key]
+            if let value = nodes[child].value { out.append((childPath.joined(separator: "/"), value)) }
+            collectAll(child, childPath, false, &out)
+        }
+    }
+}
