@@ -15,5 +15,12 @@ public struct BrokerConfig: Sendable {
     /// Receive Maximum the broker advertises: inbound unacknowledged QoS 1/2 PUBLISHes it accepts.
     public var receiveMaximum: UInt16 = 65_535
 
+    /// Outbound QoS 1/2 messages that may be unacknowledged per client (mosquitto's
+    /// max_inflight_messages); the v5 client's Receive Maximum lowers it.
+    public var maxInflightMessages: Int = 20
+    /// Outbound QoS 1/2 messages queued per client behind the inflight window, online or offline
+    /// (mosquitto's max_queued_messages); beyond it messages are dropped and counted.
+    public var maxQueuedMessages: Int = 1000
+
     public init() {}
 }

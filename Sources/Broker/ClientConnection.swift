@@ -35,6 +35,12 @@ struct ClientConnection {
     var subscriptions: [String: SubscriptionOptions] = [:]
     /// Inbound QoS 2 packet ids between PUBREC and PUBREL (exactly-once delivery).
     var awaitingRelease: Set<UInt16> = []
+    /// Outbound QoS 1/2 messages sent and not yet acknowledged, in send order.
+    var inflight: [InflightMessage] = []
+    /// Outbound QoS 1/2 messages waiting for room in the inflight window, in order.
+    var queue = MessageQueue()
+    /// The client's Receive Maximum (v5), or 65535.
+    var clientReceiveMaximum: Int = 65_535
     /// Maximum Packet Size the client accepts (v5), or Int.max.
     var clientMaximumPacketSize: Int = .max
     /// Whether the v5 client wants Reason Strings and User Properties on errors.
@@ -45,10 +51,13 @@ struct ClientConnection {
     /// Bytes waiting to reach the client (queued plus in flight).
     var pendingOutboundBytes: Int { outbound.readableBytes + sending.readableBytes }
 
+    /// The next packet id not used by a message in flight.
     mutating func allocatePacketID() -> UInt16 {
-        let id = nextPacketID
-        nextPacketID = nextPacketID == .max ? 1 : nextPacketID + 1
-        return id
+        while true {
+            let id = nextPacketID
+            nextPacketID = nextPacketID == .max ? 1 : nextPacketID + 1
+            if inflight.isEmpty || !inflight.contains(where: { $0.packetID == id }) { return id }
+        }
     }
 
     /// Frees buffers; the slot keeps its generation.
@@ -58,6 +67,8 @@ struct ClientConnection {
         sending.deallocate()
         subscriptions = [:]
         awaitingRelease = []
+        inflight = []
+        queue = MessageQueue()
         will = nil
         clientID = ""
     }

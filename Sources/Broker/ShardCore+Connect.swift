@@ -52,6 +52,7 @@ extension ShardCore {
         if version == .v5 {
             let p = connect.properties
             if let maximum = p.maximumPacketSize { connections[s].clientMaximumPacketSize = Int(maximum) }
+            if let receive = p.receiveMaximum { connections[s].clientReceiveMaximum = Int(receive) }
             if let problem = p.requestProblemInformation { connections[s].requestProblemInformation = problem == 1 }
             properties.assignedClientIdentifier = assignedID
             if config.receiveMaximum < 65_535 { properties.receiveMaximum = config.receiveMaximum }

@@ -96,7 +96,8 @@ extension ShardCore {
         return localCount > 0 || !remote.isEmpty
     }
 
-    /// Encodes one PUBLISH into a subscriber's outbound buffer.
+    /// Delivers one message to a local subscriber: QoS 0 is encoded straight into its outbound
+    /// buffer; QoS 1/2 goes through the inflight window and queue.
     @inline(__always)
     func deliver(to id: ConnectionID, qos: QoS, topic: UnsafeRawBufferPointer,
                  properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
@@ -104,20 +105,19 @@ extension ShardCore {
         guard connections[s].generation == id.generation, connections[s].phase == .connected else { return }
         let version = connections[s].version
         let props = version == .v5 ? properties : UnsafeRawBufferPointer(start: nil, count: 0)
-        let pending = connections[s].pendingOutboundBytes
-        if pending > softOutboundLimit {
-            if qos == .atMostOnce { counters.droppedQoS0 += 1; return }
-            if pending > hardOutboundLimit { counters.droppedQoS12 += 1; return }
-        }
         if version == .v5 && connections[s].clientMaximumPacketSize != .max {
+            // [MQTT-3.1.2-24]: never send a packet larger than the client accepts; drop it for this client.
             let size = PublishEncoder.encodedLength(version: version, qos: qos, topicLength: topic.count,
                                                     propertiesLength: props.count, payloadLength: payload.count)
             if size > connections[s].clientMaximumPacketSize { counters.droppedTooLarge += 1; return }
         }
-        let packetID: UInt16 = qos == .atMostOnce ? 0 : connections[s].allocatePacketID()
-        PublishEncoder.encode(version: version, dup: false, qos: qos, retain: false, topic: topic,
-                              packetID: packetID, properties: props, payload: payload,
-                              into: &connections[s].outbound)
+        if qos != .atMostOnce {
+            deliverReliable(s, topic: topic, properties: props, payload: payload, qos: qos, retain: false)
+            return
+        }
+        if connections[s].pendingOutboundBytes > softOutboundLimit { counters.droppedQoS0 += 1; return }
+        PublishEncoder.encode(version: version, dup: false, qos: .atMostOnce, retain: false, topic: topic,
+                              packetID: 0, properties: props, payload: payload, into: &connections[s].outbound)
         counters.publishesDelivered += 1
         markFlush(s)
     }

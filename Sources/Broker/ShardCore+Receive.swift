@@ -41,16 +41,16 @@ extension ShardCore {
         switch packet {
         case .publish(let publish):
             handlePublish(publish, slot: s)
-        case .puback:
-            break  // Outbound QoS 1 is not retried yet; the ack ends it.
+        case .puback(let ack):
+            handlePubAck(ack, slot: s)
         case .pubrec(let ack):
-            if ack.reasonCode.isError { break }
-            queueAck(.pubrel(PublishAck(packetID: ack.packetID)), slot: s)
+            handlePubRec(ack, slot: s)
         case .pubrel(let ack):
-            connections[s].awaitingRelease.remove(ack.packetID)
-            queueAck(.pubcomp(PublishAck(packetID: ack.packetID)), slot: s)
-        case .pubcomp:
-            break
+            let known = connections[s].awaitingRelease.remove(ack.packetID) != nil
+            let reason: ReasonCode = known || connections[s].version != .v5 ? .success : .packetIdentifierNotFound
+            queueAck(.pubcomp(PublishAck(packetID: ack.packetID, reasonCode: reason)), slot: s)
+        case .pubcomp(let ack):
+            handlePubComp(ack, slot: s)
         case .subscribe(let subscribe):
             handleSubscribe(subscribe, slot: s)
         case .unsubscribe(let unsubscribe):

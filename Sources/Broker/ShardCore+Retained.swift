@@ -47,17 +47,25 @@ extension ShardCore {
         let version = connections[s].version
         for (_, message) in retained.matches(filter: filter) {
             let qos = min(message.qos, granted)
-            let packetID: UInt16 = qos == .atMostOnce ? 0 : connections[s].allocatePacketID()
             message.topic.withUnsafeBytes { topic in
                 message.payload.withUnsafeBytes { payload in
-                    message.properties.withUnsafeBytes { properties in
-                        PublishEncoder.encode(version: version, dup: false, qos: qos, retain: true, topic: topic, packetID: packetID,
-                                              properties: version == .v5 ? properties : UnsafeRawBufferPointer(start: nil, count: 0),
-                                              payload: payload, into: &buffer)
+                    message.properties.withUnsafeBytes { stored in
+                        let properties = version == .v5 ? stored : UnsafeRawBufferPointer(start: nil, count: 0)
+                        if qos == .atMostOnce {
+                            PublishEncoder.encode(version: version, dup: false, qos: qos, retain: true, topic: topic, packetID: 0,
+                                                  properties: properties, payload: payload, into: &buffer)
+                            counters.publishesDelivered += 1
+                            return
+                        }
+                        let stored = StoredMessage(topic: topic, properties: properties, payload: payload, qos: qos, retain: true)
+                        if connections[s].queue.isEmpty && connections[s].inflight.count < inflightWindow(s) {
+                            send(stored, slot: s, into: &buffer)
+                        } else {
+                            enqueue(stored, slot: s)
+                        }
                     }
                 }
             }
-            counters.publishesDelivered += 1
         }
     }
 }

@@ -14,8 +14,8 @@ public struct ShardCounters: Sendable {
     public var publishesForwarded: UInt64 = 0
     /// QoS 0 messages dropped because the subscriber's outbound buffer was full.
     public var droppedQoS0: UInt64 = 0
-    /// QoS 1/2 messages dropped because the subscriber's outbound buffer hit the hard limit.
-    public var droppedQoS12: UInt64 = 0
+    /// QoS 1/2 messages dropped because the session's queue was full (max_queued_messages).
+    public var droppedQueueFull: UInt64 = 0
     /// Messages not sent because they exceed the client's Maximum Packet Size (v5).
     public var droppedTooLarge: UInt64 = 0
     public var protocolErrors: UInt64 = 0
@@ -59,9 +59,8 @@ public final class ShardCore {
     public var shardOutbox: [ByteBuffer]
 
     /// QoS 0 deliveries are dropped for a client with more than this many bytes pending.
+    /// (QoS 1/2 deliveries are bounded by the inflight window and the queue instead.)
     public var softOutboundLimit = 4 << 20
-    /// Any delivery is dropped (and counted) beyond this many pending bytes.
-    public var hardOutboundLimit = 64 << 20
 
     public init(shardIndex: Int, shardCount: Int, config: BrokerConfig) {
         precondition(shardCount >= 1 && shardCount <= 64 && shardIndex < shardCount)
@@ -95,6 +94,7 @@ public final class ShardCore {
         connections[s].lastReceived = now
         connections[s].nextPacketID = 1
         connections[s].clientMaximumPacketSize = .max
+        connections[s].clientReceiveMaximum = 65_535
         connections[s].requestProblemInformation = true
         liveConnections += 1
         counters.connectionsAccepted += 1

@@ -37,6 +37,8 @@ final class Shard {
     var closeScratch: [Int32] = []
     var closingSlots: [Int32] = []
     var acceptArmed = false
+    /// Drop counters already logged.
+    var loggedDrops = (queueFull: UInt64(0), qos0: UInt64(0), tooLarge: UInt64(0))
     static let bufferGroup: UInt16 = 0
     static let closeGraceNanoseconds: UInt64 = 2_000_000_000
 
@@ -90,6 +92,7 @@ final class Shard {
             if current >= nextTick {
                 core.tick(now: current)
                 checkClosingDeadlines(now: current)
+                logDrops()
                 nextTick = current + tick
             }
         }
@@ -188,6 +191,24 @@ final class Shard {
             if sockets[slot].fd >= 0 && sockets[slot].closing { closingSlots[kept] = closingSlots[i]; kept += 1 }
         }
         closingSlots.removeLast(closingSlots.count - kept)
+    }
+
+    /// Dropped messages are counted by the core and logged here, at most once per tick.
+    func logDrops() {
+        let c = core.counters
+        if c.droppedQueueFull != loggedDrops.queueFull {
+            logger.warning("QoS 1/2 messages dropped: subscriber queues full (max_queued_messages)", metadata: [
+                "new": "\(c.droppedQueueFull - loggedDrops.queueFull)", "total": "\(c.droppedQueueFull)"])
+        }
+        if c.droppedQoS0 != loggedDrops.qos0 {
+            logger.notice("QoS 0 messages dropped for slow subscribers", metadata: [
+                "new": "\(c.droppedQoS0 - loggedDrops.qos0)", "total": "\(c.droppedQoS0)"])
+        }
+        if c.droppedTooLarge != loggedDrops.tooLarge {
+            logger.info("messages not sent: larger than the client's Maximum Packet Size", metadata: [
+                "new": "\(c.droppedTooLarge - loggedDrops.tooLarge)", "total": "\(c.droppedTooLarge)"])
+        }
+        loggedDrops = (c.droppedQueueFull, c.droppedQoS0, c.droppedTooLarge)
     }
 
     func shutdown() {

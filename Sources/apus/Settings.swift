@@ -12,6 +12,8 @@ struct Settings {
     var connectTimeout = 10.0
     var maxPacketSize = 268_435_460
     var maxConnections = 0
+    var maxInflightMessages = 20
+    var maxQueuedMessages = 1000
 
     /// Reads `key value` lines. Unknown keys are an error so that typos do not pass silently.
     mutating func load(file path: String) throws {
@@ -52,6 +54,8 @@ struct Settings {
             connectTimeout = v
         case "max_packet_size": maxPacketSize = try number(Int.self)
         case "max_connections": maxConnections = try number(Int.self)
+        case "max_inflight_messages": maxInflightMessages = try number(Int.self)
+        case "max_queued_messages": maxQueuedMessages = try number(Int.self)
         default:
             throw SettingsError("\(location): unknown setting '\(key)'")
         }
@@ -62,12 +66,16 @@ struct Settings {
         if connectTimeout <= 0 { throw SettingsError("connect timeout must be positive") }
         if maxPacketSize < 2 || maxPacketSize > 268_435_460 { throw SettingsError("max_packet_size must be 2...268435460") }
         if maxConnections < 0 { throw SettingsError("max_connections must be >= 0") }
+        if maxInflightMessages < 1 || maxInflightMessages > 65_535 { throw SettingsError("max_inflight_messages must be 1...65535") }
+        if maxQueuedMessages < 0 { throw SettingsError("max_queued_messages must be >= 0") }
     }
 
     func brokerConfig(shards: Int) -> BrokerConfig {
         var config = BrokerConfig()
         config.connectTimeoutSeconds = connectTimeout
         config.maxPacketSize = maxPacketSize
+        config.maxInflightMessages = maxInflightMessages
+        config.maxQueuedMessages = maxQueuedMessages
         if maxConnections > 0 {
             // Connections land on shards at random (SO_REUSEPORT), so the limit is split evenly.
             config.maxConnectionsPerShard = max(1, (maxConnections + shards - 1) / shards)

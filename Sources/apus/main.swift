@@ -37,6 +37,12 @@ struct Apus: ParsableCommand {
     @Option(name: .long, help: "Maximum client connections (sessions) per broker; 0 = unlimited.")
     var maxConnections: Int?
 
+    @Option(name: .long, help: "Unacknowledged outbound QoS 1/2 messages per client (default 20).")
+    var maxInflightMessages: Int?
+
+    @Option(name: .long, help: "Outbound QoS 1/2 messages queued per client beyond the inflight window (default 1000).")
+    var maxQueuedMessages: Int?
+
     func run() throws {
         var settings = Settings()
         if let path = config { try settings.load(file: path) }
@@ -47,6 +53,8 @@ struct Apus: ParsableCommand {
         if let connectTimeout { settings.connectTimeout = connectTimeout }
         if let maxPacketSize { settings.maxPacketSize = maxPacketSize }
         if let maxConnections { settings.maxConnections = maxConnections }
+        if let maxInflightMessages { settings.maxInflightMessages = maxInflightMessages }
+        if let maxQueuedMessages { settings.maxQueuedMessages = maxQueuedMessages }
         try settings.validate()
 
         guard let level = Logger.Level(rawValue: settings.logLevel) else {

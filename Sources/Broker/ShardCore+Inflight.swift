@@ -1,0 +1,115 @@
+// The outbound QoS 1/2 flow of a session: the inflight window (max_inflight_messages, and the
+// v5 client's Receive Maximum), the bounded queue behind it (max_queued_messages), and the
+// PUBACK / PUBREC / PUBREL / PUBCOMP handling that frees the window.
+
+import Codec
+
+extension ShardCore {
+    /// How many QoS 1/2 messages may be unacknowledged towards this client.
+    func inflightWindow(_ s: Int) -> Int {
+        min(config.maxInflightMessages, connections[s].clientReceiveMaximum)
+    }
+
+    /// Delivers a QoS 1/2 message: sends it if the window has room and nothing is queued ahead of
+    /// it (order), else queues it; beyond max_queued_messages it is dropped and counted.
+    func deliverReliable(_ s: Int, topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer,
+                         payload: UnsafeRawBufferPointer, qos: QoS, retain: Bool) {
+        let message = StoredMessage(topic: topic, properties: properties, payload: payload, qos: qos, retain: retain)
+        if connections[s].phase == .connected && connections[s].queue.isEmpty
+            && connections[s].inflight.count < inflightWindow(s) {
+            var out = takeOutbound(s)
+            send(message, slot: s, into: &out)
+            connections[s].outbound = out
+            markFlush(s)
+        } else {
+            enqueue(message, slot: s)
+        }
+    }
+
+    func enqueue(_ message: StoredMessage, slot s: Int) {
+        if connections[s].queue.count >= config.maxQueuedMessages {
+            counters.droppedQueueFull += 1
+            return
+        }
+        connections[s].queue.append(message)
+    }
+
+    /// Moves the outbound buffer out of the table so that it can be written while the session
+    /// state is changed (exclusive access); the caller puts it back.
+    @inline(__always)
+    func takeOutbound(_ s: Int) -> ByteBuffer {
+        let out = connections[s].outbound
+        connections[s].outbound = ByteBuffer()
+        return out
+    }
+
+    /// Records the message in flight under a new packet id and encodes it.
+    func send(_ message: StoredMessage, slot s: Int, into buffer: inout ByteBuffer) {
+        let packetID = connections[s].allocatePacketID()
+        connections[s].inflight.append(InflightMessage(
+            packetID: packetID, state: message.qos == .exactlyOnce ? .awaitingPubRec : .awaitingPubAck, message: message))
+        message.encode(version: connections[s].version, packetID: packetID, dup: false, into: &buffer)
+        counters.publishesDelivered += 1
+    }
+
+    /// Sends queued messages while the window has room.
+    func pumpQueue(_ s: Int) {
+        guard connections[s].phase == .connected, !connections[s].queue.isEmpty else { return }
+        var out = takeOutbound(s)
+        while connections[s].inflight.count < inflightWindow(s), let message = connections[s].queue.popFirst() {
+            send(message, slot: s, into: &out)
+        }
+        connections[s].outbound = out
+        markFlush(s)
+    }
+
+    /// PUBACK: QoS 1 delivery done.
+    func handlePubAck(_ ack: PublishAck, slot s: Int) {
+        if let i = connections[s].inflight.firstIndex(where: { $0.packetID == ack.packetID && $0.state == .awaitingPubAck }) {
+            connections[s].inflight.remove(at: i)
+            pumpQueue(s)
+        }
+    }
+
+    /// PUBREC: the client has the QoS 2 message; answer PUBREL (or drop it on a v5 error code).
+    func handlePubRec(_ ack: PublishAck, slot s: Int) {
+        let index = connections[s].inflight.firstIndex(where: { $0.packetID == ack.packetID && $0.state != .awaitingPubAck })
+        if ack.reasonCode.isError {
+            if let i = index { connections[s].inflight.remove(at: i); pumpQueue(s) }
+            return
+        }
+        if let i = index {
+            connections[s].inflight[i].state = .awaitingPubComp
+            connections[s].inflight[i].message = nil
+            queueAck(.pubrel(PublishAck(packetID: ack.packetID)), slot: s)
+        } else {
+            queueAck(.pubrel(PublishAck(packetID: ack.packetID, reasonCode: connections[s].version == .v5 ? .packetIdentifierNotFound : .success)), slot: s)
+        }
+    }
+
+    /// PUBCOMP: QoS 2 delivery done.
+    func handlePubComp(_ ack: PublishAck, slot s: Int) {
+        if let i = connections[s].inflight.firstIndex(where: { $0.packetID == ack.packetID && $0.state == .awaitingPubComp }) {
+            connections[s].inflight.remove(at: i)
+            pumpQueue(s)
+        }
+    }
+
+    /// After a reconnect: re-sends every message in flight with DUP set (and PUBREL for QoS 2 past
+    /// PUBREC) in the original order [MQTT-4.4.0-1], then fills the window from the queue.
+    func resendInflight(_ s: Int) {
+        var out = takeOutbound(s)
+        let version = connections[s].version
+        for entry in connections[s].inflight {
+            switch entry.state {
+            case .awaitingPubAck, .awaitingPubRec:
+                entry.message?.encode(version: version, packetID: entry.packetID, dup: true, into: &out)
+            case .awaitingPubComp:
+                Packet.pubrel(PublishAck(packetID: entry.packetID)).encode(version: version, into: &out)
+            }
+        }
+        connections[s].outbound = out
+        markFlush(s)
+        pumpQueue(s)
+    }
+}

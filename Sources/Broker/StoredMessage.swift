@@ -1,0 +1,81 @@
+// Messages a session keeps: QoS 1/2 deliveries in flight (until PUBACK/PUBCOMP) and the queue
+// behind the inflight window. QoS 0 deliveries are never stored.
+
+import Codec
+
+/// An application message owned by a session: topic, v5 properties and payload in one array.
+struct StoredMessage {
+    var bytes: [UInt8]
+    var topicLength: Int
+    var propertiesLength: Int
+    /// The QoS this session receives it at.
+    var qos: QoS
+    var retain: Bool
+
+    init(topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, qos: QoS, retain: Bool) {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(topic.count + properties.count + payload.count)
+        bytes.append(contentsOf: topic)
+        bytes.append(contentsOf: properties)
+        bytes.append(contentsOf: payload)
+        self.bytes = bytes
+        self.topicLength = topic.count
+        self.propertiesLength = properties.count
+        self.qos = qos
+        self.retain = retain
+    }
+
+    /// Encodes the message as a PUBLISH.
+    func encode(version: ProtocolVersion, packetID: UInt16, dup: Bool, into buffer: inout ByteBuffer) {
+        bytes.withUnsafeBytes { all in
+            let topic = UnsafeRawBufferPointer(rebasing: all[0..<topicLength])
+            let properties = UnsafeRawBufferPointer(rebasing: all[topicLength..<(topicLength + propertiesLength)])
+            let payload = UnsafeRawBufferPointer(rebasing: all[(topicLength + propertiesLength)...])
+            PublishEncoder.encode(version: version, dup: dup, qos: qos, retain: retain, topic: topic, packetID: packetID,
+                                  properties: version == .v5 ? properties : UnsafeRawBufferPointer(start: nil, count: 0),
+                                  payload: payload, into: &buffer)
+        }
+    }
+}
+
+/// Where an outbound QoS 1/2 message is in its acknowledgement flow.
+enum InflightState {
+    /// QoS 1, PUBLISH sent.
+    case awaitingPubAck
+    /// QoS 2, PUBLISH sent.
+    case awaitingPubRec
+    /// QoS 2, PUBREC received and PUBREL sent; the message itself is no longer needed.
+    case awaitingPubComp
+}
+
+/// One outbound message in flight.
+struct InflightMessage {
+    var packetID: UInt16
+    var state: InflightState
+    var message: StoredMessage?
+}
+
+/// A FIFO of stored messages (an array with a moving head, compacted now and then).
+struct MessageQueue {
+    private var items: [StoredMessage] = []
+    private var head = 0
+
+    var count: Int { items.count - head }
+    var isEmpty: Bool { head == items.count }
+
+    mutating func append(_ message: StoredMessage) { items.append(message) }
+
+    mutating func popFirst() -> StoredMessage? {
+        guard head < items.count else { return nil }
+        let message = items[head]
+        head += 1
+        if head == items.count {
+            items.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 64 && head * 2 >= items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        return message
+    }
+}
