@@ -9,8 +9,13 @@ public enum ConnectionPhase: Sendable {
     case free
     /// Accepted; no CONNECT yet.
     case awaitingConnect
-    /// CONNECT accepted.
+    /// CONNECT accepted; waiting for the client id's home shard (and any previous session) before
+    /// CONNACK. Input that follows CONNECT is held until then.
+    case connecting
+    /// CONNECT accepted and answered.
     case connected
+    /// A persistent session without a connection: subscriptions stay, QoS 1/2 messages queue.
+    case offline
     /// The session is over; the runtime is flushing the last bytes and closing the socket.
     case closing
 }
@@ -47,6 +52,20 @@ struct ClientConnection {
     var requestProblemInformation: Bool = true
     /// Already listed in the core's flush queue.
     var flushQueued: Bool = false
+    /// Clean Session / Clean Start of the CONNECT.
+    var cleanStart: Bool = true
+    /// Seconds the session outlives its connection: 0 = ends with it, UInt32.max = never expires.
+    var sessionExpiry: UInt32 = 0
+    /// The runtime still has a socket on this slot (false once an offline session's socket closed).
+    var socketAttached: Bool = true
+    var offlineSince: UInt64 = 0
+    /// Input received after CONNECT while `connecting`.
+    var held = ByteBuffer()
+    /// The CONNACK properties prepared while `connecting`.
+    var pendingConnAckProperties = Properties()
+
+    /// Whether the session survives the end of its connection.
+    var isPersistent: Bool { sessionExpiry > 0 }
 
     /// Bytes waiting to reach the client (queued plus in flight).
     var pendingOutboundBytes: Int { outbound.readableBytes + sending.readableBytes }
@@ -60,11 +79,18 @@ struct ClientConnection {
         }
     }
 
-    /// Frees buffers; the slot keeps its generation.
-    mutating func releaseResources() {
+    /// Frees what only a connected socket needs (an offline session keeps the rest).
+    mutating func releaseSocketBuffers() {
         decoder.deallocate()
         outbound.deallocate()
         sending.deallocate()
+        held.deallocate()
+        flushQueued = false
+    }
+
+    /// Frees buffers; the slot keeps its generation.
+    mutating func releaseResources() {
+        releaseSocketBuffers()
         subscriptions = [:]
         awaitingRelease = []
         inflight = []

@@ -32,14 +32,16 @@ extension ShardCore {
             return
         }
 
-        // Takeover: the client id's home shard evicts any previous holder, on any shard [MQTT-3.1.4-3].
-        claimClientID(clientID, connection: ConnectionID(slot: Int32(s), generation: connections[s].generation))
-        connectedClients += 1
-
         connections[s].clientID = clientID
         connections[s].will = connect.will
-        connections[s].phase = .connected
+        connections[s].cleanStart = connect.cleanStart
         connections[s].decoder.version = version
+        if version == .v5 {
+            let expiry = connect.properties.sessionExpiryInterval ?? 0
+            connections[s].sessionExpiry = expiry == 0xFFFF_FFFF ? .max : expiry
+        } else {
+            connections[s].sessionExpiry = connect.cleanStart ? 0 : .max  // 3.1.1: kept until a clean connect
+        }
 
         var properties = Properties()
         var keepAlive = connect.keepAlive
@@ -62,9 +64,30 @@ extension ShardCore {
             properties.subscriptionIdentifierAvailable = 0
             properties.sharedSubscriptionAvailable = 0
         }
-        let ack = ConnAck(sessionPresent: false, reasonCode: .success, properties: properties)
-        ack.encodePacket(version: version, into: &connections[s].outbound)
+        connections[s].pendingConnAckProperties = properties
+
+        // The client id's home shard evicts any previous holder, on any shard [MQTT-3.1.4-3], and
+        // the previous session comes back with `claimed`; CONNACK waits for it.
+        connections[s].phase = .connecting
+        connectedClients += 1
+        claimClientID(clientID, connection: ConnectionID(slot: Int32(s), generation: connections[s].generation),
+                      cleanStart: connect.cleanStart)
+    }
+
+    /// CONNACK, then what the session had in flight, then the input held since CONNECT.
+    func finishConnect(slot s: Int, sessionPresent: Bool) {
+        connections[s].phase = .connected
+        let ack = ConnAck(sessionPresent: sessionPresent, reasonCode: .success, properties: connections[s].pendingConnAckProperties)
+        connections[s].pendingConnAckProperties = Properties()
+        ack.encodePacket(version: connections[s].version, into: &connections[s].outbound)
         markFlush(s)
+        if !connections[s].inflight.isEmpty || !connections[s].queue.isEmpty { resendInflight(s) }
+        if !connections[s].held.isEmpty {
+            var held = connections[s].held
+            connections[s].held = ByteBuffer()
+            receive(ConnectionID(slot: Int32(s), generation: connections[s].generation), bytes: held.readableView, now: currentTime)
+            held.deallocate()
+        }
     }
 
     /// Sends a refusing CONNACK and ends the connection [MQTT-3.2.2-5].

@@ -102,7 +102,20 @@ extension ShardCore {
     func deliver(to id: ConnectionID, qos: QoS, topic: UnsafeRawBufferPointer,
                  properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
         let s = Int(id.slot)
-        guard connections[s].generation == id.generation, connections[s].phase == .connected else { return }
+        guard connections[s].generation == id.generation else { return }
+        switch connections[s].phase {
+        case .connected:
+            break
+        case .offline, .connecting:
+            // A session without a live connection keeps QoS 1/2 messages; QoS 0 is not queued.
+            if qos != .atMostOnce {
+                let props = connections[s].version == .v5 ? properties : UnsafeRawBufferPointer(start: nil, count: 0)
+                enqueue(StoredMessage(topic: topic, properties: props, payload: payload, qos: qos, retain: false), slot: s)
+            }
+            return
+        default:
+            return
+        }
         let version = connections[s].version
         let props = version == .v5 ? properties : UnsafeRawBufferPointer(start: nil, count: 0)
         if version == .v5 && connections[s].clientMaximumPacketSize != .max {
@@ -147,8 +160,8 @@ extension ShardCore {
             ShardMessageCodec.appendBarrier(.barrierAck, originShard: shardIndex, token: token, to: &shardOutbox[origin])
         case .barrierAck(_, let token):
             barrierAcknowledged(token)
-        case .claim, .release, .evict:
-            receiveClientMessage(message)
+        case .client(let clientMessage):
+            receiveClientMessage(clientMessage)
         case .retain(let message):
             applyRetained(message)
         }

@@ -7,9 +7,14 @@ extension ShardCore {
     public func receive(_ id: ConnectionID, bytes: UnsafeRawBufferPointer, now: UInt64) {
         guard isCurrent(id) else { return }
         let s = Int(id.slot)
-        guard connections[s].phase == .awaitingConnect || connections[s].phase == .connected else { return }
         connections[s].lastReceived = now
         currentTime = now
+        if connections[s].phase == .connecting {
+            // CONNACK is not out yet: keep the input in order until the session is ready.
+            connections[s].held.writeBytes(bytes)
+            return
+        }
+        guard connections[s].phase == .awaitingConnect || connections[s].phase == .connected else { return }
         connections[s].decoder.feed(bytes)
         while true {
             let packet: Packet?
@@ -22,6 +27,10 @@ extension ShardCore {
             }
             guard let packet else { return }
             handle(packet, slot: s, now: now)
+            if connections[s].phase == .connecting {
+                connections[s].held.writeBytes(connections[s].decoder.detachRemainder())
+                return
+            }
             // A handler may have ended the session (or a takeover replaced it).
             if connections[s].phase != .awaitingConnect && connections[s].phase != .connected { return }
         }
@@ -60,6 +69,14 @@ extension ShardCore {
             connections[s].outbound.writeByte(0x00)
             markFlush(s)
         case .disconnect(let disconnect):
+            if let expiry = disconnect.properties.sessionExpiryInterval {
+                // [MQTT-3.14.2-2]: a session that was to end with the connection cannot be extended.
+                if connections[s].sessionExpiry == 0 && expiry != 0 {
+                    protocolError(slot: s, reason: .protocolError, decodeError: nil)
+                    return
+                }
+                connections[s].sessionExpiry = expiry == 0xFFFF_FFFF ? .max : expiry
+            }
             // A normal DISCONNECT discards the will; v5 reason 0x04 asks for it to be sent.
             let sendWill = connections[s].version == .v5 && disconnect.reasonCode == .disconnectWithWill
             endSession(slot: s, publishWill: sendWill, disconnectReason: nil)

@@ -8,34 +8,65 @@ extension ShardCore {
     public func connectionLost(_ id: ConnectionID) {
         guard isCurrent(id) else { return }
         let s = Int(id.slot)
-        guard connections[s].phase == .awaitingConnect || connections[s].phase == .connected else { return }
-        endSession(slot: s, publishWill: true, disconnectReason: nil)
+        switch connections[s].phase {
+        case .awaitingConnect, .connecting, .connected:
+            endSession(slot: s, publishWill: true, disconnectReason: nil)
+        case .closing, .offline, .free:
+            break
+        }
     }
 
-    /// Ends the session on slot `s`. With `disconnectReason`, a v5 client first gets DISCONNECT.
+    /// Ends the connection on slot `s`. With `disconnectReason`, a v5 client first gets DISCONNECT.
+    /// A persistent session stays on the slot, offline; any other is discarded.
     func endSession(slot s: Int, publishWill: Bool, disconnectReason: ReasonCode?) {
         let phase = connections[s].phase
-        guard phase == .awaitingConnect || phase == .connected else { return }
+        guard phase == .awaitingConnect || phase == .connecting || phase == .connected else { return }
         let id = ConnectionID(slot: Int32(s), generation: connections[s].generation)
-        if phase == .connected {
-            if let reason = disconnectReason, connections[s].version == .v5 {
-                Packet.disconnect(Disconnect(reasonCode: reason)).encode(version: .v5, into: &connections[s].outbound)
-                markFlush(s)
-            }
-            if publishWill, let will = connections[s].will {
-                connections[s].will = nil
-                publishWillMessage(will, origin: id)
-            }
-            for filter in Array(connections[s].subscriptions.keys) {
-                removeSubscription(slot: s, filter: filter)
-            }
-            releaseClientID(connections[s].clientID, connection: id)
-            connectedClients -= 1
-        }
-        connections[s].will = nil
-        connections[s].phase = .closing
         liveConnections -= 1
         closeQueue.append(Int32(s))
+        if phase == .awaitingConnect {
+            connections[s].phase = .closing
+            return
+        }
+        connectedClients -= 1
+        if let reason = disconnectReason, connections[s].version == .v5, phase == .connected {
+            Packet.disconnect(Disconnect(reasonCode: reason)).encode(version: .v5, into: &connections[s].outbound)
+            markFlush(s)
+        }
+        if publishWill, let will = connections[s].will {
+            publishWillMessage(will, origin: id)
+        }
+        connections[s].will = nil
+        if connections[s].isPersistent {
+            // The session outlives the connection [MQTT-3.1.2-4]: subscriptions stay in the trie,
+            // QoS 1/2 messages queue, the registry keeps pointing here.
+            connections[s].phase = .offline
+            connections[s].offlineSince = currentTime
+            counters.sessionsPersisted += 1
+        } else {
+            removeAllSubscriptions(slot: s)
+            releaseClientID(connections[s].clientID, connection: id)
+            connections[s].phase = .closing
+        }
+    }
+
+    /// Ends an offline session (expired): its subscriptions go, the registry forgets it.
+    func discardSession(slot s: Int) {
+        let id = ConnectionID(slot: Int32(s), generation: connections[s].generation)
+        removeAllSubscriptions(slot: s)
+        releaseClientID(connections[s].clientID, connection: id)
+        counters.sessionsExpired += 1
+        if connections[s].socketAttached {
+            connections[s].phase = .closing  // the runtime's release frees the slot
+        } else {
+            freeSlot(s)
+        }
+    }
+
+    func removeAllSubscriptions(slot s: Int) {
+        for filter in Array(connections[s].subscriptions.keys) {
+            removeSubscription(slot: s, filter: filter)
+        }
     }
 
     /// Publishes a will message like any other PUBLISH from its client.

@@ -19,6 +19,11 @@ public struct ShardCounters: Sendable {
     /// Messages not sent because they exceed the client's Maximum Packet Size (v5).
     public var droppedTooLarge: UInt64 = 0
     public var protocolErrors: UInt64 = 0
+    /// Persistent sessions that went offline, and offline sessions that expired.
+    public var sessionsPersisted: UInt64 = 0
+    public var sessionsExpired: UInt64 = 0
+    /// Sessions resumed by a reconnecting client (on this shard or moved here from another).
+    public var sessionsResumed: UInt64 = 0
 }
 
 /// One shard's MQTT state machine. Not thread-safe: owned by its shard thread.
@@ -96,6 +101,9 @@ public final class ShardCore {
         connections[s].clientMaximumPacketSize = .max
         connections[s].clientReceiveMaximum = 65_535
         connections[s].requestProblemInformation = true
+        connections[s].socketAttached = true
+        connections[s].cleanStart = true
+        connections[s].sessionExpiry = 0
         liveConnections += 1
         counters.connectionsAccepted += 1
         return ConnectionID(slot: slot, generation: connections[s].generation)
@@ -114,16 +122,32 @@ public final class ShardCore {
         isCurrent(id) ? connections[Int(id.slot)].phase : .free
     }
 
-    /// Frees a slot after the runtime closed its socket. Stale ids never match it again.
+    /// The runtime closed the slot's socket. The slot is freed (stale ids never match it again),
+    /// unless it holds an offline persistent session, which keeps it without a socket.
     public func release(_ id: ConnectionID) {
         guard isCurrent(id) else { return }
         let s = Int(id.slot)
-        if connections[s].phase != .closing { endSession(slot: s, publishWill: true, disconnectReason: nil) }
+        switch connections[s].phase {
+        case .awaitingConnect, .connecting, .connected:
+            endSession(slot: s, publishWill: true, disconnectReason: nil)
+        case .closing, .offline, .free:
+            break
+        }
+        connections[s].socketAttached = false
+        if connections[s].phase == .offline {
+            connections[s].releaseSocketBuffers()
+        } else {
+            freeSlot(s)
+        }
+    }
+
+    /// Returns a slot to the free list.
+    func freeSlot(_ s: Int) {
         connections[s].releaseResources()
         connections[s].phase = .free
         connections[s].generation &+= 1
         connections[s].flushQueued = false
-        freeSlots.append(id.slot)
+        freeSlots.append(Int32(s))
     }
 
     // MARK: outbound bytes (runtime side)
@@ -180,9 +204,14 @@ public final class ShardCore {
         let connectTimeout = UInt64(config.connectTimeoutSeconds * 1e9)
         for s in connections.indices {
             switch connections[s].phase {
-            case .awaitingConnect:
+            case .awaitingConnect, .connecting:
                 if now &- connections[s].openedAt > connectTimeout {
                     endSession(slot: s, publishWill: false, disconnectReason: nil)
+                }
+            case .offline:
+                let expiry = connections[s].sessionExpiry
+                if expiry != .max && now &- connections[s].offlineSince > UInt64(expiry) * 1_000_000_000 {
+                    discardSession(slot: s)
                 }
             case .connected:
                 let keepAlive = UInt64(connections[s].keepAlive)
@@ -194,4 +223,7 @@ public final class ShardCore {
             }
         }
     }
+
+    /// Offline persistent sessions on this shard.
+    public var offlineSessions: Int { connections.reduce(0) { $0 + ($1.phase == .offline ? 1 : 0) } }
 }

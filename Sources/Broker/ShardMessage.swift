@@ -16,8 +16,10 @@
 //   barrierAck:   same as barrier (origin = the acknowledging shard)
 //   retain:       u8 origin shard, u8 qos, u16 topic length, u32 properties length,
 //                 u32 payload length, u64 stamp, topic, properties, payload (empty payload = delete)
-//   claim, release, evict:
-//                 u8 origin shard, u16 client id length, u64 connection, client id bytes
+//   claim, release, evict, claimed:
+//                 u8 origin shard, u16 client id length, u64 connection, u64 other connection,
+//                 u8 other shard, u8 flags, 6 bytes padding, u64 session (a retained SessionBox
+//                 pointer or 0), client id bytes
 
 import Codec
 
@@ -39,10 +41,13 @@ public enum ShardMessageKind: UInt8, Sendable {
     case claim = 6
     /// To a client id's home shard: this connection no longer holds the client id.
     case release = 7
-    /// From the home shard: another connection claimed this client id; end this one (takeover).
+    /// From the home shard: another connection claimed this client id; end this one (takeover)
+    /// and hand its session to the claimant (`claimed`).
     case evict = 8
     /// A retained message (or its deletion) for the target's replica of the retained store.
     case retain = 9
+    /// To the claimant: the client id is yours; here is the previous session, if it is to be kept.
+    case claimed = 10
 }
 
 /// A decoded view of one mailbox record (pointers into the ring's memory).
@@ -52,10 +57,22 @@ public enum ShardMessage {
     case routeRemove(origin: Int, filter: UnsafeRawBufferPointer)
     case barrier(origin: Int, token: UInt32)
     case barrierAck(origin: Int, token: UInt32)
-    case claim(origin: Int, connection: ConnectionID, clientID: UnsafeRawBufferPointer)
-    case release(origin: Int, connection: ConnectionID, clientID: UnsafeRawBufferPointer)
-    case evict(origin: Int, connection: ConnectionID, clientID: UnsafeRawBufferPointer)
+    case client(ClientMessage)
     case retain(RetainedMessage)
+}
+
+/// A client-registry message (claim, release, evict, claimed), decoded into owned values.
+public struct ClientMessage {
+    public var kind: ShardMessageKind
+    public var origin: Int
+    public var clientID: String
+    public var connection: ConnectionID
+    public var otherConnection = ConnectionID(slot: 0, generation: 0)
+    public var otherShard = 0
+    /// claim: bit 0 = clean start. evict: bit 0 = hand the session over.
+    public var flags: UInt8 = 0
+    /// claimed: the previous session, moved between shards by reference.
+    var session: SessionBox? = nil
 }
 
 /// An application message as it travels between shards.
@@ -144,19 +161,23 @@ enum ShardMessageCodec {
         buffer.commitWritten(length)
     }
 
-    /// Appends a claim, release or evict record.
-    static func appendClient(_ kind: ShardMessageKind, originShard: Int, connection: ConnectionID, clientID: String,
-                             to buffer: inout ByteBuffer) {
-        var id = clientID
+    /// Appends a claim, release, evict or claimed record.
+    static func appendClient(_ m: ClientMessage, to buffer: inout ByteBuffer) {
+        var id = m.clientID
         id.withUTF8 { bytes in
-            let length = 16 + bytes.count
+            let length = 40 + bytes.count
             let p = buffer.reserveWritable(length)
             p.storeBytes(of: UInt32(length), as: UInt32.self)
-            p.storeBytes(of: kind.rawValue, toByteOffset: 4, as: UInt8.self)
-            p.storeBytes(of: UInt8(originShard), toByteOffset: 5, as: UInt8.self)
+            p.storeBytes(of: m.kind.rawValue, toByteOffset: 4, as: UInt8.self)
+            p.storeBytes(of: UInt8(m.origin), toByteOffset: 5, as: UInt8.self)
             p.storeBytes(of: UInt16(bytes.count), toByteOffset: 6, as: UInt16.self)
-            p.storeBytes(of: connection.packed, toByteOffset: 8, as: UInt64.self)
-            if bytes.count > 0 { (p + 16).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+            p.storeBytes(of: m.connection.packed, toByteOffset: 8, as: UInt64.self)
+            p.storeBytes(of: m.otherConnection.packed, toByteOffset: 16, as: UInt64.self)
+            p.storeBytes(of: UInt8(m.otherShard), toByteOffset: 24, as: UInt8.self)
+            p.storeBytes(of: m.flags, toByteOffset: 25, as: UInt8.self)
+            p.storeBytes(of: m.session.map { UInt64(UInt(bitPattern: Unmanaged.passRetained($0).toOpaque())) } ?? 0,
+                         toByteOffset: 32, as: UInt64.self)
+            if bytes.count > 0 { (p + 40).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
             buffer.commitWritten(length)
         }
     }
@@ -201,16 +222,17 @@ enum ShardMessageCodec {
             let properties = Array(UnsafeRawBufferPointer(start: p + 28 + topicLength, count: propertiesLength))
             let payload = Array(UnsafeRawBufferPointer(start: p + 28 + topicLength + propertiesLength, count: payloadLength))
             return .retain(RetainedMessage(topic: topic, payload: payload, qos: qos, properties: properties, stamp: stamp))
-        case .claim, .release, .evict:
-            let originShard = Int(p.load(fromByteOffset: 5, as: UInt8.self))
+        case .claim, .release, .evict, .claimed:
             let length = Int(p.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
-            let connection = ConnectionID(packed: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-            let id = UnsafeRawBufferPointer(start: p + 16, count: length)
-            switch kind {
-            case .claim: return .claim(origin: originShard, connection: connection, clientID: id)
-            case .release: return .release(origin: originShard, connection: connection, clientID: id)
-            default: return .evict(origin: originShard, connection: connection, clientID: id)
-            }
+            let raw = UInt(p.loadUnaligned(fromByteOffset: 32, as: UInt64.self))
+            let session = raw == 0 ? nil : Unmanaged<SessionBox>.fromOpaque(UnsafeRawPointer(bitPattern: raw)!).takeRetainedValue()
+            return .client(ClientMessage(
+                kind: kind, origin: Int(p.load(fromByteOffset: 5, as: UInt8.self)),
+                clientID: String(decoding: UnsafeRawBufferPointer(start: p + 40, count: length), as: UTF8.self),
+                connection: ConnectionID(packed: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
+                otherConnection: ConnectionID(packed: p.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
+                otherShard: Int(p.load(fromByteOffset: 24, as: UInt8.self)),
+                flags: p.load(fromByteOffset: 25, as: UInt8.self), session: session))
         }
     }
 }

@@ -116,6 +116,15 @@ public struct StreamDecoder: @unchecked Sendable {
         }
     }
 
+    /// Takes the part of the current chunk that `next()` has not decoded yet and forgets it, so
+    /// that the caller can hold it (the broker holds input that follows CONNECT until the session
+    /// is ready). Any partial frame already in storage stays there.
+    public mutating func detachRemainder() -> UnsafeRawBufferPointer {
+        let rest = UnsafeRawBufferPointer(rebasing: chunk[chunkOffset...])
+        chunkOffset = chunk.count
+        return rest
+    }
+
     /// Bytes buffered for an incomplete packet.
     public var bufferedBytes: Int { storageHoldsReturnedFrame ? 0 : storage.readableBytes }
 
