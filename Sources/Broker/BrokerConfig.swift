@@ -21,6 +21,9 @@ public struct BrokerConfig: Sendable {
     /// Outbound QoS 1/2 messages queued per client behind the inflight window, online or offline
     /// (mosquitto's max_queued_messages); beyond it messages are dropped and counted.
     public var maxQueuedMessages: Int = 1000
+    /// Largest PUBLISH payload the broker accepts (mosquitto's message_size_limit); 0 = no limit.
+    /// Larger messages are not routed; QoS 1/2 are still acknowledged (v5: reason 0x95).
+    public var messageSizeLimit: Int = 0
 
     public init() {}
 }

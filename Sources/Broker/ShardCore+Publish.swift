@@ -22,6 +22,16 @@ extension ShardCore {
                 return
             }
         }
+        if config.messageSizeLimit > 0 && publish.payload.count > config.messageSizeLimit {
+            counters.droppedOverSizeLimit += 1
+            let reason: ReasonCode = version == .v5 ? .packetTooLarge : .success
+            switch publish.qos {
+            case .atMostOnce: break
+            case .atLeastOnce: queueAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: reason)), slot: s)
+            case .exactlyOnce: queueAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: reason)), slot: s)
+            }
+            return
+        }
         if publish.qos == .exactlyOnce {
             if connections[s].awaitingRelease.contains(publish.packetID) {
                 // A resend before PUBREL: already routed once; acknowledge again only.

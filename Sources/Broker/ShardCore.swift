@@ -19,6 +19,8 @@ public struct ShardCounters: Sendable {
     /// Messages not sent because they exceed the client's Maximum Packet Size (v5).
     public var droppedTooLarge: UInt64 = 0
     public var protocolErrors: UInt64 = 0
+    /// PUBLISHes refused for a payload over message_size_limit.
+    public var droppedOverSizeLimit: UInt64 = 0
     /// Persistent sessions that went offline, and offline sessions that expired.
     public var sessionsPersisted: UInt64 = 0
     public var sessionsExpired: UInt64 = 0

@@ -38,7 +38,7 @@ final class Shard {
     var closingSlots: [Int32] = []
     var acceptArmed = false
     /// Drop counters already logged.
-    var loggedDrops = (queueFull: UInt64(0), qos0: UInt64(0), tooLarge: UInt64(0))
+    var loggedDrops = (queueFull: UInt64(0), qos0: UInt64(0), tooLarge: UInt64(0), overLimit: UInt64(0))
     static let bufferGroup: UInt16 = 0
     static let closeGraceNanoseconds: UInt64 = 2_000_000_000
 
@@ -208,7 +208,11 @@ final class Shard {
             logger.info("messages not sent: larger than the client's Maximum Packet Size", metadata: [
                 "new": "\(c.droppedTooLarge - loggedDrops.tooLarge)", "total": "\(c.droppedTooLarge)"])
         }
-        loggedDrops = (c.droppedQueueFull, c.droppedQoS0, c.droppedTooLarge)
+        if c.droppedOverSizeLimit != loggedDrops.overLimit {
+            logger.warning("PUBLISHes refused: payload over message_size_limit", metadata: [
+                "new": "\(c.droppedOverSizeLimit - loggedDrops.overLimit)", "total": "\(c.droppedOverSizeLimit)"])
+        }
+        loggedDrops = (c.droppedQueueFull, c.droppedQoS0, c.droppedTooLarge, c.droppedOverSizeLimit)
     }
 
     func shutdown() {

@@ -14,6 +14,7 @@ struct Settings {
     var maxConnections = 0
     var maxInflightMessages = 20
     var maxQueuedMessages = 1000
+    var messageSizeLimit = 0
 
     /// Reads `key value` lines. Unknown keys are an error so that typos do not pass silently.
     mutating func load(file path: String) throws {
@@ -56,6 +57,7 @@ struct Settings {
         case "max_connections": maxConnections = try number(Int.self)
         case "max_inflight_messages": maxInflightMessages = try number(Int.self)
         case "max_queued_messages": maxQueuedMessages = try number(Int.self)
+        case "message_size_limit": messageSizeLimit = try number(Int.self)
         default:
             throw SettingsError("\(location): unknown setting '\(key)'")
         }
@@ -68,6 +70,7 @@ struct Settings {
         if maxConnections < 0 { throw SettingsError("max_connections must be >= 0") }
         if maxInflightMessages < 1 || maxInflightMessages > 65_535 { throw SettingsError("max_inflight_messages must be 1...65535") }
         if maxQueuedMessages < 0 { throw SettingsError("max_queued_messages must be >= 0") }
+        if messageSizeLimit < 0 { throw SettingsError("message_size_limit must be >= 0") }
     }
 
     func brokerConfig(shards: Int) -> BrokerConfig {
@@ -76,6 +79,7 @@ struct Settings {
         config.maxPacketSize = maxPacketSize
         config.maxInflightMessages = maxInflightMessages
         config.maxQueuedMessages = maxQueuedMessages
+        config.messageSizeLimit = messageSizeLimit
         if maxConnections > 0 {
             // Connections land on shards at random (SO_REUSEPORT), so the limit is split evenly.
             config.maxConnectionsPerShard = max(1, (maxConnections + shards - 1) / shards)

@@ -43,6 +43,9 @@ struct Apus: ParsableCommand {
     @Option(name: .long, help: "Outbound QoS 1/2 messages queued per client beyond the inflight window (default 1000).")
     var maxQueuedMessages: Int?
 
+    @Option(name: .long, help: "Largest PUBLISH payload accepted, in bytes; 0 = no limit (default).")
+    var messageSizeLimit: Int?
+
     func run() throws {
         var settings = Settings()
         if let path = config { try settings.load(file: path) }
@@ -55,6 +58,7 @@ struct Apus: ParsableCommand {
         if let maxConnections { settings.maxConnections = maxConnections }
         if let maxInflightMessages { settings.maxInflightMessages = maxInflightMessages }
         if let maxQueuedMessages { settings.maxQueuedMessages = maxQueuedMessages }
+        if let messageSizeLimit { settings.messageSizeLimit = messageSizeLimit }
         try settings.validate()
 
         guard let level = Logger.Level(rawValue: settings.logLevel) else {
