@@ -25,5 +25,8 @@ public struct BrokerConfig: Sendable {
     /// Larger messages are not routed; QoS 1/2 are still acknowledged (v5: reason 0x95).
     public var messageSizeLimit: Int = 0
 
+    /// How shared subscription groups pick a member.
+    public var sharedSubscriptionStrategy: SharedSubscriptionStrategy = .roundRobin
+
     public init() {}
 }

@@ -62,7 +62,6 @@ extension ShardCore {
             if config.topicAliasMaximum > 0 { properties.topicAliasMaximum = config.topicAliasMaximum }
             // Not implemented yet: say so, so that clients do not rely on them.
             properties.subscriptionIdentifierAvailable = 0
-            properties.sharedSubscriptionAvailable = 0
         }
         connections[s].pendingConnAckProperties = properties
 

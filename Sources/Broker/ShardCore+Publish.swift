@@ -84,6 +84,11 @@ extension ShardCore {
             }
         }
 
+        if !collector.shared.isEmpty && forwardToShards {
+            routeShared(collector.shared, topic: topic, qos: qos, properties: properties, payload: payload, origin: origin)
+        }
+        let matchedShared = !collector.shared.isEmpty
+        collector.shared.removeAll(keepingCapacity: true)
         let localCount = collector.local.count
         if localCount > 1 {
             // Overlapping subscriptions: deliver once per client, at the highest granted QoS [MQTT-3.3.5-1].
@@ -103,7 +108,7 @@ extension ShardCore {
             i = j
         }
         swap(&collector.local, &matchScratch)
-        return localCount > 0 || !remote.isEmpty
+        return localCount > 0 || !remote.isEmpty || matchedShared
     }
 
     /// Delivers one message to a local subscriber: QoS 0 is encoded straight into its outbound
@@ -174,6 +179,10 @@ extension ShardCore {
             receiveClientMessage(clientMessage)
         case .retain(let message):
             applyRetained(message)
+        case .shareCount(let origin, let filter, let group, let count):
+            applyShareCount(origin: origin, filter: filter, group: group, count: count)
+        case .sharedPublish(let p, let filter, let group, let member):
+            deliverShared(p, filter: filter, group: group, member: member)
         }
     }
 

@@ -21,14 +21,18 @@ extension ShardCore {
                 codes.append(version == .v5 ? .topicFilterInvalid : .unspecifiedError)
                 continue
             }
-            if filter.hasPrefix("$share/") {
-                codes.append(version == .v5 ? .sharedSubscriptionsNotSupported : .unspecifiedError)
-                continue
+            let isShared = filter.hasPrefix("$share/")
+            if isShared && version == .v5 && request.options.noLocal {
+                // [MQTT-3.8.3-4]: No Local on a shared subscription is a protocol error.
+                protocolError(slot: s, reason: .protocolError, decodeError: nil)
+                return
             }
             let existed = connections[s].subscriptions[filter] != nil
             if addSubscription(slot: s, filter: filter, options: request.options) { newRoutes = true }
             codes.append(ReasonCode(rawValue: request.options.qos.rawValue))
             // Retained messages on every SUBSCRIBE (3.1.1 [MQTT-3.8.4-3]); v5 Retain Handling decides.
+            // Shared subscriptions get none [MQTT-4.8.2, retained messages].
+            if isShared { continue }
             switch request.options.retainHandling {
             case .sendOnSubscribe: retainedFor.append((filter, request.options.qos))
             case .sendOnNewSubscribe: if !existed { retainedFor.append((filter, request.options.qos)) }
@@ -95,6 +99,9 @@ extension ShardCore {
     func addSubscription(slot s: Int, filter: String, options: SubscriptionOptions) -> Bool {
         let id = ConnectionID(slot: Int32(s), generation: connections[s].generation)
         connections[s].subscriptions[filter] = options
+        if let shared = SharedSubscriptionFilter(filter) {
+            return addSharedMember(slot: s, shared: shared, options: options)
+        }
         let becameLocal = trie.update(filter: filter) { entry -> Bool in
             var e = entry ?? RouteEntry()
             let hadLocal = !e.local.isEmpty
@@ -114,6 +121,10 @@ extension ShardCore {
     @discardableResult
     func removeSubscription(slot s: Int, filter: String) -> Bool {
         guard connections[s].subscriptions.removeValue(forKey: filter) != nil else { return false }
+        if let shared = SharedSubscriptionFilter(filter) {
+            removeSharedMember(slot: s, shared: shared)
+            return true
+        }
         let id = ConnectionID(slot: Int32(s), generation: connections[s].generation)
         let lostLocal = trie.update(filter: filter) { entry -> Bool in
             guard var e = entry else { return false }

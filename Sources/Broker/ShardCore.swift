@@ -19,6 +19,8 @@ public struct ShardCounters: Sendable {
     /// Messages not sent because they exceed the client's Maximum Packet Size (v5).
     public var droppedTooLarge: UInt64 = 0
     public var protocolErrors: UInt64 = 0
+    /// Shared-group messages that found no member on the chosen shard (it left meanwhile).
+    public var droppedNoSharedMember: UInt64 = 0
     /// PUBLISHes refused for a payload over message_size_limit.
     public var droppedOverSizeLimit: UInt64 = 0
     /// Persistent sessions that went offline, and offline sessions that expired.
@@ -44,6 +46,8 @@ public final class ShardCore {
     /// Client-id registry for the ids whose home is this shard (see ShardCore+ClientRegistry).
     var registry: [String: ClientHolder] = [:]
     var trie = SubscriptionTrie<RouteEntry>()
+    /// Round-robin positions of shared groups (indexed by SharedGroup.cursor; never shrinks).
+    var sharedCursors: [Int] = []
     /// This shard's replica of the retained store.
     var retained = TopicTree<RetainedMessage>()
     /// The time of the input being processed (monotonic nanoseconds), for stamps.

@@ -16,6 +16,10 @@
 //   barrierAck:   same as barrier (origin = the acknowledging shard)
 //   retain:       u8 origin shard, u8 qos, u16 topic length, u32 properties length,
 //                 u32 payload length, u64 stamp, topic, properties, payload (empty payload = delete)
+//   shareCount:   u8 origin shard, u16 filter length, u32 count, u16 group length, 6 bytes
+//                 padding, filter, group
+//   sharedPublish: a publish record (kind 12) followed by u32 member index, u16 filter length,
+//                 u16 group length, filter, group; the publish record's length covers it all
 //   claim, release, evict, claimed:
 //                 u8 origin shard, u16 client id length, u64 connection, u64 other connection,
 //                 u8 other shard, u8 flags, 6 bytes padding, u64 session (a retained SessionBox
@@ -48,6 +52,10 @@ public enum ShardMessageKind: UInt8, Sendable {
     case retain = 9
     /// To the claimant: the client id is yours; here is the previous session, if it is to be kept.
     case claimed = 10
+    /// The origin shard now has `count` members in a shared subscription group.
+    case shareCount = 11
+    /// An application message for one member of a shared group on the target shard.
+    case sharedPublish = 12
 }
 
 /// A decoded view of one mailbox record (pointers into the ring's memory).
@@ -58,6 +66,8 @@ public enum ShardMessage {
     case barrier(origin: Int, token: UInt32)
     case barrierAck(origin: Int, token: UInt32)
     case client(ClientMessage)
+    case shareCount(origin: Int, filter: String, group: String, count: Int)
+    case sharedPublish(ForwardedPublish, filter: String, group: String, member: Int)
     case retain(RetainedMessage)
 }
 
@@ -140,6 +150,44 @@ enum ShardMessageCodec {
         buffer.commitWritten(12)
     }
 
+    /// Appends a shareCount record.
+    static func appendShareCount(originShard: Int, filter: String, group: String, count: Int, to buffer: inout ByteBuffer) {
+        let f = Array(filter.utf8), g = Array(group.utf8)
+        let length = 16 + f.count + g.count
+        let p = buffer.reserveWritable(length)
+        p.storeBytes(of: UInt32(length), as: UInt32.self)
+        p.storeBytes(of: ShardMessageKind.shareCount.rawValue, toByteOffset: 4, as: UInt8.self)
+        p.storeBytes(of: UInt8(originShard), toByteOffset: 5, as: UInt8.self)
+        p.storeBytes(of: UInt16(f.count), toByteOffset: 6, as: UInt16.self)
+        p.storeBytes(of: UInt32(count), toByteOffset: 8, as: UInt32.self)
+        p.storeBytes(of: UInt16(g.count), toByteOffset: 12, as: UInt16.self)
+        f.withUnsafeBytes { if $0.count > 0 { (p + 16).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        g.withUnsafeBytes { if $0.count > 0 { (p + 16 + f.count).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        buffer.commitWritten(length)
+    }
+
+    /// Appends a sharedPublish record: a publish record with the group member appended.
+    static func appendSharedPublish(
+        qos: QoS, originShard: Int, origin: ConnectionID, topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer,
+        payload: UnsafeRawBufferPointer, filter: String, group: String, member: Int, to buffer: inout ByteBuffer
+    ) {
+        // Offsets from readerIndex: growing the buffer may compact it and move writerIndex.
+        let start = buffer.writerIndex - buffer.readerIndex
+        appendPublish(qos: qos, retain: false, originShard: originShard, origin: origin, topic: topic,
+                      properties: properties, payload: payload, to: &buffer)
+        let f = Array(filter.utf8), g = Array(group.utf8)
+        let tail = buffer.reserveWritable(8)
+        tail.storeBytes(of: UInt32(member), as: UInt32.self)  // native byte order, like every record field
+        tail.storeBytes(of: UInt16(f.count), toByteOffset: 4, as: UInt16.self)
+        tail.storeBytes(of: UInt16(g.count), toByteOffset: 6, as: UInt16.self)
+        buffer.commitWritten(8)
+        buffer.writeBytes(f)
+        buffer.writeBytes(g)
+        let p = buffer.base! + buffer.readerIndex + start
+        p.storeBytes(of: UInt32(buffer.writerIndex - buffer.readerIndex - start), as: UInt32.self)
+        p.storeBytes(of: ShardMessageKind.sharedPublish.rawValue, toByteOffset: 4, as: UInt8.self)
+    }
+
     /// Appends a retain record.
     static func appendRetain(_ message: RetainedMessage, originShard: Int, to buffer: inout ByteBuffer) {
         let length = 28 + message.topic.count + message.properties.count + message.payload.count
@@ -186,23 +234,45 @@ enum ShardMessageCodec {
     @inline(__always)
     static func recordLength(_ p: UnsafeRawPointer) -> Int { Int(p.loadUnaligned(as: UInt32.self)) }
 
+    /// Decodes the publish part of a publish or sharedPublish record.
+    static func decodePublish(_ p: UnsafeRawPointer) -> ShardMessage? {
+        let flags = p.load(fromByteOffset: 5, as: UInt8.self)
+        let originShard = Int(p.load(fromByteOffset: 6, as: UInt8.self))
+        let topicLength = Int(p.loadUnaligned(fromByteOffset: 7, as: UInt16.self))
+        let propertiesLength = Int(p.loadUnaligned(fromByteOffset: 9, as: UInt32.self))
+        let payloadLength = Int(p.loadUnaligned(fromByteOffset: 13, as: UInt32.self))
+        let origin = ConnectionID(packed: p.loadUnaligned(fromByteOffset: 17, as: UInt64.self))
+        let topic = UnsafeRawBufferPointer(start: p + publishHeader, count: topicLength)
+        let properties = UnsafeRawBufferPointer(start: p + publishHeader + topicLength, count: propertiesLength)
+        let payload = UnsafeRawBufferPointer(start: p + publishHeader + topicLength + propertiesLength, count: payloadLength)
+        return .publish(ForwardedPublish(
+            qos: QoS(rawValue: flags & 3) ?? .atMostOnce, retain: flags & 4 != 0,
+            originShard: originShard, origin: origin, topic: topic, properties: properties, payload: payload))
+    }
+
     /// Decodes the record at `p` (whose length is `recordLength(p)`); nil for an unknown kind.
     static func decode(_ p: UnsafeRawPointer) -> ShardMessage? {
         guard let kind = ShardMessageKind(rawValue: p.load(fromByteOffset: 4, as: UInt8.self)) else { return nil }
         switch kind {
+        case .sharedPublish:
+            guard case .publish(let message)? = decodePublish(p) else { return nil }
+            let end = publishHeader + message.topic.count + message.properties.count + message.payload.count
+            let member = Int(p.loadUnaligned(fromByteOffset: end, as: UInt32.self))
+            let filterLength = Int(p.loadUnaligned(fromByteOffset: end + 4, as: UInt16.self))
+            let groupLength = Int(p.loadUnaligned(fromByteOffset: end + 6, as: UInt16.self))
+            let filter = String(decoding: UnsafeRawBufferPointer(start: p + end + 8, count: filterLength), as: UTF8.self)
+            let group = String(decoding: UnsafeRawBufferPointer(start: p + end + 8 + filterLength, count: groupLength), as: UTF8.self)
+            return .sharedPublish(message, filter: filter, group: group, member: member)
+        case .shareCount:
+            let filterLength = Int(p.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
+            let groupLength = Int(p.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+            return .shareCount(
+                origin: Int(p.load(fromByteOffset: 5, as: UInt8.self)),
+                filter: String(decoding: UnsafeRawBufferPointer(start: p + 16, count: filterLength), as: UTF8.self),
+                group: String(decoding: UnsafeRawBufferPointer(start: p + 16 + filterLength, count: groupLength), as: UTF8.self),
+                count: Int(p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
         case .publish:
-            let flags = p.load(fromByteOffset: 5, as: UInt8.self)
-            let originShard = Int(p.load(fromByteOffset: 6, as: UInt8.self))
-            let topicLength = Int(p.loadUnaligned(fromByteOffset: 7, as: UInt16.self))
-            let propertiesLength = Int(p.loadUnaligned(fromByteOffset: 9, as: UInt32.self))
-            let payloadLength = Int(p.loadUnaligned(fromByteOffset: 13, as: UInt32.self))
-            let origin = ConnectionID(packed: p.loadUnaligned(fromByteOffset: 17, as: UInt64.self))
-            let topic = UnsafeRawBufferPointer(start: p + publishHeader, count: topicLength)
-            let properties = UnsafeRawBufferPointer(start: p + publishHeader + topicLength, count: propertiesLength)
-            let payload = UnsafeRawBufferPointer(start: p + publishHeader + topicLength + propertiesLength, count: payloadLength)
-            return .publish(ForwardedPublish(
-                qos: QoS(rawValue: flags & 3) ?? .atMostOnce, retain: flags & 4 != 0,
-                originShard: originShard, origin: origin, topic: topic, properties: properties, payload: payload))
+            return decodePublish(p)
         case .routeAdd, .routeRemove:
             let originShard = Int(p.load(fromByteOffset: 5, as: UInt8.self))
             let length = Int(p.loadUnaligned(fromByteOffset: 6, as: UInt16.self))

@@ -15,6 +15,7 @@ struct Settings {
     var maxInflightMessages = 20
     var maxQueuedMessages = 1000
     var messageSizeLimit = 0
+    var sharedSubscriptionStrategy = SharedSubscriptionStrategy.roundRobin
 
     /// Reads `key value` lines. Unknown keys are an error so that typos do not pass silently.
     mutating func load(file path: String) throws {
@@ -58,6 +59,11 @@ struct Settings {
         case "max_inflight_messages": maxInflightMessages = try number(Int.self)
         case "max_queued_messages": maxQueuedMessages = try number(Int.self)
         case "message_size_limit": messageSizeLimit = try number(Int.self)
+        case "shared_subscription_strategy":
+            guard let strategy = SharedSubscriptionStrategy(rawValue: value) else {
+                throw SettingsError("\(location): shared_subscription_strategy is round_robin, random or hash_clientid")
+            }
+            sharedSubscriptionStrategy = strategy
         default:
             throw SettingsError("\(location): unknown setting '\(key)'")
         }
@@ -80,6 +86,7 @@ struct Settings {
         config.maxInflightMessages = maxInflightMessages
         config.maxQueuedMessages = maxQueuedMessages
         config.messageSizeLimit = messageSizeLimit
+        config.sharedSubscriptionStrategy = sharedSubscriptionStrategy
         if maxConnections > 0 {
             // Connections land on shards at random (SO_REUSEPORT), so the limit is split evenly.
             config.maxConnectionsPerShard = max(1, (maxConnections + shards - 1) / shards)

@@ -46,6 +46,9 @@ struct Apus: ParsableCommand {
     @Option(name: .long, help: "Largest PUBLISH payload accepted, in bytes; 0 = no limit (default).")
     var messageSizeLimit: Int?
 
+    @Option(name: .long, help: "How a shared subscription group picks a member: round_robin (default), random, hash_clientid.")
+    var sharedSubscriptionStrategy: String?
+
     func run() throws {
         var settings = Settings()
         if let path = config { try settings.load(file: path) }
@@ -59,6 +62,9 @@ struct Apus: ParsableCommand {
         if let maxInflightMessages { settings.maxInflightMessages = maxInflightMessages }
         if let maxQueuedMessages { settings.maxQueuedMessages = maxQueuedMessages }
         if let messageSizeLimit { settings.messageSizeLimit = messageSizeLimit }
+        if let sharedSubscriptionStrategy {
+            try settings.apply(key: "shared_subscription_strategy", value: sharedSubscriptionStrategy, at: "--shared-subscription-strategy")
+        }
         try settings.validate()
 
         guard let level = Logger.Level(rawValue: settings.logLevel) else {
