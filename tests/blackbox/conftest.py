@@ -112,7 +112,7 @@ class Client:
     """A paho-mqtt client (callback API v2) that records messages and waits on events."""
 
     def __init__(self, broker, client_id=None, protocol=mqtt.MQTTv311, clean=True):
-        self.client_id = client_id or unique("c")
+        self.client_id = unique("c") if client_id is None else client_id
         kwargs = {}
         if protocol == mqtt.MQTTv5:
             self.mqtt = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=protocol)

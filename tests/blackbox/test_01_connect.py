@@ -153,3 +153,17 @@ def test_takeover_v5_gets_session_taken_over(broker):
     if BROKER == "apus":
         assert first.read(3) == b"\xe0\x01\x8e"
     assert first.closed_by_server()
+
+
+def test_empty_client_id_with_clean_session_is_assigned(broker):
+    r = Raw(broker)
+    r.send(connect_packet(""))
+    assert r.read(4) == b"\x20\x02\x00\x00"
+    r.send(b"\xc0\x00")
+    assert r.read(2) == b"\xd0\x00"
+    r.close()
+
+
+def test_v5_assigned_client_identifier(broker, clients):
+    c = clients(protocol=mqtt.MQTTv5, client_id="")
+    assert c.mqtt.is_connected()

@@ -185,3 +185,16 @@ def test_dollar_topics_not_matched_by_wildcards(broker, clients):
         if topic.startswith(base) or topic.startswith("$"):
             break
     assert (topic, payload) == (f"{base}/visible", b"seen")
+
+
+def test_resubscribe_replaces_qos_and_overlap_delivers_once(broker, clients):
+    base = unique("replace")
+    sub = clients()
+    assert sub.subscribe(f"{base}/t", 0)[0].value == 0
+    assert sub.subscribe(f"{base}/t", 1)[0].value == 1  # same filter: replaced, not added
+    assert sub.subscribe(f"{base}/+", 0)[0].value == 0  # overlapping filter
+    pub = clients()
+    pub.publish(f"{base}/t", b"once", qos=1)
+    pub.publish(f"{base}/end", b"sentinel", qos=1)
+    got = sub.receive(2)
+    assert got == [(f"{base}/t", b"once", 1), (f"{base}/end", b"sentinel", 0)]
