@@ -132,13 +132,8 @@ public final class ShardCore {
     /// unless it holds an offline persistent session, which keeps it without a socket.
     public func release(_ id: ConnectionID) {
         guard isCurrent(id) else { return }
+        connectionLost(id)  // ends a session the runtime closed first (no-op otherwise)
         let s = Int(id.slot)
-        switch connections[s].phase {
-        case .awaitingConnect, .connecting, .connected:
-            endSession(slot: s, publishWill: true, disconnectReason: nil)
-        case .closing, .offline, .free:
-            break
-        }
         connections[s].socketAttached = false
         if connections[s].phase == .offline {
             connections[s].releaseSocketBuffers()

@@ -196,22 +196,13 @@ final class Shard {
     /// Dropped messages are counted by the core and logged here, at most once per tick.
     func logDrops() {
         let c = core.counters
-        if c.droppedQueueFull != loggedDrops.queueFull {
-            logger.warning("QoS 1/2 messages dropped: subscriber queues full (max_queued_messages)", metadata: [
-                "new": "\(c.droppedQueueFull - loggedDrops.queueFull)", "total": "\(c.droppedQueueFull)"])
+        func report(_ level: Logger.Level, _ message: Logger.Message, _ total: UInt64, _ logged: UInt64) {
+            if total != logged { logger.log(level: level, message, metadata: ["new": "\(total - logged)", "total": "\(total)"]) }
         }
-        if c.droppedQoS0 != loggedDrops.qos0 {
-            logger.notice("QoS 0 messages dropped for slow subscribers", metadata: [
-                "new": "\(c.droppedQoS0 - loggedDrops.qos0)", "total": "\(c.droppedQoS0)"])
-        }
-        if c.droppedTooLarge != loggedDrops.tooLarge {
-            logger.info("messages not sent: larger than the client's Maximum Packet Size", metadata: [
-                "new": "\(c.droppedTooLarge - loggedDrops.tooLarge)", "total": "\(c.droppedTooLarge)"])
-        }
-        if c.droppedOverSizeLimit != loggedDrops.overLimit {
-            logger.warning("PUBLISHes refused: payload over message_size_limit", metadata: [
-                "new": "\(c.droppedOverSizeLimit - loggedDrops.overLimit)", "total": "\(c.droppedOverSizeLimit)"])
-        }
+        report(.warning, "QoS 1/2 messages dropped: subscriber queues full (max_queued_messages)", c.droppedQueueFull, loggedDrops.queueFull)
+        report(.notice, "QoS 0 messages dropped for slow subscribers", c.droppedQoS0, loggedDrops.qos0)
+        report(.info, "messages not sent: larger than the client's Maximum Packet Size", c.droppedTooLarge, loggedDrops.tooLarge)
+        report(.warning, "PUBLISHes refused: payload over message_size_limit", c.droppedOverSizeLimit, loggedDrops.overLimit)
         loggedDrops = (c.droppedQueueFull, c.droppedQoS0, c.droppedTooLarge, c.droppedOverSizeLimit)
     }
 
