@@ -8,7 +8,7 @@ PY_PACKAGES  := paho-mqtt pytest
 FUZZ_SECONDS ?= 60
 RELEASE_BIN  := .build/release/apus
 
-.PHONY: all deps build run test unit-test blackbox-test fuzz clean
+.PHONY: all deps build bench-build bench-pairs run test unit-test blackbox-test fuzz clean
 
 all: build
 
@@ -23,6 +23,13 @@ deps:
 
 build: deps
 	$(SWIFT) build -c release --product apus
+
+bench-build: deps
+	$(SWIFT) build -c release --product apus-bench
+
+# Apus vs Mosquitto, pairs scenario, QoS 0 and 1 (see docs/benchmarks.md).
+bench-pairs: build bench-build
+	tests/load/pairs-vs-mosquitto.sh
 
 run: build
 	$(RELEASE_BIN)

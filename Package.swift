@@ -11,6 +11,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "apus", targets: ["apus"]),
+        .executable(name: "apus-bench", targets: ["apus-bench"]),
         .library(name: "Codec", targets: ["Codec"]),
         .library(name: "Router", targets: ["Router"]),
         .library(name: "Broker", targets: ["Broker"]),
@@ -19,6 +20,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     ],
     targets: [
         // liburing 2.3 (Debian liburing-dev); its static inline helpers are called directly.
@@ -59,6 +61,18 @@ let package = Package(
             swiftSettings: swiftSettings,
             linkerSettings: [.linkedLibrary("jemalloc")]
         ),
+        // The load generator: its own accounting (BenchKit) and the io_uring client engine.
+        .target(name: "BenchKit", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "apus-bench",
+            dependencies: [
+                "BenchKit", "Codec", "IOUring", "CApusSys",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "BenchKitTests", dependencies: ["BenchKit"], swiftSettings: swiftSettings),
         .testTarget(name: "CodecTests", dependencies: ["Codec"], swiftSettings: swiftSettings),
         .testTarget(name: "RouterTests", dependencies: ["Router"], swiftSettings: swiftSettings),
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "Codec"], swiftSettings: swiftSettings),
