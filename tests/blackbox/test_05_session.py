@@ -7,7 +7,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
-from conftest import TIMEOUT, unique
+from conftest import TIMEOUT, Raw, connect_packet, unique
 
 
 class Session:
@@ -115,3 +115,66 @@ def test_mosquitto_sub_persistent_session(broker):
     second = subprocess.run(["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-c", "-i", cid, "-q", "1",
                              "-t", topic, "-C", "2", "-W", "10"], capture_output=True, text=True, timeout=20)
     assert second.stdout.split() == ["queued-1", "queued-2"]
+
+
+def read_packet(r):
+    """One whole packet from a raw connection: (first byte, body)."""
+    head = r.read(2)
+    length, shift = 0, 0
+    b = head[1]
+    while True:
+        length |= (b & 0x7F) << shift
+        if b & 0x80 == 0:
+            break
+        shift += 7
+        b = r.read(1)[0]
+    return head[0], r.read(length) if length else b""
+
+
+def subscribe_raw(r, topic, qos):
+    t = topic.encode()
+    body = b"\x00\x01" + len(t).to_bytes(2, "big") + t + bytes([qos])
+    r.send(bytes([0x82, len(body)]) + body)
+    first, body = read_packet(r)
+    assert first == 0x90 and body[-1] == qos
+
+
+def test_unacknowledged_message_resent_with_dup(broker, clients):
+    cid = unique("dupres")
+    topic = unique("dupt")
+    r = Raw(broker)
+    r.send(connect_packet(cid, clean=False))
+    assert r.read(4) == b"\x20\x02\x00\x00"
+    subscribe_raw(r, topic, 1)
+    pub = clients()
+    pub.publish(topic, b"unacked", qos=1)
+    first, body = read_packet(r)
+    assert first & 0xF0 == 0x30 and first & 0x08 == 0  # PUBLISH, not DUP
+    packet_id = body[2 + len(topic):4 + len(topic)]
+    r.close()  # no PUBACK
+    again = Raw(broker)
+    again.send(connect_packet(cid, clean=False))
+    assert again.read(4) == b"\x20\x02\x01\x00"  # session present
+    first2, body2 = read_packet(again)
+    assert first2 & 0x08, "re-sent with DUP"
+    assert body2 == body and body2[2 + len(topic):4 + len(topic)] == packet_id
+    again.send(b"\x40\x02" + packet_id)
+    again.close()
+
+
+def test_takeover_continues_the_session(broker, clients):
+    cid = unique("takesess")
+    topic = unique("tst")
+    a = Raw(broker)
+    a.send(connect_packet(cid, clean=False))
+    assert a.read(4) == b"\x20\x02\x00\x00"
+    subscribe_raw(a, topic, 1)
+    b = Raw(broker)
+    b.send(connect_packet(cid, clean=False))
+    assert b.read(4) == b"\x20\x02\x01\x00"  # the session came along
+    assert a.closed_by_server()
+    pub = clients()
+    pub.publish(topic, b"to-b", qos=1)
+    first, body = read_packet(b)
+    assert first & 0xF0 == 0x30 and body.endswith(b"to-b")
+    b.close()
