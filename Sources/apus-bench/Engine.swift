@@ -1,5 +1,6 @@
-// One load-generator thread: a set of publisher → subscriber pairs on its own io_uring ring.
-// Closed loop (at most `window` messages of a pair in flight) or paced (`rate` per publisher).
+// One load-generator thread: the publishers and subscribers of a ScenarioPlan on its own
+// io_uring ring. Closed loop (at most `window` messages of a publisher not yet received
+// everywhere) or paced (`rate` messages/s per publisher).
 
 import BenchKit
 import CApusSys
@@ -43,36 +44,58 @@ final class Engine: @unchecked Sendable {
     }
 
     let config: EngineConfig
-    let pairs: Range<Int>
+    let plan: ScenarioPlan
+    /// Publisher connections first (index = position in plan.publishers), then subscribers.
     var conns: [Conn] = []
     var sent: [UInt64] = []
     var trackers: [StreamTracker] = []
     var nextPacketID: [UInt16] = []
+    var topics: [String] = []
     var result = EngineResult()
     var ring: IOUring! = nil
     var buffers: ProvidedBufferRing! = nil
     var payload: [UInt8]
 
-    init(config: EngineConfig, pairs: Range<Int>) {
+    init(config: EngineConfig, plan: ScenarioPlan) {
         self.config = config
-        self.pairs = pairs
+        self.plan = plan
         payload = [UInt8](repeating: 0x61, count: max(config.size, BenchPayload.headerSize))
     }
 
-    func setUp() throws {
-        for i in pairs {
-            let topic = "\(config.topicPrefix)/\(i)"
-            let sub = try BenchSocket.mqttConnect(host: config.host, port: config.port, clientID: "bench-sub-\(i)-\(getpid())",
-                                                  version: config.version, clean: true)
-            try BenchSocket.subscribe(sub, filter: topic, qos: config.qos, version: config.version)
-            let pub = try BenchSocket.mqttConnect(host: config.host, port: config.port, clientID: "bench-pub-\(i)-\(getpid())",
-                                                  version: config.version, clean: true)
-            conns.append(Conn(fd: pub, decoder: StreamDecoder(version: config.version)))
-            conns.append(Conn(fd: sub, decoder: StreamDecoder(version: config.version)))
+    var publisherCount: Int { plan.publishers.count }
+
+    /// Opens every connection (blocking), subscribers first so that nothing published is missed.
+    /// Connects in batches of `batch` between pauses, below a broker's listen backlog.
+    func setUp(connectBatch batch: Int = 50) throws {
+        var subscribers: [Conn] = []
+        for (s, filter) in plan.subscriberFilters.enumerated() {
+            let fd = try BenchSocket.mqttConnect(host: config.host, port: config.port, clientID: "bench-sub-\(getpid())-\(plan.publishers.first ?? 0)-\(s)",
+                                                 version: config.version, clean: true)
+            try BenchSocket.subscribe(fd, filter: filter, qos: config.qos, version: config.version)
+            subscribers.append(Conn(fd: fd, decoder: StreamDecoder(version: config.version)))
+        }
+        for p in plan.publishers {
+            let fd = try BenchSocket.mqttConnect(host: config.host, port: config.port, clientID: "bench-pub-\(getpid())-\(p)",
+                                                 version: config.version, clean: true)
+            conns.append(Conn(fd: fd, decoder: StreamDecoder(version: config.version)))
+            topics.append("\(config.topicPrefix)/\(plan.scenario == .fanOut ? 0 : p)")
             sent.append(0)
-            trackers.append(StreamTracker())
             nextPacketID.append(1)
         }
+        conns += subscribers
+        trackers = Array(repeating: StreamTracker(), count: plan.streamCount)
+    }
+
+    /// Messages sent towards stream `i`.
+    func sentTowards(_ i: Int) -> UInt64 { plan.scenario == .fanOut ? sent[0] : sent[i] }
+
+    /// Messages of publisher `p` not yet received everywhere they go.
+    func inFlight(_ p: Int) -> Int {
+        if plan.scenario == .fanOut {
+            let slowest = trackers.map(\.unique).min() ?? 0
+            return Int(sent[p] - min(sent[p], slowest))
+        }
+        return Int(sent[p] - min(sent[p], trackers[p].unique))
     }
 
     /// Runs the measured phases; call on the engine's own thread (the ring is SINGLE_ISSUER).
@@ -104,31 +127,30 @@ final class Engine: @unchecked Sendable {
             }
             buffers.publishReturns()
         }
-        for (i, tracker) in trackers.enumerated() { result.totals.add(tracker, sent: sent[i]) }
+        for (i, tracker) in trackers.enumerated() { result.totals.add(tracker, sent: sentTowards(i)) }
         for c in conns.indices { shutdown(conns[c].fd, Int32(SHUT_RDWR)); close(conns[c].fd) }
         buffers.unregister()
         return result
     }
 
     func allReceived() -> Bool {
-        for i in trackers.indices where trackers[i].unique < sent[i] { return false }
+        for i in trackers.indices where trackers[i].unique < sentTowards(i) { return false }
         return true
     }
 
     /// Queues new PUBLISHes: up to the window (closed loop) or what the schedule says is due (paced).
     func produce(now: UInt64, measureStart: UInt64, measureEnd: UInt64, start: UInt64) {
-        for p in trackers.indices {
+        for p in 0..<publisherCount {
             var allowed: Int
             if config.rate > 0 {
                 let due = UInt64(Double(now - start) / 1e9 * config.rate)
                 allowed = due > sent[p] ? Int(min(due - sent[p], 1000)) : 0
             } else {
-                let inFlight = Int(sent[p] - trackers[p].unique)
-                allowed = config.window - inFlight
+                allowed = config.window - inFlight(p)
             }
             guard allowed > 0 else { continue }
-            let c = 2 * (p - 0)
-            let topic = "\(config.topicPrefix)/\(pairs.lowerBound + p)"
+            let c = p
+            let topic = topics[p]
             for _ in 0..<allowed {
                 let measured = now >= measureStart && now < measureEnd
                 payload.withUnsafeMutableBytes { BenchPayload.write(sequence: sent[p], sentAt: now, measured: measured, into: $0.baseAddress!) }
@@ -149,6 +171,19 @@ final class Engine: @unchecked Sendable {
                 sent[p] += 1
             }
         }
+    }
+
+    /// The publisher index is the last level of the topic (PREFIX/index).
+    static func publisherIndex(topic: UnsafeRawBufferPointer) -> Int {
+        var value = 0
+        var multiplier = 1
+        var i = topic.count - 1
+        while i >= 0, topic[i] != UInt8(ascii: "/") {
+            value += Int(topic[i] &- UInt8(ascii: "0")) * multiplier
+            multiplier *= 10
+            i -= 1
+        }
+        return value
     }
 
     func armRecv(_ c: Int) {
@@ -196,8 +231,8 @@ final class Engine: @unchecked Sendable {
     }
 
     func received(_ c: Int, _ bytes: UnsafeRawBufferPointer, measureStart: UInt64, measureEnd: UInt64) {
-        let pair = c / 2
-        let isSubscriber = c % 2 == 1
+        let isSubscriber = c >= publisherCount
+        let subscriber = c - publisherCount
         let now = apus_monotonic_ns()
         conns[c].decoder.feed(bytes)
         while true {
@@ -217,8 +252,9 @@ final class Engine: @unchecked Sendable {
             default:
                 break
             }
-            guard isSubscriber, case .publish(let p) = packet, let header = BenchPayload.read(p.payload) else { continue }
-            trackers[pair].record(header.sequence)
+            guard isSubscriber, case .publish(let p) = packet, let header = BenchPayload.read(p.payload),
+                  let stream = plan.stream(publisher: Engine.publisherIndex(topic: p.topic), subscriber: subscriber) else { continue }
+            trackers[stream].record(header.sequence)
             if header.measured { _ = result.latency.record((now &- header.sentAt) / 1000) }
             if now >= measureStart && now < measureEnd { result.receivedInWindow += 1 }
             switch p.qos {

@@ -7,7 +7,8 @@ struct BenchReport: Codable {
     var label: String
     var scenario: String
     var command: String
-    var pairs: Int
+    var publishers: Int
+    var subscribers: Int
     var qos: Int
     var size: Int
     var window: Int?
@@ -27,7 +28,7 @@ struct BenchReport: Codable {
     var errors: [String]
 
     var summary: String {
-        var s = "\(label) pairs=\(pairs) qos=\(qos) size=\(size): \(Int(messagesPerSecond)) msg/s, "
+        var s = "\(label) \(scenario) \(publishers)→\(subscribers) qos=\(qos) size=\(size): \(Int(messagesPerSecond)) msg/s, "
         s += "sent=\(sent) received=\(received) lost=\(lost) dup=\(duplicates) ooo=\(outOfOrder), "
         s += "latency µs p50=\(latencyMicroseconds.p50) p99=\(latencyMicroseconds.p99) max=\(latencyMicroseconds.max)"
         if let cpu = brokerCPUSecondsPerMillion { s += String(format: ", broker CPU %.2f s/M msgs", cpu) }

@@ -1,6 +1,6 @@
-// apus-bench: the bundled MQTT load generator. This first version runs the `pairs` scenario
-// (publisher i → subscriber i on topic PREFIX/i) against any broker, closed loop or paced, and
-// reports throughput, loss, duplicates, reordering and end-to-end latency (HdrHistogram).
+// apus-bench: the bundled MQTT load generator. Runs a scenario (pairs, fan-in, fan-out, shared)
+// against any broker, closed loop or paced, and reports throughput, loss, duplicates,
+// reordering and end-to-end latency (HdrHistogram).
 
 import ArgumentParser
 import BenchKit
@@ -12,11 +12,15 @@ import Histogram
 struct ApusBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "apus-bench",
-        abstract: "MQTT load generator on io_uring: publisher → subscriber pairs, closed loop or paced.")
+        abstract: "MQTT load generator on io_uring: pairs, fan-in, fan-out and shared-subscription scenarios.")
+
+    @Argument(help: "Scenario: pairs, fan-in, fan-out, shared.") var scenario = "pairs"
 
     @Option(name: .customShort("h"), help: "Broker address (IPv4).") var host = "127.0.0.1"
     @Option(name: .shortAndLong, help: "Broker port.") var port: UInt16 = 1883
-    @Option(name: .long, help: "Publisher → subscriber pairs (topic PREFIX/i).") var pairs = 10
+    @Option(name: .long, help: "pairs: publisher → subscriber pairs (topic PREFIX/i).") var pairs = 10
+    @Option(name: .long, help: "fan-in, shared: publishers.") var pubs = 10
+    @Option(name: .long, help: "fan-out, shared: subscribers.") var subs = 10
     @Option(name: .shortAndLong, help: "QoS 0, 1 or 2.") var qos = 0
     @Option(name: .shortAndLong, help: "Payload size in bytes (at least 17).") var size = 64
     @Option(name: .long, help: "Closed loop: messages per pair in flight.") var window = 64
@@ -34,15 +38,20 @@ struct ApusBench: ParsableCommand {
     func run() throws {
         guard let level = QoS(rawValue: UInt8(qos)) else { throw ValidationError("QoS is 0, 1 or 2") }
         guard let version = ProtocolVersion(rawValue: UInt8(mqttVersion)) else { throw ValidationError("MQTT version is 3, 4 or 5") }
-        guard pairs >= 1, j >= 1, size >= BenchPayload.headerSize else { throw ValidationError("pairs, -j ≥ 1; size ≥ 17") }
+        guard let kind = Scenario(rawValue: scenario) else {
+            throw ValidationError("scenario is one of \(Scenario.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard pairs >= 1, pubs >= 1, subs >= 1, j >= 1, size >= BenchPayload.headerSize else {
+            throw ValidationError("pairs, pubs, subs, -j ≥ 1; size ≥ \(BenchPayload.headerSize)")
+        }
         let config = EngineConfig(host: host, port: port, version: version, qos: level, size: size, window: window, rate: rate,
                                   warmupNanoseconds: UInt64(warmup * 1e9), durationNanoseconds: UInt64(duration * 1e9),
                                   topicPrefix: "\(topic)/\(getpid())")
-        let threads = min(j, pairs)
+        let publishers = kind == .pairs ? pairs : kind == .fanOut ? 1 : pubs
+        let subscribers = kind == .pairs ? pairs : kind == .fanIn ? 1 : subs
         var engines: [Engine] = []
-        for t in 0..<threads {
-            let lower = pairs * t / threads, upper = pairs * (t + 1) / threads
-            let engine = Engine(config: config, pairs: lower..<upper)
+        for plan in ScenarioPlan.plans(kind, publishers: publishers, subscribers: subscribers, prefix: config.topicPrefix, threads: j) {
+            let engine = Engine(config: config, plan: plan)
             try engine.setUp()
             engines.append(engine)
         }
@@ -72,8 +81,8 @@ struct ApusBench: ParsableCommand {
         }
         let messageRate = Double(received) / duration
         var report = BenchReport(
-            label: label, scenario: "pairs", command: CommandLine.arguments.joined(separator: " "),
-            pairs: pairs, qos: qos, size: size, window: rate > 0 ? nil : window, ratePerPublisher: rate > 0 ? rate : nil,
+            label: label, scenario: kind.rawValue, command: CommandLine.arguments.joined(separator: " "),
+            publishers: publishers, subscribers: subscribers, qos: qos, size: size, window: rate > 0 ? nil : window, ratePerPublisher: rate > 0 ? rate : nil,
             durationSeconds: duration, messagesPerSecond: messageRate, bytesPerSecond: messageRate * Double(size),
             sent: totals.sent, received: totals.received, lost: totals.lost, duplicates: totals.duplicates,
             outOfOrder: totals.outOfOrder,

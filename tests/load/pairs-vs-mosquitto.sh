@@ -44,7 +44,7 @@ for round in $(seq 1 "$ROUNDS"); do
       port=$(free_port)
       pid=$(start_broker "$broker" "$port")
       wait_port "$port"
-      "$BENCH" -p "$port" --pairs "$PAIRS" -q "$qos" -s 64 --window 64 --warmup "$WARMUP" --duration "$DURATION" \
+      "$BENCH" pairs -p "$port" --pairs "$PAIRS" -q "$qos" -s 64 --window 64 --warmup "$WARMUP" --duration "$DURATION" \
         --broker-pid "$pid" --label "$broker" --json "$OUT/$broker-qos$qos-run$round.json" || echo "run failed: $broker qos $qos" >&2
       kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
     done
