@@ -8,7 +8,7 @@ PY_PACKAGES  := paho-mqtt pytest
 FUZZ_SECONDS ?= 60
 RELEASE_BIN  := .build/release/apus
 
-.PHONY: all deps build bench-build bench-pairs run test unit-test blackbox-test fuzz clean
+.PHONY: all deps build bench-build bench-pairs bench-ci run test unit-test blackbox-test fuzz clean
 
 all: build
 
@@ -31,11 +31,19 @@ bench-build: deps
 bench-pairs: build bench-build
 	tests/load/pairs-vs-mosquitto.sh
 
+# The CI load suite against Apus and Mosquitto, compared with the committed baseline. Gates only on
+# gross regressions of Apus (this machine is shared and noisy) and on any loss at QoS >= 1.
+bench-ci: build bench-build
+	$(PYTHON) tests/load/suite.py tests/load/ci.json --out .build/ci-latest.json
+	.build/release/apus-bench compare reports/baseline.json .build/ci-latest.json --gate apus \
+	  --max-throughput-drop 50 --max-p99-rise 300
+
 run: build
 	$(RELEASE_BIN)
 
-# Unit tests, the black-box tests against the real `apus`, and a short fuzz run of the decoder.
-test: deps unit-test fuzz blackbox-test
+# Unit tests, a short fuzz run of the decoder, the CI load suite with its regression gate, and
+# the black-box tests against the real `apus` (last, so that pytest's summary closes the output).
+test: deps unit-test fuzz bench-ci blackbox-test
 
 unit-test:
 	$(SWIFT) build --build-tests

@@ -12,7 +12,16 @@ import Histogram
 struct ApusBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "apus-bench",
-        abstract: "MQTT load generator on io_uring: pairs, fan-in, fan-out and shared-subscription scenarios.")
+        abstract: "MQTT load generator on io_uring: pairs, fan-in, fan-out and shared-subscription scenarios.",
+        subcommands: [Run.self, Compare.self],
+        defaultSubcommand: Run.self,
+        helpNames: [.long])
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Runs one scenario against a broker (the default subcommand: `apus-bench pairs ...`).",
+        helpNames: [.long])  // -h is the broker host, as in emqtt_bench
 
     @Argument(help: "Scenario: pairs, fan-in, fan-out, shared.") var scenario = "pairs"
 
