@@ -47,7 +47,7 @@ extension ShardCore {
         let properties = version == .v5 ? publish.properties.raw : UnsafeRawBufferPointer(start: nil, count: 0)
         let origin = ConnectionID(slot: Int32(s), generation: connections[s].generation)
         if publish.retain { retain(topic: publish.topic, payload: publish.payload, qos: publish.qos, properties: properties) }
-        let matched = route(qos: publish.qos, topic: publish.topic, properties: properties,
+        let matched = route(qos: publish.qos, retain: publish.retain, topic: publish.topic, properties: properties,
                             payload: publish.payload, origin: origin, forwardToShards: true)
         switch publish.qos {
         case .atMostOnce:
@@ -65,9 +65,11 @@ extension ShardCore {
     /// record per other shard that has subscribers. Returns whether anything matched.
     @discardableResult
     func route(
-        qos: QoS, topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer,
-        payload: UnsafeRawBufferPointer, origin: ConnectionID, forwardToShards: Bool
+        qos: QoS, retain: Bool = false, topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer,
+        payload: UnsafeRawBufferPointer, origin: ConnectionID, originShard: Int? = nil, forwardToShards: Bool
     ) -> Bool {
+        // The publisher is a local connection only for messages published on this shard.
+        let localOrigin: ConnectionID? = (originShard ?? shardIndex) == shardIndex ? origin : nil
         var collector = MatchCollector(local: [])
         swap(&collector.local, &matchScratch)
         collector.local.removeAll(keepingCapacity: true)
@@ -78,7 +80,7 @@ extension ShardCore {
         if forwardToShards && !remote.isEmpty {
             for target in remote {
                 ShardMessageCodec.appendPublish(
-                    qos: qos, retain: false, originShard: shardIndex, origin: origin,
+                    qos: qos, retain: retain, originShard: shardIndex, origin: origin,
                     topic: topic, properties: properties, payload: payload, to: &shardOutbox[target])
                 counters.publishesForwarded += 1
             }
@@ -97,14 +99,25 @@ extension ShardCore {
         var i = 0
         while i < localCount {
             let subscriber = collector.local[i]
-            var granted = subscriber.options.qos
-            var j = i + 1
+            let isPublisher = subscriber.connection == localOrigin
+            // One delivery per client: the highest QoS of its matching subscriptions, skipping
+            // No Local ones when it published the message itself [MQTT-3.8.3-3], with the retain
+            // flag kept if a subscription asks for Retain As Published.
+            var granted: QoS? = nil
+            var keepRetain = false
+            var j = i
             while j < localCount && collector.local[j].connection.slot == subscriber.connection.slot {
-                granted = max(granted, collector.local[j].options.qos)
+                let options = collector.local[j].options
+                if !(isPublisher && options.noLocal) {
+                    granted = max(granted ?? .atMostOnce, options.qos)
+                    keepRetain = keepRetain || options.retainAsPublished
+                }
                 j += 1
             }
-            deliver(to: subscriber.connection, qos: min(qos, granted), topic: topic,
-                    properties: properties, payload: payload)
+            if let granted {
+                deliver(to: subscriber.connection, qos: min(qos, granted), retain: retain && keepRetain, topic: topic,
+                        properties: properties, payload: payload)
+            }
             i = j
         }
         swap(&collector.local, &matchScratch)
@@ -114,7 +127,7 @@ extension ShardCore {
     /// Delivers one message to a local subscriber: QoS 0 is encoded straight into its outbound
     /// buffer; QoS 1/2 goes through the inflight window and queue.
     @inline(__always)
-    func deliver(to id: ConnectionID, qos: QoS, topic: UnsafeRawBufferPointer,
+    func deliver(to id: ConnectionID, qos: QoS, retain: Bool = false, topic: UnsafeRawBufferPointer,
                  properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
         let s = Int(id.slot)
         guard connections[s].generation == id.generation else { return }
@@ -125,7 +138,7 @@ extension ShardCore {
             // A session without a live connection keeps QoS 1/2 messages; QoS 0 is not queued.
             if qos != .atMostOnce {
                 let props = connections[s].version == .v5 ? properties : UnsafeRawBufferPointer(start: nil, count: 0)
-                enqueue(StoredMessage(topic: topic, properties: props, payload: payload, qos: qos, retain: false), slot: s)
+                enqueue(StoredMessage(topic: topic, properties: props, payload: payload, qos: qos, retain: retain), slot: s)
             }
             return
         default:
@@ -140,11 +153,11 @@ extension ShardCore {
             if size > connections[s].clientMaximumPacketSize { counters.droppedTooLarge += 1; return }
         }
         if qos != .atMostOnce {
-            deliverReliable(s, topic: topic, properties: props, payload: payload, qos: qos, retain: false)
+            deliverReliable(s, topic: topic, properties: props, payload: payload, qos: qos, retain: retain)
             return
         }
         if connections[s].pendingOutboundBytes > softOutboundLimit { counters.droppedQoS0 += 1; return }
-        PublishEncoder.encode(version: version, dup: false, qos: .atMostOnce, retain: false, topic: topic,
+        PublishEncoder.encode(version: version, dup: false, qos: .atMostOnce, retain: retain, topic: topic,
                               packetID: 0, properties: props, payload: payload, into: &connections[s].outbound)
         counters.publishesDelivered += 1
         markFlush(s)
@@ -155,8 +168,8 @@ extension ShardCore {
         guard let message = ShardMessageCodec.decode(pointer) else { return }
         switch message {
         case .publish(let p):
-            route(qos: p.qos, topic: p.topic, properties: p.properties, payload: p.payload,
-                  origin: p.origin, forwardToShards: false)
+            route(qos: p.qos, retain: p.retain, topic: p.topic, properties: p.properties, payload: p.payload,
+                  origin: p.origin, originShard: p.originShard, forwardToShards: false)
         case .routeAdd(let origin, let filterBytes):
             let filter = String(decoding: filterBytes, as: UTF8.self)
             trie.update(filter: filter) { entry in

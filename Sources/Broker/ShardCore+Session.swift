@@ -88,7 +88,7 @@ extension ShardCore {
                     retain(topic: UnsafeRawBufferPointer(topicBytes), payload: payload, qos: will.qos,
                            properties: propertyBuffer.readableView)
                 }
-                return route(qos: will.qos, topic: UnsafeRawBufferPointer(topicBytes), properties: propertyBuffer.readableView,
+                return route(qos: will.qos, retain: will.retain, topic: UnsafeRawBufferPointer(topicBytes), properties: propertyBuffer.readableView,
                       payload: payload, origin: origin, forwardToShards: true)
             }
         }

@@ -1,0 +1,44 @@
+"""11-v5: MQTT 5 subscription options with paho's v5 client, across shards: No Local and Retain
+As Published. (The rest of the v5 feature list is the MQTT 5.0 issue.)"""
+import paho.mqtt.client as mqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from conftest import unique, wait_until
+
+
+def subscribe_v5(client, topic, **options):
+    result, mid = client.mqtt.subscribe(topic, options=SubscribeOptions(**options))
+    assert result == mqtt.MQTT_ERR_SUCCESS
+
+    wait_until(lambda: client.subacks.get(mid), message="SUBACK")
+
+
+def test_no_local(broker, clients):
+    topic = unique("nolocal")
+    me = clients(protocol=mqtt.MQTTv5)
+    subscribe_v5(me, topic, qos=1, noLocal=True)
+    other = clients(protocol=mqtt.MQTTv5)
+    subscribe_v5(other, topic, qos=1)
+    me.publish(topic, b"from-me", qos=1)
+    other.publish(topic, b"from-other", qos=1)
+    assert other.receive(2)[0][1] == b"from-me"
+    # `me` gets the other client's message, and it is the first thing it gets: its own was not sent back.
+    assert me.receive(1) == [(topic, b"from-other", 1)]
+
+
+def test_retain_as_published(broker, clients):
+    topic = unique("rap")
+    flags = {}
+    keeps = clients(protocol=mqtt.MQTTv5)
+    clears = clients(protocol=mqtt.MQTTv5)
+    for name, c in (("keeps", keeps), ("clears", clears)):
+        c.mqtt.on_message = (lambda n, cl: lambda client, u, m: (flags.setdefault(n, []).append(m.retain),
+                                                                   cl.messages.put((m.topic, m.payload, m.qos))))(name, c)
+    subscribe_v5(keeps, topic, qos=1, retainAsPublished=True)
+    subscribe_v5(clears, topic, qos=1)
+    pub = clients(protocol=mqtt.MQTTv5)
+    pub.mqtt.publish(topic, b"r", qos=1, retain=True).wait_for_publish(10)
+    keeps.receive(1)
+    clears.receive(1)
+    assert flags == {"keeps": [True], "clears": [False]}
+    pub.mqtt.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)  # clean up the retained message
