@@ -50,6 +50,15 @@ extension ShardCore {
         }
     }
 
+    /// The server is stopping: connected v5 clients get DISCONNECT 0x8B (Server shutting down).
+    /// Sessions are not ended here; the runtime flushes these bytes, then closes every socket.
+    public func serverShuttingDown() {
+        for s in connections.indices where connections[s].phase == .connected && connections[s].version == .v5 {
+            Packet.disconnect(Disconnect(reasonCode: .serverShuttingDown)).encode(version: .v5, into: &connections[s].outbound)
+            markFlush(s)
+        }
+    }
+
     /// Ends an offline session (expired): its subscriptions go, the registry forgets it.
     func discardSession(slot s: Int) {
         let id = ConnectionID(slot: Int32(s), generation: connections[s].generation)

@@ -41,6 +41,7 @@ final class Shard {
     var loggedDrops = (queueFull: UInt64(0), qos0: UInt64(0), tooLarge: UInt64(0), overLimit: UInt64(0))
     static let bufferGroup: UInt16 = 0
     static let closeGraceNanoseconds: UInt64 = 2_000_000_000
+    static let shutdownDrainNanoseconds: UInt64 = 500_000_000
 
     init(index: Int, group: ShardGroup, listener: Int32) throws {
         self.index = index
@@ -70,9 +71,18 @@ final class Shard {
         let tick = group.config.tickNanoseconds
         var nextTick = now() + tick
         let signals = group.signals[index]
-        while !group.stopping.load(ordering: .relaxed) {
+        // On stop: tell v5 clients (DISCONNECT 0x8B), flush for at most this long, then close.
+        var drainUntil: UInt64? = nil
+        while true {
             let before = now()
+            if drainUntil == nil && group.stopping.load(ordering: .relaxed) {
+                core.serverShuttingDown()
+                flushConnections()
+                drainUntil = before + Shard.shutdownDrainNanoseconds
+            }
+            if let deadline = drainUntil, before >= deadline || !hasOutputInFlight() { break }
             var timeout = nextTick > before ? Int64(nextTick - before) : 0
+            if drainUntil != nil { timeout = min(timeout, 5_000_000) }
             signals.sleeping.store(true, ordering: .sequentiallyConsistent)
             if timeout > 0 && (inboundMailboxesHaveRecords() || ring.readyCompletions > 0) { timeout = 0 }
             if timeout == 0 {
@@ -204,6 +214,15 @@ final class Shard {
         report(.info, "messages not sent: larger than the client's Maximum Packet Size", c.droppedTooLarge, loggedDrops.tooLarge)
         report(.warning, "PUBLISHes refused: payload over message_size_limit", c.droppedOverSizeLimit, loggedDrops.overLimit)
         loggedDrops = (c.droppedQueueFull, c.droppedQoS0, c.droppedTooLarge, c.droppedOverSizeLimit)
+    }
+
+    /// True while some socket has a send in flight or bytes queued.
+    func hasOutputInFlight() -> Bool {
+        for slot in sockets.indices where sockets[slot].fd >= 0 && !sockets[slot].shutDown {
+            if sockets[slot].sendInFlight { return true }
+            if core.hasPendingOutput(ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)) { return true }
+        }
+        return false
     }
 
     func shutdown() {

@@ -167,3 +167,18 @@ def test_empty_client_id_with_clean_session_is_assigned(broker):
 def test_v5_assigned_client_identifier(broker, clients):
     c = clients(protocol=mqtt.MQTTv5, client_id="")
     assert c.mqtt.is_connected()
+
+
+def test_v5_clients_told_server_shutting_down():
+    """On SIGTERM a v5 client gets DISCONNECT 0x8B before the connection closes; apus exits 0."""
+    from conftest import Broker
+    if BROKER != "apus":
+        pytest.skip("apus-only: mosquitto closes without DISCONNECT")
+    b = Broker()
+    r = Raw(b)
+    r.send(connect_packet(unique("bye"), version=5))
+    head = r.read(2)
+    r.read(head[1])
+    b.stop()  # SIGTERM, asserts exit code 0
+    assert r.read(3) == b"\xe0\x01\x8b"
+    assert r.closed_by_server()
