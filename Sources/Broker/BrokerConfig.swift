@@ -10,8 +10,9 @@ public struct BrokerConfig: Sendable {
     public var maxConnectionsPerShard: Int = 100_000
     /// Keep alive the broker imposes when a v5 client asks for more (Server Keep Alive); 0 = no cap.
     public var maxKeepAlive: UInt16 = 65_535
-    /// Largest Topic Alias a client may use towards the broker (v5); 0 disables inbound aliases.
-    public var topicAliasMaximum: UInt16 = 0
+    /// Largest Topic Alias a client may use towards the broker (v5; mosquitto's max_topic_alias);
+    /// 0 disables inbound aliases.
+    public var topicAliasMaximum: UInt16 = 10
     /// Receive Maximum the broker advertises: inbound unacknowledged QoS 1/2 PUBLISHes it accepts.
     public var receiveMaximum: UInt16 = 65_535
 

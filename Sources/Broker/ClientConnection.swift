@@ -44,6 +44,8 @@ struct ClientConnection {
     var inflight: [InflightMessage] = []
     /// Outbound QoS 1/2 messages waiting for room in the inflight window, in order.
     var queue = MessageQueue()
+    /// Inbound v5 topic aliases of this connection: alias → topic name.
+    var topicAliases: [UInt16: [UInt8]] = [:]
     /// The client's Receive Maximum (v5), or 65535.
     var clientReceiveMaximum: Int = 65_535
     /// Maximum Packet Size the client accepts (v5), or Int.max.
@@ -93,6 +95,7 @@ struct ClientConnection {
         releaseSocketBuffers()
         subscriptions = [:]
         awaitingRelease = []
+        topicAliases = [:]
         inflight = []
         queue = MessageQueue()
         will = nil

@@ -7,21 +7,72 @@ import Router
 extension ShardCore {
     func handlePublish(_ publish: Publish, slot s: Int) {
         counters.publishesReceived += 1
-        let version = connections[s].version
-        if version == .v5 {
-            if let alias = publish.properties.topicAlias {
-                // Inbound topic aliases are not accepted yet (Topic Alias Maximum 0 in CONNACK).
-                if config.topicAliasMaximum == 0 || alias > config.topicAliasMaximum || publish.topic.count == 0 {
-                    protocolError(slot: s, reason: .topicAliasInvalid, decodeError: nil)
-                    return
-                }
-            }
+        if connections[s].version == .v5 {
             if publish.properties.subscriptionIdentifierCount > 0 {
                 // [MQTT-3.3.4-6]: a client must not send Subscription Identifiers.
                 protocolError(slot: s, reason: .protocolError, decodeError: nil)
                 return
             }
+            if let alias = publish.properties.topicAlias {
+                // [MQTT-3.3.2-9/-10]: aliases 1...Topic Alias Maximum (from CONNACK) only.
+                guard alias <= config.topicAliasMaximum else {
+                    protocolError(slot: s, reason: .topicAliasInvalid, decodeError: nil)
+                    return
+                }
+                // The alias is this connection's business: it is not passed on [MQTT-3.3.2-7].
+                var resolved = publish
+                resolved.properties.raw = propertiesWithoutTopicAlias(publish.properties.raw)
+                if publish.topic.count > 0 {
+                    connections[s].topicAliases[alias] = Array(publish.topic)
+                    handleResolvedPublish(resolved, slot: s)
+                } else if let topic = connections[s].topicAliases[alias] {
+                    topic.withUnsafeBytes { bytes in
+                        resolved.topic = bytes
+                        handleResolvedPublish(resolved, slot: s)
+                    }
+                } else {
+                    // An alias that was never set: a Protocol Error.
+                    protocolError(slot: s, reason: .protocolError, decodeError: nil)
+                }
+                return
+            }
         }
+        handleResolvedPublish(publish, slot: s)
+    }
+
+    /// Copies a v5 PUBLISH property block without its Topic Alias into the shard's scratch buffer.
+    func propertiesWithoutTopicAlias(_ raw: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        propertyScratch.clear()
+        var i = 0
+        while i < raw.count {
+            let start = i
+            let id = raw[i]  // every PUBLISH property identifier fits in one byte
+            i += 1
+            guard let property = PropertyID(rawValue: id) else { return raw }
+            switch property.wireType {
+            case .byte: i += 1
+            case .twoByteInteger: i += 2
+            case .fourByteInteger: i += 4
+            case .variableByteInteger:
+                while i < raw.count && raw[i] & 0x80 != 0 { i += 1 }
+                i += 1
+            case .utf8String, .binaryData:
+                guard i + 2 <= raw.count else { return raw }
+                i += 2 + (Int(raw[i]) << 8 | Int(raw[i + 1]))
+            case .utf8StringPair:
+                for _ in 0..<2 {
+                    guard i + 2 <= raw.count else { return raw }
+                    i += 2 + (Int(raw[i]) << 8 | Int(raw[i + 1]))
+                }
+            }
+            guard i <= raw.count else { return raw }
+            if property != .topicAlias { propertyScratch.writeBytes(UnsafeRawBufferPointer(rebasing: raw[start..<i])) }
+        }
+        return propertyScratch.readableView
+    }
+
+    func handleResolvedPublish(_ publish: Publish, slot s: Int) {
+        let version = connections[s].version
         if config.messageSizeLimit > 0 && publish.payload.count > config.messageSizeLimit {
             counters.droppedOverSizeLimit += 1
             let reason: ReasonCode = version == .v5 ? .packetTooLarge : .success

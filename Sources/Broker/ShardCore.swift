@@ -53,6 +53,8 @@ public final class ShardCore {
     /// The time of the input being processed (monotonic nanoseconds), for stamps.
     var currentTime: UInt64 = 0
     var matchScratch: [LocalSubscriber] = []
+    /// Rewritten v5 property blocks (PUBLISH without Topic Alias), reused per message.
+    var propertyScratch = ByteBuffer()
     var assignedIDCounter: UInt64 = 0
     /// Route barriers (see ShardMessageKind.barrier): the last token issued, the last one every
     /// other shard acknowledged, acknowledgements counted per outstanding token, and the SUBACKs
@@ -85,6 +87,7 @@ public final class ShardCore {
     deinit {
         for i in connections.indices { connections[i].releaseResources() }
         for i in shardOutbox.indices { shardOutbox[i].deallocate() }
+        propertyScratch.deallocate()
     }
 
     // MARK: connection slots

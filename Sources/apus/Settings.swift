@@ -15,6 +15,7 @@ struct Settings {
     var maxInflightMessages = 20
     var maxQueuedMessages = 1000
     var messageSizeLimit = 0
+    var maxTopicAlias = 10
     var sharedSubscriptionStrategy = SharedSubscriptionStrategy.roundRobin
 
     /// Reads `key value` lines. Unknown keys are an error so that typos do not pass silently.
@@ -59,6 +60,7 @@ struct Settings {
         case "max_inflight_messages": maxInflightMessages = try number(Int.self)
         case "max_queued_messages": maxQueuedMessages = try number(Int.self)
         case "message_size_limit": messageSizeLimit = try number(Int.self)
+        case "max_topic_alias": maxTopicAlias = try number(Int.self)
         case "shared_subscription_strategy":
             guard let strategy = SharedSubscriptionStrategy(rawValue: value) else {
                 throw SettingsError("\(location): shared_subscription_strategy is round_robin, random or hash_clientid")
@@ -77,6 +79,7 @@ struct Settings {
         if maxInflightMessages < 1 || maxInflightMessages > 65_535 { throw SettingsError("max_inflight_messages must be 1...65535") }
         if maxQueuedMessages < 0 { throw SettingsError("max_queued_messages must be >= 0") }
         if messageSizeLimit < 0 { throw SettingsError("message_size_limit must be >= 0") }
+        if maxTopicAlias < 0 || maxTopicAlias > 65_535 { throw SettingsError("max_topic_alias must be 0...65535") }
     }
 
     func brokerConfig(shards: Int) -> BrokerConfig {
@@ -86,6 +89,7 @@ struct Settings {
         config.maxInflightMessages = maxInflightMessages
         config.maxQueuedMessages = maxQueuedMessages
         config.messageSizeLimit = messageSizeLimit
+        config.topicAliasMaximum = UInt16(maxTopicAlias)
         config.sharedSubscriptionStrategy = sharedSubscriptionStrategy
         if maxConnections > 0 {
             // Connections land on shards at random (SO_REUSEPORT), so the limit is split evenly.

@@ -42,3 +42,17 @@ def test_retain_as_published(broker, clients):
     clears.receive(1)
     assert flags == {"keeps": [True], "clears": [False]}
     pub.mqtt.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)  # clean up the retained message
+
+
+def test_inbound_topic_alias(broker, clients):
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    topic = unique("alias") + "/a/rather/long/topic/name"
+    sub = clients(protocol=mqtt.MQTTv5)
+    sub.subscribe(topic, 1)
+    pub = clients(protocol=mqtt.MQTTv5)
+    props = Properties(PacketTypes.PUBLISH)
+    props.TopicAlias = 1
+    pub.mqtt.publish(topic, b"first", qos=1, properties=props).wait_for_publish(10)
+    pub.mqtt.publish("", b"by-alias", qos=1, properties=props).wait_for_publish(10)
+    assert sub.receive(2) == [(topic, b"first", 1), (topic, b"by-alias", 1)]
