@@ -83,6 +83,16 @@ extension ShardCore {
             }
             return
         }
+        if version == .v5 && publish.properties.payloadFormatIndicator == 1
+            && !TopicValidation.isValidMQTTString(publish.payload) {
+            // The publisher said UTF-8 and it is not [MQTT-3.3.2-4]: refuse it (0x99).
+            switch publish.qos {
+            case .atMostOnce: protocolError(slot: s, reason: .payloadFormatInvalid, decodeError: nil)
+            case .atLeastOnce: queueAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: .payloadFormatInvalid)), slot: s)
+            case .exactlyOnce: queueAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: .payloadFormatInvalid)), slot: s)
+            }
+            return
+        }
         if publish.qos == .exactlyOnce {
             if connections[s].awaitingRelease.contains(publish.packetID) {
                 // A resend before PUBREL: already routed once; acknowledge again only.

@@ -84,7 +84,7 @@ final class SharedSubscriptionTests: XCTestCase {
         var buffer = ByteBuffer()
         defer { buffer.deallocate() }
         Array("s".utf8).withUnsafeBytes { t in
-            [1].withUnsafeBytes { p in
+            ([1] as [UInt8]).withUnsafeBytes { p in
                 PublishEncoder.encode(version: .v3_1_1, dup: false, qos: .atMostOnce, retain: true, topic: t, packetID: 0,
                                       properties: UnsafeRawBufferPointer(start: nil, count: 0), payload: p, into: &buffer)
             }

@@ -18,7 +18,7 @@ final class SubscriptionOptionsTests: XCTestCase {
         var buffer = ByteBuffer()
         defer { buffer.deallocate() }
         Array(topic.utf8).withUnsafeBytes { t in
-            [7].withUnsafeBytes { p in
+            ([7] as [UInt8]).withUnsafeBytes { p in
                 PublishEncoder.encode(version: .v5, dup: false, qos: .atMostOnce, retain: retain, topic: t, packetID: 0,
                                       properties: UnsafeRawBufferPointer(start: nil, count: 0), payload: p, into: &buffer)
             }

@@ -79,3 +79,25 @@ final class TopicAliasTests: XCTestCase {
         XCTAssertEqual(ack.properties.topicAliasMaximum, 10)
     }
 }
+
+final class PayloadFormatTests: XCTestCase {
+    func testInvalidUTF8WithFormatIndicatorRefused() throws {
+        let h = CoreHarness(shards: 1)
+        let c = h.connect(shard: 0)
+        h.send(c, .connect(Connect(version: .v5, clientID: "pfi")), version: .v5)
+        _ = h.output(c)
+        var buffer = ByteBuffer()
+        defer { buffer.deallocate() }
+        Array("t".utf8).withUnsafeBytes { t in
+            ([0xFF, 0xFE] as [UInt8]).withUnsafeBytes { p in
+                ([0x01, 0x01] as [UInt8]).withUnsafeBytes { props in
+                    PublishEncoder.encode(version: .v5, dup: false, qos: .atLeastOnce, retain: false, topic: t, packetID: 9,
+                                          properties: props, payload: p, into: &buffer)
+                }
+            }
+        }
+        h.send(c, buffer.readableArray())
+        XCTAssertEqual(h.output(c), [0x40, 0x03, 0x00, 0x09, 0x99])
+        XCTAssertFalse(h.isClosing(c))
+    }
+}
