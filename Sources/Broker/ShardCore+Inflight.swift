@@ -14,7 +14,7 @@ extension ShardCore {
     /// it (order), else queues it; beyond max_queued_messages it is dropped and counted.
     func deliverReliable(_ s: Int, topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer,
                          payload: UnsafeRawBufferPointer, qos: QoS, retain: Bool) {
-        let message = StoredMessage(topic: topic, properties: properties, payload: payload, qos: qos, retain: retain)
+        let message = StoredMessage(topic: topic, properties: properties, payload: payload, qos: qos, retain: retain, now: currentTime)
         if connections[s].phase == .connected && connections[s].queue.isEmpty
             && connections[s].inflight.count < inflightWindow(s) {
             var out = takeOutbound(s)
@@ -43,8 +43,11 @@ extension ShardCore {
         return out
     }
 
-    /// Records the message in flight under a new packet id and encodes it.
-    func send(_ message: StoredMessage, slot s: Int, into buffer: inout ByteBuffer) {
+    /// Records the message in flight under a new packet id and encodes it, with the Message
+    /// Expiry Interval reduced by the time it waited.
+    func send(_ stored: StoredMessage, slot s: Int, into buffer: inout ByteBuffer) {
+        var message = stored
+        message.updateRemainingExpiry(at: currentTime)
         let packetID = connections[s].allocatePacketID()
         connections[s].inflight.append(InflightMessage(
             packetID: packetID, state: message.qos == .exactlyOnce ? .awaitingPubRec : .awaitingPubAck, message: message))
@@ -57,6 +60,10 @@ extension ShardCore {
         guard connections[s].phase == .connected, !connections[s].queue.isEmpty else { return }
         var out = takeOutbound(s)
         while connections[s].inflight.count < inflightWindow(s), let message = connections[s].queue.popFirst() {
+            if message.isExpired(at: currentTime) {
+                counters.droppedExpired += 1  // expired while queued: deleted, not sent [MQTT-3.3.2-5]
+                continue
+            }
             send(message, slot: s, into: &out)
         }
         connections[s].outbound = out

@@ -43,32 +43,10 @@ extension ShardCore {
     /// Copies a v5 PUBLISH property block without its Topic Alias into the shard's scratch buffer.
     func propertiesWithoutTopicAlias(_ raw: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         propertyScratch.clear()
-        var i = 0
-        while i < raw.count {
-            let start = i
-            let id = raw[i]  // every PUBLISH property identifier fits in one byte
-            i += 1
-            guard let property = PropertyID(rawValue: id) else { return raw }
-            switch property.wireType {
-            case .byte: i += 1
-            case .twoByteInteger: i += 2
-            case .fourByteInteger: i += 4
-            case .variableByteInteger:
-                while i < raw.count && raw[i] & 0x80 != 0 { i += 1 }
-                i += 1
-            case .utf8String, .binaryData:
-                guard i + 2 <= raw.count else { return raw }
-                i += 2 + (Int(raw[i]) << 8 | Int(raw[i + 1]))
-            case .utf8StringPair:
-                for _ in 0..<2 {
-                    guard i + 2 <= raw.count else { return raw }
-                    i += 2 + (Int(raw[i]) << 8 | Int(raw[i + 1]))
-                }
-            }
-            guard i <= raw.count else { return raw }
-            if property != .topicAlias { propertyScratch.writeBytes(UnsafeRawBufferPointer(rebasing: raw[start..<i])) }
+        let wellFormed = PropertyBlock.forEach(raw) { id, start, _, end in
+            if id != .topicAlias { propertyScratch.writeBytes(UnsafeRawBufferPointer(rebasing: raw[start..<end])) }
         }
-        return propertyScratch.readableView
+        return wellFormed ? propertyScratch.readableView : raw
     }
 
     func handleResolvedPublish(_ publish: Publish, slot s: Int) {
@@ -199,7 +177,7 @@ extension ShardCore {
             // A session without a live connection keeps QoS 1/2 messages; QoS 0 is not queued.
             if qos != .atMostOnce {
                 let props = connections[s].version == .v5 ? properties : UnsafeRawBufferPointer(start: nil, count: 0)
-                enqueue(StoredMessage(topic: topic, properties: props, payload: payload, qos: qos, retain: retain), slot: s)
+                enqueue(StoredMessage(topic: topic, properties: props, payload: payload, qos: qos, retain: retain, now: currentTime), slot: s)
             }
             return
         default:

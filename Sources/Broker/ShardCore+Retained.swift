@@ -15,6 +15,19 @@ public struct RetainedMessage: Sendable {
     public var properties: [UInt8]
     /// (monotonic nanoseconds << 6) | origin shard: the later stamp wins.
     public var stamp: UInt64
+
+    /// The properties with the Message Expiry Interval set to what is left at `now`, or nil when
+    /// the message has expired (and must not be sent any more [MQTT-3.3.2-5]).
+    func propertiesRemaining(at now: UInt64) -> [UInt8]? {
+        var copy = properties
+        let expiry = copy.withUnsafeBytes { PropertyBlock.messageExpiry($0) }
+        guard let expiry else { return copy }
+        let expiresAt = (stamp >> 6) + UInt64(expiry.seconds) * 1_000_000_000
+        guard now < expiresAt else { return nil }
+        let remaining = UInt32(min((expiresAt - now + 999_999_999) / 1_000_000_000, UInt64(UInt32.max)))
+        copy.withUnsafeMutableBytes { PropertyBlock.writeUInt32(remaining, at: $0.baseAddress! + expiry.offset) }
+        return copy
+    }
 }
 
 extension ShardCore {
@@ -47,9 +60,10 @@ extension ShardCore {
         let version = connections[s].version
         for (_, message) in retained.matches(filter: filter) {
             let qos = min(message.qos, granted)
+            guard let remainingProperties = message.propertiesRemaining(at: currentTime) else { continue }
             message.topic.withUnsafeBytes { topic in
                 message.payload.withUnsafeBytes { payload in
-                    message.properties.withUnsafeBytes { stored in
+                    remainingProperties.withUnsafeBytes { stored in
                         let properties = version == .v5 ? stored : UnsafeRawBufferPointer(start: nil, count: 0)
                         if qos == .atMostOnce {
                             PublishEncoder.encode(version: version, dup: false, qos: qos, retain: true, topic: topic, packetID: 0,
@@ -57,7 +71,8 @@ extension ShardCore {
                             counters.publishesDelivered += 1
                             return
                         }
-                        let stored = StoredMessage(topic: topic, properties: properties, payload: payload, qos: qos, retain: true)
+                        let stored = StoredMessage(topic: topic, properties: properties, payload: payload, qos: qos, retain: true,
+                                                   now: currentTime)
                         if connections[s].queue.isEmpty && connections[s].inflight.count < inflightWindow(s) {
                             send(stored, slot: s, into: &buffer)
                         } else {

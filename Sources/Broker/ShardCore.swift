@@ -19,6 +19,8 @@ public struct ShardCounters: Sendable {
     /// Messages not sent because they exceed the client's Maximum Packet Size (v5).
     public var droppedTooLarge: UInt64 = 0
     public var protocolErrors: UInt64 = 0
+    /// Queued messages whose v5 Message Expiry Interval ran out before they could be sent.
+    public var droppedExpired: UInt64 = 0
     /// Shared-group messages that found no member on the chosen shard (it left meanwhile).
     public var droppedNoSharedMember: UInt64 = 0
     /// PUBLISHes refused for a payload over message_size_limit.

@@ -11,8 +11,13 @@ struct StoredMessage {
     /// The QoS this session receives it at.
     var qos: QoS
     var retain: Bool
+    /// When the v5 Message Expiry Interval runs out (monotonic ns), or 0 for never.
+    var expiresAt: UInt64 = 0
+    /// Where the 4-byte Message Expiry Interval value sits in `bytes`, or -1.
+    var expiryOffset = -1
 
-    init(topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, qos: QoS, retain: Bool) {
+    init(topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, qos: QoS, retain: Bool,
+         now: UInt64 = 0) {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(topic.count + properties.count + payload.count)
         bytes.append(contentsOf: topic)
@@ -23,6 +28,21 @@ struct StoredMessage {
         self.propertiesLength = properties.count
         self.qos = qos
         self.retain = retain
+        if properties.count > 0, let expiry = PropertyBlock.messageExpiry(properties) {
+            expiresAt = now + UInt64(expiry.seconds) * 1_000_000_000
+            expiryOffset = topic.count + expiry.offset
+        }
+    }
+
+    /// Whether the message expired before it could be sent [MQTT-3.3.2-5].
+    func isExpired(at now: UInt64) -> Bool { expiresAt != 0 && now >= expiresAt }
+
+    /// Sets the Message Expiry Interval to what is left at `now` [MQTT-3.3.2-6].
+    mutating func updateRemainingExpiry(at now: UInt64) {
+        guard expiryOffset >= 0, expiresAt > now else { return }
+        let remaining = UInt32(min((expiresAt - now + 999_999_999) / 1_000_000_000, UInt64(UInt32.max)))
+        let offset = expiryOffset
+        bytes.withUnsafeMutableBytes { PropertyBlock.writeUInt32(remaining, at: $0.baseAddress! + offset) }
     }
 
     /// Encodes the message as a PUBLISH.

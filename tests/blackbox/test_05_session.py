@@ -29,7 +29,12 @@ class Session:
             self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=self.protocol,
                                  clean_session=clean)
         self.inbox = queue.Queue()
-        self.c.on_message = lambda c, u, m: self.inbox.put((m.topic, m.payload, m.qos))
+        self.properties = []  # v5 properties of each received message, in order
+
+        def on_message(c, u, m):
+            self.properties.append(m.properties)
+            self.inbox.put((m.topic, m.payload, m.qos))
+        self.c.on_message = on_message
         self.c.on_connect = lambda c, u, flags, rc, props: self.acks.put((flags.session_present, rc))
         subscribed = queue.Queue()
         self.c.on_subscribe = lambda c, u, mid, rcs, props: subscribed.put(mid)

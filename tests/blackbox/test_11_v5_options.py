@@ -56,3 +56,30 @@ def test_inbound_topic_alias(broker, clients):
     pub.mqtt.publish(topic, b"first", qos=1, properties=props).wait_for_publish(10)
     pub.mqtt.publish("", b"by-alias", qos=1, properties=props).wait_for_publish(10)
     assert sub.receive(2) == [(topic, b"first", 1), (topic, b"by-alias", 1)]
+
+
+def test_message_expiry_while_offline(broker, clients):
+    """A QoS 1 message for an offline session is dropped once its Message Expiry Interval has
+    passed; another is delivered with the interval it has left."""
+    import time
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    from test_05_session import Session
+    topic = unique("expiry")
+    s = Session(broker, unique("exp-sub"), protocol=mqtt.MQTTv5)
+    s.connect(clean=True, expiry=300)
+    s.subscribe(topic, 1)
+    s.disconnect()
+    pub = clients(protocol=mqtt.MQTTv5)
+    short, long_ = Properties(PacketTypes.PUBLISH), Properties(PacketTypes.PUBLISH)
+    short.MessageExpiryInterval = 1
+    long_.MessageExpiryInterval = 100
+    pub.mqtt.publish(topic, b"short", qos=1, properties=short).wait_for_publish(10)
+    pub.mqtt.publish(topic, b"long", qos=1, properties=long_).wait_for_publish(10)
+    time.sleep(2.2)  # the time that must pass for the first message to expire (the point of the test)
+    assert s.connect(clean=False, expiry=300) is True
+    got = s.receive(1)
+    assert got[0][1] == b"long"
+    remaining = getattr(s.properties[0], "MessageExpiryInterval", None)
+    assert remaining is not None and 90 <= remaining <= 98, remaining
+    s.disconnect()
