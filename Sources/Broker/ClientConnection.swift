@@ -36,6 +36,9 @@ struct ClientConnection {
     var lastReceived: UInt64 = 0
     var nextPacketID: UInt16 = 1
     var will: Will? = nil
+    /// A v5 will waiting for its Will Delay Interval while the session is offline.
+    var delayedWill: Will? = nil
+    var willDueAt: UInt64 = 0
     /// This client's subscriptions: filter → options (to answer UNSUBSCRIBE and clean up).
     var subscriptions: [String: SubscriptionOptions] = [:]
     /// Inbound QoS 2 packet ids between PUBREC and PUBREL (exactly-once delivery).
@@ -99,6 +102,7 @@ struct ClientConnection {
         inflight = []
         queue = MessageQueue()
         will = nil
+        delayedWill = nil
         clientID = ""
     }
 }

@@ -105,6 +105,7 @@ extension ShardCore {
             return extractSession(slot: s)
         case .offline:
             if handOver { return extractSession(slot: s) }
+            publishDelayedWill(slot: s)  // a clean start ends the old session: its will is due
             removeAllSubscriptions(slot: s)
             endOfflineSlot(s)
             return nil
@@ -115,6 +116,7 @@ extension ShardCore {
 
     /// Takes the session off an offline slot (its subscriptions leave this shard) and ends the slot.
     func extractSession(slot s: Int) -> SessionBox {
+        connections[s].delayedWill = nil  // the client is back before the will delay passed
         let box = SessionBox(
             subscriptions: connections[s].subscriptions.map { ($0.key, $0.value) },
             inflight: connections[s].inflight, queue: connections[s].queue,

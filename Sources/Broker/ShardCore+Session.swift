@@ -34,7 +34,15 @@ extension ShardCore {
             markFlush(s)
         }
         if publishWill, let will = connections[s].will {
-            publishWillMessage(will, origin: id)
+            let delay = will.properties.willDelayInterval ?? 0
+            if delay > 0 && connections[s].isPersistent {
+                // v5 Will Delay: published when the delay passes or the session ends, whichever
+                // comes first, and not at all if the client reconnects before [MQTT-3.1.3-9].
+                connections[s].delayedWill = will
+                connections[s].willDueAt = currentTime + UInt64(delay) * 1_000_000_000
+            } else {
+                publishWillMessage(will, origin: id)
+            }
         }
         connections[s].will = nil
         if connections[s].isPersistent {
@@ -62,6 +70,7 @@ extension ShardCore {
     /// Ends an offline session (expired): its subscriptions go, the registry forgets it.
     func discardSession(slot s: Int) {
         let id = ConnectionID(slot: Int32(s), generation: connections[s].generation)
+        publishDelayedWill(slot: s)  // the session ends before the will delay: publish now
         removeAllSubscriptions(slot: s)
         releaseClientID(connections[s].clientID, connection: id)
         counters.sessionsExpired += 1
@@ -70,6 +79,13 @@ extension ShardCore {
         } else {
             freeSlot(s)
         }
+    }
+
+    /// Publishes a delayed will that is still pending on slot `s`.
+    func publishDelayedWill(slot s: Int) {
+        guard let will = connections[s].delayedWill else { return }
+        connections[s].delayedWill = nil
+        publishWillMessage(will, origin: ConnectionID(slot: Int32(s), generation: connections[s].generation))
     }
 
     func removeAllSubscriptions(slot s: Int) {

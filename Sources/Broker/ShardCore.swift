@@ -215,6 +215,9 @@ public final class ShardCore {
                     endSession(slot: s, publishWill: false, disconnectReason: nil)
                 }
             case .offline:
+                if connections[s].delayedWill != nil && now >= connections[s].willDueAt {
+                    publishDelayedWill(slot: s)
+                }
                 let expiry = connections[s].sessionExpiry
                 if expiry != .max && now &- connections[s].offlineSince > UInt64(expiry) * 1_000_000_000 {
                     discardSession(slot: s)
