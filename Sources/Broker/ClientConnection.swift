@@ -41,6 +41,8 @@ struct ClientConnection {
     var willDueAt: UInt64 = 0
     /// This client's subscriptions: filter → options (to answer UNSUBSCRIBE and clean up).
     var subscriptions: [String: SubscriptionOptions] = [:]
+    /// v5 Subscription Identifiers of those subscriptions that have one.
+    var subscriptionIdentifiers: [String: UInt32] = [:]
     /// Inbound QoS 2 packet ids between PUBREC and PUBREL (exactly-once delivery).
     var awaitingRelease: Set<UInt16> = []
     /// Outbound QoS 1/2 messages sent and not yet acknowledged, in send order.
@@ -97,6 +99,7 @@ struct ClientConnection {
     mutating func releaseResources() {
         releaseSocketBuffers()
         subscriptions = [:]
+        subscriptionIdentifiers = [:]
         awaitingRelease = []
         topicAliases = [:]
         inflight = []

@@ -8,6 +8,8 @@ import Router
 public struct LocalSubscriber: Sendable {
     public var connection: ConnectionID
     public var options: SubscriptionOptions
+    /// The v5 Subscription Identifier of the subscription, or 0.
+    public var identifier: UInt32 = 0
 }
 
 /// The value of one filter in a shard's trie.

@@ -17,6 +17,7 @@ struct ClientHolder: Equatable {
 final class SessionBox: @unchecked Sendable {
     // Invariant: owned by exactly one shard at a time (the record's sender gives it up).
     var subscriptions: [(filter: String, options: SubscriptionOptions)]
+    var identifiers: [String: UInt32] = [:]
     var inflight: [InflightMessage]
     var queue: MessageQueue
     var awaitingRelease: Set<UInt16>
@@ -121,6 +122,7 @@ extension ShardCore {
             subscriptions: connections[s].subscriptions.map { ($0.key, $0.value) },
             inflight: connections[s].inflight, queue: connections[s].queue,
             awaitingRelease: connections[s].awaitingRelease, nextPacketID: connections[s].nextPacketID)
+        box.identifiers = connections[s].subscriptionIdentifiers
         removeAllSubscriptions(slot: s)
         endOfflineSlot(s)
         return box
@@ -157,7 +159,9 @@ extension ShardCore {
 
     /// Moves a handed-over session into slot `s`: subscriptions, messages in flight and queued.
     func installSession(_ box: SessionBox, slot s: Int) {
-        for (filter, options) in box.subscriptions { addSubscription(slot: s, filter: filter, options: options) }
+        for (filter, options) in box.subscriptions {
+            addSubscription(slot: s, filter: filter, options: options, identifier: box.identifiers[filter] ?? 0)
+        }
         connections[s].inflight = box.inflight
         connections[s].queue = box.queue
         connections[s].awaitingRelease = box.awaitingRelease

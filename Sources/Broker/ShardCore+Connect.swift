@@ -60,8 +60,6 @@ extension ShardCore {
             if config.receiveMaximum < 65_535 { properties.receiveMaximum = config.receiveMaximum }
             if config.maxPacketSize < 268_435_460 { properties.maximumPacketSize = UInt32(config.maxPacketSize) }
             if config.topicAliasMaximum > 0 { properties.topicAliasMaximum = config.topicAliasMaximum }
-            // Not implemented yet: say so, so that clients do not rely on them.
-            properties.subscriptionIdentifierAvailable = 0
         }
         connections[s].pendingConnAckProperties = properties
 

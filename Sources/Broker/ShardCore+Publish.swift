@@ -40,6 +40,22 @@ extension ShardCore {
         handleResolvedPublish(publish, slot: s)
     }
 
+    /// The properties of a delivery: `properties` plus up to two Subscription Identifiers (in the
+    /// shard's delivery scratch buffer), or `properties` itself when there are none.
+    @inline(__always)
+    func withIdentifiers(_ properties: UnsafeRawBufferPointer, _ first: UInt32, _ second: UInt32) -> UnsafeRawBufferPointer {
+        guard first != 0 else { return properties }
+        deliveryScratch.clear()
+        deliveryScratch.writeBytes(properties)
+        deliveryScratch.writeByte(PropertyID.subscriptionIdentifier.rawValue)
+        deliveryScratch.writeVariableByteInteger(Int(first))
+        if second != 0 {
+            deliveryScratch.writeByte(PropertyID.subscriptionIdentifier.rawValue)
+            deliveryScratch.writeVariableByteInteger(Int(second))
+        }
+        return deliveryScratch.readableView
+    }
+
     /// Copies a v5 PUBLISH property block without its Topic Alias into the shard's scratch buffer.
     func propertiesWithoutTopicAlias(_ raw: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         propertyScratch.clear()
@@ -144,18 +160,25 @@ extension ShardCore {
             // flag kept if a subscription asks for Retain As Published.
             var granted: QoS? = nil
             var keepRetain = false
+            var firstIdentifier: UInt32 = 0, secondIdentifier: UInt32 = 0
             var j = i
             while j < localCount && collector.local[j].connection.slot == subscriber.connection.slot {
                 let options = collector.local[j].options
                 if !(isPublisher && options.noLocal) {
                     granted = max(granted ?? .atMostOnce, options.qos)
                     keepRetain = keepRetain || options.retainAsPublished
+                    // Subscription Identifiers of the matching subscriptions go with the message
+                    // [MQTT-3.3.4-4]; more than two on one delivery is not worth a list here.
+                    let identifier = collector.local[j].identifier
+                    if identifier != 0 {
+                        if firstIdentifier == 0 { firstIdentifier = identifier } else if secondIdentifier == 0 { secondIdentifier = identifier }
+                    }
                 }
                 j += 1
             }
             if let granted {
                 deliver(to: subscriber.connection, qos: min(qos, granted), retain: retain && keepRetain, topic: topic,
-                        properties: properties, payload: payload)
+                        properties: withIdentifiers(properties, firstIdentifier, secondIdentifier), payload: payload)
             }
             i = j
         }

@@ -19,15 +19,16 @@ public enum SharedSubscriptionStrategy: String, Sendable, CaseIterable {
 
 extension ShardCore {
     /// Adds (or updates) a member of a shared group; returns true when other shards were told.
-    func addSharedMember(slot s: Int, shared: SharedSubscriptionFilter, options: SubscriptionOptions) -> Bool {
+    func addSharedMember(slot s: Int, shared: SharedSubscriptionFilter, options: SubscriptionOptions, identifier: UInt32) -> Bool {
         let id = ConnectionID(slot: Int32(s), generation: connections[s].generation)
         let count = trie.update(filter: shared.filter) { entry -> Int in
             var e = entry ?? RouteEntry()
             let g = groupIndex(&e, shared.group, filter: shared.filter)
             if let i = e.shared[g].local.firstIndex(where: { $0.connection == id }) {
                 e.shared[g].local[i].options = options
+                e.shared[g].local[i].identifier = identifier
             } else {
-                e.shared[g].local.append(LocalSubscriber(connection: id, options: options))
+                e.shared[g].local.append(LocalSubscriber(connection: id, options: options, identifier: identifier))
             }
             entry = e
             return e.shared[g].local.count
@@ -104,7 +105,8 @@ extension ShardCore {
                 if k >= n { k -= n; continue }
                 if shard == shardIndex {
                     let member = group.local[k]
-                    deliver(to: member.connection, qos: min(qos, member.options.qos), topic: topic, properties: properties, payload: payload)
+                    deliver(to: member.connection, qos: min(qos, member.options.qos), topic: topic,
+                            properties: withIdentifiers(properties, member.identifier, 0), payload: payload)
                 } else {
                     ShardMessageCodec.appendSharedPublish(
                         qos: qos, originShard: shardIndex, origin: origin, topic: topic, properties: properties, payload: payload,
@@ -124,6 +126,7 @@ extension ShardCore {
             return
         }
         let target = g.local[member % g.local.count]
-        deliver(to: target.connection, qos: min(p.qos, target.options.qos), topic: p.topic, properties: p.properties, payload: p.payload)
+        deliver(to: target.connection, qos: min(p.qos, target.options.qos), topic: p.topic,
+                properties: withIdentifiers(p.properties, target.identifier, 0), payload: p.payload)
     }
 }

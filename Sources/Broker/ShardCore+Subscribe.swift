@@ -6,11 +6,8 @@ import Router
 extension ShardCore {
     func handleSubscribe(_ subscribe: Subscribe, slot s: Int) {
         let version = connections[s].version
-        if version == .v5, !subscribe.properties.subscriptionIdentifiers.isEmpty {
-            // CONNACK said Subscription Identifier Available = 0 [MQTT-3.8.2-2 / 3.2.2.3.12].
-            protocolError(slot: s, reason: .subscriptionIdentifiersNotSupported, decodeError: nil)
-            return
-        }
+        // v5: one Subscription Identifier for every filter of this SUBSCRIBE [MQTT-3.8.2.1.2].
+        let identifier = version == .v5 ? subscribe.properties.subscriptionIdentifiers.first ?? 0 : 0
         var codes: [ReasonCode] = []
         codes.reserveCapacity(subscribe.subscriptions.count)
         var newRoutes = false
@@ -28,7 +25,7 @@ extension ShardCore {
                 return
             }
             let existed = connections[s].subscriptions[filter] != nil
-            if addSubscription(slot: s, filter: filter, options: request.options) { newRoutes = true }
+            if addSubscription(slot: s, filter: filter, options: request.options, identifier: identifier) { newRoutes = true }
             codes.append(ReasonCode(rawValue: request.options.qos.rawValue))
             // Retained messages on every SUBSCRIBE (3.1.1 [MQTT-3.8.4-3]); v5 Retain Handling decides.
             // Shared subscriptions get none [MQTT-4.8.2, retained messages].
@@ -96,19 +93,21 @@ extension ShardCore {
     /// Adds or replaces [MQTT-3.8.4-3] a subscription of a local connection. Returns true when the
     /// filter is new on this shard (other shards were sent a routeAdd).
     @discardableResult
-    func addSubscription(slot s: Int, filter: String, options: SubscriptionOptions) -> Bool {
+    func addSubscription(slot s: Int, filter: String, options: SubscriptionOptions, identifier: UInt32 = 0) -> Bool {
         let id = ConnectionID(slot: Int32(s), generation: connections[s].generation)
         connections[s].subscriptions[filter] = options
+        connections[s].subscriptionIdentifiers[filter] = identifier == 0 ? nil : identifier
         if let shared = SharedSubscriptionFilter(filter) {
-            return addSharedMember(slot: s, shared: shared, options: options)
+            return addSharedMember(slot: s, shared: shared, options: options, identifier: identifier)
         }
         let becameLocal = trie.update(filter: filter) { entry -> Bool in
             var e = entry ?? RouteEntry()
             let hadLocal = !e.local.isEmpty
             if let index = e.local.firstIndex(where: { $0.connection == id }) {
                 e.local[index].options = options
+                e.local[index].identifier = identifier
             } else {
-                e.local.append(LocalSubscriber(connection: id, options: options))
+                e.local.append(LocalSubscriber(connection: id, options: options, identifier: identifier))
             }
             entry = e
             return !hadLocal
@@ -121,6 +120,7 @@ extension ShardCore {
     @discardableResult
     func removeSubscription(slot s: Int, filter: String) -> Bool {
         guard connections[s].subscriptions.removeValue(forKey: filter) != nil else { return false }
+        connections[s].subscriptionIdentifiers.removeValue(forKey: filter)
         if let shared = SharedSubscriptionFilter(filter) {
             removeSharedMember(slot: s, shared: shared)
             return true

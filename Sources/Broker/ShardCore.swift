@@ -57,6 +57,8 @@ public final class ShardCore {
     var matchScratch: [LocalSubscriber] = []
     /// Rewritten v5 property blocks (PUBLISH without Topic Alias), reused per message.
     var propertyScratch = ByteBuffer()
+    /// Delivery properties with Subscription Identifiers added, reused per delivery.
+    var deliveryScratch = ByteBuffer()
     var assignedIDCounter: UInt64 = 0
     /// Route barriers (see ShardMessageKind.barrier): the last token issued, the last one every
     /// other shard acknowledged, acknowledgements counted per outstanding token, and the SUBACKs
@@ -90,6 +92,7 @@ public final class ShardCore {
         for i in connections.indices { connections[i].releaseResources() }
         for i in shardOutbox.indices { shardOutbox[i].deallocate() }
         propertyScratch.deallocate()
+        deliveryScratch.deallocate()
     }
 
     // MARK: connection slots

@@ -83,3 +83,28 @@ def test_message_expiry_while_offline(broker, clients):
     remaining = getattr(s.properties[0], "MessageExpiryInterval", None)
     assert remaining is not None and 90 <= remaining <= 98, remaining
     s.disconnect()
+
+
+def test_subscription_identifiers(broker, clients):
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    base = unique("subid")
+    sub = clients(protocol=mqtt.MQTTv5)
+    ids = {}
+    sub.mqtt.on_message = lambda c, u, m: (ids.setdefault(m.payload, []).extend(getattr(m.properties, "SubscriptionIdentifier", [])),
+                                           sub.messages.put((m.topic, m.payload, m.qos)))
+    for filter_, identifier in ((f"{base}/+", 11), (f"{base}/t", 222)):
+        props = Properties(PacketTypes.SUBSCRIBE)
+        props.SubscriptionIdentifier = identifier
+        _, mid = sub.mqtt.subscribe(filter_, options=SubscribeOptions(qos=1), properties=props)
+        wait_until(lambda: sub.subacks.get(mid), message="SUBACK")
+    pub = clients(protocol=mqtt.MQTTv5)
+    pub.publish(f"{base}/t", b"both", qos=1)
+    pub.publish(f"{base}/u", b"one", qos=1)
+    # With overlapping subscriptions a broker may send one message carrying both identifiers
+    # (Apus) or one message per subscription (mosquitto) [MQTT-3.3.4-3/-4]: wait for "one", which
+    # was published last.
+    while sub.receive(1)[0][1] != b"one":
+        pass
+    assert sorted(ids[b"both"]) == [11, 222]
+    assert ids[b"one"] == [11]
