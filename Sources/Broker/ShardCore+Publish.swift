@@ -40,20 +40,27 @@ extension ShardCore {
         handleResolvedPublish(publish, slot: s)
     }
 
-    /// The properties of a delivery: `properties` plus up to two Subscription Identifiers (in the
-    /// shard's delivery scratch buffer), or `properties` itself when there are none.
+    /// The properties of a delivery: `properties` plus the Subscription Identifiers (in the shard's
+    /// delivery scratch buffer), or `properties` itself when there are none.
     @inline(__always)
-    func withIdentifiers(_ properties: UnsafeRawBufferPointer, _ first: UInt32, _ second: UInt32) -> UnsafeRawBufferPointer {
-        guard first != 0 else { return properties }
+    func withIdentifiers(_ properties: UnsafeRawBufferPointer, _ identifiers: [UInt32]) -> UnsafeRawBufferPointer {
+        guard !identifiers.isEmpty else { return properties }
         deliveryScratch.clear()
         deliveryScratch.writeBytes(properties)
-        deliveryScratch.writeByte(PropertyID.subscriptionIdentifier.rawValue)
-        deliveryScratch.writeVariableByteInteger(Int(first))
-        if second != 0 {
+        for identifier in identifiers {
             deliveryScratch.writeByte(PropertyID.subscriptionIdentifier.rawValue)
-            deliveryScratch.writeVariableByteInteger(Int(second))
+            deliveryScratch.writeVariableByteInteger(Int(identifier))
         }
         return deliveryScratch.readableView
+    }
+
+    /// The properties of a delivery with at most one Subscription Identifier (shared subscriptions).
+    @inline(__always)
+    func withIdentifier(_ properties: UnsafeRawBufferPointer, _ identifier: UInt32) -> UnsafeRawBufferPointer {
+        guard identifier != 0 else { return properties }
+        identifierScratch.removeAll(keepingCapacity: true)
+        identifierScratch.append(identifier)
+        return withIdentifiers(properties, identifierScratch)
     }
 
     /// Copies a v5 PUBLISH property block without its Topic Alias into the shard's scratch buffer.
@@ -160,25 +167,22 @@ extension ShardCore {
             // flag kept if a subscription asks for Retain As Published.
             var granted: QoS? = nil
             var keepRetain = false
-            var firstIdentifier: UInt32 = 0, secondIdentifier: UInt32 = 0
+            identifierScratch.removeAll(keepingCapacity: true)
             var j = i
             while j < localCount && collector.local[j].connection.slot == subscriber.connection.slot {
                 let options = collector.local[j].options
                 if !(isPublisher && options.noLocal) {
                     granted = max(granted ?? .atMostOnce, options.qos)
                     keepRetain = keepRetain || options.retainAsPublished
-                    // Subscription Identifiers of the matching subscriptions go with the message
-                    // [MQTT-3.3.4-4]; more than two on one delivery is not worth a list here.
+                    // The Subscription Identifiers of all matching subscriptions go with the message [MQTT-3.3.4-4].
                     let identifier = collector.local[j].identifier
-                    if identifier != 0 {
-                        if firstIdentifier == 0 { firstIdentifier = identifier } else if secondIdentifier == 0 { secondIdentifier = identifier }
-                    }
+                    if identifier != 0 { identifierScratch.append(identifier) }
                 }
                 j += 1
             }
             if let granted {
                 deliver(to: subscriber.connection, qos: min(qos, granted), retain: retain && keepRetain, topic: topic,
-                        properties: withIdentifiers(properties, firstIdentifier, secondIdentifier), payload: payload)
+                        properties: withIdentifiers(properties, identifierScratch), payload: payload)
             }
             i = j
         }

@@ -106,7 +106,7 @@ extension ShardCore {
                 if shard == shardIndex {
                     let member = group.local[k]
                     deliver(to: member.connection, qos: min(qos, member.options.qos), topic: topic,
-                            properties: withIdentifiers(properties, member.identifier, 0), payload: payload)
+                            properties: withIdentifier(properties, member.identifier), payload: payload)
                 } else {
                     ShardMessageCodec.appendSharedPublish(
                         qos: qos, originShard: shardIndex, origin: origin, topic: topic, properties: properties, payload: payload,
@@ -127,6 +127,6 @@ extension ShardCore {
         }
         let target = g.local[member % g.local.count]
         deliver(to: target.connection, qos: min(p.qos, target.options.qos), topic: p.topic,
-                properties: withIdentifiers(p.properties, target.identifier, 0), payload: p.payload)
+                properties: withIdentifier(p.properties, target.identifier), payload: p.payload)
     }
 }

@@ -59,6 +59,8 @@ public final class ShardCore {
     var propertyScratch = ByteBuffer()
     /// Delivery properties with Subscription Identifiers added, reused per delivery.
     var deliveryScratch = ByteBuffer()
+    /// Subscription Identifiers of one delivery, reused.
+    var identifierScratch: [UInt32] = []
     var assignedIDCounter: UInt64 = 0
     /// Route barriers (see ShardMessageKind.barrier): the last token issued, the last one every
     /// other shard acknowledged, acknowledgements counted per outstanding token, and the SUBACKs

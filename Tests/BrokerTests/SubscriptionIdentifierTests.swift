@@ -50,6 +50,7 @@ final class SubscriptionIdentifierTests: XCTestCase {
         subscribe(h, sub, "a/+", id: 7)
         subscribe(h, sub, "a/b", id: 300)
         subscribe(h, sub, "x", id: 9)
+        subscribe(h, sub, "#", id: 70_000)
         let pub = h.connect(shard: 0)
         h.send(pub, .connect(Connect(clientID: "pub")))
         _ = h.output(pub)
@@ -57,8 +58,8 @@ final class SubscriptionIdentifierTests: XCTestCase {
         sendPublish(h, pub, topic: "a/c", payload: [2], qos: .atMostOnce)
         let got = try identifiers(h, sub)
         XCTAssertEqual(got.count, 2)
-        XCTAssertEqual(Set(got[0]), [7, 300])
-        XCTAssertEqual(got[1], [7])
+        XCTAssertEqual(Set(got[0]), [7, 300, 70_000], "all matching subscriptions' identifiers")
+        XCTAssertEqual(Set(got[1]), [7, 70_000])
     }
 
     func testConnAckAdvertisesSubscriptionIdentifiers() throws {
