@@ -108,3 +108,33 @@ def test_subscription_identifiers(broker, clients):
         pass
     assert sorted(ids[b"both"]) == [11, 222]
     assert ids[b"one"] == [11]
+
+
+def test_mixed_versions(broker, clients):
+    """A v5 publisher's properties reach a v5 subscriber unchanged and are stripped for a 3.1.1
+    one; a 3.1.1 publisher reaches a v5 subscriber."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    topic = unique("mixed")
+    old = clients(protocol=mqtt.MQTTv311)
+    old.subscribe(topic, 1)
+    new = clients(protocol=mqtt.MQTTv5)
+    seen = []
+    new.mqtt.on_message = lambda c, u, m: (seen.append(m.properties), new.messages.put((m.topic, m.payload, m.qos)))
+    subscribe_v5(new, topic, qos=1)
+    v5pub = clients(protocol=mqtt.MQTTv5)
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = [("a", "1"), ("b", "2"), ("a", "3")]
+    props.ContentType = "text/plain"
+    props.ResponseTopic = "reply/here"
+    props.CorrelationData = b"\x00\x01"
+    v5pub.mqtt.publish(topic, b"from-v5", qos=1, properties=props).wait_for_publish(10)
+    assert old.receive(1) == [(topic, b"from-v5", 1)]
+    assert new.receive(1) == [(topic, b"from-v5", 1)]
+    p = seen[0]
+    assert p.UserProperty == [("a", "1"), ("b", "2"), ("a", "3")]
+    assert (p.ContentType, p.ResponseTopic, p.CorrelationData) == ("text/plain", "reply/here", b"\x00\x01")
+    v3pub = clients(protocol=mqtt.MQTTv311)
+    v3pub.publish(topic, b"from-311", qos=1)
+    assert new.receive(1) == [(topic, b"from-311", 1)]
+    assert old.receive(1) == [(topic, b"from-311", 1)]
