@@ -18,7 +18,7 @@ extension ShardCore {
                 codes.append(version == .v5 ? .topicFilterInvalid : .unspecifiedError)
                 continue
             }
-            let isShared = filter.hasPrefix("$share/")
+            let isShared = SharedSubscriptionFilter(filter) != nil
             if isShared && version == .v5 && request.options.noLocal {
                 // [MQTT-3.8.3-4]: No Local on a shared subscription is a protocol error.
                 protocolError(slot: s, reason: .protocolError, decodeError: nil)

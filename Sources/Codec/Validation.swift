@@ -58,7 +58,7 @@ public enum TopicValidation {
     /// A topic filter: non-empty, `#` only as the whole last level, `+` only as a whole level.
     /// A `$share/{group}/{filter}` filter needs a non-empty group without `+ # /` and a valid filter.
     public static func isValidTopicFilter(_ filter: String) -> Bool {
-        if filter.hasPrefix("$share/") { return SharedSubscriptionFilter(filter) != nil }
+        if filter.hasPrefix("$share/") || filter.hasPrefix("$queue/") { return SharedSubscriptionFilter(filter) != nil }
         return isValidPlainFilter(Array(filter.utf8))
     }
 
@@ -76,13 +76,21 @@ public enum TopicValidation {
     }
 }
 
-/// A parsed `$share/{group}/{filter}` subscription.
+/// A parsed `$share/{group}/{filter}` subscription (MQTT 5, also EMQX's syntax), or EMQX's
+/// `$queue/{filter}`, which is a shared subscription of the group `$queue`.
 public struct SharedSubscriptionFilter: Hashable, Sendable {
     public var group: String
     public var filter: String
 
-    /// Parses a shared filter; nil when `filter` does not start with `$share/` or is invalid.
+    /// Parses a shared filter; nil when `filter` is not a `$share/` or `$queue/` filter, or is invalid.
     public init?(_ filter: String) {
+        if filter.hasPrefix("$queue/") {
+            let inner = Array(filter.utf8.dropFirst(7))
+            guard TopicValidation.isValidPlainFilter(inner) else { return nil }
+            self.group = "$queue"
+            self.filter = String(decoding: inner, as: UTF8.self)
+            return
+        }
         let bytes = Array(filter.utf8)
         let prefix = Array("$share/".utf8)
         guard bytes.count > prefix.count, Array(bytes[0..<prefix.count]) == prefix else { return nil }

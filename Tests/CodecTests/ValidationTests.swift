@@ -51,6 +51,10 @@ final class ValidationTests: XCTestCase {
         XCTAssertNil(SharedSubscriptionFilter("$share/g#/a"))
         XCTAssertNil(SharedSubscriptionFilter("a/b"))
         XCTAssertTrue(TopicValidation.isValidTopicFilter("$share/g/a/b"))
+        XCTAssertEqual(SharedSubscriptionFilter("$queue/jobs/+")?.group, "$queue")
+        XCTAssertEqual(SharedSubscriptionFilter("$queue/jobs/+")?.filter, "jobs/+")
+        XCTAssertNil(SharedSubscriptionFilter("$queue/"))
+        XCTAssertFalse(TopicValidation.isValidTopicFilter("$queue/a/#/b"))
         XCTAssertFalse(TopicValidation.isValidTopicFilter("$share/g/a/#/b"))
     }
 }

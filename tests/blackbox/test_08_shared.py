@@ -5,7 +5,7 @@ import collections
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import unique, wait_until
+from conftest import BROKER, unique, wait_until
 
 
 @pytest.mark.parametrize("protocol", [mqtt.MQTTv311, mqtt.MQTTv5])
@@ -53,3 +53,18 @@ def test_round_robin_spreads_evenly(broker, clients):
     assert counts == [10, 10, 10, 10]
     for c in members:
         c.assert_no_message(within=0.2)
+
+
+def test_emqx_queue_syntax(broker, clients):
+    """EMQX's `$queue/{filter}`: a shared subscription without a group name."""
+    if BROKER != "apus":
+        pytest.skip("mosquitto does not know $queue/")
+    base = unique("queue")
+    members = [clients() for _ in range(3)]
+    for c in members:
+        assert c.subscribe(f"$queue/{base}/+", 1)[0].value == 1
+    pub = clients()
+    for i in range(30):
+        pub.publish(f"{base}/x", str(i).encode(), qos=1)
+    got = [m[1] for c in members for m in c.receive(10)]
+    assert sorted(got) == sorted(str(i).encode() for i in range(30))
