@@ -32,6 +32,14 @@ extension ShardCore {
             return
         }
 
+        // max_keepalive: a v5 client is told the keep alive to use (Server Keep Alive); a 3.1/3.1.1
+        // client cannot be, so one asking for more (or for none) is refused, as mosquitto does.
+        let keepAliveTooLong = config.maxKeepAlive < 65_535 && (connect.keepAlive == 0 || connect.keepAlive > config.maxKeepAlive)
+        if keepAliveTooLong && version != .v5 {
+            refuseConnect(slot: s, version: version, reason: .clientIdentifierNotValid)
+            return
+        }
+
         connections[s].clientID = clientID
         connections[s].will = connect.will
         connections[s].cleanStart = connect.cleanStart
@@ -45,9 +53,9 @@ extension ShardCore {
 
         var properties = Properties()
         var keepAlive = connect.keepAlive
-        if config.maxKeepAlive < 65_535, keepAlive == 0 || keepAlive > config.maxKeepAlive {
+        if keepAliveTooLong {
             keepAlive = config.maxKeepAlive
-            if version == .v5 { properties.serverKeepAlive = keepAlive }
+            properties.serverKeepAlive = keepAlive
         }
         connections[s].keepAlive = keepAlive
 

@@ -16,6 +16,7 @@ struct Settings {
     var maxQueuedMessages = 1000
     var messageSizeLimit = 0
     var maxTopicAlias = 10
+    var maxKeepAlive = 65_535
     var sharedSubscriptionStrategy = SharedSubscriptionStrategy.roundRobin
 
     /// Reads `key value` lines. Unknown keys are an error so that typos do not pass silently.
@@ -61,6 +62,7 @@ struct Settings {
         case "max_queued_messages": maxQueuedMessages = try number(Int.self)
         case "message_size_limit": messageSizeLimit = try number(Int.self)
         case "max_topic_alias": maxTopicAlias = try number(Int.self)
+        case "max_keepalive": maxKeepAlive = try number(Int.self)
         case "shared_subscription_strategy":
             guard let strategy = SharedSubscriptionStrategy(rawValue: value) else {
                 throw SettingsError("\(location): shared_subscription_strategy is round_robin, random or hash_clientid")
@@ -80,6 +82,7 @@ struct Settings {
         if maxQueuedMessages < 0 { throw SettingsError("max_queued_messages must be >= 0") }
         if messageSizeLimit < 0 { throw SettingsError("message_size_limit must be >= 0") }
         if maxTopicAlias < 0 || maxTopicAlias > 65_535 { throw SettingsError("max_topic_alias must be 0...65535") }
+        if maxKeepAlive < 10 || maxKeepAlive > 65_535 { throw SettingsError("max_keepalive must be 10...65535") }
     }
 
     func brokerConfig(shards: Int) -> BrokerConfig {
@@ -90,6 +93,7 @@ struct Settings {
         config.maxQueuedMessages = maxQueuedMessages
         config.messageSizeLimit = messageSizeLimit
         config.topicAliasMaximum = UInt16(maxTopicAlias)
+        config.maxKeepAlive = UInt16(maxKeepAlive)
         config.sharedSubscriptionStrategy = sharedSubscriptionStrategy
         if maxConnections > 0 {
             // Connections land on shards at random (SO_REUSEPORT), so the limit is split evenly.

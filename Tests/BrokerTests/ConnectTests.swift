@@ -132,3 +132,24 @@ func sendPublish(_ h: CoreHarness, _ client: CoreHarness.Client, topic: String, 
     }
     h.send(client, buffer.readableArray())
 }
+
+final class MaxKeepAliveTests: XCTestCase {
+    func testV5GetsServerKeepAliveAnd311IsRefused() throws {
+        var config = BrokerConfig()
+        config.maxKeepAlive = 30
+        let h = CoreHarness(shards: 1, config: config)
+        let v5 = h.connect(shard: 0)
+        h.send(v5, .connect(Connect(version: .v5, keepAlive: 120, clientID: "v5")), version: .v5)
+        let packet = try h.output(v5).withUnsafeBytes { try PacketDecoder.decode(frame: $0, version: .v5) }
+        guard case .connack(let ack) = packet else { return XCTFail() }
+        XCTAssertEqual(ack.reasonCode, .success)
+        XCTAssertEqual(ack.properties.serverKeepAlive, 30)
+        let old = h.connect(shard: 0)
+        h.send(old, .connect(Connect(version: .v3_1_1, keepAlive: 120, clientID: "old")))
+        XCTAssertEqual(h.output(old), [0x20, 0x02, 0x00, 0x02])
+        XCTAssertTrue(h.isClosing(old))
+        let fine = h.connect(shard: 0)
+        h.send(fine, .connect(Connect(version: .v3_1_1, keepAlive: 20, clientID: "fine")))
+        XCTAssertEqual(h.output(fine), [0x20, 0x02, 0x00, 0x00])
+    }
+}
