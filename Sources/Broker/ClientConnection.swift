@@ -20,7 +20,7 @@ public enum ConnectionPhase: Sendable {
     case closing
 }
 
-/// One client connection and its (non-persistent) session.
+/// One client connection and its session (which stays on the slot, offline, when persistent).
 struct ClientConnection {
     var generation: UInt32 = 0
     var phase: ConnectionPhase = .free

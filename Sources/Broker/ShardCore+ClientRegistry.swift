@@ -31,12 +31,17 @@ final class SessionBox: @unchecked Sendable {
 }
 
 extension ShardCore {
+    /// FNV-1a of a client id: places ids on home shards and spreads hash_clientid shared groups.
+    static func clientIDHash(_ clientID: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in clientID.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        return hash
+    }
+
     /// The shard that keeps the registry entry of `clientID`.
     func homeShard(of clientID: String) -> Int {
         guard shardCount > 1 else { return 0 }
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in clientID.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-        return Int(hash % UInt64(shardCount))
+        return Int(ShardCore.clientIDHash(clientID) % UInt64(shardCount))
     }
 
     /// Delivers a registry message to `shard` (this one included).

@@ -93,11 +93,8 @@ extension ShardCore {
             case .random:
                 k = Int.random(in: 0..<total)
             case .hashClientID:
-                var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-                if isCurrent(origin) {
-                    for byte in connections[Int(origin.slot)].clientID.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-                }
-                k = Int(hash % UInt64(total))
+                let publisher = isCurrent(origin) ? connections[Int(origin.slot)].clientID : ""
+                k = Int(ShardCore.clientIDHash(publisher) % UInt64(total))
             }
             // Member k in the order: shard 0's members, shard 1's, ... (this shard's are `local`).
             for shard in 0..<shardCount {

@@ -41,7 +41,7 @@ public final class ShardCore {
 
     var connections: [ClientConnection] = []
     var freeSlots: [Int32] = []
-    /// Connections in phase awaitingConnect or connected.
+    /// Connections with a live socket and session: phases awaitingConnect, connecting, connected.
     public internal(set) var liveConnections = 0
     /// Connected clients on this shard (the connection quota counts these).
     var connectedClients = 0

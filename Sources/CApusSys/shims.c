@@ -16,7 +16,6 @@ int apus_pin_current_thread(int cpu) {
 
 int apus_current_cpu(void) { return sched_getcpu(); }
 
-int apus_gettid(void) { return (int)syscall(SYS_gettid); }
 
 int apus_available_cpus(void) {
     cpu_set_t set;

@@ -161,14 +161,7 @@ extension PacketDecoder {
     static func decodeSubAck(_ reader: inout ByteReader, version: ProtocolVersion) throws(DecodeError) -> SubAck {
         let packetID = try reader.readUInt16()
         let properties = version == .v5 ? try Properties.decode(from: &reader, context: .suback) : Properties()
-        var codes: [ReasonCode] = []
-        let allowed = version == .v5 ? subackCodes5 : subackCodes3
-        while !reader.isAtEnd {
-            let code = try reader.readByte()
-            guard allowed.contains(code) else { throw .invalidReasonCode }
-            codes.append(ReasonCode(rawValue: code))
-        }
-        if codes.isEmpty { throw .emptySubscriptionList }
+        let codes = try readReasonCodes(&reader, allowed: version == .v5 ? subackCodes5 : subackCodes3)
         return SubAck(packetID: packetID, reasonCodes: codes, properties: properties)
     }
 
@@ -189,14 +182,19 @@ extension PacketDecoder {
             return UnsubAck(packetID: packetID)
         }
         let properties = try Properties.decode(from: &reader, context: .unsuback)
+        return UnsubAck(packetID: packetID, reasonCodes: try readReasonCodes(&reader, allowed: unsubackCodes), properties: properties)
+    }
+
+    /// The reason codes that make up the rest of a SUBACK or UNSUBACK: at least one, each allowed.
+    static func readReasonCodes(_ reader: inout ByteReader, allowed: Set<UInt8>) throws(DecodeError) -> [ReasonCode] {
         var codes: [ReasonCode] = []
         while !reader.isAtEnd {
             let code = try reader.readByte()
-            guard unsubackCodes.contains(code) else { throw .invalidReasonCode }
+            guard allowed.contains(code) else { throw .invalidReasonCode }
             codes.append(ReasonCode(rawValue: code))
         }
         if codes.isEmpty { throw .emptySubscriptionList }
-        return UnsubAck(packetID: packetID, reasonCodes: codes, properties: properties)
+        return codes
     }
 
     static func decodeDisconnect(_ reader: inout ByteReader, version: ProtocolVersion) throws(DecodeError) -> Disconnect {

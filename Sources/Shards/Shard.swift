@@ -36,7 +36,6 @@ final class Shard {
     var flushScratch: [Int32] = []
     var closeScratch: [Int32] = []
     var closingSlots: [Int32] = []
-    var acceptArmed = false
     /// Drop counters already logged.
     var loggedDrops = (queueFull: UInt64(0), qos0: UInt64(0), tooLarge: UInt64(0), overLimit: UInt64(0))
     static let bufferGroup: UInt16 = 0
@@ -113,7 +112,6 @@ final class Shard {
 
     func armAccept() {
         ring.prepareMultishotAccept(fd: listener, userData: UserData.make(.accept))
-        acceptArmed = true
     }
 
     func accepted(fd: Int32, now: UInt64) {

@@ -32,8 +32,6 @@ final class ShardSignals: Sendable {
     /// Set by the shard just before it blocks in io_uring_enter; producers that find it set
     /// clear it and wake the shard with MSG_RING.
     let sleeping = Atomic<Bool>(false)
-    let cpu = Atomic<Int32>(-1)
-    let threadID = Atomic<Int32>(0)
 }
 
 /// A running set of shards.
@@ -96,11 +94,6 @@ public final class ShardGroup: @unchecked Sendable {
         threads = []
     }
 
-    /// Per shard: the CPU it is pinned to (-1 when not pinned) and its kernel thread id.
-    public func shardThreads() -> [(cpu: Int32, threadID: Int32)] {
-        signals.map { ($0.cpu.load(ordering: .relaxed), $0.threadID.load(ordering: .relaxed)) }
-    }
-
     func mailbox(from: Int, to: Int) -> Mailbox { mailboxes[from * config.shards + to]! }
 
     private func runShard(index: Int, listener: Int32, cpu: Int) {
@@ -109,8 +102,6 @@ public final class ShardGroup: @unchecked Sendable {
             let rc = apus_pin_current_thread(Int32(cpu))
             if rc != 0 { logger.warning("shard \(index): cannot pin to CPU \(cpu): errno \(rc)") }
         }
-        signals[index].cpu.store(cpu >= 0 ? Int32(cpu) : -1, ordering: .relaxed)
-        signals[index].threadID.store(apus_gettid(), ordering: .relaxed)
         let shard: Shard
         do {
             shard = try Shard(index: index, group: self, listener: listener)

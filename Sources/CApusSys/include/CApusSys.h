@@ -1,5 +1,5 @@
 // The few libc calls that Swift's Glibc module hides (GNU extensions): thread affinity,
-// the current CPU, the thread id. Everything is prefixed apus_.
+// the current CPU, thread names, a monotonic clock. Everything is prefixed apus_.
 #ifndef CAPUSSYS_H
 #define CAPUSSYS_H
 #include <stdint.h>
@@ -8,8 +8,6 @@
 int apus_pin_current_thread(int cpu);
 /// The CPU the calling thread runs on, or -1.
 int apus_current_cpu(void);
-/// The calling thread's kernel thread id.
-int apus_gettid(void);
 /// The number of CPUs this process may run on (sched_getaffinity), at least 1.
 int apus_available_cpus(void);
 /// Sets the calling thread's name (at most 15 characters are kept).
