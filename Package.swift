@@ -38,6 +38,8 @@ let package = Package(
         ),
         .target(name: "Codec", swiftSettings: swiftSettings),
         .target(name: "Router", swiftSettings: swiftSettings),
+        // Pure-Swift hashes, HMAC, PBKDF2 and Base64 for password files and SCRAM authentication.
+        .target(name: "ApusCrypto", swiftSettings: swiftSettings),
         .target(
             name: "Broker",
             dependencies: ["Codec", "Router"],
@@ -75,6 +77,7 @@ let package = Package(
         .testTarget(name: "BenchKitTests", dependencies: ["BenchKit"], swiftSettings: swiftSettings),
         .testTarget(name: "CodecTests", dependencies: ["Codec"], swiftSettings: swiftSettings),
         .testTarget(name: "RouterTests", dependencies: ["Router"], swiftSettings: swiftSettings),
+        .testTarget(name: "ApusCryptoTests", dependencies: ["ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "Codec"], swiftSettings: swiftSettings),
         .testTarget(name: "ShardsTests", dependencies: ["Shards", "IOUring"], swiftSettings: swiftSettings),
     ]
