@@ -13,6 +13,12 @@ public struct BrokerConfig: Sendable {
     /// Largest Topic Alias a client may use towards the broker (v5; mosquitto's max_topic_alias);
     /// 0 disables inbound aliases.
     public var topicAliasMaximum: UInt16 = 10
+    /// Most Topic Aliases the broker assigns towards one client (v5; the client's own Topic Alias
+    /// Maximum lowers it); 0 disables outbound aliases.
+    public var outboundTopicAliasMaximum: UInt16 = 64
+    /// Response Information sent in CONNACK to a v5 client that asks for it (Request Response
+    /// Information 1); `%c` becomes the client identifier. Empty: never sent.
+    public var responseInformation: String = "response/%c"
     /// Receive Maximum the broker advertises: inbound unacknowledged QoS 1/2 PUBLISHes it accepts.
     public var receiveMaximum: UInt16 = 65_535
 

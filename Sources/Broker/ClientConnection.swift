@@ -51,6 +51,8 @@ struct ClientConnection {
     var queue = MessageQueue()
     /// Inbound v5 topic aliases of this connection: alias → topic name.
     var topicAliases: [UInt16: [UInt8]] = [:]
+    /// Topic Aliases the broker assigned towards this connection (v5).
+    var outboundAliases = OutboundTopicAliases()
     /// The client's Receive Maximum (v5), or 65535.
     var clientReceiveMaximum: Int = 65_535
     /// Maximum Packet Size the client accepts (v5), or Int.max.
@@ -92,6 +94,8 @@ struct ClientConnection {
         outbound.deallocate()
         sending.deallocate()
         held.deallocate()
+        outboundAliases = OutboundTopicAliases()
+        topicAliases = [:]
         flushQueued = false
     }
 

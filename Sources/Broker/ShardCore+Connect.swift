@@ -12,7 +12,8 @@ extension ShardCore {
         var assignedID: String? = nil
         if clientID.isEmpty {
             if version == .v3_1 || !connect.cleanStart {
-                refuseConnect(slot: s, version: version, reason: .clientIdentifierNotValid)
+                refuseConnect(slot: s, version: version, reason: .clientIdentifierNotValid,
+                              why: version == .v3_1 ? "MQTT 3.1 requires a client identifier" : "an empty client identifier needs Clean Start")
                 return
             }
             clientID = makeClientID()
@@ -22,7 +23,8 @@ extension ShardCore {
         // Connection quota: count sessions, not sockets awaiting CONNECT.
         if connectedCount() >= config.maxConnectionsPerShard {
             counters.connectionsRefused += 1
-            refuseConnect(slot: s, version: version, reason: version == .v5 ? .quotaExceeded : .serverUnavailable)
+            refuseConnect(slot: s, version: version, reason: version == .v5 ? .quotaExceeded : .serverUnavailable,
+                          why: "max_connections reached")
             return
         }
 
@@ -68,6 +70,12 @@ extension ShardCore {
             if config.receiveMaximum < 65_535 { properties.receiveMaximum = config.receiveMaximum }
             if config.maxPacketSize < 268_435_460 { properties.maximumPacketSize = UInt32(config.maxPacketSize) }
             if config.topicAliasMaximum > 0 { properties.topicAliasMaximum = config.topicAliasMaximum }
+            connections[s].outboundAliases = OutboundTopicAliases(
+                maximum: min(p.topicAliasMaximum ?? 0, config.outboundTopicAliasMaximum))
+            if p.requestResponseInformation == 1 && !config.responseInformation.isEmpty {
+                // The basis of the client's response topics [MQTT-3.1.2-28]; the broker gives it no further meaning.
+                properties.responseInformation = responseInformation(for: clientID)
+            }
         }
         connections[s].pendingConnAckProperties = properties
 
@@ -96,10 +104,25 @@ extension ShardCore {
     }
 
     /// Sends a refusing CONNACK and ends the connection [MQTT-3.2.2-5].
-    func refuseConnect(slot s: Int, version: ProtocolVersion, reason: ReasonCode) {
-        ConnAck(sessionPresent: false, reasonCode: reason).encodePacket(version: version, into: &connections[s].outbound)
+    func refuseConnect(slot s: Int, version: ProtocolVersion, reason: ReasonCode, why: String? = nil) {
+        let properties = problemProperties(slot: s, why ?? reason.name, connAckOrDisconnect: true)
+        ConnAck(sessionPresent: false, reasonCode: reason, properties: properties).encodePacket(version: version, into: &connections[s].outbound)
         markFlush(s)
         endSession(slot: s, publishWill: false, disconnectReason: nil)
+    }
+
+    /// The configured Response Information with `%c` replaced by the client id (left out when the
+    /// id would not make a valid topic level).
+    func responseInformation(for clientID: String) -> String {
+        let usable = !clientID.contains(where: { $0 == "+" || $0 == "#" })
+        var result = ""
+        var rest = Substring(config.responseInformation)
+        while let range = rest.firstRange(of: "%c") {
+            result += rest[..<range.lowerBound]
+            if usable { result += clientID }
+            rest = rest[range.upperBound...]
+        }
+        return result + rest
     }
 
     func connectedCount() -> Int {

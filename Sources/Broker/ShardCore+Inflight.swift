@@ -44,14 +44,21 @@ extension ShardCore {
     }
 
     /// Records the message in flight under a new packet id and encodes it, with the Message
-    /// Expiry Interval reduced by the time it waited.
-    func send(_ stored: StoredMessage, slot s: Int, into buffer: inout ByteBuffer) {
+    /// Expiry Interval reduced by the time it waited. `buffer` must reach the client in order with
+    /// the connection's outbound bytes unless `useAliases` is false.
+    func send(_ stored: StoredMessage, slot s: Int, into buffer: inout ByteBuffer, useAliases: Bool = true) {
         var message = stored
         message.updateRemainingExpiry(at: currentTime)
         let packetID = connections[s].allocatePacketID()
         connections[s].inflight.append(InflightMessage(
             packetID: packetID, state: message.qos == .exactlyOnce ? .awaitingPubRec : .awaitingPubAck, message: message))
-        message.encode(version: connections[s].version, packetID: packetID, dup: false, into: &buffer)
+        if useAliases, connections[s].outboundAliases.maximum > 0,
+           let (alias, known) = message.withTopic({ connections[s].outboundAliases.alias(for: $0) }) {
+            message.encode(version: connections[s].version, packetID: packetID, dup: false, topicAlias: alias, omitTopic: known,
+                           into: &buffer)
+        } else {
+            message.encode(version: connections[s].version, packetID: packetID, dup: false, into: &buffer)
+        }
         counters.publishesDelivered += 1
     }
 
@@ -110,7 +117,14 @@ extension ShardCore {
         for entry in connections[s].inflight {
             switch entry.state {
             case .awaitingPubAck, .awaitingPubRec:
-                entry.message?.encode(version: version, packetID: entry.packetID, dup: true, into: &out)
+                // A new connection: aliases start again, so a resend may assign one.
+                guard let message = entry.message else { continue }
+                if connections[s].outboundAliases.maximum > 0,
+                   let (alias, known) = message.withTopic({ connections[s].outboundAliases.alias(for: $0) }) {
+                    message.encode(version: version, packetID: entry.packetID, dup: true, topicAlias: alias, omitTopic: known, into: &out)
+                } else {
+                    message.encode(version: version, packetID: entry.packetID, dup: true, into: &out)
+                }
             case .awaitingPubComp:
                 Packet.pubrel(PublishAck(packetID: entry.packetID)).encode(version: version, into: &out)
             }

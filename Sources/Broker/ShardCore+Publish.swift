@@ -10,13 +10,15 @@ extension ShardCore {
         if connections[s].version == .v5 {
             if publish.properties.subscriptionIdentifierCount > 0 {
                 // [MQTT-3.3.4-6]: a client must not send Subscription Identifiers.
-                protocolError(slot: s, reason: .protocolError, decodeError: nil)
+                protocolError(slot: s, reason: .protocolError, decodeError: nil,
+                              why: "PUBLISH from a client carries a Subscription Identifier")
                 return
             }
             if let alias = publish.properties.topicAlias {
                 // [MQTT-3.3.2-9/-10]: aliases 1...Topic Alias Maximum (from CONNACK) only.
                 guard alias <= config.topicAliasMaximum else {
-                    protocolError(slot: s, reason: .topicAliasInvalid, decodeError: nil)
+                    protocolError(slot: s, reason: .topicAliasInvalid, decodeError: nil,
+                                  why: "Topic Alias above the Topic Alias Maximum in CONNACK")
                     return
                 }
                 // The alias is this connection's business: it is not passed on [MQTT-3.3.2-7].
@@ -32,7 +34,7 @@ extension ShardCore {
                     }
                 } else {
                     // An alias that was never set: a Protocol Error.
-                    protocolError(slot: s, reason: .protocolError, decodeError: nil)
+                    protocolError(slot: s, reason: .protocolError, decodeError: nil, why: "Topic Alias not set on this connection")
                 }
                 return
             }
@@ -76,11 +78,13 @@ extension ShardCore {
         let version = connections[s].version
         if config.messageSizeLimit > 0 && publish.payload.count > config.messageSizeLimit {
             counters.droppedOverSizeLimit += 1
-            let reason: ReasonCode = version == .v5 ? .packetTooLarge : .success
+            // 0x95 is not a PUBACK/PUBREC code; 0x97 (an imposed limit was exceeded) is.
+            let reason: ReasonCode = version == .v5 ? .quotaExceeded : .success
+            let properties = problemProperties(slot: s, "payload larger than message_size_limit")
             switch publish.qos {
             case .atMostOnce: break
-            case .atLeastOnce: queueAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: reason)), slot: s)
-            case .exactlyOnce: queueAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: reason)), slot: s)
+            case .atLeastOnce: queueAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
+            case .exactlyOnce: queueAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
             }
             return
         }
@@ -88,9 +92,14 @@ extension ShardCore {
             && !TopicValidation.isValidMQTTString(publish.payload) {
             // The publisher said UTF-8 and it is not [MQTT-3.3.2-4]: refuse it (0x99).
             switch publish.qos {
-            case .atMostOnce: protocolError(slot: s, reason: .payloadFormatInvalid, decodeError: nil)
-            case .atLeastOnce: queueAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: .payloadFormatInvalid)), slot: s)
-            case .exactlyOnce: queueAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: .payloadFormatInvalid)), slot: s)
+            case .atMostOnce:
+                protocolError(slot: s, reason: .payloadFormatInvalid, decodeError: nil, why: "payload is not UTF-8 as its Payload Format Indicator says")
+            case .atLeastOnce:
+                queueAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: .payloadFormatInvalid,
+                                            properties: problemProperties(slot: s, "payload is not UTF-8"))), slot: s)
+            case .exactlyOnce:
+                queueAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: .payloadFormatInvalid,
+                                            properties: problemProperties(slot: s, "payload is not UTF-8"))), slot: s)
             }
             return
         }
@@ -101,7 +110,8 @@ extension ShardCore {
                 return
             }
             if connections[s].awaitingRelease.count >= Int(config.receiveMaximum) {
-                protocolError(slot: s, reason: .receiveMaximumExceeded, decodeError: nil)
+                protocolError(slot: s, reason: .receiveMaximumExceeded, decodeError: nil,
+                              why: "more QoS 2 PUBLISHes awaiting PUBREL than the Receive Maximum")
                 return
             }
             connections[s].awaitingRelease.insert(publish.packetID)
@@ -115,11 +125,17 @@ extension ShardCore {
         case .atMostOnce:
             break
         case .atLeastOnce:
-            let reason: ReasonCode = matched || version != .v5 ? .success : .noMatchingSubscribers
-            queueAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: reason)), slot: s)
+            if matched || version != .v5 {
+                queueAck(.puback(PublishAck(packetID: publish.packetID)), slot: s)
+            } else {
+                queueAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: .noMatchingSubscribers)), slot: s)
+            }
         case .exactlyOnce:
-            let reason: ReasonCode = matched || version != .v5 ? .success : .noMatchingSubscribers
-            queueAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: reason)), slot: s)
+            if matched || version != .v5 {
+                queueAck(.pubrec(PublishAck(packetID: publish.packetID)), slot: s)
+            } else {
+                queueAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: .noMatchingSubscribers)), slot: s)
+            }
         }
     }
 
@@ -215,7 +231,8 @@ extension ShardCore {
         if version == .v5 && connections[s].clientMaximumPacketSize != .max {
             // [MQTT-3.1.2-24]: never send a packet larger than the client accepts; drop it for this client.
             let size = PublishEncoder.encodedLength(version: version, qos: qos, topicLength: topic.count,
-                                                    propertiesLength: props.count, payloadLength: payload.count)
+                                                    propertiesLength: props.count + (connections[s].outboundAliases.maximum > 0 ? 3 : 0),
+                                                    payloadLength: payload.count)
             if size > connections[s].clientMaximumPacketSize { counters.droppedTooLarge += 1; return }
         }
         if qos != .atMostOnce {
@@ -223,8 +240,14 @@ extension ShardCore {
             return
         }
         if connections[s].pendingOutboundBytes > softOutboundLimit { counters.droppedQoS0 += 1; return }
-        PublishEncoder.encode(version: version, dup: false, qos: .atMostOnce, retain: retain, topic: topic,
-                              packetID: 0, properties: props, payload: payload, into: &connections[s].outbound)
+        if connections[s].outboundAliases.maximum > 0, let (alias, known) = connections[s].outboundAliases.alias(for: topic) {
+            PublishEncoder.encode(version: version, dup: false, qos: .atMostOnce, retain: retain,
+                                  topic: known ? UnsafeRawBufferPointer(start: nil, count: 0) : topic, packetID: 0,
+                                  properties: props, payload: payload, topicAlias: alias, into: &connections[s].outbound)
+        } else {
+            PublishEncoder.encode(version: version, dup: false, qos: .atMostOnce, retain: retain, topic: topic,
+                                  packetID: 0, properties: props, payload: payload, into: &connections[s].outbound)
+        }
         counters.publishesDelivered += 1
         markFlush(s)
     }

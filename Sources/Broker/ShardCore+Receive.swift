@@ -41,7 +41,7 @@ extension ShardCore {
         if connections[s].phase == .awaitingConnect {
             guard case .connect(let connect) = packet else {
                 // [MQTT-3.1.0-1]: the first packet must be CONNECT.
-                protocolError(slot: s, reason: .protocolError, decodeError: nil)
+                protocolError(slot: s, reason: .protocolError, decodeError: nil, why: "first packet is not CONNECT")
                 return
             }
             handleConnect(connect, slot: s, now: now)
@@ -56,8 +56,12 @@ extension ShardCore {
             handlePubRec(ack, slot: s)
         case .pubrel(let ack):
             let known = connections[s].awaitingRelease.remove(ack.packetID) != nil
-            let reason: ReasonCode = known || connections[s].version != .v5 ? .success : .packetIdentifierNotFound
-            queueAck(.pubcomp(PublishAck(packetID: ack.packetID, reasonCode: reason)), slot: s)
+            if known || connections[s].version != .v5 {
+                queueAck(.pubcomp(PublishAck(packetID: ack.packetID)), slot: s)
+            } else {
+                queueAck(.pubcomp(PublishAck(packetID: ack.packetID, reasonCode: .packetIdentifierNotFound,
+                                             properties: problemProperties(slot: s, "no QoS 2 message with this Packet Identifier"))), slot: s)
+            }
         case .pubcomp(let ack):
             handlePubComp(ack, slot: s)
         case .subscribe(let subscribe):
@@ -72,7 +76,8 @@ extension ShardCore {
             if let expiry = disconnect.properties.sessionExpiryInterval {
                 // [MQTT-3.14.2-2]: a session that was to end with the connection cannot be extended.
                 if connections[s].sessionExpiry == 0 && expiry != 0 {
-                    protocolError(slot: s, reason: .protocolError, decodeError: nil)
+                    protocolError(slot: s, reason: .protocolError, decodeError: nil,
+                                  why: "Session Expiry Interval 0 cannot be changed at DISCONNECT")
                     return
                 }
                 connections[s].sessionExpiry = expiry == 0xFFFF_FFFF ? .max : expiry
@@ -82,12 +87,12 @@ extension ShardCore {
             endSession(slot: s, publishWill: sendWill, disconnectReason: nil)
         case .connect:
             // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.
-            protocolError(slot: s, reason: .protocolError, decodeError: nil)
+            protocolError(slot: s, reason: .protocolError, decodeError: nil, why: "second CONNECT")
         case .auth:
             // No authentication method was negotiated in CONNECT.
             protocolError(slot: s, reason: .protocolError, decodeError: nil)
         case .connack, .suback, .unsuback, .pingresp:
-            protocolError(slot: s, reason: .protocolError, decodeError: nil)
+            protocolError(slot: s, reason: .protocolError, decodeError: nil, why: "packet type only a server sends")
         }
     }
 
@@ -101,7 +106,7 @@ extension ShardCore {
     /// Ends a connection because of a protocol violation: v5 clients get DISCONNECT with `reason`.
     /// The will is published [MQTT-3.1.2-8]. A CONNECT that cannot be decoded gets a CONNACK
     /// refusal where the spec asks for one.
-    func protocolError(slot s: Int, reason: ReasonCode, decodeError: DecodeError?) {
+    func protocolError(slot s: Int, reason: ReasonCode, decodeError: DecodeError?, why: String? = nil) {
         if connections[s].phase == .awaitingConnect {
             if decodeError == .unsupportedProtocolVersion {
                 // [MQTT-3.1.2-2]: CONNACK 0x01 (3.1.1) / 0x84 (5.0), then close. The client's level is unknown
@@ -113,7 +118,20 @@ extension ShardCore {
             endSession(slot: s, publishWill: false, disconnectReason: nil)
             return
         }
-        endSession(slot: s, publishWill: true, disconnectReason: reason)
+        endSession(slot: s, publishWill: true, disconnectReason: reason, reasonString: why ?? decodeError?.explanation)
+    }
+
+    /// v5 properties with `text` as Reason String where this client may get one: on CONNACK and
+    /// DISCONNECT always, on other packets unless it set Request Problem Information to 0
+    /// [MQTT-3.1.2-29]; never when it could push the packet over the client's Maximum Packet Size
+    /// [MQTT-3.1.2-25].
+    func problemProperties(slot s: Int, _ text: String, connAckOrDisconnect: Bool = false) -> Properties {
+        var properties = Properties()
+        guard connections[s].version == .v5,
+              connAckOrDisconnect || connections[s].requestProblemInformation,
+              text.utf8.count + 32 <= connections[s].clientMaximumPacketSize else { return properties }
+        properties.reasonString = text
+        return properties
     }
 }
 

@@ -74,7 +74,8 @@ extension ShardCore {
                         let stored = StoredMessage(topic: topic, properties: properties, payload: payload, qos: qos, retain: true,
                                                    now: currentTime)
                         if connections[s].queue.isEmpty && connections[s].inflight.count < inflightWindow(s) {
-                            send(stored, slot: s, into: &buffer)
+                            // `buffer` may wait behind a SUBACK barrier: no aliases here.
+                            send(stored, slot: s, into: &buffer, useAliases: false)
                         } else {
                             enqueue(stored, slot: s)
                         }

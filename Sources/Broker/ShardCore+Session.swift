@@ -18,7 +18,7 @@ extension ShardCore {
 
     /// Ends the connection on slot `s`. With `disconnectReason`, a v5 client first gets DISCONNECT.
     /// A persistent session stays on the slot, offline; any other is discarded.
-    func endSession(slot s: Int, publishWill: Bool, disconnectReason: ReasonCode?) {
+    func endSession(slot s: Int, publishWill: Bool, disconnectReason: ReasonCode?, reasonString: String? = nil) {
         let phase = connections[s].phase
         guard phase == .awaitingConnect || phase == .connecting || phase == .connected else { return }
         let id = ConnectionID(slot: Int32(s), generation: connections[s].generation)
@@ -30,7 +30,8 @@ extension ShardCore {
         }
         connectedClients -= 1
         if let reason = disconnectReason, connections[s].version == .v5, phase == .connected {
-            Packet.disconnect(Disconnect(reasonCode: reason)).encode(version: .v5, into: &connections[s].outbound)
+            let properties = problemProperties(slot: s, reasonString ?? reason.name, connAckOrDisconnect: true)
+            Packet.disconnect(Disconnect(reasonCode: reason, properties: properties)).encode(version: .v5, into: &connections[s].outbound)
             markFlush(s)
         }
         if publishWill, let will = connections[s].will {
@@ -62,7 +63,8 @@ extension ShardCore {
     /// Sessions are not ended here; the runtime flushes these bytes, then closes every socket.
     public func serverShuttingDown() {
         for s in connections.indices where connections[s].phase == .connected && connections[s].version == .v5 {
-            Packet.disconnect(Disconnect(reasonCode: .serverShuttingDown)).encode(version: .v5, into: &connections[s].outbound)
+            let properties = problemProperties(slot: s, "server shutting down", connAckOrDisconnect: true)
+            Packet.disconnect(Disconnect(reasonCode: .serverShuttingDown, properties: properties)).encode(version: .v5, into: &connections[s].outbound)
             markFlush(s)
         }
     }

@@ -21,7 +21,7 @@ extension ShardCore {
             let isShared = SharedSubscriptionFilter(filter) != nil
             if isShared && version == .v5 && request.options.noLocal {
                 // [MQTT-3.8.3-4]: No Local on a shared subscription is a protocol error.
-                protocolError(slot: s, reason: .protocolError, decodeError: nil)
+                protocolError(slot: s, reason: .protocolError, decodeError: nil, why: "No Local on a shared subscription")
                 return
             }
             let existed = connections[s].subscriptions[filter] != nil
@@ -39,7 +39,9 @@ extension ShardCore {
         // SUBACK first, then the retained messages, as one block of bytes.
         var reply = ByteBuffer()
         defer { reply.deallocate() }
-        Packet.suback(SubAck(packetID: subscribe.packetID, reasonCodes: codes)).encode(version: version, into: &reply)
+        let refused = codes.contains { $0.isError }
+        let properties = refused ? problemProperties(slot: s, "invalid Topic Filter") : Properties()
+        Packet.suback(SubAck(packetID: subscribe.packetID, reasonCodes: codes, properties: properties)).encode(version: version, into: &reply)
         if retained.count > 0 {
             for (filter, granted) in retainedFor { encodeRetained(matching: filter, granted: granted, slot: s, into: &reply) }
         }

@@ -45,15 +45,22 @@ struct StoredMessage {
         bytes.withUnsafeMutableBytes { PropertyBlock.writeUInt32(remaining, at: $0.baseAddress! + offset) }
     }
 
-    /// Encodes the message as a PUBLISH.
-    func encode(version: ProtocolVersion, packetID: UInt16, dup: Bool, into buffer: inout ByteBuffer) {
+    /// Calls `body` with the topic name's bytes.
+    @inline(__always)
+    func withTopic<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        bytes.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0..<topicLength])) }
+    }
+
+    /// Encodes the message as a PUBLISH; with a `topicAlias` (v5), `omitTopic` sends the alias alone.
+    func encode(version: ProtocolVersion, packetID: UInt16, dup: Bool, topicAlias: UInt16 = 0, omitTopic: Bool = false,
+                into buffer: inout ByteBuffer) {
         bytes.withUnsafeBytes { all in
-            let topic = UnsafeRawBufferPointer(rebasing: all[0..<topicLength])
+            let topic = UnsafeRawBufferPointer(rebasing: all[0..<(omitTopic ? 0 : topicLength)])
             let properties = UnsafeRawBufferPointer(rebasing: all[topicLength..<(topicLength + propertiesLength)])
             let payload = UnsafeRawBufferPointer(rebasing: all[(topicLength + propertiesLength)...])
             PublishEncoder.encode(version: version, dup: dup, qos: qos, retain: retain, topic: topic, packetID: packetID,
                                   properties: version == .v5 ? properties : UnsafeRawBufferPointer(start: nil, count: 0),
-                                  payload: payload, into: &buffer)
+                                  payload: payload, topicAlias: version == .v5 ? topicAlias : 0, into: &buffer)
         }
     }
 }

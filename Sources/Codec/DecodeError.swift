@@ -40,6 +40,30 @@ public enum DecodeError: Error, Equatable, Sendable {
     /// A reason code that is not valid for this packet type.
     case invalidReasonCode
 
+    /// A short explanation for the v5 Reason String of the DISCONNECT this error causes.
+    public var explanation: String {
+        switch self {
+        case .malformedVariableByteInteger: return "malformed variable byte integer"
+        case .invalidFixedHeaderFlags: return "reserved fixed header flags set"
+        case .reservedPacketType: return "reserved packet type 0"
+        case .invalidQoS: return "QoS 3"
+        case .invalidUTF8: return "string is not well-formed UTF-8"
+        case .truncated: return "packet shorter than its fields"
+        case .trailingBytes: return "bytes after the last field of the packet"
+        case .packetTooLarge: return "packet larger than the Maximum Packet Size"
+        case .unsupportedProtocolVersion: return "unsupported protocol name or level"
+        case .invalidProperty: return "property not allowed in this packet"
+        case .duplicateProperty: return "property present twice"
+        case .invalidPropertyValue: return "property value out of range"
+        case .invalidTopicName: return "invalid Topic Name"
+        case .invalidTopicFilter: return "invalid Topic Filter"
+        case .invalidPacketIdentifier: return "Packet Identifier 0"
+        case .emptySubscriptionList: return "no Topic Filter in the packet"
+        case .protocolViolation: return "field value forbidden by the specification"
+        case .invalidReasonCode: return "reason code not valid for this packet"
+        }
+    }
+
     /// The v5 reason code to answer with (DISCONNECT or CONNACK).
     public var reasonCode: ReasonCode {
         switch self {

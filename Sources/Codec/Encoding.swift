@@ -168,18 +168,21 @@ extension Packet {
 /// The hot-path PUBLISH encoder, used by the broker for every delivery without building a `Packet`.
 public enum PublishEncoder {
     /// Appends a PUBLISH. `properties` is the v5 property block without its length prefix
-    /// (ignored for 3.1/3.1.1). `packetID` is ignored for QoS 0.
+    /// (ignored for 3.1/3.1.1). `packetID` is ignored for QoS 0. A non-zero v5 `topicAlias` is
+    /// written as the first property (pass an empty `topic` to send the alias alone).
     @inlinable
     public static func encode(
         version: ProtocolVersion, dup: Bool, qos: QoS, retain: Bool,
         topic: UnsafeRawBufferPointer, packetID: UInt16,
         properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
+        topicAlias: UInt16 = 0,
         into buffer: inout ByteBuffer
     ) {
         let v5 = version == .v5
+        let propertiesLength = properties.count + (v5 && topicAlias != 0 ? 3 : 0)
         var remaining = 2 + topic.count + payload.count
         if qos != .atMostOnce { remaining += 2 }
-        if v5 { remaining += variableByteIntegerLength(properties.count) + properties.count }
+        if v5 { remaining += variableByteIntegerLength(propertiesLength) + propertiesLength }
         let total = 1 + variableByteIntegerLength(remaining) + remaining
         buffer.reserveWritable(total)
         var first: UInt8 = 0x30 | qos.rawValue << 1
@@ -190,7 +193,11 @@ public enum PublishEncoder {
         buffer.writeLengthPrefixed(topic)
         if qos != .atMostOnce { buffer.writeUInt16(packetID) }
         if v5 {
-            buffer.writeVariableByteInteger(properties.count)
+            buffer.writeVariableByteInteger(propertiesLength)
+            if topicAlias != 0 {
+                buffer.writeByte(0x23)  // Topic Alias
+                buffer.writeUInt16(topicAlias)
+            }
             buffer.writeBytes(properties)
         }
         buffer.writeBytes(payload)

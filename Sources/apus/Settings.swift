@@ -17,6 +17,8 @@ struct Settings {
     var messageSizeLimit = 0
     var maxTopicAlias = 10
     var maxKeepAlive = 65_535
+    var maxTopicAliasOutbound = 64
+    var responseInformation = "response/%c"
     var sharedSubscriptionStrategy = SharedSubscriptionStrategy.roundRobin
 
     /// Reads `key value` lines. Unknown keys are an error so that typos do not pass silently.
@@ -63,6 +65,8 @@ struct Settings {
         case "message_size_limit": messageSizeLimit = try number(Int.self)
         case "max_topic_alias": maxTopicAlias = try number(Int.self)
         case "max_keepalive": maxKeepAlive = try number(Int.self)
+        case "max_topic_alias_outbound": maxTopicAliasOutbound = try number(Int.self)
+        case "response_information": responseInformation = value
         case "shared_subscription_strategy":
             guard let strategy = SharedSubscriptionStrategy(rawValue: value) else {
                 throw SettingsError("\(location): shared_subscription_strategy is round_robin, random or hash_clientid")
@@ -82,6 +86,7 @@ struct Settings {
         if maxQueuedMessages < 0 { throw SettingsError("max_queued_messages must be >= 0") }
         if messageSizeLimit < 0 { throw SettingsError("message_size_limit must be >= 0") }
         if maxTopicAlias < 0 || maxTopicAlias > 65_535 { throw SettingsError("max_topic_alias must be 0...65535") }
+        if maxTopicAliasOutbound < 0 || maxTopicAliasOutbound > 65_535 { throw SettingsError("max_topic_alias_outbound must be 0...65535") }
         if maxKeepAlive < 10 || maxKeepAlive > 65_535 { throw SettingsError("max_keepalive must be 10...65535") }
     }
 
@@ -94,6 +99,8 @@ struct Settings {
         config.messageSizeLimit = messageSizeLimit
         config.topicAliasMaximum = UInt16(maxTopicAlias)
         config.maxKeepAlive = UInt16(maxKeepAlive)
+        config.outboundTopicAliasMaximum = UInt16(maxTopicAliasOutbound)
+        config.responseInformation = responseInformation
         config.sharedSubscriptionStrategy = sharedSubscriptionStrategy
         if maxConnections > 0 {
             // Connections land on shards at random (SO_REUSEPORT), so the limit is split evenly.

@@ -67,7 +67,9 @@ final class ConnectTests: XCTestCase {
         _ = h.output(c)
         // PUBLISH with QoS 3.
         h.send(c, [0x36, 0x03, 0x00, 0x01, 0x61])
-        XCTAssertEqual(h.output(c), [0xE0, 0x01, 0x81])
+        let d = h.disconnect(c)
+        XCTAssertEqual(d?.code, .malformedPacket)
+        XCTAssertNotNil(d?.reason)
         XCTAssertTrue(h.isClosing(c))
     }
 

@@ -47,6 +47,14 @@ final class CoreHarness {
         return all
     }
 
+    /// The v5 DISCONNECT the broker queued for the client: its reason code and Reason String.
+    func disconnect(_ client: Client) -> (code: ReasonCode, reason: String?)? {
+        let bytes = output(client)
+        guard let packet = try? bytes.withUnsafeBytes({ try PacketDecoder.decode(frame: $0, version: .v5) }),
+              case .disconnect(let d) = packet else { return nil }
+        return (d.reasonCode, d.properties.reasonString)
+    }
+
     /// Decoded packets the broker queued for the client.
     func received(_ client: Client, version: ProtocolVersion = .v3_1_1) throws -> [OwnedPacket] {
         let bytes = output(client)
