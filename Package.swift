@@ -45,6 +45,12 @@ let package = Package(
             dependencies: ["Codec", "Router"],
             swiftSettings: swiftSettings
         ),
+        // Password files (mosquitto_passwd format) and SCRAM enhanced-authentication methods.
+        .target(
+            name: "Auth",
+            dependencies: ["Broker", "ApusCrypto"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "Shards",
             dependencies: [
@@ -56,7 +62,7 @@ let package = Package(
         .executableTarget(
             name: "apus",
             dependencies: [
-                "Shards", "Broker",
+                "Shards", "Broker", "Auth", "ApusCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -79,6 +85,7 @@ let package = Package(
         .testTarget(name: "RouterTests", dependencies: ["Router"], swiftSettings: swiftSettings),
         .testTarget(name: "ApusCryptoTests", dependencies: ["ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "Codec"], swiftSettings: swiftSettings),
+        .testTarget(name: "AuthTests", dependencies: ["Auth", "Broker", "ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "ShardsTests", dependencies: ["Shards", "IOUring"], swiftSettings: swiftSettings),
     ]
 )

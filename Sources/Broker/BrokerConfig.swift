@@ -32,6 +32,16 @@ public struct BrokerConfig: Sendable {
     /// Larger messages are not routed; QoS 1/2 are still acknowledged (v5: reason 0x95).
     public var messageSizeLimit: Int = 0
 
+    /// Checks CONNECT user name and password when set (mosquitto's password_file); without it any
+    /// user name is accepted.
+    public var passwords: (any PasswordChecker)? = nil
+    /// Whether a client without a user name (and without enhanced authentication) may connect
+    /// (mosquitto's allow_anonymous). Refused: CONNACK 0x05 / v5 0x87.
+    public var allowAnonymous: Bool = true
+    /// Enhanced authentication methods by Authentication Method name (v5 AUTH flow); a CONNECT
+    /// naming another method is refused with 0x8C.
+    public var authenticators: [String: any EnhancedAuthenticator] = [:]
+
     /// How shared subscription groups pick a member.
     public var sharedSubscriptionStrategy: SharedSubscriptionStrategy = .roundRobin
 

@@ -70,6 +70,14 @@ struct ClientConnection {
     var offlineSince: UInt64 = 0
     /// Input received after CONNECT while `connecting`.
     var held = ByteBuffer()
+    /// An enhanced authentication in progress (CONNECT waiting for AUTH, or a re-authentication).
+    var authExchange: (any AuthenticationExchange)? = nil
+    /// The Authentication Method of CONNECT (v5), which a re-authentication must repeat.
+    var authMethod: String? = nil
+    /// The CONNECT being authenticated, continued once the exchange succeeds.
+    var pendingConnect: (connect: Connect, assignedID: String?)? = nil
+    /// The user name the client authenticated as (or sent in CONNECT).
+    var username: String? = nil
     /// The CONNACK properties prepared while `connecting`.
     var pendingConnAckProperties = Properties()
 
@@ -94,6 +102,8 @@ struct ClientConnection {
         outbound.deallocate()
         sending.deallocate()
         held.deallocate()
+        authExchange = nil
+        pendingConnect = nil
         outboundAliases = OutboundTopicAliases()
         topicAliases = [:]
         flushQueued = false
@@ -111,5 +121,7 @@ struct ClientConnection {
         will = nil
         delayedWill = nil
         clientID = ""
+        authMethod = nil
+        username = nil
     }
 }

@@ -6,6 +6,7 @@ extension ShardCore {
     func handleConnect(_ connect: Connect, slot s: Int, now: UInt64) {
         let version = connect.version
         connections[s].version = version
+        connections[s].decoder.version = version  // AUTH may follow before CONNACK
 
         // Client identifier rules [MQTT-3.1.3-7, -8], 3.1 requires 1-23 characters.
         var clientID = connect.clientID
@@ -28,12 +29,6 @@ extension ShardCore {
             return
         }
 
-        // A v5 client that asks for authentication by a method: none is configured.
-        if version == .v5, connect.properties.authenticationMethod != nil {
-            refuseConnect(slot: s, version: version, reason: .badAuthenticationMethod)
-            return
-        }
-
         // max_keepalive: a v5 client is told the keep alive to use (Server Keep Alive); a 3.1/3.1.1
         // client cannot be, so one asking for more (or for none) is refused, as mosquitto does.
         let keepAliveTooLong = config.maxKeepAlive < 65_535 && (connect.keepAlive == 0 || connect.keepAlive > config.maxKeepAlive)
@@ -43,9 +38,45 @@ extension ShardCore {
         }
 
         connections[s].clientID = clientID
+        let enhanced = version == .v5 ? connect.properties.authenticationMethod : nil
+        if enhanced == nil {
+            // User name and password (section 3.1.3.5): checked against the password file when there is one.
+            if let user = connect.username {
+                if let passwords = config.passwords, !passwords.check(user: user, password: connect.password ?? []) {
+                    counters.authenticationFailures += 1
+                    refuseConnect(slot: s, version: version, reason: .badUserNameOrPassword, why: "bad user name or password")
+                    return
+                }
+            } else if !config.allowAnonymous {
+                counters.authenticationFailures += 1
+                refuseConnect(slot: s, version: version, reason: .notAuthorized, why: "anonymous clients are not allowed")
+                return
+            }
+        }
+        if let method = enhanced {
+            // Enhanced authentication (section 4.12): CONNACK waits for the exchange to succeed.
+            guard let authenticator = config.authenticators[method] else {
+                refuseConnect(slot: s, version: version, reason: .badAuthenticationMethod,
+                              why: "authentication method \(method) is not supported")
+                return
+            }
+            connections[s].authMethod = method
+            connections[s].pendingConnect = (connect, assignedID)
+            connections[s].authExchange = authenticator.makeExchange(clientID: clientID)
+            authenticationStep(slot: s, data: connect.properties.authenticationData)
+            return
+        }
+        acceptConnect(connect, assignedID: assignedID, slot: s, authenticationData: nil)
+    }
+
+    /// The CONNECT passed every check (and authentication): set up the session and claim the id.
+    func acceptConnect(_ connect: Connect, assignedID: String?, slot s: Int, authenticationData: [UInt8]?) {
+        let version = connect.version
+        let clientID = connections[s].clientID
+        let keepAliveTooLong = config.maxKeepAlive < 65_535 && (connect.keepAlive == 0 || connect.keepAlive > config.maxKeepAlive)
+        if connections[s].username == nil { connections[s].username = connect.username }
         connections[s].will = connect.will
         connections[s].cleanStart = connect.cleanStart
-        connections[s].decoder.version = version
         if version == .v5 {
             let expiry = connect.properties.sessionExpiryInterval ?? 0
             connections[s].sessionExpiry = expiry == 0xFFFF_FFFF ? .max : expiry
@@ -67,6 +98,10 @@ extension ShardCore {
             if let receive = p.receiveMaximum { connections[s].clientReceiveMaximum = Int(receive) }
             if let problem = p.requestProblemInformation { connections[s].requestProblemInformation = problem == 1 }
             properties.assignedClientIdentifier = assignedID
+            if let method = connections[s].authMethod {
+                properties.authenticationMethod = method
+                properties.authenticationData = authenticationData
+            }
             if config.receiveMaximum < 65_535 { properties.receiveMaximum = config.receiveMaximum }
             if config.maxPacketSize < 268_435_460 { properties.maximumPacketSize = UInt32(config.maxPacketSize) }
             if config.topicAliasMaximum > 0 { properties.topicAliasMaximum = config.topicAliasMaximum }

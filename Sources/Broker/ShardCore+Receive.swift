@@ -39,6 +39,15 @@ extension ShardCore {
     /// Dispatches one decoded packet.
     func handle(_ packet: Packet, slot s: Int, now: UInt64) {
         if connections[s].phase == .awaitingConnect {
+            if connections[s].pendingConnect != nil {
+                // CONNECT is being authenticated: only AUTH may come before CONNACK (section 4.12).
+                guard case .auth(let auth) = packet else {
+                    protocolError(slot: s, reason: .protocolError, decodeError: nil, why: "expected AUTH")
+                    return
+                }
+                handleAuth(auth, slot: s)
+                return
+            }
             guard case .connect(let connect) = packet else {
                 // [MQTT-3.1.0-1]: the first packet must be CONNECT.
                 protocolError(slot: s, reason: .protocolError, decodeError: nil, why: "first packet is not CONNECT")
@@ -88,9 +97,8 @@ extension ShardCore {
         case .connect:
             // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.
             protocolError(slot: s, reason: .protocolError, decodeError: nil, why: "second CONNECT")
-        case .auth:
-            // No authentication method was negotiated in CONNECT.
-            protocolError(slot: s, reason: .protocolError, decodeError: nil)
+        case .auth(let auth):
+            handleAuth(auth, slot: s)
         case .connack, .suback, .unsuback, .pingresp:
             protocolError(slot: s, reason: .protocolError, decodeError: nil, why: "packet type only a server sends")
         }

@@ -1,6 +1,8 @@
 // Broker settings from built-in defaults, an optional config file, and flags (which win).
 // The file format is mosquitto's: one `key value` per line, `#` starts a comment.
 
+import ApusCrypto
+import Auth
 import Broker
 @preconcurrency import Glibc
 
@@ -19,6 +21,8 @@ struct Settings {
     var maxKeepAlive = 65_535
     var maxTopicAliasOutbound = 64
     var responseInformation = "response/%c"
+    var passwordFile: String? = nil
+    var allowAnonymous = true
     var sharedSubscriptionStrategy = SharedSubscriptionStrategy.roundRobin
 
     /// Reads `key value` lines. Unknown keys are an error so that typos do not pass silently.
@@ -67,6 +71,10 @@ struct Settings {
         case "max_keepalive": maxKeepAlive = try number(Int.self)
         case "max_topic_alias_outbound": maxTopicAliasOutbound = try number(Int.self)
         case "response_information": responseInformation = value
+        case "password_file": passwordFile = value
+        case "allow_anonymous":
+            guard value == "true" || value == "false" else { throw SettingsError("\(location): allow_anonymous is true or false") }
+            allowAnonymous = value == "true"
         case "shared_subscription_strategy":
             guard let strategy = SharedSubscriptionStrategy(rawValue: value) else {
                 throw SettingsError("\(location): shared_subscription_strategy is round_robin, random or hash_clientid")
@@ -90,8 +98,18 @@ struct Settings {
         if maxKeepAlive < 10 || maxKeepAlive > 65_535 { throw SettingsError("max_keepalive must be 10...65535") }
     }
 
-    func brokerConfig(shards: Int) -> BrokerConfig {
+    /// The broker settings; reads the password file (whose errors name the line).
+    func brokerConfig(shards: Int) throws -> BrokerConfig {
         var config = BrokerConfig()
+        config.allowAnonymous = allowAnonymous
+        if let passwordFile {
+            let passwords = try Self.readPasswordFile(passwordFile)
+            config.passwords = passwords
+            // Enhanced authentication over the same users: SCRAM-SHA-512 serves mosquitto's $7$
+            // entries, SCRAM-SHA-256 the RFC 5803 entries.
+            config.authenticators["SCRAM-SHA-256"] = ScramAuthenticator<SHA256>(passwordFile: passwords)
+            config.authenticators["SCRAM-SHA-512"] = ScramAuthenticator<SHA512>(passwordFile: passwords)
+        }
         config.connectTimeoutSeconds = connectTimeout
         config.maxPacketSize = maxPacketSize
         config.maxInflightMessages = maxInflightMessages
@@ -107,6 +125,25 @@ struct Settings {
             config.maxConnectionsPerShard = max(1, (maxConnections + shards - 1) / shards)
         }
         return config
+    }
+}
+
+extension Settings {
+    static func readPasswordFile(_ path: String) throws -> PasswordFile {
+        guard let handle = fopen(path, "r") else { throw SettingsError("cannot open password_file \(path)") }
+        defer { fclose(handle) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = fread(&chunk, 1, chunk.count, handle)
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        do {
+            return try PasswordFile(text: String(decoding: bytes, as: UTF8.self))
+        } catch {
+            throw SettingsError("\(path): \(error)")
+        }
     }
 }
 

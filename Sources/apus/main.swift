@@ -2,6 +2,7 @@
 // cleanly on SIGINT or SIGTERM.
 
 import ArgumentParser
+import Auth
 import Broker
 import CApusSys
 import Logging
@@ -49,7 +50,19 @@ struct Apus: ParsableCommand {
     @Option(name: .long, help: "How a shared subscription group picks a member: round_robin (default), random, hash_clientid.")
     var sharedSubscriptionStrategy: String?
 
+    @Option(name: .customLong("scram-sha-256-entry"), help: ArgumentHelp(
+        "Print a password_file line with a SCRAM-SHA-256 verifier for USER (password read from standard input), then exit.",
+        valueName: "USER"))
+    var scramSha256Entry: String?
+
     func run() throws {
+        if let user = scramSha256Entry {
+            guard let password = readLine(strippingNewline: true), !password.isEmpty else {
+                throw ValidationError("no password on standard input")
+            }
+            print(PasswordFile.scramSHA256Entry(user: user, password: Array(password.utf8)))
+            return
+        }
         var settings = Settings()
         if let path = config { try settings.load(file: path) }
         if let port { settings.port = port }
@@ -89,7 +102,7 @@ struct Apus: ParsableCommand {
         var groupConfig = ShardGroupConfig(shards: shardCount)
         groupConfig.host = settings.bind
         groupConfig.port = settings.port
-        groupConfig.broker = settings.brokerConfig(shards: shardCount)
+        groupConfig.broker = try settings.brokerConfig(shards: shardCount)
         let group = try ShardGroup(config: groupConfig, logger: logger)
         try group.start()
         logger.info("apus listening on \(settings.bind):\(group.port) with \(shardCount) shard(s)")

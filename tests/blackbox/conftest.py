@@ -211,6 +211,18 @@ class Raw:
             data += chunk
         return data
 
+    def read_packet(self, timeout=TIMEOUT):
+        """(first byte, body) of the next whole packet."""
+        first = self.read(1, timeout)[0]
+        length, shift = 0, 0
+        while True:
+            b = self.read(1, timeout)[0]
+            length |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        return first, self.read(length, timeout) if length else b""
+
     def closed_by_server(self, timeout=TIMEOUT):
         """True when the server closes the connection within `timeout` (data before the close is drained)."""
         self.sock.settimeout(timeout)
