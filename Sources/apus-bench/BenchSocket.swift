@@ -60,9 +60,11 @@ enum BenchSocket {
     }
 
     /// Connects and completes CONNECT/CONNACK.
-    static func mqttConnect(host: String, port: UInt16, clientID: String, version: ProtocolVersion, clean: Bool) throws -> Int32 {
+    static func mqttConnect(host: String, port: UInt16, clientID: String, version: ProtocolVersion, clean: Bool,
+                            properties: Properties = Properties()) throws -> Int32 {
         let fd = try connect(host: host, port: port)
-        try send(fd, Packet.connect(Connect(version: version, cleanStart: clean, keepAlive: 300, clientID: clientID)).encoded(version: version))
+        try send(fd, Packet.connect(Connect(version: version, cleanStart: clean, keepAlive: 300, clientID: clientID,
+                                            properties: properties)).encoded(version: version))
         guard case .connack(let ack) = try readPacket(fd, version: version), ack.reasonCode == .success else {
             close(fd)
             throw BenchError("CONNECT \(clientID) refused")

@@ -25,6 +25,8 @@ struct BenchReport: Codable {
     var brokerCPUSeconds: Double? = nil
     var brokerCPUSecondsPerMillion: Double? = nil
     var brokerRSSKiB: Int? = nil
+    /// Bytes the subscribers read per message received (packet overhead included).
+    var subscriberWireBytesPerMessage: Double? = nil
     var errors: [String]
 
     var summary: String {
@@ -33,6 +35,7 @@ struct BenchReport: Codable {
         s += "latency µs p50=\(latencyMicroseconds.p50) p99=\(latencyMicroseconds.p99) max=\(latencyMicroseconds.max)"
         if let cpu = brokerCPUSecondsPerMillion { s += String(format: ", broker CPU %.2f s/M msgs", cpu) }
         if let rss = brokerRSSKiB { s += ", broker RSS \(rss / 1024) MiB" }
+        if let wire = subscriberWireBytesPerMessage { s += String(format: ", %.1f wire B/msg", wire) }
         if !errors.isEmpty { s += "\nerrors: " + errors.joined(separator: "; ") }
         return s
     }

@@ -39,6 +39,8 @@ struct Run: ParsableCommand {
     @Option(name: .shortAndLong, help: "Threads (each with its own ring and a share of the pairs).") var j = 1
     @Option(name: .long, help: "MQTT version: 3 (3.1), 4 (3.1.1) or 5.") var mqttVersion = 4
     @Option(name: .customShort("t"), help: "Topic prefix.") var topic = "bench"
+    @Option(name: .long, help: "MQTT 5: Topic Alias Maximum the subscribers announce, so the broker may alias topics (0 = none).")
+    var topicAliasMaximum: UInt16 = 0
     @Option(name: .long, help: "Broker PID: report its CPU time per million messages and RSS.") var brokerPid: Int32?
     @Option(name: .long, help: "Label for the report (e.g. apus, mosquitto).") var label = "broker"
     @Option(name: .long, help: "Write the report as JSON to this file.") var json: String?
@@ -55,7 +57,7 @@ struct Run: ParsableCommand {
         }
         let config = EngineConfig(host: host, port: port, version: version, qos: level, size: size, window: window, rate: rate,
                                   warmupNanoseconds: UInt64(warmup * 1e9), durationNanoseconds: UInt64(duration * 1e9),
-                                  topicPrefix: "\(topic)/\(getpid())")
+                                  topicPrefix: "\(topic)/\(getpid())", topicAliasMaximum: topicAliasMaximum)
         let publishers = kind == .pairs ? pairs : kind == .fanOut ? 1 : pubs
         let subscribers = kind == .pairs ? pairs : kind == .fanIn ? 1 : subs
         var engines: [Engine] = []
@@ -80,11 +82,13 @@ struct Run: ParsableCommand {
 
         var totals = StreamTotals()
         var received: UInt64 = 0
+        var subscriberBytes: UInt64 = 0
         var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
         var errors: [String] = []
         for r in results.all() {
             totals.add(r.totals)
             received += r.receivedInWindow
+            subscriberBytes += r.subscriberBytes
             latency.add(r.latency)
             if let e = r.error { errors.append(e) }
         }
@@ -103,6 +107,7 @@ struct Run: ParsableCommand {
             report.brokerCPUSecondsPerMillion = (after - before) / Double(totals.received) * 1e6
         }
         report.brokerRSSKiB = brokerPid.flatMap(BrokerStats.rssKiB)
+        if totals.received > 0 { report.subscriberWireBytesPerMessage = Double(subscriberBytes) / Double(totals.received) }
         print(report.summary)
         if let json {
             let encoder = JSONEncoder()
