@@ -1,5 +1,7 @@
 // Broker settings that the session logic needs. Defaults follow mosquitto where it has one.
 
+import Codec
+
 /// Settings of the MQTT session logic (per broker; every shard gets the same copy).
 public struct BrokerConfig: Sendable {
     /// Largest packet accepted from a client, in bytes (v5 CONNACK advertises it).
@@ -41,6 +43,20 @@ public struct BrokerConfig: Sendable {
     /// Enhanced authentication methods by Authentication Method name (v5 AUTH flow); a CONNECT
     /// naming another method is refused with 0x8C.
     public var authenticators: [String: any EnhancedAuthenticator] = [:]
+
+    /// Whether retained messages are supported (mosquitto's retain_available). Off: v5 CONNACK says
+    /// Retain Available 0 and a PUBLISH with retain set ends the connection (v5: DISCONNECT 0x9A).
+    public var retainAvailable: Bool = true
+    /// Highest QoS accepted and granted (mosquitto's max_qos). Below 2: v5 CONNACK carries Maximum
+    /// QoS, subscriptions are granted at most this, and a PUBLISH above it ends the connection (0x9B).
+    public var maximumQoS: QoS = .exactlyOnce
+    /// Whether filters with `+`/`#` are accepted; off: SUBACK 0xA2 (3.1.1: 0x80).
+    public var wildcardSubscriptionsAvailable: Bool = true
+    /// Whether `$share/` and `$queue/` filters are accepted; off: SUBACK 0x9E (3.1.1: 0x80), and the
+    /// filters are then ordinary topic filters no client can publish to.
+    public var sharedSubscriptionsAvailable: Bool = true
+    /// Whether v5 Subscription Identifiers are accepted; off: SUBACK 0xA1 for such a SUBSCRIBE.
+    public var subscriptionIdentifiersAvailable: Bool = true
 
     /// How shared subscription groups pick a member.
     public var sharedSubscriptionStrategy: SharedSubscriptionStrategy = .roundRobin

@@ -37,6 +37,14 @@ extension ShardCore {
             return
         }
 
+        if let will = connect.will, will.retain && !config.retainAvailable || will.qos > config.maximumQoS {
+            // [MQTT-3.2.2-12/-13]: a will the server cannot publish as asked.
+            let retain = will.retain && !config.retainAvailable
+            refuseConnect(slot: s, version: version, reason: retain ? .retainNotSupported : .qosNotSupported,
+                          why: retain ? "retained messages are disabled" : "will QoS above max_qos")
+            return
+        }
+
         connections[s].clientID = clientID
         let enhanced = version == .v5 ? connect.properties.authenticationMethod : nil
         if enhanced == nil {
@@ -105,6 +113,12 @@ extension ShardCore {
             if config.receiveMaximum < 65_535 { properties.receiveMaximum = config.receiveMaximum }
             if config.maxPacketSize < 268_435_460 { properties.maximumPacketSize = UInt32(config.maxPacketSize) }
             if config.topicAliasMaximum > 0 { properties.topicAliasMaximum = config.topicAliasMaximum }
+            // What is not available is said; what is, is left out (absent means available).
+            if !config.retainAvailable { properties.retainAvailable = 0 }
+            if config.maximumQoS != .exactlyOnce { properties.maximumQoS = config.maximumQoS.rawValue }
+            if !config.wildcardSubscriptionsAvailable { properties.wildcardSubscriptionAvailable = 0 }
+            if !config.sharedSubscriptionsAvailable { properties.sharedSubscriptionAvailable = 0 }
+            if !config.subscriptionIdentifiersAvailable { properties.subscriptionIdentifierAvailable = 0 }
             connections[s].outboundAliases = OutboundTopicAliases(
                 maximum: min(p.topicAliasMaximum ?? 0, config.outboundTopicAliasMaximum))
             if p.requestResponseInformation == 1 && !config.responseInformation.isEmpty {

@@ -7,6 +7,16 @@ import Router
 extension ShardCore {
     func handlePublish(_ publish: Publish, slot s: Int) {
         counters.publishesReceived += 1
+        if publish.qos > config.maximumQoS {
+            // [MQTT-3.2.2-11]: above the Maximum QoS of CONNACK (max_qos).
+            protocolError(slot: s, reason: .qosNotSupported, decodeError: nil, why: "QoS above max_qos")
+            return
+        }
+        if publish.retain && !config.retainAvailable {
+            // [MQTT-3.2.2-14]: retain when CONNACK said Retain Available 0.
+            protocolError(slot: s, reason: .retainNotSupported, decodeError: nil, why: "retained messages are disabled")
+            return
+        }
         if connections[s].version == .v5 {
             if publish.properties.subscriptionIdentifierCount > 0 {
                 // [MQTT-3.3.4-6]: a client must not send Subscription Identifiers.

@@ -19,20 +19,34 @@ extension ShardCore {
                 continue
             }
             let isShared = SharedSubscriptionFilter(filter) != nil
+            if isShared && !config.sharedSubscriptionsAvailable {
+                codes.append(version == .v5 ? .sharedSubscriptionsNotSupported : .unspecifiedError)
+                continue
+            }
+            if !config.wildcardSubscriptionsAvailable && filter.utf8.contains(where: { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "#") }) {
+                codes.append(version == .v5 ? .wildcardSubscriptionsNotSupported : .unspecifiedError)
+                continue
+            }
+            if identifier != 0 && !config.subscriptionIdentifiersAvailable {
+                codes.append(.subscriptionIdentifiersNotSupported)
+                continue
+            }
             if isShared && version == .v5 && request.options.noLocal {
                 // [MQTT-3.8.3-4]: No Local on a shared subscription is a protocol error.
                 protocolError(slot: s, reason: .protocolError, decodeError: nil, why: "No Local on a shared subscription")
                 return
             }
             let existed = connections[s].subscriptions[filter] != nil
-            if addSubscription(slot: s, filter: filter, options: request.options, identifier: identifier) { newRoutes = true }
-            codes.append(ReasonCode(rawValue: request.options.qos.rawValue))
+            var options = request.options
+            options.qos = min(options.qos, config.maximumQoS)
+            if addSubscription(slot: s, filter: filter, options: options, identifier: identifier) { newRoutes = true }
+            codes.append(ReasonCode(rawValue: options.qos.rawValue))
             // Retained messages on every SUBSCRIBE (3.1.1 [MQTT-3.8.4-3]); v5 Retain Handling decides.
             // Shared subscriptions get none [MQTT-4.8.2, retained messages].
             if isShared { continue }
             switch request.options.retainHandling {
-            case .sendOnSubscribe: retainedFor.append((filter, request.options.qos))
-            case .sendOnNewSubscribe: if !existed { retainedFor.append((filter, request.options.qos)) }
+            case .sendOnSubscribe: retainedFor.append((filter, options.qos))
+            case .sendOnNewSubscribe: if !existed { retainedFor.append((filter, options.qos)) }
             case .doNotSend: break
             }
         }
@@ -40,7 +54,7 @@ extension ShardCore {
         var reply = ByteBuffer()
         defer { reply.deallocate() }
         let refused = codes.contains { $0.isError }
-        let properties = refused ? problemProperties(slot: s, "invalid Topic Filter") : Properties()
+        let properties = refused ? problemProperties(slot: s, Self.subAckProblem(codes)) : Properties()
         Packet.suback(SubAck(packetID: subscribe.packetID, reasonCodes: codes, properties: properties)).encode(version: version, into: &reply)
         if retained.count > 0 {
             for (filter, granted) in retainedFor { encodeRetained(matching: filter, granted: granted, slot: s, into: &reply) }
@@ -59,6 +73,16 @@ extension ShardCore {
             pendingSubAcks.append(PendingSubAck(
                 connection: ConnectionID(slot: Int32(s), generation: connections[s].generation),
                 token: lastBarrierIssued, bytes: reply.readableArray()))
+        }
+    }
+
+    /// The Reason String of a SUBACK with refusals: what the first refusal was about.
+    static func subAckProblem(_ codes: [ReasonCode]) -> String {
+        switch codes.first(where: { $0.isError }) {
+        case .sharedSubscriptionsNotSupported?: return "shared subscriptions are disabled"
+        case .wildcardSubscriptionsNotSupported?: return "wildcard subscriptions are disabled"
+        case .subscriptionIdentifiersNotSupported?: return "subscription identifiers are disabled"
+        default: return "invalid Topic Filter"
         }
     }
 

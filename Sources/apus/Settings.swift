@@ -4,6 +4,7 @@
 import ApusCrypto
 import Auth
 import Broker
+import Codec
 @preconcurrency import Glibc
 
 struct Settings {
@@ -21,6 +22,12 @@ struct Settings {
     var maxKeepAlive = 65_535
     var maxTopicAliasOutbound = 64
     var responseInformation = "response/%c"
+    var receiveMaximum = 65_535
+    var retainAvailable = true
+    var maxQoS = 2
+    var wildcardSubscriptions = true
+    var sharedSubscriptions = true
+    var subscriptionIdentifiers = true
     var passwordFile: String? = nil
     var allowAnonymous = true
     var sharedSubscriptionStrategy = SharedSubscriptionStrategy.roundRobin
@@ -49,6 +56,10 @@ struct Settings {
             guard let v = T(value) else { throw SettingsError("\(location): \(key) needs an integer, got '\(value)'") }
             return v
         }
+        func flag() throws -> Bool {
+            guard value == "true" || value == "false" else { throw SettingsError("\(location): \(key) is true or false, got '\(value)'") }
+            return value == "true"
+        }
         switch key {
         case "port", "listener":
             // `listener PORT [ADDRESS]` as in mosquitto.
@@ -71,10 +82,14 @@ struct Settings {
         case "max_keepalive": maxKeepAlive = try number(Int.self)
         case "max_topic_alias_outbound": maxTopicAliasOutbound = try number(Int.self)
         case "response_information": responseInformation = value
+        case "receive_maximum": receiveMaximum = try number(Int.self)
+        case "retain_available": retainAvailable = try flag()
+        case "max_qos": maxQoS = try number(Int.self)
+        case "wildcard_subscriptions": wildcardSubscriptions = try flag()
+        case "shared_subscriptions": sharedSubscriptions = try flag()
+        case "subscription_identifiers": subscriptionIdentifiers = try flag()
         case "password_file": passwordFile = value
-        case "allow_anonymous":
-            guard value == "true" || value == "false" else { throw SettingsError("\(location): allow_anonymous is true or false") }
-            allowAnonymous = value == "true"
+        case "allow_anonymous": allowAnonymous = try flag()
         case "shared_subscription_strategy":
             guard let strategy = SharedSubscriptionStrategy(rawValue: value) else {
                 throw SettingsError("\(location): shared_subscription_strategy is round_robin, random or hash_clientid")
@@ -95,6 +110,8 @@ struct Settings {
         if messageSizeLimit < 0 { throw SettingsError("message_size_limit must be >= 0") }
         if maxTopicAlias < 0 || maxTopicAlias > 65_535 { throw SettingsError("max_topic_alias must be 0...65535") }
         if maxTopicAliasOutbound < 0 || maxTopicAliasOutbound > 65_535 { throw SettingsError("max_topic_alias_outbound must be 0...65535") }
+        if receiveMaximum < 1 || receiveMaximum > 65_535 { throw SettingsError("receive_maximum must be 1...65535") }
+        if maxQoS < 0 || maxQoS > 2 { throw SettingsError("max_qos must be 0, 1 or 2") }
         if maxKeepAlive < 10 || maxKeepAlive > 65_535 { throw SettingsError("max_keepalive must be 10...65535") }
     }
 
@@ -102,6 +119,12 @@ struct Settings {
     func brokerConfig(shards: Int) throws -> BrokerConfig {
         var config = BrokerConfig()
         config.allowAnonymous = allowAnonymous
+        config.receiveMaximum = UInt16(receiveMaximum)
+        config.retainAvailable = retainAvailable
+        config.maximumQoS = QoS(rawValue: UInt8(maxQoS)) ?? .exactlyOnce
+        config.wildcardSubscriptionsAvailable = wildcardSubscriptions
+        config.sharedSubscriptionsAvailable = sharedSubscriptions
+        config.subscriptionIdentifiersAvailable = subscriptionIdentifiers
         if let passwordFile {
             let passwords = try Self.readPasswordFile(passwordFile)
             config.passwords = passwords
