@@ -58,6 +58,11 @@ public struct BrokerConfig: Sendable {
     /// Whether v5 Subscription Identifiers are accepted; off: SUBACK 0xA1 for such a SUBSCRIBE.
     public var subscriptionIdentifiersAvailable: Bool = true
 
+    /// Bytes that may wait to be sent to one client before the broker gives up on it (a consumer
+    /// that stopped reading): DISCONNECT 0x97 (quota exceeded) and close; a persistent session
+    /// keeps its QoS 1/2 messages. QoS 0 is dropped long before, above 4 MiB.
+    public var maxOutboundBuffer: Int = 64 << 20
+
     /// How shared subscription groups pick a member.
     public var sharedSubscriptionStrategy: SharedSubscriptionStrategy = .roundRobin
 

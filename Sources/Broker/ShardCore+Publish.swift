@@ -223,6 +223,13 @@ extension ShardCore {
                  properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
         let s = Int(id.slot)
         guard connections[s].generation == id.generation else { return }
+        if connections[s].phase == .connected && connections[s].pendingOutboundBytes > config.maxOutboundBuffer {
+            // A consumer that stopped reading: memory stays bounded. The session (if persistent)
+            // goes offline and the message below is queued there.
+            counters.slowConsumersDisconnected += 1
+            endSession(slot: s, publishWill: true, disconnectReason: .quotaExceeded,
+                       reasonString: "more than max_outbound_buffer bytes waiting to be sent")
+        }
         switch connections[s].phase {
         case .connected:
             break

@@ -10,6 +10,7 @@ public struct ShardCounters: Sendable {
     public var connectionsAccepted: UInt64 = 0
     public var connectionsRefused: UInt64 = 0
     public var authenticationFailures: UInt64 = 0
+    public var slowConsumersDisconnected: UInt64 = 0
     public var publishesReceived: UInt64 = 0
     public var publishesDelivered: UInt64 = 0
     public var publishesForwarded: UInt64 = 0

@@ -23,6 +23,7 @@ struct Settings {
     var maxTopicAliasOutbound = 64
     var responseInformation = "response/%c"
     var receiveMaximum = 65_535
+    var maxOutboundBuffer = 64 << 20
     var retainAvailable = true
     var maxQoS = 2
     var wildcardSubscriptions = true
@@ -83,6 +84,7 @@ struct Settings {
         case "max_topic_alias_outbound": maxTopicAliasOutbound = try number(Int.self)
         case "response_information": responseInformation = value
         case "receive_maximum": receiveMaximum = try number(Int.self)
+        case "max_outbound_buffer": maxOutboundBuffer = try number(Int.self)
         case "retain_available": retainAvailable = try flag()
         case "max_qos": maxQoS = try number(Int.self)
         case "wildcard_subscriptions": wildcardSubscriptions = try flag()
@@ -110,6 +112,7 @@ struct Settings {
         if messageSizeLimit < 0 { throw SettingsError("message_size_limit must be >= 0") }
         if maxTopicAlias < 0 || maxTopicAlias > 65_535 { throw SettingsError("max_topic_alias must be 0...65535") }
         if maxTopicAliasOutbound < 0 || maxTopicAliasOutbound > 65_535 { throw SettingsError("max_topic_alias_outbound must be 0...65535") }
+        if maxOutboundBuffer < 65_536 { throw SettingsError("max_outbound_buffer must be at least 65536") }
         if receiveMaximum < 1 || receiveMaximum > 65_535 { throw SettingsError("receive_maximum must be 1...65535") }
         if maxQoS < 0 || maxQoS > 2 { throw SettingsError("max_qos must be 0, 1 or 2") }
         if maxKeepAlive < 10 || maxKeepAlive > 65_535 { throw SettingsError("max_keepalive must be 10...65535") }
@@ -120,6 +123,7 @@ struct Settings {
         var config = BrokerConfig()
         config.allowAnonymous = allowAnonymous
         config.receiveMaximum = UInt16(receiveMaximum)
+        config.maxOutboundBuffer = maxOutboundBuffer
         config.retainAvailable = retainAvailable
         config.maximumQoS = QoS(rawValue: UInt8(maxQoS)) ?? .exactlyOnce
         config.wildcardSubscriptionsAvailable = wildcardSubscriptions

@@ -4,6 +4,7 @@ or send what paho will not: session expiry, Receive Maximum and Maximum Packet S
 CONNACK properties, feature switches (SUBACK 0x9E/0xA1/0xA2, DISCONNECT 0x9A/0x9B), reason codes
 0x10/0x11/0x99/0x82, Will Delay, DISCONNECT 0x04 and 0x8D."""
 import queue
+import socket
 import time
 
 import paho.mqtt.client as mqtt
@@ -315,3 +316,30 @@ def test_keep_alive_timeout_gets_0x8d(broker):
     assert (kind, reason) == (0xE0, 0x8D)
     assert 1.4 <= time.monotonic() - start < 4
     assert c.closed()
+
+
+def test_consumer_that_stops_reading_gets_0x97(make_broker, tmp_path):
+    conf = tmp_path / "apus.conf"
+    conf.write_text("max_outbound_buffer 1048576\n")
+    b = make_broker("--config", str(conf))
+    topic = unique("slow")
+    c, _ = raw_v5(b)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    c.send(subscribe_v5(1, topic, 1))
+    assert c.frame()[0] == 0x90
+    pub = V5(b)
+    for _ in range(40):  # 40 × 256 KiB at QoS 1, never acknowledged nor read
+        pub.m.publish(topic, b"x" * 262144, qos=1).wait_for_publish(TIMEOUT)
+    other = V5(b)  # everyone else is still served
+    other.subscribe(topic + "/ok")
+    pub.m.publish(topic + "/ok", b"fine", qos=1).wait_for_publish(TIMEOUT)
+    assert other.messages.get(timeout=TIMEOUT) == (topic + "/ok", b"fine", 1)
+    while True:  # now read: PUBLISHes, then DISCONNECT 0x97, then the close
+        first, body = c.frame()
+        if first == 0xE0:
+            assert body[0] == 0x97
+            break
+        assert first >> 4 == 3
+    assert c.closed()
+    for x in (pub, other):
+        x.close()
