@@ -40,6 +40,8 @@ public struct BrokerConfig: Sendable {
     /// Whether a client without a user name (and without enhanced authentication) may connect
     /// (mosquitto's allow_anonymous). Refused: CONNACK 0x05 / v5 0x87.
     public var allowAnonymous: Bool = true
+    /// Topic access control (mosquitto's acl_file); nil: every client may publish and subscribe anywhere.
+    public var acl: AccessControlList? = nil
     /// Enhanced authentication methods by Authentication Method name (v5 AUTH flow); a CONNECT
     /// naming another method is refused with 0x8C.
     public var authenticators: [String: any EnhancedAuthenticator] = [:]

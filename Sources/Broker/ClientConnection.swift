@@ -78,6 +78,13 @@ struct ClientConnection {
     var pendingConnect: (connect: Connect, assignedID: String?)? = nil
     /// The user name the client authenticated as (or sent in CONNECT).
     var username: String? = nil
+    /// The client's topic access rules when an ACL is configured.
+    var access: ClientAccess? = nil
+    /// Deliveries must be checked against `access` (a deny rule overlaps a subscription, or the
+    /// subscriptions came with a resumed session).
+    var accessCheckDeliveries = false
+    /// The last topic this client was allowed to publish to (skips re-checking a repeated topic).
+    var lastAllowedTopic: [UInt8] = []
     /// The CONNACK properties prepared while `connecting`.
     var pendingConnAckProperties = Properties()
 
@@ -123,5 +130,8 @@ struct ClientConnection {
         clientID = ""
         authMethod = nil
         username = nil
+        access = nil
+        accessCheckDeliveries = false
+        lastAllowedTopic = []
     }
 }

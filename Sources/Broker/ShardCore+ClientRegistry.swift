@@ -171,6 +171,8 @@ extension ShardCore {
         connections[s].queue = box.queue
         connections[s].awaitingRelease = box.awaitingRelease
         connections[s].nextPacketID = box.nextPacketID
+        // The subscriptions were allowed for the previous connection; check what this one receives.
+        if connections[s].access != nil { connections[s].accessCheckDeliveries = true }
         counters.sessionsResumed += 1
     }
 }

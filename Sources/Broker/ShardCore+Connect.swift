@@ -83,6 +83,16 @@ extension ShardCore {
         let clientID = connections[s].clientID
         let keepAliveTooLong = config.maxKeepAlive < 65_535 && (connect.keepAlive == 0 || connect.keepAlive > config.maxKeepAlive)
         if connections[s].username == nil { connections[s].username = connect.username }
+        if let acl = config.acl {
+            let access = acl.access(username: connections[s].username, clientID: clientID)
+            if let will = connect.will, !Array(will.topic.utf8).withUnsafeBytes({ access.canPublish($0) }) {
+                counters.publishesDenied += 1
+                refuseConnect(slot: s, version: version, reason: .notAuthorized, why: "will topic not allowed by the ACL")
+                return
+            }
+            connections[s].access = access
+            connections[s].accessCheckDeliveries = access.hasDenyRules
+        }
         connections[s].will = connect.will
         connections[s].cleanStart = connect.cleanStart
         if version == .v5 {

@@ -113,6 +113,18 @@ extension ShardCore {
             }
             return
         }
+        if connections[s].access != nil && !mayPublish(slot: s, topic: publish.topic) {
+            // Not delivered; v5 gets 0x87, 3.1.1 a normal acknowledgement (it has no way to say no).
+            counters.publishesDenied += 1
+            let reason: ReasonCode = version == .v5 ? .notAuthorized : .success
+            let properties = problemProperties(slot: s, "topic not allowed by the ACL")
+            switch publish.qos {
+            case .atMostOnce: break
+            case .atLeastOnce: queueAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
+            case .exactlyOnce: queueAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
+            }
+            return
+        }
         if publish.qos == .exactlyOnce {
             if connections[s].awaitingRelease.contains(publish.packetID) {
                 // A resend before PUBREL: already routed once; acknowledge again only.
@@ -147,6 +159,14 @@ extension ShardCore {
                 queueAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: .noMatchingSubscribers)), slot: s)
             }
         }
+    }
+
+    /// ACL check of a PUBLISH topic, remembering the last allowed topic of the connection.
+    func mayPublish(slot s: Int, topic: UnsafeRawBufferPointer) -> Bool {
+        if connections[s].lastAllowedTopic.withUnsafeBytes({ $0.elementsEqual(topic) }) && topic.count > 0 { return true }
+        guard let access = connections[s].access, access.canPublish(topic) else { return false }
+        connections[s].lastAllowedTopic = Array(topic)
+        return true
     }
 
     /// Matches `topic` and delivers to local subscribers; with `forwardToShards`, also appends one
@@ -223,6 +243,10 @@ extension ShardCore {
                  properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
         let s = Int(id.slot)
         guard connections[s].generation == id.generation else { return }
+        if connections[s].accessCheckDeliveries, let access = connections[s].access, !access.canReceive(topic) {
+            counters.deliveriesDenied += 1
+            return
+        }
         if connections[s].phase == .connected && connections[s].pendingOutboundBytes > config.maxOutboundBuffer {
             // A consumer that stopped reading: memory stays bounded. The session (if persistent)
             // goes offline and the message below is queued there.

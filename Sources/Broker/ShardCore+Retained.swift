@@ -59,6 +59,8 @@ extension ShardCore {
     func encodeRetained(matching filter: String, granted: QoS, slot s: Int, into buffer: inout ByteBuffer) {
         let version = connections[s].version
         for (_, message) in retained.matches(filter: filter) {
+            if connections[s].accessCheckDeliveries, let access = connections[s].access,
+               !message.topic.withUnsafeBytes({ access.canReceive($0) }) { continue }
             let qos = min(message.qos, granted)
             guard let remainingProperties = message.propertiesRemaining(at: currentTime) else { continue }
             message.topic.withUnsafeBytes { topic in

@@ -31,6 +31,15 @@ extension ShardCore {
                 codes.append(.subscriptionIdentifiersNotSupported)
                 continue
             }
+            if let access = connections[s].access {
+                let (allowed, checkDeliveries) = access.canSubscribe(SharedSubscriptionFilter(filter)?.filter ?? filter)
+                guard allowed else {
+                    counters.subscriptionsDenied += 1
+                    codes.append(version == .v5 ? .notAuthorized : .unspecifiedError)
+                    continue
+                }
+                if checkDeliveries { connections[s].accessCheckDeliveries = true }
+            }
             if isShared && version == .v5 && request.options.noLocal {
                 // [MQTT-3.8.3-4]: No Local on a shared subscription is a protocol error.
                 protocolError(slot: s, reason: .protocolError, decodeError: nil, why: "No Local on a shared subscription")
@@ -82,6 +91,7 @@ extension ShardCore {
         case .sharedSubscriptionsNotSupported?: return "shared subscriptions are disabled"
         case .wildcardSubscriptionsNotSupported?: return "wildcard subscriptions are disabled"
         case .subscriptionIdentifiersNotSupported?: return "subscription identifiers are disabled"
+        case .notAuthorized?: return "topic filter not allowed by the ACL"
         default: return "invalid Topic Filter"
         }
     }

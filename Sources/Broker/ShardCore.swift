@@ -11,6 +11,9 @@ public struct ShardCounters: Sendable {
     public var connectionsRefused: UInt64 = 0
     public var authenticationFailures: UInt64 = 0
     public var slowConsumersDisconnected: UInt64 = 0
+    public var publishesDenied: UInt64 = 0
+    public var subscriptionsDenied: UInt64 = 0
+    public var deliveriesDenied: UInt64 = 0
     public var publishesReceived: UInt64 = 0
     public var publishesDelivered: UInt64 = 0
     public var publishesForwarded: UInt64 = 0

@@ -30,6 +30,7 @@ struct Settings {
     var sharedSubscriptions = true
     var subscriptionIdentifiers = true
     var passwordFile: String? = nil
+    var aclFile: String? = nil
     var allowAnonymous = true
     var sharedSubscriptionStrategy = SharedSubscriptionStrategy.roundRobin
 
@@ -91,6 +92,7 @@ struct Settings {
         case "shared_subscriptions": sharedSubscriptions = try flag()
         case "subscription_identifiers": subscriptionIdentifiers = try flag()
         case "password_file": passwordFile = value
+        case "acl_file": aclFile = value
         case "allow_anonymous": allowAnonymous = try flag()
         case "shared_subscription_strategy":
             guard let strategy = SharedSubscriptionStrategy(rawValue: value) else {
@@ -129,6 +131,13 @@ struct Settings {
         config.wildcardSubscriptionsAvailable = wildcardSubscriptions
         config.sharedSubscriptionsAvailable = sharedSubscriptions
         config.subscriptionIdentifiersAvailable = subscriptionIdentifiers
+        if let aclFile {
+            do {
+                config.acl = try AccessControlList(text: Self.readText(aclFile, what: "acl_file"))
+            } catch {
+                throw SettingsError("\(aclFile): \(error)")
+            }
+        }
         if let passwordFile {
             let passwords = try Self.readPasswordFile(passwordFile)
             config.passwords = passwords
@@ -156,8 +165,8 @@ struct Settings {
 }
 
 extension Settings {
-    static func readPasswordFile(_ path: String) throws -> PasswordFile {
-        guard let handle = fopen(path, "r") else { throw SettingsError("cannot open password_file \(path)") }
+    static func readText(_ path: String, what: String) throws -> String {
+        guard let handle = fopen(path, "r") else { throw SettingsError("cannot open \(what) \(path)") }
         defer { fclose(handle) }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65_536)
@@ -166,8 +175,13 @@ extension Settings {
             if n <= 0 { break }
             bytes += chunk[0..<n]
         }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func readPasswordFile(_ path: String) throws -> PasswordFile {
+        let text = try readText(path, what: "password_file")
         do {
-            return try PasswordFile(text: String(decoding: bytes, as: UTF8.self))
+            return try PasswordFile(text: text)
         } catch {
             throw SettingsError("\(path): \(error)")
         }

@@ -36,13 +36,13 @@ def wait_until(condition, timeout=TIMEOUT, message="condition"):
 
 
 class Broker:
-    def __init__(self, extra_args=(), shards=2):
+    def __init__(self, extra_args=(), shards=2, mosquitto_conf=""):
         self.host = "127.0.0.1"
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="broker-", suffix=".log", delete=False)
         if BROKER == "mosquitto":
             self.conf = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
-            self.conf.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
+            self.conf.write(f"listener {self.port} 127.0.0.1\n" + (mosquitto_conf or "allow_anonymous true\n"))
             self.conf.close()
             args = ["mosquitto", "-c", self.conf.name]
         else:
