@@ -65,6 +65,10 @@ public struct BrokerConfig: Sendable {
     /// keeps its QoS 1/2 messages. QoS 0 is dropped long before, above 4 MiB.
     public var maxOutboundBuffer: Int = 64 << 20
 
+    /// Seconds after which an offline session that would never expire (3.1/3.1.1 clean session 0,
+    /// v5 Session Expiry 0xFFFFFFFF) is discarded (mosquitto's persistent_client_expiration); 0 = never.
+    public var persistentClientExpiration: UInt32 = 0
+
     /// How shared subscription groups pick a member.
     public var sharedSubscriptionStrategy: SharedSubscriptionStrategy = .roundRobin
 

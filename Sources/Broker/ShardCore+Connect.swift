@@ -101,6 +101,9 @@ extension ShardCore {
         } else {
             connections[s].sessionExpiry = connect.cleanStart ? 0 : .max  // 3.1.1: kept until a clean connect
         }
+        if connections[s].sessionExpiry == .max && config.persistentClientExpiration > 0 {
+            connections[s].sessionExpiry = config.persistentClientExpiration
+        }
 
         var properties = Properties()
         var keepAlive = connect.keepAlive

@@ -26,6 +26,7 @@ extension ShardCore {
                 return
             }
             guard let packet else { return }
+            packetsReceived &+= 1
             handle(packet, slot: s, now: now)
             if connections[s].phase == .connecting {
                 connections[s].held.writeBytes(connections[s].decoder.detachRemainder())

@@ -35,6 +35,28 @@ public struct ShardCounters: Sendable {
     public var sessionsExpired: UInt64 = 0
     /// Sessions resumed by a reconnecting client (on this shard or moved here from another).
     public var sessionsResumed: UInt64 = 0
+
+    public init() {}
+
+    /// Adds every counter of `other` (summing shards).
+    public mutating func add(_ o: ShardCounters) {
+        connectionsAccepted &+= o.connectionsAccepted; connectionsRefused &+= o.connectionsRefused
+        authenticationFailures &+= o.authenticationFailures; slowConsumersDisconnected &+= o.slowConsumersDisconnected
+        publishesDenied &+= o.publishesDenied; subscriptionsDenied &+= o.subscriptionsDenied
+        deliveriesDenied &+= o.deliveriesDenied; publishesReceived &+= o.publishesReceived
+        publishesDelivered &+= o.publishesDelivered; publishesForwarded &+= o.publishesForwarded
+        droppedQoS0 &+= o.droppedQoS0; droppedQueueFull &+= o.droppedQueueFull; droppedTooLarge &+= o.droppedTooLarge
+        protocolErrors &+= o.protocolErrors; droppedExpired &+= o.droppedExpired
+        droppedNoSharedMember &+= o.droppedNoSharedMember; droppedOverSizeLimit &+= o.droppedOverSizeLimit
+        sessionsPersisted &+= o.sessionsPersisted; sessionsExpired &+= o.sessionsExpired; sessionsResumed &+= o.sessionsResumed
+    }
+
+    /// Messages dropped for any reason (full queues, slow consumers, limits, expiry, ACL).
+    public var dropped: UInt64 {
+        var total = droppedQoS0 &+ droppedQueueFull &+ droppedTooLarge &+ droppedExpired
+        total = total &+ droppedNoSharedMember &+ droppedOverSizeLimit &+ publishesDenied &+ deliveriesDenied
+        return total
+    }
 }
 
 /// One shard's MQTT state machine. Not thread-safe: owned by its shard thread.
@@ -43,6 +65,8 @@ public final class ShardCore {
     public let shardCount: Int
     public let config: BrokerConfig
     public internal(set) var counters = ShardCounters()
+    /// MQTT packets of any type received (kept apart from `counters`: bumped per packet).
+    public internal(set) var packetsReceived: UInt64 = 0
 
     var connections: [ClientConnection] = []
     var freeSlots: [Int32] = []

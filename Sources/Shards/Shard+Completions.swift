@@ -48,7 +48,7 @@ extension Shard {
             // EMFILE/ENFILE and friends: the listener stays; log and carry on.
             logger.warning("accept failed: \(String(cString: strerror(-completion.result)))")
         }
-        if !completion.hasMore && !group.stopping.load(ordering: .relaxed) { armAccept() }
+        if !completion.hasMore && !group.stopping.load(ordering: .relaxed) { armAccept(Int(UserData.slot(completion.userData))) }
     }
 
     func received(_ completion: Completion, now: UInt64) {
@@ -59,6 +59,7 @@ extension Shard {
         let result = completion.result
         if !completion.hasMore { sockets[slot].recvArmed = false }
         if result > 0, let bufferID {
+            bytesReceived &+= UInt64(result)
             if !sockets[slot].closing {
                 core.receive(id, bytes: buffers.bytes(id: bufferID, length: Int(result)), now: now)
             }
@@ -85,6 +86,7 @@ extension Shard {
         let id = ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)
         sockets[slot].sendInFlight = false
         if completion.result > 0 {
+            bytesSent &+= UInt64(completion.result)
             core.didSend(id, count: Int(completion.result))
         } else if completion.result < 0 {
             // EPIPE / ECONNRESET: nothing more can reach this peer.

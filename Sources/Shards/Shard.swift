@@ -28,7 +28,8 @@ final class Shard {
     let ring: IOUring
     let buffers: ProvidedBufferRing
     let core: ShardCore
-    let listener: Int32
+    /// This shard's socket of each MQTT listener.
+    let listeners: [Int32]
     var logger: Logger
     var sockets: [SocketState] = []
     let completions: UnsafeMutablePointer<Completion>
@@ -36,16 +37,21 @@ final class Shard {
     var flushScratch: [Int32] = []
     var closeScratch: [Int32] = []
     var closingSlots: [Int32] = []
+    /// Bytes and packets moved by this shard's sockets (reported on the stats board).
+    var bytesReceived: UInt64 = 0
+    var bytesSent: UInt64 = 0
+    var statsDue: UInt64 = 0
+    var sys: SysPublisher? = nil
     /// Drop counters already logged.
     var loggedDrops = (queueFull: UInt64(0), qos0: UInt64(0), tooLarge: UInt64(0), overLimit: UInt64(0))
     static let bufferGroup: UInt16 = 0
     static let closeGraceNanoseconds: UInt64 = 2_000_000_000
     static let shutdownDrainNanoseconds: UInt64 = 500_000_000
 
-    init(index: Int, group: ShardGroup, listener: Int32) throws {
+    init(index: Int, group: ShardGroup, listener: [Int32]) throws {
         self.index = index
         self.group = group
-        self.listener = listener
+        self.listeners = listener
         self.logger = group.logger
         logger[metadataKey: "shard"] = "\(index)"
         let config = group.config
@@ -66,7 +72,7 @@ final class Shard {
 
     /// The event loop; returns when the group stops.
     func run() {
-        armAccept()
+        for i in listeners.indices { armAccept(i) }
         let tick = group.config.tickNanoseconds
         var nextTick = now() + tick
         let signals = group.signals[index]
@@ -102,6 +108,7 @@ final class Shard {
                 core.tick(now: current)
                 checkClosingDeadlines(now: current)
                 logDrops()
+                if current >= statsDue { reportStats(now: current) }
                 nextTick = current + tick
             }
         }
@@ -110,12 +117,13 @@ final class Shard {
 
     // MARK: accept
 
-    func armAccept() {
-        ring.prepareMultishotAccept(fd: listener, userData: UserData.make(.accept))
+    /// Arms the multishot accept of listener `i` (its index rides in the user data's slot field).
+    func armAccept(_ i: Int) {
+        ring.prepareMultishotAccept(fd: listeners[i], userData: UserData.make(.accept, ConnectionID(slot: Int32(i), generation: 0)))
     }
 
     func accepted(fd: Int32, now: UInt64) {
-        Listener.configureAccepted(fd)
+        if group.config.tcpNoDelay { Listener.configureAccepted(fd) }
         let id = core.accept(now: now)
         let slot = Int(id.slot)
         while sockets.count <= slot { sockets.append(SocketState()) }
@@ -214,6 +222,21 @@ final class Shard {
         loggedDrops = (c.droppedQueueFull, c.droppedQoS0, c.droppedTooLarge, c.droppedOverSizeLimit)
     }
 
+    /// Copies this shard's numbers to the stats board (once a second); shard 0 publishes $SYS.
+    func reportStats(now: UInt64) {
+        statsDue = now + 1_000_000_000
+        var stats = ShardStats()
+        stats.gauges = core.gauges()
+        stats.bytesReceived = bytesReceived
+        stats.bytesSent = bytesSent
+        stats.packetsReceived = core.packetsReceived
+        group.stats.update(shard: index, stats)
+        if index == 0 {
+            if sys == nil { sys = SysPublisher(intervalSeconds: group.config.sysIntervalSeconds, now: now) }
+            sys!.publishIfDue(now: now, board: group.stats, core: core, version: group.config.version)
+        }
+    }
+
     /// True while some socket has a send in flight or bytes queued.
     func hasOutputInFlight() -> Bool {
         for slot in sockets.indices where sockets[slot].fd >= 0 && !sockets[slot].shutDown {
@@ -224,7 +247,7 @@ final class Shard {
     }
 
     func shutdown() {
-        Glibc.close(listener)
+        for fd in listeners { Glibc.close(fd) }
         for slot in sockets.indices where sockets[slot].fd >= 0 {
             Glibc.shutdown(sockets[slot].fd, Int32(SHUT_RDWR))
             Glibc.close(sockets[slot].fd)

@@ -12,6 +12,11 @@ public struct ShardGroupConfig: Sendable {
     public var shards: Int
     public var host: String = "127.0.0.1"
     public var port: UInt16 = 1883
+    /// More MQTT listeners (mosquitto's repeated `listener PORT [ADDRESS]`), each on every shard.
+    public var extraListeners: [(host: String, port: UInt16)] = []
+    /// TCP_NODELAY on accepted sockets (Apus batches its writes per loop iteration, so Nagle's
+    /// algorithm only adds latency).
+    public var tcpNoDelay = true
     public var broker = BrokerConfig()
     /// Bytes of each shard-to-shard mailbox (power of two).
     public var mailboxCapacity = 4 << 20
@@ -20,6 +25,10 @@ public struct ShardGroupConfig: Sendable {
     public var receiveBufferSize = 16 << 10
     /// How often timers (connect timeout, keep alive, closing deadlines) are checked.
     public var tickNanoseconds: UInt64 = 100_000_000
+    /// Seconds between $SYS/broker/... updates (mosquitto's sys_interval); 0 = none.
+    public var sysIntervalSeconds = 10
+    /// The version reported in $SYS/broker/version and /metrics.
+    public var version = "0.1.0"
     /// Pin shard i to the i-th CPU this process may use.
     public var pinThreads = true
 
@@ -40,24 +49,42 @@ public final class ShardGroup: @unchecked Sendable {
     public let config: ShardGroupConfig
     /// The port actually bound (differs from config.port when that is 0).
     public let port: UInt16
+    /// Every MQTT listener's bound address, the first being `host:port`.
+    public let boundListeners: [(host: String, port: UInt16)]
     let logger: Logger
     let signals: [ShardSignals]
+    /// Each shard's statistics, refreshed about once a second.
+    public let stats: StatsBoard
     /// mailboxes[from * shards + to]; nil on the diagonal.
     let mailboxes: [Mailbox?]
     let stopping = Atomic<Bool>(false)
     let started = Atomic<Int>(0)
     let failed = Atomic<Int>(0)
-    var listeners: [Int32]
+    /// listeners[shard] = that shard's socket for each listener.
+    var listeners: [[Int32]]
     var threads: [pthread_t] = []
 
     public init(config: ShardGroupConfig, logger: Logger) throws {
         precondition(config.shards >= 1 && config.shards <= 64, "1...64 shards")
         self.config = config
         self.logger = logger
-        let (fds, port) = try Listener.open(host: config.host, port: config.port, count: config.shards)
-        self.listeners = fds
-        self.port = port
+        var perShard = Array(repeating: [Int32](), count: config.shards)
+        var bound: [(host: String, port: UInt16)] = []
+        do {
+            for (host, port) in [(config.host, config.port)] + config.extraListeners {
+                let (fds, actual) = try Listener.open(host: host, port: port, count: config.shards)
+                for shard in 0..<config.shards { perShard[shard].append(fds[shard]) }
+                bound.append((host, actual))
+            }
+        } catch {
+            for fds in perShard { for fd in fds { close(fd) } }
+            throw error
+        }
+        self.listeners = perShard
+        self.port = bound[0].port
+        self.boundListeners = bound
         self.signals = (0..<config.shards).map { _ in ShardSignals() }
+        self.stats = StatsBoard(shards: config.shards, startedAt: apus_monotonic_ns())
         var boxes: [Mailbox?] = []
         for from in 0..<config.shards {
             for to in 0..<config.shards {
@@ -96,7 +123,7 @@ public final class ShardGroup: @unchecked Sendable {
 
     func mailbox(from: Int, to: Int) -> Mailbox { mailboxes[from * config.shards + to]! }
 
-    private func runShard(index: Int, listener: Int32, cpu: Int) {
+    private func runShard(index: Int, listener: [Int32], cpu: Int) {
         apus_set_thread_name("apus-shard-\(index)")
         if cpu >= 0 {
             let rc = apus_pin_current_thread(Int32(cpu))

@@ -10,6 +10,15 @@ import Codec
 struct Settings {
     var port: UInt16 = 1883
     var bind = "127.0.0.1"
+    /// `listener` lines after the first (mosquitto allows several).
+    var extraListeners: [(host: String, port: UInt16)] = []
+    var listenerLines = 0
+    var tcpNoDelay = true
+    /// Seconds after which a persistent session that would otherwise never expire does (0 = never).
+    var persistentClientExpiration: UInt32 = 0
+    /// Seconds between $SYS updates (0 = none).
+    var sysInterval = 10
+    var httpListener: (host: String, port: UInt16)? = nil
     var shards: Int? = nil
     var logLevel = "info"
     var connectTimeout = 10.0
@@ -58,17 +67,42 @@ struct Settings {
             guard let v = T(value) else { throw SettingsError("\(location): \(key) needs an integer, got '\(value)'") }
             return v
         }
+        func duration() throws -> UInt32 {
+            // mosquitto's form: a number and a unit, h(ours) d(ays) w(eeks) m(onths) y(ears); plain seconds too.
+            let units: [Character: UInt64] = ["s": 1, "h": 3600, "d": 86_400, "w": 604_800, "m": 2_592_000, "y": 31_536_000]
+            var digits = Substring(value)
+            var unit: UInt64 = 1
+            if let last = digits.last, let u = units[last] { unit = u; digits = digits.dropLast() }
+            guard let n = UInt64(digits), n * unit < UInt64(UInt32.max) else {
+                throw SettingsError("\(location): \(key) needs a duration like 3600, 12h, 2d, 1w, got '\(value)'")
+            }
+            return UInt32(n * unit)
+        }
         func flag() throws -> Bool {
             guard value == "true" || value == "false" else { throw SettingsError("\(location): \(key) is true or false, got '\(value)'") }
             return value == "true"
         }
-        switch key {
-        case "port", "listener":
-            // `listener PORT [ADDRESS]` as in mosquitto.
+        func address() throws -> (host: String, port: UInt16) {
             let parts = value.split(separator: " ")
-            guard let first = parts.first, let p = UInt16(first) else { throw SettingsError("\(location): bad port '\(value)'") }
+            guard parts.count <= 2, let first = parts.first, let p = UInt16(first) else {
+                throw SettingsError("\(location): \(key) needs PORT [ADDRESS], got '\(value)'")
+            }
+            return (parts.count > 1 ? String(parts[1]) : "127.0.0.1", p)
+        }
+        switch key {
+        case "port":
+            guard let p = UInt16(value) else { throw SettingsError("\(location): bad port '\(value)'") }
             port = p
-            if parts.count > 1 { bind = String(parts[1]) }
+        case "listener":
+            // `listener PORT [ADDRESS]` as in mosquitto; several are allowed. (mosquitto binds all
+            // interfaces when ADDRESS is left out; Apus binds 127.0.0.1 unless told otherwise.)
+            let (host, p) = try address()
+            listenerLines += 1
+            if listenerLines == 1 { port = p; bind = host } else { extraListeners.append((host, p)) }
+        case "http_listener": httpListener = try address()
+        case "set_tcp_nodelay": tcpNoDelay = try flag()
+        case "sys_interval": sysInterval = try number(Int.self)
+        case "persistent_client_expiration": persistentClientExpiration = try duration()
         case "bind_address": bind = value
         case "shards": shards = try number(Int.self)
         case "log_level": logLevel = value
@@ -114,6 +148,7 @@ struct Settings {
         if messageSizeLimit < 0 { throw SettingsError("message_size_limit must be >= 0") }
         if maxTopicAlias < 0 || maxTopicAlias > 65_535 { throw SettingsError("max_topic_alias must be 0...65535") }
         if maxTopicAliasOutbound < 0 || maxTopicAliasOutbound > 65_535 { throw SettingsError("max_topic_alias_outbound must be 0...65535") }
+        if sysInterval < 0 { throw SettingsError("sys_interval must be >= 0") }
         if maxOutboundBuffer < 65_536 { throw SettingsError("max_outbound_buffer must be at least 65536") }
         if receiveMaximum < 1 || receiveMaximum > 65_535 { throw SettingsError("receive_maximum must be 1...65535") }
         if maxQoS < 0 || maxQoS > 2 { throw SettingsError("max_qos must be 0, 1 or 2") }
@@ -126,6 +161,7 @@ struct Settings {
         config.allowAnonymous = allowAnonymous
         config.receiveMaximum = UInt16(receiveMaximum)
         config.maxOutboundBuffer = maxOutboundBuffer
+        config.persistentClientExpiration = persistentClientExpiration
         config.retainAvailable = retainAvailable
         config.maximumQoS = QoS(rawValue: UInt8(maxQoS)) ?? .exactlyOnce
         config.wildcardSubscriptionsAvailable = wildcardSubscriptions

@@ -102,10 +102,14 @@ struct Apus: ParsableCommand {
         var groupConfig = ShardGroupConfig(shards: shardCount)
         groupConfig.host = settings.bind
         groupConfig.port = settings.port
+        groupConfig.extraListeners = settings.extraListeners
+        groupConfig.tcpNoDelay = settings.tcpNoDelay
+        groupConfig.sysIntervalSeconds = settings.sysInterval
         groupConfig.broker = try settings.brokerConfig(shards: shardCount)
         let group = try ShardGroup(config: groupConfig, logger: logger)
         try group.start()
-        logger.info("apus listening on \(settings.bind):\(group.port) with \(shardCount) shard(s)")
+        let addresses = group.boundListeners.map { "\($0.host):\($0.port)" }.joined(separator: ", ")
+        logger.info("apus listening on \(addresses) with \(shardCount) shard(s)")
 
         var received: Int32 = 0
         sigwait(&mask, &received)

@@ -1,0 +1,61 @@
+// What a shard reports about itself (for $SYS and /metrics), and publishing from the broker itself
+// ($SYS topics, the HTTP publish API).
+
+import Codec
+
+/// A shard's state at one moment: gauges computed on demand plus its counters.
+public struct ShardGauges: Sendable {
+    public var connectedClients = 0
+    public var offlineSessions = 0
+    public var subscriptions = 0
+    public var retainedMessages = 0
+    /// QoS 1/2 messages held by sessions: in flight and queued.
+    public var storedMessages = 0
+    public var counters = ShardCounters()
+
+    public init() {}
+}
+
+extension ShardCore {
+    /// The gauges of this shard (walks the connection table: call it about once a second, not per message).
+    public func gauges() -> ShardGauges {
+        var g = ShardGauges()
+        g.connectedClients = connectedClients
+        for c in connections {
+            switch c.phase {
+            case .offline:
+                g.offlineSessions += 1
+            case .connected, .connecting:
+                break
+            default:
+                continue
+            }
+            g.subscriptions += c.subscriptions.count
+            g.storedMessages += c.inflight.count + c.queue.count
+        }
+        g.retainedMessages = retained.count
+        g.counters = counters
+        return g
+    }
+
+    /// Publishes a message from the broker itself (no client): routed to every shard like a
+    /// client's PUBLISH, and stored when `retain` is set. Returns whether anyone subscribed on this
+    /// shard or another shard has a route for it.
+    @discardableResult
+    public func publishFromBroker(topic: String, payload: [UInt8], qos: QoS = .atMostOnce, retain: Bool = false,
+                                  properties: [UInt8] = []) -> Bool {
+        var topic = topic
+        return topic.withUTF8 { topicBytes in
+            payload.withUnsafeBytes { payloadBytes in
+                properties.withUnsafeBytes { propertyBytes in
+                    let topicView = UnsafeRawBufferPointer(topicBytes)
+                    if retain && config.retainAvailable {
+                        self.retain(topic: topicView, payload: payloadBytes, qos: qos, properties: propertyBytes)
+                    }
+                    return route(qos: qos, retain: retain, topic: topicView, properties: propertyBytes, payload: payloadBytes,
+                                 origin: ConnectionID(slot: -1, generation: 0), forwardToShards: true)
+                }
+            }
+        }
+    }
+}
