@@ -14,7 +14,8 @@ extension ShardCore {
     /// it (order), else queues it; beyond max_queued_messages it is dropped and counted.
     func deliverReliable(_ s: Int, topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer,
                          payload: UnsafeRawBufferPointer, qos: QoS, retain: Bool) {
-        let message = StoredMessage(topic: topic, properties: properties, payload: payload, qos: qos, retain: retain, now: currentTime)
+        let message = StoredMessage(topic: topic, properties: properties, payload: payload, qos: qos, retain: retain,
+                                    now: currentTime, reusing: messageBuffers.take())
         if connections[s].phase == .connected && connections[s].queue.isEmpty
             && connections[s].inflight.count < inflightWindow(s) {
             var out = takeOutbound(s)
@@ -26,9 +27,10 @@ extension ShardCore {
         }
     }
 
-    func enqueue(_ message: StoredMessage, slot s: Int) {
+    func enqueue(_ message: consuming StoredMessage, slot s: Int) {
         if connections[s].queue.count >= config.maxQueuedMessages {
             counters.droppedQueueFull += 1
+            messageBuffers.recycle(message)
             return
         }
         connections[s].queue.append(message)
@@ -46,8 +48,8 @@ extension ShardCore {
     /// Records the message in flight under a new packet id and encodes it, with the Message
     /// Expiry Interval reduced by the time it waited. `buffer` must reach the client in order with
     /// the connection's outbound bytes unless `useAliases` is false.
-    func send(_ stored: StoredMessage, slot s: Int, into buffer: inout ByteBuffer, useAliases: Bool = true) {
-        var message = stored
+    /// `message` is consumed: when its bytes are not shared, the expiry is updated in place.
+    func send(_ message: consuming StoredMessage, slot s: Int, into buffer: inout ByteBuffer, useAliases: Bool = true) {
         message.updateRemainingExpiry(at: currentTime)
         let packetID = connections[s].allocatePacketID()
         connections[s].inflight.append(InflightMessage(
@@ -69,6 +71,7 @@ extension ShardCore {
         while connections[s].inflight.count < inflightWindow(s), let message = connections[s].queue.popFirst() {
             if message.isExpired(at: currentTime) {
                 counters.droppedExpired += 1  // expired while queued: deleted, not sent [MQTT-3.3.2-5]
+                messageBuffers.recycle(message)
                 continue
             }
             send(message, slot: s, into: &out)
@@ -77,10 +80,16 @@ extension ShardCore {
         markFlush(s)
     }
 
+    /// Returns the bytes of a finished in-flight message to the pool.
+    @inline(__always)
+    func recycle(_ entry: consuming InflightMessage) {
+        if let message = entry.message.take() { messageBuffers.recycle(message) }
+    }
+
     /// PUBACK: QoS 1 delivery done.
     func handlePubAck(_ ack: PublishAck, slot s: Int) {
         if let i = connections[s].inflight.firstIndex(where: { $0.packetID == ack.packetID && $0.state == .awaitingPubAck }) {
-            connections[s].inflight.remove(at: i)
+            recycle(connections[s].inflight.remove(at: i))
             pumpQueue(s)
         }
     }
@@ -89,12 +98,12 @@ extension ShardCore {
     func handlePubRec(_ ack: PublishAck, slot s: Int) {
         let index = connections[s].inflight.firstIndex(where: { $0.packetID == ack.packetID && $0.state != .awaitingPubAck })
         if ack.reasonCode.isError {
-            if let i = index { connections[s].inflight.remove(at: i); pumpQueue(s) }
+            if let i = index { recycle(connections[s].inflight.remove(at: i)); pumpQueue(s) }
             return
         }
         if let i = index {
             connections[s].inflight[i].state = .awaitingPubComp
-            connections[s].inflight[i].message = nil
+            if let message = connections[s].inflight[i].message.take() { messageBuffers.recycle(message) }
             queueAck(.pubrel(PublishAck(packetID: ack.packetID)), slot: s)
         } else {
             queueAck(.pubrel(PublishAck(packetID: ack.packetID, reasonCode: connections[s].version == .v5 ? .packetIdentifierNotFound : .success)), slot: s)

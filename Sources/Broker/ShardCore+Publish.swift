@@ -261,7 +261,8 @@ extension ShardCore {
             // A session without a live connection keeps QoS 1/2 messages; QoS 0 is not queued.
             if qos != .atMostOnce {
                 let props = connections[s].version == .v5 ? properties : UnsafeRawBufferPointer(start: nil, count: 0)
-                enqueue(StoredMessage(topic: topic, properties: props, payload: payload, qos: qos, retain: retain, now: currentTime), slot: s)
+                enqueue(StoredMessage(topic: topic, properties: props, payload: payload, qos: qos, retain: retain, now: currentTime,
+                                      reusing: messageBuffers.take()), slot: s)
             }
             return
         default:
@@ -300,15 +301,13 @@ extension ShardCore {
         case .publish(let p):
             route(qos: p.qos, retain: p.retain, topic: p.topic, properties: p.properties, payload: p.payload,
                   origin: p.origin, originShard: p.originShard, forwardToShards: false)
-        case .routeAdd(let origin, let filterBytes):
-            let filter = String(decoding: filterBytes, as: UTF8.self)
+        case .routeAdd(let origin, let filter):
             trie.update(filter: filter) { entry in
                 var e = entry ?? RouteEntry()
                 e.remote.insert(origin)
                 entry = e
             }
-        case .routeRemove(let origin, let filterBytes):
-            let filter = String(decoding: filterBytes, as: UTF8.self)
+        case .routeRemove(let origin, let filter):
             trie.update(filter: filter) { entry in
                 guard var e = entry else { return }
                 e.remote.remove(origin)

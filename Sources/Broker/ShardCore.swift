@@ -84,6 +84,8 @@ public final class ShardCore {
     /// The time of the input being processed (monotonic nanoseconds), for stamps.
     var currentTime: UInt64 = 0
     var matchScratch: [LocalSubscriber] = []
+    /// Byte arrays of finished QoS 1/2 messages, reused by the next ones (StoredMessage.swift).
+    var messageBuffers = MessageBufferPool()
     /// Rewritten v5 property blocks (PUBLISH without Topic Alias), reused per message.
     var propertyScratch = ByteBuffer()
     /// Delivery properties with Subscription Identifiers added, reused per delivery.

@@ -16,9 +16,12 @@ struct StoredMessage {
     /// Where the 4-byte Message Expiry Interval value sits in `bytes`, or -1.
     var expiryOffset = -1
 
+    /// Copies the message into `reusing` (an array from the shard's `MessageBufferPool`, whose
+    /// capacity is kept) or into a new array.
     init(topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, qos: QoS, retain: Bool,
-         now: UInt64 = 0) {
-        var bytes: [UInt8] = []
+         now: UInt64 = 0, reusing buffer: consuming [UInt8] = []) {
+        var bytes = buffer
+        bytes.removeAll(keepingCapacity: true)
         bytes.reserveCapacity(topic.count + properties.count + payload.count)
         bytes.append(contentsOf: topic)
         bytes.append(contentsOf: properties)
@@ -32,6 +35,14 @@ struct StoredMessage {
             expiresAt = now + UInt64(expiry.seconds) * 1_000_000_000
             expiryOffset = topic.count + expiry.offset
         }
+    }
+
+    /// A message without bytes (a placeholder for one moved out of a queue).
+    static let empty = StoredMessage(bytes: [], topicLength: 0, propertiesLength: 0, qos: .atMostOnce, retain: false)
+
+    private init(bytes: [UInt8], topicLength: Int, propertiesLength: Int, qos: QoS, retain: Bool) {
+        self.bytes = bytes; self.topicLength = topicLength; self.propertiesLength = propertiesLength
+        self.qos = qos; self.retain = retain
     }
 
     /// Whether the message expired before it could be sent [MQTT-3.3.2-5].
@@ -94,7 +105,10 @@ struct MessageQueue {
 
     mutating func popFirst() -> StoredMessage? {
         guard head < items.count else { return nil }
-        let message = items[head]
+        // Moved out rather than copied, so that the caller holds the only reference to its bytes
+        // (updating the expiry in place, or recycling them, must not copy).
+        var message = StoredMessage.empty
+        swap(&message, &items[head])
         head += 1
         if head == items.count {
             items.removeAll(keepingCapacity: true)
@@ -104,5 +118,42 @@ struct MessageQueue {
             head = 0
         }
         return message
+    }
+}
+
+/// The byte arrays of QoS 1/2 messages a shard is done with (acknowledged, expired, dropped),
+/// kept for the next messages: steady-state QoS 1/2 traffic then copies each message into an
+/// array that already has the capacity instead of allocating one per message.
+///
+/// Any array may come back, also one created on another shard and carried here with a session.
+/// An array still shared with a copy is copied on write when reused, so a missed or wrong
+/// recycle costs an allocation, never correctness.
+struct MessageBufferPool {
+    private var free: [[UInt8]] = []
+    private var pooledBytes = 0
+    /// Most bytes kept (capacity summed), and the largest array worth keeping: beyond these an
+    /// array is freed, so a burst of large messages does not pin memory.
+    static let maxPooledBytes = 4 << 20
+    static let maxBufferCapacity = 64 << 10
+
+    /// Arrays pooled.
+    var count: Int { free.count }
+
+    /// An array for the next message (`StoredMessage.init` discards what it held), with
+    /// capacity when one is pooled.
+    @inline(__always)
+    mutating func take() -> [UInt8] {
+        guard let bytes = free.popLast() else { return [] }
+        pooledBytes -= bytes.capacity
+        return bytes
+    }
+
+    /// Gives a message's bytes back for reuse.
+    @inline(__always)
+    mutating func recycle(_ message: consuming StoredMessage) {
+        let capacity = message.bytes.capacity
+        guard capacity > 0, capacity <= Self.maxBufferCapacity, pooledBytes + capacity <= Self.maxPooledBytes else { return }
+        pooledBytes += capacity
+        free.append(message.bytes)
     }
 }

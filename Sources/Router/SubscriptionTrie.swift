@@ -133,24 +133,37 @@ public struct SubscriptionTrie<Value> {
 
     // MARK: lookup and update
 
+    /// Calls `body` with each level of `filter` (split at `/`, empty levels kept) and whether it
+    /// is the last; stops early when `body` returns false.
+    @inline(__always)
+    static func forEachLevel(_ filter: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Bool) {
+        var start = 0
+        while true {
+            var end = start
+            while end < filter.count && filter[end] != UInt8(ascii: "/") { end += 1 }
+            guard body(UnsafeRawBufferPointer(rebasing: filter[start..<end])) else { return }
+            if end >= filter.count { return }
+            start = end + 1
+        }
+    }
+
     /// The node of exactly this filter, if present.
-    func find(_ filter: String) -> Int32? {
-        var index: Int32 = 0
-        for level in filter.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
-            let bytes = Array(level)
-            guard let child = child(of: index, level: bytes) else { return nil }
-            index = child
+    func find(_ filter: UnsafeRawBufferPointer) -> Int32? {
+        var index: Int32? = 0
+        SubscriptionTrie.forEachLevel(filter) { level in
+            index = child(of: index!, level: level)
+            return index != nil
         }
         return index
     }
 
-    func child(of parent: Int32, level: [UInt8]) -> Int32? {
-        if level == [UInt8(ascii: "+")] { let c = nodes[Int(parent)].plusChild; return c >= 0 ? c : nil }
-        if level == [UInt8(ascii: "#")] { let c = nodes[Int(parent)].hashChild; return c >= 0 ? c : nil }
-        let hash = level.withUnsafeBytes { SubscriptionTrie.fnv1a($0, 0, $0.count) } & hashMask
+    func child(of parent: Int32, level: UnsafeRawBufferPointer) -> Int32? {
+        if level.count == 1 && level[0] == UInt8(ascii: "+") { let c = nodes[Int(parent)].plusChild; return c >= 0 ? c : nil }
+        if level.count == 1 && level[0] == UInt8(ascii: "#") { let c = nodes[Int(parent)].hashChild; return c >= 0 ? c : nil }
+        let hash = SubscriptionTrie.fnv1a(level, 0, level.count) & hashMask
         var c = children[ChildKey(parent: parent, hash: hash)] ?? -1
         while c >= 0 {
-            if nodes[Int(c)].level == level { return c }
+            if nodes[Int(c)].level.withUnsafeBytes({ $0.elementsEqual(level) }) { return c }
             c = nodes[Int(c)].nextCollision
         }
         return nil
@@ -158,6 +171,12 @@ public struct SubscriptionTrie<Value> {
 
     /// The value stored for exactly this filter (no wildcard matching).
     public func value(forFilter filter: String) -> Value? {
+        var f = filter
+        return f.withUTF8 { value(forFilter: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The value stored for exactly this filter (UTF-8 bytes; no wildcard matching).
+    public func value(forFilter filter: UnsafeRawBufferPointer) -> Value? {
         guard let index = find(filter) else { return nil }
         return nodes[Int(index)].value
     }
@@ -166,14 +185,18 @@ public struct SubscriptionTrie<Value> {
     /// Nodes left without value and children are removed.
     @discardableResult
     public mutating func update<R>(filter: String, _ body: (inout Value?) -> R) -> R {
+        var f = filter
+        return f.withUTF8 { update(filter: UnsafeRawBufferPointer($0), body) }
+    }
+
+    /// `update(filter:_:)` with the filter as UTF-8 bytes (a mailbox record's). Changing the value
+    /// of a filter already present allocates nothing; each new level node allocates its bytes.
+    @discardableResult
+    public mutating func update<R>(filter: UnsafeRawBufferPointer, _ body: (inout Value?) -> R) -> R {
         var index: Int32 = 0
-        for level in filter.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
-            let bytes = Array(level)
-            if let existing = child(of: index, level: bytes) {
-                index = existing
-            } else {
-                index = addChild(of: index, level: bytes)
-            }
+        SubscriptionTrie.forEachLevel(filter) { level in
+            index = child(of: index, level: level) ?? addChild(of: index, level: level)
+            return true
         }
         let hadValue = nodes[Int(index)].value != nil
         let result = body(&nodes[Int(index)].value)
@@ -183,9 +206,9 @@ public struct SubscriptionTrie<Value> {
         return result
     }
 
-    mutating func addChild(of parent: Int32, level: [UInt8]) -> Int32 {
-        let hash = level.withUnsafeBytes { SubscriptionTrie.fnv1a($0, 0, $0.count) } & hashMask
-        let node = Node(level: level, parent: parent, hash: hash)
+    mutating func addChild(of parent: Int32, level: UnsafeRawBufferPointer) -> Int32 {
+        let hash = SubscriptionTrie.fnv1a(level, 0, level.count) & hashMask
+        let node = Node(level: Array(level), parent: parent, hash: hash)
         let index: Int32
         if let reused = freeNodes.popLast() {
             index = reused
@@ -194,9 +217,9 @@ public struct SubscriptionTrie<Value> {
             index = Int32(nodes.count)
             nodes.append(node)
         }
-        if level == [UInt8(ascii: "+")] {
+        if level.count == 1 && level[0] == UInt8(ascii: "+") {
             nodes[Int(parent)].plusChild = index
-        } else if level == [UInt8(ascii: "#")] {
+        } else if level.count == 1 && level[0] == UInt8(ascii: "#") {
             nodes[Int(parent)].hashChild = index
         } else {
             let key = ChildKey(parent: parent, hash: hash)

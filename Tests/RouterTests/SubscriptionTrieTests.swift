@@ -53,6 +53,25 @@ final class SubscriptionTrieTests: XCTestCase {
         XCTAssertEqual(matched(t, "a/x/b"), ["a/+/b"])
     }
 
+    /// The byte-filter API (mailbox records) finds the same nodes as the String one, empty
+    /// levels included.
+    func testUpdateAndLookupByBytes() {
+        var t = trie(["a/b", "/x", "y/", "a//b", "+/+", "#"])
+        for filter in ["a/b", "/x", "y/", "a//b", "+/+", "#"] {
+            let bytes = Array(filter.utf8)
+            XCTAssertEqual(bytes.withUnsafeBytes { t.value(forFilter: $0) }, filter)
+            bytes.withUnsafeBytes { raw in t.update(filter: raw) { $0 = $0! + "!" } }
+            XCTAssertEqual(t.value(forFilter: filter), filter + "!")
+        }
+        XCTAssertNil(Array("a".utf8).withUnsafeBytes { t.value(forFilter: $0) })
+        XCTAssertNil(Array("a/b/c".utf8).withUnsafeBytes { t.value(forFilter: $0) })
+        Array("a//b".utf8).withUnsafeBytes { raw in t.update(filter: raw) { $0 = nil } }
+        XCTAssertNil(t.value(forFilter: "a//b"))
+        XCTAssertEqual(t.value(forFilter: "a/b"), "a/b!")
+        XCTAssertEqual(t.count, 5)
+        XCTAssertEqual(matched(t, "a/b"), ["a/b!", "+/+!", "#!"])
+    }
+
     func testUpdateReplaceDeleteAndPrune() {
         var t = SubscriptionTrie<Int>()
         t.update(filter: "a/b/c") { $0 = 1 }
