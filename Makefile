@@ -8,7 +8,7 @@ PY_PACKAGES  := paho-mqtt pytest
 FUZZ_SECONDS ?= 60
 RELEASE_BIN  := .build/release/apus
 
-.PHONY: all deps build bench-build bench-pairs bench-ci run test unit-test blackbox-test fuzz clean
+.PHONY: all deps build bench-build bench-pairs bench-ci bench-micro run test unit-test blackbox-test fuzz clean
 
 all: build
 
@@ -38,12 +38,19 @@ bench-ci: build bench-build
 	.build/release/apus-bench compare reports/baseline.json .build/ci-latest.json --gate apus \
 	  --max-throughput-drop 50 --max-p99-rise 300
 
+# Micro-benchmarks (Benchmarks/, ordo-one/benchmark) with the malloc gate: fails when a benchmark
+# allocates more per operation than Benchmarks/malloc-limits.json allows (the publish path: 0).
+# Wall-clock is printed, not gated. The benchmark package's first release build takes ~3 minutes.
+bench-micro: deps
+	SWIFT=$(SWIFT) $(PYTHON) Benchmarks/check-mallocs.py
+
 run: build
 	$(RELEASE_BIN)
 
-# Unit tests, a short fuzz run of the decoder, the CI load suite with its regression gate, and
-# the black-box tests against the real `apus` (last, so that pytest's summary closes the output).
-test: deps unit-test fuzz bench-ci blackbox-test
+# Unit tests, the micro-benchmarks' malloc gate (~4 minutes with its first build), a short fuzz
+# run of the decoder, the CI load suite with its regression gate, and the black-box tests against
+# the real `apus` (last, so that pytest's summary closes the output).
+test: deps unit-test bench-micro fuzz bench-ci blackbox-test
 
 unit-test:
 	$(SWIFT) build --build-tests
