@@ -29,15 +29,9 @@ public struct SubscriptionTrie<Value> {
         }
     }
 
-    @usableFromInline struct ChildKey: Hashable {
-        @usableFromInline var parent: Int32
-        @usableFromInline var hash: UInt64
-        @inlinable init(parent: Int32, hash: UInt64) { self.parent = parent; self.hash = hash }
-    }
-
     @usableFromInline var nodes: [Node]
     /// Literal children: (parent, hash of level) → first node of the collision chain.
-    @usableFromInline var children: [ChildKey: Int32] = [:]
+    @usableFromInline var children = ChildTable()
     @usableFromInline var freeNodes: [Int32] = []
     /// Applied to every level hash; tests set it to 0 to force collisions.
     @usableFromInline var hashMask: UInt64 = ~0
@@ -78,16 +72,19 @@ public struct SubscriptionTrie<Value> {
         }
     }
 
+    // Nodes are read in place through the buffer (`nodes[i].field`), never copied whole: a copy
+    // would retain and release the level bytes and every array of the value at each level.
     @inlinable
     func matchLevel<V: TrieVisitor>(
         _ nodes: UnsafeBufferPointer<Node>, _ index: Int32, _ topic: UnsafeRawBufferPointer,
         _ start: Int, _ dollar: Bool, _ visitor: inout V
     ) where V.Value == Value {
-        let node = nodes[Int(index)]
+        let i = Int(index)
+        let hashChild = nodes[i].hashChild
         if start > topic.count {
             // Every level consumed: the filter ending here matches, and so does `filter/#`.
-            if let value = node.value { visitor.visit(value) }
-            if node.hashChild >= 0, let value = nodes[Int(node.hashChild)].value { visitor.visit(value) }
+            SubscriptionTrie.visitValue(nodes, i, &visitor)
+            if hashChild >= 0 { SubscriptionTrie.visitValue(nodes, Int(hashChild), &visitor) }
             return
         }
         var end = start
@@ -95,23 +92,29 @@ public struct SubscriptionTrie<Value> {
         let next = end + 1  // past the end (count + 1) when this was the last level
         let wildcardsAllowed = !(index == 0 && dollar)
         if wildcardsAllowed {
-            if node.hashChild >= 0, let value = nodes[Int(node.hashChild)].value { visitor.visit(value) }
-            if node.plusChild >= 0 { matchLevel(nodes, node.plusChild, topic, next, dollar, &visitor) }
+            if hashChild >= 0 { SubscriptionTrie.visitValue(nodes, Int(hashChild), &visitor) }
+            let plusChild = nodes[i].plusChild
+            if plusChild >= 0 { matchLevel(nodes, plusChild, topic, next, dollar, &visitor) }
         }
-        if node.childCount == 0 { return }
+        if nodes[i].childCount == 0 { return }
         let hash = SubscriptionTrie.fnv1a(topic, start, end) & hashMask
-        guard var child = children[ChildKey(parent: index, hash: hash)] else { return }
+        guard var child = children.find(parent: index, hash: hash) else { return }
         let length = end - start
         while child >= 0 {
-            let candidate = nodes[Int(child)]
-            if candidate.level.count == length && candidate.level.withUnsafeBytes({ level in
+            let c = Int(child)
+            if nodes[c].level.count == length && nodes[c].level.withUnsafeBytes({ level in
                 SubscriptionTrie.equal(level, topic, start, length)
             }) {
                 matchLevel(nodes, child, topic, next, dollar, &visitor)
                 return
             }
-            child = candidate.nextCollision
+            child = nodes[c].nextCollision
         }
+    }
+
+    @inlinable @inline(__always)
+    static func visitValue<V: TrieVisitor>(_ nodes: UnsafeBufferPointer<Node>, _ i: Int, _ visitor: inout V) where V.Value == Value {
+        if case .some(let value) = nodes[i].value { visitor.visit(value) }
     }
 
     @inlinable static func equal(_ level: UnsafeRawBufferPointer, _ topic: UnsafeRawBufferPointer, _ start: Int, _ length: Int) -> Bool {
@@ -161,7 +164,7 @@ public struct SubscriptionTrie<Value> {
         if level.count == 1 && level[0] == UInt8(ascii: "+") { let c = nodes[Int(parent)].plusChild; return c >= 0 ? c : nil }
         if level.count == 1 && level[0] == UInt8(ascii: "#") { let c = nodes[Int(parent)].hashChild; return c >= 0 ? c : nil }
         let hash = SubscriptionTrie.fnv1a(level, 0, level.count) & hashMask
-        var c = children[ChildKey(parent: parent, hash: hash)] ?? -1
+        var c = children.find(parent: parent, hash: hash) ?? -1
         while c >= 0 {
             if nodes[Int(c)].level.withUnsafeBytes({ $0.elementsEqual(level) }) { return c }
             c = nodes[Int(c)].nextCollision
@@ -222,9 +225,8 @@ public struct SubscriptionTrie<Value> {
         } else if level.count == 1 && level[0] == UInt8(ascii: "#") {
             nodes[Int(parent)].hashChild = index
         } else {
-            let key = ChildKey(parent: parent, hash: hash)
-            nodes[Int(index)].nextCollision = children[key] ?? -1
-            children[key] = index
+            nodes[Int(index)].nextCollision = children.find(parent: parent, hash: hash) ?? -1
+            children.set(parent: parent, hash: hash, node: index)
         }
         nodes[Int(parent)].childCount += 1
         return index
@@ -234,19 +236,23 @@ public struct SubscriptionTrie<Value> {
     mutating func prune(from start: Int32) {
         var index = start
         while index != 0 {
+            guard nodes[Int(index)].value == nil && nodes[Int(index)].childCount == 0 else { return }
             let node = nodes[Int(index)]
-            guard node.value == nil && node.childCount == 0 else { return }
             let parent = node.parent
             if nodes[Int(parent)].plusChild == index {
                 nodes[Int(parent)].plusChild = -1
             } else if nodes[Int(parent)].hashChild == index {
                 nodes[Int(parent)].hashChild = -1
             } else {
-                let key = ChildKey(parent: parent, hash: node.hash)
-                if children[key] == index {
-                    children[key] = node.nextCollision >= 0 ? node.nextCollision : nil
+                let head = children.find(parent: parent, hash: node.hash)!
+                if head == index {
+                    if node.nextCollision >= 0 {
+                        children.set(parent: parent, hash: node.hash, node: node.nextCollision)
+                    } else {
+                        children.remove(parent: parent, hash: node.hash)
+                    }
                 } else {
-                    var previous = children[key]!
+                    var previous = head
                     while nodes[Int(previous)].nextCollision != index { previous = nodes[Int(previous)].nextCollision }
                     nodes[Int(previous)].nextCollision = node.nextCollision
                 }
