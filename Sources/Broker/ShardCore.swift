@@ -60,15 +60,20 @@ public struct ShardCounters: Sendable {
 }
 
 /// One shard's MQTT state machine. Not thread-safe: owned by its shard thread.
+///
+/// The state the PUBLISH path touches is `@exclusivity(unchecked)`: the core is confined to one
+/// thread and its handlers never hold overlapping accesses to a property (they move a buffer out
+/// first, see `takeOutbound`), so the dynamic exclusivity checks find nothing and cost about a
+/// quarter of a message's instructions (measured before they were switched off; docs/benchmarks.md).
 public final class ShardCore {
     public let shardIndex: Int
     public let shardCount: Int
     public let config: BrokerConfig
-    public internal(set) var counters = ShardCounters()
+    @exclusivity(unchecked) public internal(set) var counters = ShardCounters()
     /// MQTT packets of any type received (kept apart from `counters`: bumped per packet).
-    public internal(set) var packetsReceived: UInt64 = 0
+    @exclusivity(unchecked) public internal(set) var packetsReceived: UInt64 = 0
 
-    var connections: [ClientConnection] = []
+    @exclusivity(unchecked) var connections: [ClientConnection] = []
     var freeSlots: [Int32] = []
     /// Connections with a live socket and session: phases awaitingConnect, connecting, connected.
     public internal(set) var liveConnections = 0
@@ -76,22 +81,22 @@ public final class ShardCore {
     var connectedClients = 0
     /// Client-id registry for the ids whose home is this shard (see ShardCore+ClientRegistry).
     var registry: [String: ClientHolder] = [:]
-    var trie = SubscriptionTrie<RouteEntry>()
+    @exclusivity(unchecked) var trie = SubscriptionTrie<RouteEntry>()
     /// Round-robin positions of shared groups (indexed by SharedGroup.cursor; never shrinks).
     var sharedCursors: [Int] = []
     /// This shard's replica of the retained store.
     var retained = TopicTree<RetainedMessage>()
     /// The time of the input being processed (monotonic nanoseconds), for stamps.
-    var currentTime: UInt64 = 0
-    var matchScratch: [LocalSubscriber] = []
+    @exclusivity(unchecked) var currentTime: UInt64 = 0
+    @exclusivity(unchecked) var matchScratch: [LocalSubscriber] = []
     /// Byte arrays of finished QoS 1/2 messages, reused by the next ones (StoredMessage.swift).
-    var messageBuffers = MessageBufferPool()
+    @exclusivity(unchecked) var messageBuffers = MessageBufferPool()
     /// Rewritten v5 property blocks (PUBLISH without Topic Alias), reused per message.
     var propertyScratch = ByteBuffer()
     /// Delivery properties with Subscription Identifiers added, reused per delivery.
-    var deliveryScratch = ByteBuffer()
+    @exclusivity(unchecked) var deliveryScratch = ByteBuffer()
     /// Subscription Identifiers of one delivery, reused.
-    var identifierScratch: [UInt32] = []
+    @exclusivity(unchecked) var identifierScratch: [UInt32] = []
     var assignedIDCounter: UInt64 = 0
     /// Route barriers (see ShardMessageKind.barrier): the last token issued, the last one every
     /// other shard acknowledged, acknowledgements counted per outstanding token, and the SUBACKs
@@ -102,15 +107,15 @@ public final class ShardCore {
     var pendingSubAcks: [PendingSubAck] = []
 
     /// Slots whose outbound buffer received bytes since the runtime last looked.
-    public internal(set) var flushQueue: [Int32] = []
+    @exclusivity(unchecked) public internal(set) var flushQueue: [Int32] = []
     /// Slots whose session ended; the runtime flushes and closes their sockets, then calls `release`.
     public internal(set) var closeQueue: [Int32] = []
     /// Records for each other shard (index = target shard); the runtime moves them into mailboxes.
-    public var shardOutbox: [ByteBuffer]
+    @exclusivity(unchecked) public var shardOutbox: [ByteBuffer]
 
     /// QoS 0 deliveries are dropped for a client with more than this many bytes pending.
     /// (QoS 1/2 deliveries are bounded by the inflight window and the queue instead.)
-    public var softOutboundLimit = 4 << 20
+    @exclusivity(unchecked) public var softOutboundLimit = 4 << 20
 
     public init(shardIndex: Int, shardCount: Int, config: BrokerConfig) {
         precondition(shardCount >= 1 && shardCount <= 64 && shardIndex < shardCount)
