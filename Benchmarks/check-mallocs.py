@@ -27,6 +27,13 @@ WALL = "Time (wall clock)"
 
 def run_benchmarks(filters):
     """Runs the benchmark package with a JMH export; returns the export's path."""
+    # SwiftPM reuses its build manifest while this package's own manifest is unchanged, and then
+    # does not notice source files added to the broker (`../`): the build fails, or links stale
+    # objects. Dropping the manifest makes it rescan the sources (a second or two).
+    for manifest in ("release.yaml", "debug.yaml"):
+        stale = os.path.join(HERE, ".build", manifest)
+        if os.path.exists(stale):
+            os.remove(stale)
     os.makedirs(os.path.join(HERE, RESULTS_DIR), exist_ok=True)
     path = os.path.join(HERE, RESULTS_DIR, "Current_run.jmh.json")
     if os.path.exists(path):
