@@ -24,7 +24,7 @@ public struct SubscriptionTrie<Value> {
         @usableFromInline var value: Value? = nil
         @usableFromInline var inUse = true
 
-        init(level: [UInt8], parent: Int32, hash: UInt64) {
+        @usableFromInline init(level: [UInt8], parent: Int32, hash: UInt64) {
             self.level = level; self.parent = parent; self.hash = hash
         }
     }
@@ -35,7 +35,9 @@ public struct SubscriptionTrie<Value> {
     @usableFromInline var freeNodes: [Int32] = []
     /// Applied to every level hash; tests set it to 0 to force collisions.
     @usableFromInline var hashMask: UInt64 = ~0
-    public private(set) var count = 0
+    @usableFromInline var filterCount = 0
+    /// Filters with a value.
+    public var count: Int { filterCount }
 
     public init() {
         nodes = [Node(level: [], parent: -1, hash: 0)]
@@ -135,10 +137,12 @@ public struct SubscriptionTrie<Value> {
     }
 
     // MARK: lookup and update
+    // Inlinable like `match`, so that they specialize for the value type in the caller's module:
+    // unspecialized, every call looks up generic metadata and copies nodes through witnesses.
 
     /// Calls `body` with each level of `filter` (split at `/`, empty levels kept) and whether it
     /// is the last; stops early when `body` returns false.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func forEachLevel(_ filter: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Bool) {
         var start = 0
         while true {
@@ -151,6 +155,7 @@ public struct SubscriptionTrie<Value> {
     }
 
     /// The node of exactly this filter, if present.
+    @inlinable
     func find(_ filter: UnsafeRawBufferPointer) -> Int32? {
         var index: Int32? = 0
         SubscriptionTrie.forEachLevel(filter) { level in
@@ -160,6 +165,7 @@ public struct SubscriptionTrie<Value> {
         return index
     }
 
+    @inlinable
     func child(of parent: Int32, level: UnsafeRawBufferPointer) -> Int32? {
         if level.count == 1 && level[0] == UInt8(ascii: "+") { let c = nodes[Int(parent)].plusChild; return c >= 0 ? c : nil }
         if level.count == 1 && level[0] == UInt8(ascii: "#") { let c = nodes[Int(parent)].hashChild; return c >= 0 ? c : nil }
@@ -173,12 +179,14 @@ public struct SubscriptionTrie<Value> {
     }
 
     /// The value stored for exactly this filter (no wildcard matching).
+    @inlinable
     public func value(forFilter filter: String) -> Value? {
         var f = filter
         return f.withUTF8 { value(forFilter: UnsafeRawBufferPointer($0)) }
     }
 
     /// The value stored for exactly this filter (UTF-8 bytes; no wildcard matching).
+    @inlinable
     public func value(forFilter filter: UnsafeRawBufferPointer) -> Value? {
         guard let index = find(filter) else { return nil }
         return nodes[Int(index)].value
@@ -186,7 +194,7 @@ public struct SubscriptionTrie<Value> {
 
     /// Creates, changes or deletes (the body leaves it nil) the value of exactly this filter.
     /// Nodes left without value and children are removed.
-    @discardableResult
+    @inlinable @discardableResult
     public mutating func update<R>(filter: String, _ body: (inout Value?) -> R) -> R {
         var f = filter
         return f.withUTF8 { update(filter: UnsafeRawBufferPointer($0), body) }
@@ -194,7 +202,7 @@ public struct SubscriptionTrie<Value> {
 
     /// `update(filter:_:)` with the filter as UTF-8 bytes (a mailbox record's). Changing the value
     /// of a filter already present allocates nothing; each new level node allocates its bytes.
-    @discardableResult
+    @inlinable @discardableResult
     public mutating func update<R>(filter: UnsafeRawBufferPointer, _ body: (inout Value?) -> R) -> R {
         var index: Int32 = 0
         SubscriptionTrie.forEachLevel(filter) { level in
@@ -204,11 +212,12 @@ public struct SubscriptionTrie<Value> {
         let hadValue = nodes[Int(index)].value != nil
         let result = body(&nodes[Int(index)].value)
         let hasValue = nodes[Int(index)].value != nil
-        if hadValue != hasValue { count += hasValue ? 1 : -1 }
+        if hadValue != hasValue { filterCount += hasValue ? 1 : -1 }
         prune(from: index)
         return result
     }
 
+    @inlinable
     mutating func addChild(of parent: Int32, level: UnsafeRawBufferPointer) -> Int32 {
         let hash = SubscriptionTrie.fnv1a(level, 0, level.count) & hashMask
         let node = Node(level: Array(level), parent: parent, hash: hash)
@@ -233,6 +242,7 @@ public struct SubscriptionTrie<Value> {
     }
 
     /// Removes `index` and its ancestors while they hold neither a value nor children.
+    @inlinable
     mutating func prune(from start: Int32) {
         var index = start
         while index != 0 {
