@@ -46,13 +46,33 @@ let package = Package(
         .executableTarget(
             name: "PublishPathBenchmarks",
             dependencies: [
+                "PublishHarness",
                 .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "Broker", package: "apus"),
+                .product(name: "Codec", package: "apus"),
+            ],
+            path: "Benchmarks/PublishPathBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        // ShardCores driven like the shard runtime drives them, without sockets or threads.
+        .target(
+            name: "PublishHarness",
+            dependencies: [
                 .product(name: "Broker", package: "apus"),
                 .product(name: "Codec", package: "apus"),
                 .product(name: "Shards", package: "apus"),
             ],
-            path: "Benchmarks/PublishPathBenchmarks",
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+            path: "Harness/PublishHarness"
+        ),
+        // The publish path for a fixed number of messages, for callgrind (count-instructions.sh).
+        .executableTarget(
+            name: "PublishPathCount",
+            dependencies: [
+                "PublishHarness",
+                .product(name: "Broker", package: "apus"),
+                .product(name: "Codec", package: "apus"),
+            ],
+            path: "Tools/PublishPathCount"
         ),
     ]
 )

@@ -8,6 +8,7 @@
 import Benchmark
 import Broker
 import Codec
+import PublishHarness
 
 /// A v5 PUBLISH property block as clients commonly send it: Message Expiry Interval 3600,
 /// Content Type "application/json", User Property ("trace-id", "4bf92f3577b34da6").

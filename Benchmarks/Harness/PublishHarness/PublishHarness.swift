@@ -9,20 +9,21 @@ import Codec
 import Shards
 
 /// A client connection of the harness.
-struct HarnessClient {
-    var shard: Int
-    var id: ConnectionID
+public struct HarnessClient: Sendable {
+    public var shard: Int
+    public var id: ConnectionID
 }
 
-final class PublishHarness {
-    let cores: [ShardCore]
+/// One or more cores with connected clients, driven like the runtime drives them.
+public final class PublishHarness {
+    public let cores: [ShardCore]
     /// mailboxes[from][to] (nil on the diagonal).
     let mailboxes: [[Mailbox?]]
     // The harness stands in for the shard runtime; like a shard it is single-threaded, so its
     // fields skip the dynamic exclusivity checks that would otherwise dominate its own cost.
-    @exclusivity(unchecked) var now: UInt64 = 1_000_000_000
-    @exclusivity(unchecked) private(set) var publisher = HarnessClient(shard: 0, id: ConnectionID(slot: 0, generation: 0))
-    @exclusivity(unchecked) private(set) var subscribers: [HarnessClient] = []
+    @exclusivity(unchecked) public var now: UInt64 = 1_000_000_000
+    @exclusivity(unchecked) public private(set) var publisher = HarnessClient(shard: 0, id: ConnectionID(slot: 0, generation: 0))
+    @exclusivity(unchecked) public private(set) var subscribers: [HarnessClient] = []
     /// Per shard: subscriber slot → index in `subscribers`.
     @exclusivity(unchecked) private var subscriberSlots: [[Int32: Int]]
     /// The PUBLISH frame the publisher sends for every message.
@@ -32,13 +33,13 @@ final class PublishHarness {
     @exclusivity(unchecked) private var pendingAcks: [(Int, UInt16)] = []
     private let ackFrame = UnsafeMutableRawBufferPointer.allocate(byteCount: 4, alignment: 8)
     /// PUBLISH packets received by subscribers and PUBACKs by the publisher, for sanity checks.
-    @exclusivity(unchecked) private(set) var deliveries = 0
-    @exclusivity(unchecked) private(set) var publisherAcks = 0
+    @exclusivity(unchecked) public private(set) var deliveries = 0
+    @exclusivity(unchecked) public private(set) var publisherAcks = 0
     /// CONNACKs and SUBACKs seen during setup.
     private var connAcks = 0
     private var subAcks = 0
 
-    init(shards: Int) {
+    public init(shards: Int) {
         cores = (0..<shards).map { ShardCore(shardIndex: $0, shardCount: shards, config: BrokerConfig()) }
         mailboxes = (0..<shards).map { from in
             (0..<shards).map { to in from == to ? nil : Mailbox(capacity: 4 << 20) }
@@ -57,7 +58,7 @@ final class PublishHarness {
     /// on `filter`, all speaking `version`; the publisher will send `topic` at `qos` with
     /// `properties` (v5) and `payloadSize` bytes. Then runs `warmup` messages so that buffers
     /// reach their steady-state size.
-    func setUp(publisherShard: Int, subscriberShards: [Int], version: ProtocolVersion, qos: QoS,
+    public func setUp(publisherShard: Int, subscriberShards: [Int], version: ProtocolVersion, qos: QoS,
                filter: String = "bench/+/data", topic: String = "bench/0/data",
                properties: [UInt8] = [], payloadSize: Int = 64, warmup: Int = 5_000) {
         for (k, shard) in subscriberShards.enumerated() {
@@ -91,8 +92,7 @@ final class PublishHarness {
 
     /// One message: the publisher's PUBLISH goes in, every delivery comes out (and is
     /// acknowledged at QoS 1), records cross shards through the mailboxes.
-    @inline(__always)
-    func publish() {
+    public func publish() {
         now &+= 1_000
         cores[publisher.shard].receive(publisher.id, bytes: frame, now: now)
         settle()
