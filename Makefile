@@ -8,7 +8,7 @@ PY_PACKAGES  := paho-mqtt pytest
 FUZZ_SECONDS ?= 60
 RELEASE_BIN  := .build/release/apus
 
-.PHONY: all deps build bench-build bench-pairs bench-ci bench-micro run test unit-test blackbox-test fuzz clean
+.PHONY: all deps build bench-build bench-standard bench-ci bench-micro run test unit-test blackbox-test fuzz clean
 
 all: build
 
@@ -27,16 +27,22 @@ build: deps
 bench-build: deps
 	$(SWIFT) build -c release --product apus-bench
 
-# Apus vs Mosquitto, pairs scenario, QoS 0 and 1 (see docs/benchmarks.md).
-bench-pairs: build bench-build
-	tests/load/pairs-vs-mosquitto.sh
+# The standard suite against Apus and Mosquitto (about 7 minutes), compared with the latest
+# committed standard report (see docs/benchmarks.md).
+bench-standard: build bench-build
+	.build/release/apus-bench suite tests/load/standard.json --against mosquitto --out .build/standard-latest.json
+	.build/release/apus-bench compare reports/standard-20261123.json .build/standard-latest.json --gate apus
 
 # The CI load suite against Apus and Mosquitto, compared with the committed baseline. Gates only on
-# gross regressions of Apus (this machine is shared and noisy) and on any loss at QoS >= 1.
+# gross regressions of Apus (this machine is shared and noisy) and on any loss at QoS >= 1; then
+# checks that the gate fails on an injected regression, and that apus-bench's counts agree with
+# mosquitto_sub's.
 bench-ci: build bench-build
-	$(PYTHON) tests/load/suite.py tests/load/ci.json --out .build/ci-latest.json
+	.build/release/apus-bench suite tests/load/ci.json --against mosquitto --out .build/ci-latest.json
 	.build/release/apus-bench compare reports/baseline.json .build/ci-latest.json --gate apus \
 	  --max-throughput-drop 50 --max-p99-rise 300
+	tests/load/compare-gate.sh .build/ci-latest.json
+	tests/load/agreement.sh
 
 # Micro-benchmarks (Benchmarks/, ordo-one/benchmark) with the malloc gate: fails when a benchmark
 # allocates more per operation than Benchmarks/malloc-limits.json allows (the publish path: 0).

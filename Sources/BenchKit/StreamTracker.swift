@@ -32,6 +32,10 @@ public struct StreamTracker: Sendable {
     /// Distinct messages received.
     public var unique: UInt64 { received - duplicates }
 
+    /// Sequence numbers below the highest received that have not arrived: the loss so far while
+    /// a run goes on (a late, reordered message can still fill a gap).
+    public var gaps: UInt64 { highest.map { $0 + 1 - unique } ?? 0 }
+
     /// Messages sent (sequence numbers 0..<sent) that never arrived.
     public func lost(sent: UInt64) -> UInt64 { sent > unique ? sent - unique : 0 }
 }

@@ -61,15 +61,39 @@ enum BenchSocket {
 
     /// Connects and completes CONNECT/CONNACK.
     static func mqttConnect(host: String, port: UInt16, clientID: String, version: ProtocolVersion, clean: Bool,
-                            properties: Properties = Properties()) throws -> Int32 {
+                            keepAlive: UInt16 = 300, properties: Properties = Properties()) throws -> Int32 {
         let fd = try connect(host: host, port: port)
-        try send(fd, Packet.connect(Connect(version: version, cleanStart: clean, keepAlive: 300, clientID: clientID,
+        try send(fd, Packet.connect(Connect(version: version, cleanStart: clean, keepAlive: keepAlive, clientID: clientID,
                                             properties: properties)).encoded(version: version))
         guard case .connack(let ack) = try readPacket(fd, version: version), ack.reasonCode == .success else {
             close(fd)
             throw BenchError("CONNECT \(clientID) refused")
         }
         return fd
+    }
+
+    /// The DISCONNECT packet (normal disconnection; the same two bytes in every version).
+    static let disconnectPacket: [UInt8] = [0xE0, 0x00]
+
+    /// Sends DISCONNECT and closes the connection.
+    static func disconnect(_ fd: Int32) {
+        _ = disconnectPacket.withUnsafeBytes { Glibc.send(fd, $0.baseAddress!, 2, Int32(MSG_NOSIGNAL)) }
+        shutdown(fd, Int32(SHUT_RDWR))
+        close(fd)
+    }
+
+    /// Raises the soft limit on open files to the hard limit (thousands of connections need
+    /// thousands of descriptors); returns the limit now in force. Child processes inherit it.
+    @discardableResult
+    static func raiseOpenFileLimit() -> UInt64 {
+        var limit = rlimit()
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        guard getrlimit(resource, &limit) == 0 else { return 0 }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            _ = setrlimit(resource, &limit)
+        }
+        return UInt64(limit.rlim_cur)
     }
 
     static func subscribe(_ fd: Int32, filter: String, qos: QoS, version: ProtocolVersion) throws {

@@ -1,6 +1,7 @@
 // One load-generator thread: the publishers and subscribers of a ScenarioPlan on its own
 // io_uring ring. Closed loop (at most `window` messages of a publisher not yet received
-// everywhere) or paced (`rate` messages/s per publisher).
+// everywhere) or paced (`rate` messages/s per publisher); for a duration, or `count` messages
+// per publisher.
 
 import BenchKit
 import CApusSys
@@ -23,6 +24,37 @@ struct EngineConfig: Sendable {
     var topicPrefix: String
     /// v5: Topic Alias Maximum the subscribers announce (the broker may then send aliases); 0 = none.
     var topicAliasMaximum: UInt16 = 0
+    /// Messages per publisher; 0 = publish for the warm-up and the duration.
+    var count: UInt64 = 0
+    /// Sessions: clean (the default) or persistent (fixed client ids, clean session 0).
+    var session = SessionOptions()
+}
+
+/// Clean or persistent sessions, and the client ids they use.
+struct SessionOptions: Sendable {
+    /// False: persistent sessions (clean session 0; v5: Clean Start 0 and a Session Expiry Interval).
+    var clean = true
+    /// v5 Session Expiry Interval of persistent sessions, seconds.
+    var expiry: UInt32 = 300
+    /// Client ids are PREFIX-pub-i, PREFIX-sub-i-j, PREFIX-conn-i.
+    var clientIDPrefix = "bench"
+    var keepAlive: UInt16 = 300
+
+    /// Opens an MQTT connection for `clientID`. A persistent session first starts from nothing
+    /// (a clean connect and DISCONNECT), so that a previous run's subscriptions and queued
+    /// messages do not leak into this one, then connects with clean session 0.
+    func connect(host: String, port: UInt16, clientID: String, version: ProtocolVersion,
+                 properties: Properties = Properties()) throws -> Int32 {
+        var properties = properties
+        if !clean {
+            let fd = try BenchSocket.mqttConnect(host: host, port: port, clientID: clientID, version: version, clean: true,
+                                                 keepAlive: keepAlive)
+            BenchSocket.disconnect(fd)
+            if version == .v5 { properties.sessionExpiryInterval = expiry }
+        }
+        return try BenchSocket.mqttConnect(host: host, port: port, clientID: clientID, version: version, clean: clean,
+                                           keepAlive: keepAlive, properties: properties)
+    }
 }
 
 /// What one engine measured.
@@ -30,6 +62,10 @@ struct EngineResult: Sendable {
     var totals = StreamTotals()
     /// Messages received during the measured interval.
     var receivedInWindow: UInt64 = 0
+    /// Closed loop: windows written off after a second without progress (see writeOffStalledWindow).
+    var stalledWindows: UInt64 = 0
+    /// Count mode: from the first send to the last message received, nanoseconds.
+    var elapsedNanoseconds: UInt64 = 0
     /// Bytes the subscribers read from the broker (whole run), for wire bytes per message.
     var subscriberBytes: UInt64 = 0
     var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
@@ -56,41 +92,55 @@ final class Engine: @unchecked Sendable {
     var sent: [UInt64] = []
     var trackers: [StreamTracker] = []
     var nextPacketID: [UInt16] = []
+    /// Closed loop, per publisher: messages written off after a stall, and the last progress seen.
+    var writtenOff: [UInt64] = []
+    var lastDelivered: [UInt64] = []
+    var lastProgressAt: [UInt64] = []
+    static let stallNanoseconds: UInt64 = 1_000_000_000
     var topics: [String] = []
     var result = EngineResult()
     var ring: IOUring! = nil
     var buffers: ProvidedBufferRing! = nil
     var payload: [UInt8]
+    let progress: ProgressCounters
+    /// All messages received (the progress line's count).
+    var receivedTotal: UInt64 = 0
+    var lastReceiveAt: UInt64 = 0
 
-    init(config: EngineConfig, plan: ScenarioPlan) {
+    init(config: EngineConfig, plan: ScenarioPlan, progress: ProgressCounters) {
         self.config = config
         self.plan = plan
+        self.progress = progress
         payload = [UInt8](repeating: 0x61, count: max(config.size, BenchPayload.headerSize))
     }
 
     var publisherCount: Int { plan.publishers.count }
 
-    /// Opens every connection (blocking), subscribers first so that nothing published is missed.
-    /// Connects in batches of `batch` between pauses, below a broker's listen backlog.
-    func setUp(connectBatch batch: Int = 50) throws {
+    /// Opens every connection, one at a time (blocking, so never more than one in a broker's
+    /// listen backlog), subscribers first so that nothing published is missed.
+    func setUp() throws {
         var subscribers: [Conn] = []
+        let prefix = config.session.clientIDPrefix
         for (s, filter) in plan.subscriberFilters.enumerated() {
             var properties = Properties()
             if config.version == .v5 && config.topicAliasMaximum > 0 { properties.topicAliasMaximum = config.topicAliasMaximum }
-            let fd = try BenchSocket.mqttConnect(host: config.host, port: config.port, clientID: "bench-sub-\(getpid())-\(plan.publishers.first ?? 0)-\(s)",
-                                                 version: config.version, clean: true, properties: properties)
+            let fd = try config.session.connect(host: config.host, port: config.port, clientID: "\(prefix)-sub-\(plan.publishers.first ?? 0)-\(s)",
+                                                version: config.version, properties: properties)
             try BenchSocket.subscribe(fd, filter: filter, qos: config.qos, version: config.version)
             var conn = Conn(fd: fd, decoder: StreamDecoder(version: config.version))
             conn.aliases = Array(repeating: -1, count: Int(config.topicAliasMaximum) + 1)
             subscribers.append(conn)
         }
         for p in plan.publishers {
-            let fd = try BenchSocket.mqttConnect(host: config.host, port: config.port, clientID: "bench-pub-\(getpid())-\(p)",
-                                                 version: config.version, clean: true)
+            let fd = try config.session.connect(host: config.host, port: config.port, clientID: "\(prefix)-pub-\(p)",
+                                                version: config.version)
             conns.append(Conn(fd: fd, decoder: StreamDecoder(version: config.version)))
             topics.append("\(config.topicPrefix)/\(plan.scenario == .fanOut ? 0 : p)")
             sent.append(0)
             nextPacketID.append(1)
+            writtenOff.append(0)
+            lastDelivered.append(0)
+            lastProgressAt.append(apus_monotonic_ns())
         }
         conns += subscribers
         trackers = Array(repeating: StreamTracker(), count: plan.streamCount)
@@ -99,13 +149,33 @@ final class Engine: @unchecked Sendable {
     /// Messages sent towards stream `i`.
     func sentTowards(_ i: Int) -> UInt64 { plan.scenario == .fanOut ? sent[0] : sent[i] }
 
-    /// Messages of publisher `p` not yet received everywhere they go.
-    func inFlight(_ p: Int) -> Int {
-        if plan.scenario == .fanOut {
-            let slowest = trackers.map(\.unique).min() ?? 0
-            return Int(sent[p] - min(sent[p], slowest))
+    /// Messages of publisher `p` received everywhere they go (fan-out: by the slowest subscriber).
+    func delivered(_ p: Int) -> UInt64 {
+        guard plan.scenario == .fanOut else { return trackers[p].unique }
+        var slowest = UInt64.max
+        for i in trackers.indices { slowest = min(slowest, trackers[i].unique) }  // no copies of the trackers
+        return trackers.isEmpty ? 0 : slowest
+    }
+
+    /// Closed loop: the messages of publisher `p` that count against its window — sent, not yet
+    /// delivered, and not written off after a stall.
+    func inFlight(_ p: Int, delivered d: UInt64) -> Int {
+        let settled = d + writtenOff[p]
+        return sent[p] > settled ? Int(sent[p] - settled) : 0
+    }
+
+    /// Closed loop: a window that made no progress for `stallNanoseconds` (its messages lost by the
+    /// broker) is written off so that the publisher goes on; what never arrives still counts as
+    /// lost, and the report counts the stalls.
+    func writeOffStalledWindow(_ p: Int, delivered d: UInt64, now: UInt64) {
+        if d != lastDelivered[p] {
+            lastDelivered[p] = d
+            lastProgressAt[p] = now
+        } else if inFlight(p, delivered: d) > 0 && now - lastProgressAt[p] > Engine.stallNanoseconds {
+            writtenOff[p] = sent[p] - d
+            lastProgressAt[p] = now
+            result.stalledWindows += 1
         }
-        return Int(sent[p] - min(sent[p], trackers[p].unique))
     }
 
     /// Runs the measured phases; call on the engine's own thread (the ring is SINGLE_ISSUER).
@@ -119,14 +189,19 @@ final class Engine: @unchecked Sendable {
         }
         for c in conns.indices { armRecv(c) }
         let start = apus_monotonic_ns()
-        let measureStart = start + config.warmupNanoseconds
-        let measureEnd = measureStart + config.durationNanoseconds
-        let drainEnd = measureEnd + 5_000_000_000
+        let counting = config.count > 0
+        // Count mode measures everything, from the first send until the last message arrives.
+        let measureStart = counting ? start : start + config.warmupNanoseconds
+        var measureEnd = counting ? UInt64.max : measureStart + config.durationNanoseconds
+        var drainEnd = measureEnd &+ 5_000_000_000
+        var nextProgress = start
         let completions = UnsafeMutablePointer<Completion>.allocate(capacity: 512)
         defer { completions.deallocate() }
         while true {
             let now = apus_monotonic_ns()
+            if counting && measureEnd == .max && allSent() { measureEnd = now; drainEnd = now + 5_000_000_000 }
             if now >= measureEnd && (allReceived() || now >= drainEnd) { break }
+            if now >= nextProgress { publishProgress(); nextProgress = now + 100_000_000 }
             if now < measureEnd { produce(now: now, measureStart: measureStart, measureEnd: measureEnd, start: start) }
             for c in conns.indices { startSend(c) }
             ring.submitAndWait(timeoutNanoseconds: config.rate > 0 ? 200_000 : 1_000_000)
@@ -137,10 +212,26 @@ final class Engine: @unchecked Sendable {
             }
             buffers.publishReturns()
         }
+        publishProgress()
         for (i, tracker) in trackers.enumerated() { result.totals.add(tracker, sent: sentTowards(i)) }
+        if counting { result.elapsedNanoseconds = lastReceiveAt > start ? lastReceiveAt - start : 0 }
         for c in conns.indices { shutdown(conns[c].fd, Int32(SHUT_RDWR)); close(conns[c].fd) }
         buffers.unregister()
         return result
+    }
+
+    func allSent() -> Bool {
+        for p in 0..<publisherCount where sent[p] < config.count { return false }
+        return true
+    }
+
+    /// Stores the running counters for the progress line.
+    func publishProgress() {
+        progress.received.store(receivedTotal, ordering: .relaxed)
+        progress.sent.store(sent.reduce(0, +), ordering: .relaxed)
+        var gaps: UInt64 = 0
+        for i in trackers.indices { gaps += trackers[i].gaps }
+        progress.lost.store(gaps, ordering: .relaxed)
     }
 
     func allReceived() -> Bool {
@@ -156,8 +247,11 @@ final class Engine: @unchecked Sendable {
                 let due = UInt64(Double(now - start) / 1e9 * config.rate)
                 allowed = due > sent[p] ? Int(min(due - sent[p], 1000)) : 0
             } else {
-                allowed = config.window - inFlight(p)
+                let d = delivered(p)
+                writeOffStalledWindow(p, delivered: d, now: now)
+                allowed = config.window - inFlight(p, delivered: d)
             }
+            if config.count > 0 { allowed = min(allowed, Int(config.count - min(config.count, sent[p]))) }
             guard allowed > 0 else { continue }
             let c = p
             let topic = topics[p]
@@ -274,6 +368,8 @@ final class Engine: @unchecked Sendable {
                 continue
             }
             trackers[stream].record(header.sequence)
+            receivedTotal &+= 1
+            lastReceiveAt = now
             if header.measured { _ = result.latency.record((now &- header.sentAt) / 1000) }
             if now >= measureStart && now < measureEnd { result.receivedInWindow += 1 }
             switch p.qos {

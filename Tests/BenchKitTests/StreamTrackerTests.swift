@@ -23,6 +23,16 @@ final class StreamTrackerTests: XCTestCase {
         XCTAssertEqual(t.lost(sent: 10), 4)    // 4 6 7 8
     }
 
+    func testGapsAreTheLossSoFar() {
+        var t = StreamTracker()
+        XCTAssertEqual(t.gaps, 0)
+        for s: UInt64 in [0, 1, 4, 4] { t.record(s) }
+        XCTAssertEqual(t.gaps, 2)              // 2 and 3 not here (yet)
+        t.record(2)
+        XCTAssertEqual(t.gaps, 1)              // a late message fills its gap
+        XCTAssertEqual(t.lost(sent: 6), 2)     // 3 and 5
+    }
+
     func testTotals() {
         var a = StreamTracker(); a.record(0); a.record(0)
         var b = StreamTracker(); b.record(1); b.record(0)
