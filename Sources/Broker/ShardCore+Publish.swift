@@ -180,6 +180,7 @@ extension ShardCore {
         let localOrigin: ConnectionID? = (originShard ?? shardIndex) == shardIndex ? origin : nil
         var collector = MatchCollector(local: [])
         swap(&collector.local, &matchScratch)
+        swap(&collector.shared, &sharedScratch)
         collector.local.removeAll(keepingCapacity: true)
         trie.match(topic: topic, visitor: &collector)
 
@@ -233,6 +234,7 @@ extension ShardCore {
             i = j
         }
         swap(&collector.local, &matchScratch)
+        swap(&collector.shared, &sharedScratch)
         return localCount > 0 || !remote.isEmpty || matchedShared
     }
 

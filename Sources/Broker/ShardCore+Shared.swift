@@ -116,8 +116,8 @@ extension ShardCore {
     }
 
     /// A message for member `member` of a group on this shard.
-    func deliverShared(_ p: ForwardedPublish, filter: String, group: String, member: Int) {
-        guard let entry = trie.value(forFilter: filter), let g = entry.shared.first(where: { $0.name == group }),
+    func deliverShared(_ p: ForwardedPublish, filter: UnsafeRawBufferPointer, group: UnsafeRawBufferPointer, member: Int) {
+        guard let entry = trie.value(forFilter: filter), let g = entry.shared.first(where: { $0.name.utf8.elementsEqual(group) }),
               !g.local.isEmpty else {
             counters.droppedNoSharedMember += 1  // the member left while the message was on its way
             return

@@ -89,6 +89,8 @@ public final class ShardCore {
     /// The time of the input being processed (monotonic nanoseconds), for stamps.
     @exclusivity(unchecked) var currentTime: UInt64 = 0
     @exclusivity(unchecked) var matchScratch: [LocalSubscriber] = []
+    /// Shared groups matched by one message, reused.
+    @exclusivity(unchecked) var sharedScratch: [SharedGroup] = []
     /// Byte arrays of finished QoS 1/2 messages, reused by the next ones (StoredMessage.swift).
     @exclusivity(unchecked) var messageBuffers = MessageBufferPool()
     /// Rewritten v5 property blocks (PUBLISH without Topic Alias), reused per message.

@@ -67,7 +67,7 @@ public enum ShardMessage {
     case barrierAck(origin: Int, token: UInt32)
     case client(ClientMessage)
     case shareCount(origin: Int, filter: String, group: String, count: Int)
-    case sharedPublish(ForwardedPublish, filter: String, group: String, member: Int)
+    case sharedPublish(ForwardedPublish, filter: UnsafeRawBufferPointer, group: UnsafeRawBufferPointer, member: Int)
     case retain(RetainedMessage)
 }
 
@@ -175,14 +175,18 @@ enum ShardMessageCodec {
         let start = buffer.writerIndex - buffer.readerIndex
         appendPublish(qos: qos, retain: false, originShard: originShard, origin: origin, topic: topic,
                       properties: properties, payload: payload, to: &buffer)
-        let f = Array(filter.utf8), g = Array(group.utf8)
-        let tail = buffer.reserveWritable(8)
-        tail.storeBytes(of: UInt32(member), as: UInt32.self)  // native byte order, like every record field
-        tail.storeBytes(of: UInt16(f.count), toByteOffset: 4, as: UInt16.self)
-        tail.storeBytes(of: UInt16(g.count), toByteOffset: 6, as: UInt16.self)
-        buffer.commitWritten(8)
-        buffer.writeBytes(f)
-        buffer.writeBytes(g)
+        var f = filter, g = group  // withUTF8 on native strings: no copy, no allocation
+        f.withUTF8 { filterBytes in
+            g.withUTF8 { groupBytes in
+                let tail = buffer.reserveWritable(8)
+                tail.storeBytes(of: UInt32(member), as: UInt32.self)  // native byte order, like every record field
+                tail.storeBytes(of: UInt16(filterBytes.count), toByteOffset: 4, as: UInt16.self)
+                tail.storeBytes(of: UInt16(groupBytes.count), toByteOffset: 6, as: UInt16.self)
+                buffer.commitWritten(8)
+                buffer.writeBytes(UnsafeRawBufferPointer(filterBytes))
+                buffer.writeBytes(UnsafeRawBufferPointer(groupBytes))
+            }
+        }
         let p = buffer.base! + buffer.readerIndex + start
         p.storeBytes(of: UInt32(buffer.writerIndex - buffer.readerIndex - start), as: UInt32.self)
         p.storeBytes(of: ShardMessageKind.sharedPublish.rawValue, toByteOffset: 4, as: UInt8.self)
@@ -260,8 +264,8 @@ enum ShardMessageCodec {
             let member = Int(p.loadUnaligned(fromByteOffset: end, as: UInt32.self))
             let filterLength = Int(p.loadUnaligned(fromByteOffset: end + 4, as: UInt16.self))
             let groupLength = Int(p.loadUnaligned(fromByteOffset: end + 6, as: UInt16.self))
-            let filter = String(decoding: UnsafeRawBufferPointer(start: p + end + 8, count: filterLength), as: UTF8.self)
-            let group = String(decoding: UnsafeRawBufferPointer(start: p + end + 8 + filterLength, count: groupLength), as: UTF8.self)
+            let filter = UnsafeRawBufferPointer(start: p + end + 8, count: filterLength)
+            let group = UnsafeRawBufferPointer(start: p + end + 8 + filterLength, count: groupLength)
             return .sharedPublish(message, filter: filter, group: group, member: member)
         case .shareCount:
             let filterLength = Int(p.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
