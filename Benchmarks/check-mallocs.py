@@ -5,7 +5,7 @@ benchmark allocates more per operation than its limit in malloc-limits.json (or 
 benchmark did not run). Wall-clock is reported, never gated: this machine is shared and noisy.
 
     python3 Benchmarks/check-mallocs.py                       # run everything, then check
-    python3 Benchmarks/check-mallocs.py --filter 'Publish'    # a subset (unmatched limits skipped)
+    python3 Benchmarks/check-mallocs.py --filter 'Publish.*'  # a subset: regexes match whole names
     python3 Benchmarks/check-mallocs.py --results FILE.json   # check an existing JMH export
 
 Why not the tool's own thresholds: through `swift package benchmark` a threshold regression and
@@ -64,7 +64,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limits", default=os.path.join(HERE, "malloc-limits.json"))
     parser.add_argument("--results", help="check this JMH export instead of running the benchmarks")
-    parser.add_argument("--filter", action="append", default=[], help="regex of benchmarks to run (repeatable)")
+    parser.add_argument("--filter", action="append", default=[], help="regex matching whole benchmark names (repeatable)")
     args = parser.parse_args()
 
     config = json.load(open(args.limits))

@@ -27,6 +27,7 @@ struct PublishCase {
     var version: ProtocolVersion
     var qos: QoS
     var properties: [UInt8]
+    var filter = "bench/+/data"
 
     static var all: [PublishCase] {
         var cases: [PublishCase] = []
@@ -45,6 +46,12 @@ struct PublishCase {
                 name: "Publish QoS \(qos.rawValue) fan-out 1 to 16 over 2 shards 3.1.1",
                 shards: 2, publisherShard: 0, subscriberShards: (0..<16).map { $0 % 2 },
                 version: .v3_1_1, qos: qos, properties: []))
+            // A shared subscription with one member per shard: round robin alternates a local
+            // delivery and a sharedPublish record to the other shard.
+            cases.append(PublishCase(
+                name: "Publish QoS \(qos.rawValue) shared subscription, 2 members over 2 shards 3.1.1",
+                shards: 2, publisherShard: 0, subscriberShards: [0, 1],
+                version: .v3_1_1, qos: qos, properties: [], filter: "$share/group/bench/+/data"))
         }
         return cases
     }
@@ -67,7 +74,9 @@ let benchmarks: @Sendable () -> Void = {
                 setup: {
                     let harness = PublishHarness(shards: publishCase.shards)
                     harness.setUp(publisherShard: publishCase.publisherShard, subscriberShards: publishCase.subscriberShards,
-                                  version: publishCase.version, qos: publishCase.qos, properties: publishCase.properties)
+                                  version: publishCase.version, qos: publishCase.qos, filter: publishCase.filter,
+                                  properties: publishCase.properties,
+                                  deliveriesPerMessage: publishCase.filter.hasPrefix("$share/") ? 1 : nil)
                     holder.harness = harness
                 },
                 teardown: { holder.harness = nil })
