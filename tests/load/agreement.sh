@@ -10,6 +10,7 @@
 # printed; the bound is stated in docs/benchmarks.md.
 #
 #   tests/load/agreement.sh            # N=20000; APUS=.build/release/apus BENCH=.build/release/apus-bench
+#                                      # TRACE=1 prints each step with a timestamp
 set -euo pipefail
 [ -n "${TRACE:-}" ] && PS4='+ $(date +%s.%N | cut -c7-14) ' && set -x
 cd "$(dirname "$0")/../.."
