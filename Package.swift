@@ -51,10 +51,16 @@ let package = Package(
             dependencies: ["Broker", "ApusCrypto"],
             swiftSettings: swiftSettings
         ),
+        // The HTTP listener's pure parts: request parsing, JSON, the publish API's body.
+        .target(
+            name: "HTTPAPI",
+            dependencies: ["Codec", "ApusCrypto"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "Shards",
             dependencies: [
-                "Broker", "Codec", "Router", "IOUring", "CApusSys",
+                "Broker", "Codec", "Router", "IOUring", "CApusSys", "HTTPAPI",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -85,6 +91,7 @@ let package = Package(
         .testTarget(name: "RouterTests", dependencies: ["Router"], swiftSettings: swiftSettings),
         .testTarget(name: "ApusCryptoTests", dependencies: ["ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "Codec"], swiftSettings: swiftSettings),
+        .testTarget(name: "HTTPAPITests", dependencies: ["HTTPAPI", "Codec"], swiftSettings: swiftSettings),
         .testTarget(name: "AuthTests", dependencies: ["Auth", "Broker", "ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "ShardsTests", dependencies: ["Shards", "IOUring"], swiftSettings: swiftSettings),
     ]

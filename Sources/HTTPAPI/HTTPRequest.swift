@@ -1,0 +1,102 @@
+// A small HTTP/1.1 request parser for the broker's HTTP listener (metrics, health, publish API).
+// Pure: bytes in, a request out. One request per connection (the server answers and closes).
+
+/// A parsed request.
+public struct HTTPRequest: Sendable, Equatable {
+    public var method: String
+    /// The path without the query string.
+    public var path: String
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public static func == (a: HTTPRequest, b: HTTPRequest) -> Bool {
+        a.method == b.method && a.path == b.path && a.body == b.body
+            && a.headers.map { "\($0.name):\($0.value)" } == b.headers.map { "\($0.name):\($0.value)" }
+    }
+
+    /// The first header named `name` (case-insensitive).
+    public func header(_ name: String) -> String? {
+        let lower = name.lowercased()
+        return headers.first { $0.name.lowercased() == lower }?.value
+    }
+}
+
+/// What the bytes received so far amount to.
+public enum HTTPParseResult: Sendable, Equatable {
+    case incomplete
+    case complete(HTTPRequest)
+    /// Answer with this status and close.
+    case invalid(status: Int, reason: String)
+}
+
+public enum HTTPRequestParser {
+    public static let maxHeaderBytes = 16 << 10
+    public static let maxBodyBytes = 1 << 20
+
+    public static func parse(_ bytes: [UInt8]) -> HTTPParseResult {
+        guard let headerEnd = find(bytes, [13, 10, 13, 10]) else {
+            return bytes.count > maxHeaderBytes ? .invalid(status: 431, reason: "headers too large") : .incomplete
+        }
+        let head = String(decoding: bytes[..<headerEnd], as: UTF8.self)
+        var lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)
+        guard !lines.isEmpty else { return .invalid(status: 400, reason: "empty request") }
+        let requestLine = lines.removeFirst().split(separator: " ")
+        guard requestLine.count == 3, requestLine[2].hasPrefix("HTTP/1.") else {
+            return .invalid(status: 400, reason: "bad request line")
+        }
+        var headers: [(String, String)] = []
+        for line in lines {
+            guard let colon = line.firstIndex(of: ":") else { return .invalid(status: 400, reason: "bad header line") }
+            let name = String(line[..<colon])
+            let value = String(line[line.index(after: colon)...].drop(while: { $0 == " " || $0 == "\t" }))
+            headers.append((name, value))
+        }
+        var request = HTTPRequest(method: String(requestLine[0]), path: String(requestLine[1].split(separator: "?", maxSplits: 1)[0]),
+                                  headers: headers, body: [])
+        if let te = request.header("Transfer-Encoding"), te.lowercased() != "identity" {
+            return .invalid(status: 411, reason: "chunked bodies are not supported; send Content-Length")
+        }
+        var length = 0
+        if let value = request.header("Content-Length") {
+            guard let n = Int(value), n >= 0 else { return .invalid(status: 400, reason: "bad Content-Length") }
+            length = n
+        }
+        guard length <= maxBodyBytes else { return .invalid(status: 413, reason: "body too large") }
+        let bodyStart = headerEnd + 4
+        guard bytes.count >= bodyStart + length else { return .incomplete }
+        request.body = Array(bytes[bodyStart..<(bodyStart + length)])
+        return .complete(request)
+    }
+
+    static func find(_ haystack: [UInt8], _ needle: [UInt8]) -> Int? {
+        guard haystack.count >= needle.count else { return nil }
+        for i in 0...(haystack.count - needle.count) where haystack[i] == needle[0] {
+            if haystack[i..<(i + needle.count)].elementsEqual(needle) { return i }
+        }
+        return nil
+    }
+}
+
+/// An HTTP/1.1 response with `Connection: close`.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var contentType: String
+    public var body: [UInt8]
+
+    public init(status: Int, contentType: String = "application/json", body: [UInt8]) {
+        self.status = status; self.contentType = contentType; self.body = body
+    }
+
+    public init(status: Int, json: JSONValue) {
+        self.init(status: status, body: Array(json.serialized().utf8))
+    }
+
+    public var bytes: [UInt8] {
+        let reasons = [200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+                       411: "Length Required", 413: "Payload Too Large", 431: "Request Header Fields Too Large",
+                       500: "Internal Server Error", 503: "Service Unavailable"]
+        let head = "HTTP/1.1 \(status) \(reasons[status] ?? "Status")\r\nContent-Type: \(contentType)\r\n"
+            + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        return Array(head.utf8) + body
+    }
+}

@@ -1,0 +1,84 @@
+// The HTTP listener's request parser, JSON, and the publish API's body.
+
+@testable import Codec
+import HTTPAPI
+import XCTest
+
+final class HTTPRequestTests: XCTestCase {
+    func testCompleteIncompleteAndBody() {
+        let text = "POST /api/v5/publish?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+        let bytes = Array(text.utf8)
+        for cut in 0..<(bytes.count - 1) {
+            XCTAssertEqual(HTTPRequestParser.parse(Array(bytes[..<cut])), .incomplete, "cut at \(cut)")
+        }
+        guard case .complete(let request) = HTTPRequestParser.parse(bytes) else { return XCTFail() }
+        XCTAssertEqual(request.method, "POST")
+        XCTAssertEqual(request.path, "/api/v5/publish")
+        XCTAssertEqual(request.header("content-length"), "5")
+        XCTAssertEqual(request.body, Array("hello".utf8))
+    }
+
+    func testInvalidRequests() {
+        XCTAssertEqual(HTTPRequestParser.parse(Array("GARBAGE\r\n\r\n".utf8)), .invalid(status: 400, reason: "bad request line"))
+        guard case .invalid(411, _) = HTTPRequestParser.parse(Array("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)) else {
+            return XCTFail()
+        }
+        guard case .invalid(413, _) = HTTPRequestParser.parse(Array("POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n".utf8)) else {
+            return XCTFail()
+        }
+        guard case .invalid(431, _) = HTTPRequestParser.parse([UInt8](repeating: 0x41, count: 20_000)) else { return XCTFail() }
+    }
+
+    func testResponseBytes() {
+        let text = String(decoding: HTTPResponse(status: 202, json: .object([("reason_code", .number(16))])).bytes, as: UTF8.self)
+        XCTAssertEqual(text, "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 18\r\nConnection: close\r\n\r\n{\"reason_code\":16}")
+    }
+}
+
+final class JSONTests: XCTestCase {
+    func testRoundTrip() {
+        let text = #"{"a":[1,2.5,-3e2,true,false,null],"s":"q\"\\\/\n\u00e9\ud83d\ude00","o":{}}"#
+        guard let value = JSONValue.parse(Array(text.utf8)) else { return XCTFail() }
+        XCTAssertEqual(value["s"]?.string, "q\"\\/\né😀")
+        XCTAssertEqual(value["a"], .array([.number(1), .number(2.5), .number(-300), .bool(true), .bool(false), .null]))
+        XCTAssertEqual(JSONValue.parse(Array(value.serialized().utf8)), value)
+    }
+
+    func testRejects() {
+        for bad in ["", "{", "{\"a\":}", "[1,]", "\"\u{01}\"", "tru", "{\"a\":1}x", "\"\\ud83d\"", String(repeating: "[", count: 40)] {
+            XCTAssertNil(JSONValue.parse(Array(bad.utf8)), bad)
+        }
+    }
+}
+
+final class PublishRequestTests: XCTestCase {
+    func testEMQXBody() throws {
+        let body = #"{"topic":"a/b","payload":"aGk=","payload_encoding":"base64","qos":1,"retain":true,"properties":{"message_expiry_interval":60,"content_type":"text/plain","user_properties":{"k":"v"}}}"#
+        let request = try PublishRequest.decode(Array(body.utf8)).get()
+        XCTAssertEqual(request.topic, "a/b")
+        XCTAssertEqual(request.payload, Array("hi".utf8))
+        XCTAssertEqual(request.qos, .atLeastOnce)
+        XCTAssertTrue(request.retain)
+        // The property block decodes back as a PUBLISH's.
+        var block = ByteBuffer()
+        defer { block.deallocate() }
+        block.writeVariableByteInteger(request.properties.count)
+        request.properties.withUnsafeBytes { block.writeBytes($0) }
+        let p = try block.readableView.withMemoryRebound(to: UInt8.self) { _ in
+            var reader = ByteReader(block.readableView)
+            return try Properties.decode(from: &reader, context: .publish)
+        }
+        XCTAssertEqual(p.messageExpiryInterval, 60)
+        XCTAssertEqual(p.contentType, "text/plain")
+        XCTAssertEqual(p.userProperties, [UserProperty("k", "v")])
+    }
+
+    func testInvalidBodies() {
+        for (body, message) in [("[]", "body is not a JSON object"), (#"{"payload":"x"}"#, "topic is required"),
+                                (#"{"topic":"a/#"}"#, "topic is not a valid topic name"), (#"{"topic":"a","qos":3}"#, "qos is 0, 1 or 2"),
+                                (#"{"topic":"a","payload":"!!","payload_encoding":"base64"}"#, "payload is not valid base64")] {
+            guard case .failure(let error) = PublishRequest.decode(Array(body.utf8)) else { return XCTFail(body) }
+            XCTAssertEqual(error.message, message)
+        }
+    }
+}
