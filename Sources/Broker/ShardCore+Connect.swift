@@ -51,12 +51,12 @@ extension ShardCore {
             // User name and password (section 3.1.3.5): checked against the password file when there is one.
             if let user = connect.username {
                 if let passwords = config.passwords, !passwords.check(user: user, password: connect.password ?? []) {
-                    counters.authenticationFailures += 1
+                    recordAuthenticationFailure(slot: s, username: user, why: "bad user name or password")
                     refuseConnect(slot: s, version: version, reason: .badUserNameOrPassword, why: "bad user name or password")
                     return
                 }
             } else if !config.allowAnonymous {
-                counters.authenticationFailures += 1
+                recordAuthenticationFailure(slot: s, username: nil, why: "anonymous clients are not allowed")
                 refuseConnect(slot: s, version: version, reason: .notAuthorized, why: "anonymous clients are not allowed")
                 return
             }

@@ -68,7 +68,8 @@ public struct ShardCounters: Sendable {
 public final class ShardCore {
     public let shardIndex: Int
     public let shardCount: Int
-    public let config: BrokerConfig
+    /// Changed only by `reloadSecurity` (SIGHUP), between inputs.
+    @exclusivity(unchecked) public internal(set) var config: BrokerConfig
     @exclusivity(unchecked) public internal(set) var counters = ShardCounters()
     /// MQTT packets of any type received (kept apart from `counters`: bumped per packet).
     @exclusivity(unchecked) public internal(set) var packetsReceived: UInt64 = 0
@@ -100,6 +101,8 @@ public final class ShardCore {
     /// Subscription Identifiers of one delivery, reused.
     @exclusivity(unchecked) var identifierScratch: [UInt32] = []
     var assignedIDCounter: UInt64 = 0
+    /// Refused logins not yet taken by the runtime (which logs them with the peer's address).
+    var authenticationFailureLog: [AuthenticationFailure] = []
     /// Route barriers (see ShardMessageKind.barrier): the last token issued, the last one every
     /// other shard acknowledged, acknowledgements counted per outstanding token, and the SUBACKs
     /// waiting for them, in order.

@@ -118,6 +118,13 @@ public final class IOUring {
         io_uring_sqe_set_data64(s, userData)
     }
 
+    /// A single recv of at most `count` bytes into `buffer` (the memory must stay valid until completion).
+    @inlinable public func prepareRecv(fd socket: Int32, buffer: UnsafeMutableRawPointer, count: Int, userData: UInt64) {
+        let s = sqe()
+        io_uring_prep_recv(s, socket, buffer, count, 0)
+        io_uring_sqe_set_data64(s, userData)
+    }
+
     /// A send of `count` bytes at `bytes` (the memory must stay valid until completion).
     @inlinable public func prepareSend(fd socket: Int32, bytes: UnsafeRawPointer, count: Int, userData: UInt64) {
         let s = sqe()

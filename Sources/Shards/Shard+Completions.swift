@@ -25,6 +25,9 @@ extension Shard {
         case .wake: break  // the mailboxes are drained every iteration
         case .wakeSent:
             logger.warning("MSG_RING wake failed: \(completion.result)")
+        case .httpAccept: httpAcceptCompleted(completion, now: now)
+        case .httpRecv: httpReceived(completion, now: now)
+        case .httpSend: httpSent(completion)
         }
     }
 

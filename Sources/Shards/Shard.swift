@@ -30,6 +30,13 @@ final class Shard {
     let core: ShardCore
     /// This shard's socket of each MQTT listener.
     let listeners: [Int32]
+    /// The HTTP listener's socket (shard 0, when `http_listener` is set) and its connections.
+    let httpListener: Int32?
+    var http: [HTTPConnection] = []
+    var httpFree: [Int] = []
+    var httpMessageCounter: UInt64 = 0
+    /// The security settings generation this shard runs with (see ShardGroup.reloadSecurity).
+    var securityGeneration = 0
     var logger: Logger
     var sockets: [SocketState] = []
     let completions: UnsafeMutablePointer<Completion>
@@ -48,10 +55,11 @@ final class Shard {
     static let closeGraceNanoseconds: UInt64 = 2_000_000_000
     static let shutdownDrainNanoseconds: UInt64 = 500_000_000
 
-    init(index: Int, group: ShardGroup, listener: [Int32]) throws {
+    init(index: Int, group: ShardGroup, listener: [Int32], httpListener: Int32?) throws {
         self.index = index
         self.group = group
         self.listeners = listener
+        self.httpListener = httpListener
         self.logger = group.logger
         logger[metadataKey: "shard"] = "\(index)"
         let config = group.config
@@ -73,6 +81,7 @@ final class Shard {
     /// The event loop; returns when the group stops.
     func run() {
         for i in listeners.indices { armAccept(i) }
+        armHTTPAccept()
         let tick = group.config.tickNanoseconds
         var nextTick = now() + tick
         let signals = group.signals[index]
@@ -99,6 +108,7 @@ final class Shard {
 
             let current = now()
             processCompletions(now: current)
+            logAuthenticationFailures()
             buffers.publishReturns()
             drainMailboxes()
             processCloseQueue(now: current)
@@ -107,6 +117,8 @@ final class Shard {
             if current >= nextTick {
                 core.tick(now: current)
                 checkClosingDeadlines(now: current)
+                checkHTTPDeadlines(now: current)
+                if group.securityGeneration.load(ordering: .acquiring) != securityGeneration { reloadSecurity() }
                 logDrops()
                 if current >= statsDue { reportStats(now: current) }
                 nextTick = current + tick
@@ -246,8 +258,32 @@ final class Shard {
         return false
     }
 
+    /// Logs refused logins with the client id, user name and the peer's address (as mosquitto does).
+    func logAuthenticationFailures() {
+        for failure in core.takeAuthenticationFailures() {
+            let slot = Int(failure.connection.slot)
+            var peer = "unknown"
+            if slot < sockets.count, sockets[slot].fd >= 0, sockets[slot].generation == failure.connection.generation {
+                peer = Listener.peerAddress(sockets[slot].fd)
+            }
+            logger.warning("login refused", metadata: [
+                "client_id": "\(failure.clientID)", "username": "\(failure.username ?? "")", "address": "\(peer)",
+                "reason": "\(failure.reason)",
+            ])
+        }
+    }
+
+    /// Takes the security settings the group last loaded (SIGHUP) into this shard's core.
+    func reloadSecurity() {
+        let (generation, settings) = group.currentSecurity()
+        securityGeneration = generation
+        if let settings { core.reloadSecurity(settings) }
+        logger.debug("password and ACL settings reloaded", metadata: ["generation": "\(generation)"])
+    }
+
     func shutdown() {
         for fd in listeners { Glibc.close(fd) }
+        closeAllHTTP()
         for slot in sockets.indices where sockets[slot].fd >= 0 {
             Glibc.shutdown(sockets[slot].fd, Int32(SHUT_RDWR))
             Glibc.close(sockets[slot].fd)

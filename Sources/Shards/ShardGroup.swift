@@ -29,6 +29,8 @@ public struct ShardGroupConfig: Sendable {
     public var sysIntervalSeconds = 10
     /// The version reported in $SYS/broker/version and /metrics.
     public var version = "0.1.0"
+    /// The HTTP listener (metrics, health, publish API), served by shard 0; nil: none.
+    public var httpListener: (host: String, port: UInt16)? = nil
     /// Pin shard i to the i-th CPU this process may use.
     public var pinThreads = true
 
@@ -51,6 +53,13 @@ public final class ShardGroup: @unchecked Sendable {
     public let port: UInt16
     /// Every MQTT listener's bound address, the first being `host:port`.
     public let boundListeners: [(host: String, port: UInt16)]
+    /// The HTTP listener's bound port (differs from the configured one when that is 0).
+    public let httpPort: UInt16?
+    let httpListenerFD: Int32?
+    /// Security settings loaded after start (SIGHUP) and their generation; shards compare the
+    /// generation at their tick and take the settings when it moved.
+    let securityGeneration = Atomic<Int>(0)
+    private let security = Mutex<SecuritySettings?>(nil)
     let logger: Logger
     let signals: [ShardSignals]
     /// Each shard's statistics, refreshed about once a second.
@@ -75,6 +84,14 @@ public final class ShardGroup: @unchecked Sendable {
                 let (fds, actual) = try Listener.open(host: host, port: port, count: config.shards)
                 for shard in 0..<config.shards { perShard[shard].append(fds[shard]) }
                 bound.append((host, actual))
+            }
+            if let http = config.httpListener {
+                let (fds, actual) = try Listener.open(host: http.host, port: http.port, count: 1, backlog: 128)
+                httpListenerFD = fds[0]
+                httpPort = actual
+            } else {
+                httpListenerFD = nil
+                httpPort = nil
             }
         } catch {
             for fds in perShard { for fd in fds { close(fd) } }
@@ -123,6 +140,17 @@ public final class ShardGroup: @unchecked Sendable {
 
     func mailbox(from: Int, to: Int) -> Mailbox { mailboxes[from * config.shards + to]! }
 
+    /// Hands new users and ACL to every shard (SIGHUP); each takes them at its next tick, between
+    /// two batches of completions, so no connection is dropped and no lock is taken per message.
+    public func reloadSecurity(_ settings: SecuritySettings) {
+        security.withLock { $0 = settings }
+        securityGeneration.add(1, ordering: .releasing)
+    }
+
+    func currentSecurity() -> (generation: Int, settings: SecuritySettings?) {
+        security.withLock { settings in (securityGeneration.load(ordering: .acquiring), settings) }
+    }
+
     private func runShard(index: Int, listener: [Int32], cpu: Int) {
         apus_set_thread_name("apus-shard-\(index)")
         if cpu >= 0 {
@@ -131,7 +159,7 @@ public final class ShardGroup: @unchecked Sendable {
         }
         let shard: Shard
         do {
-            shard = try Shard(index: index, group: self, listener: listener)
+            shard = try Shard(index: index, group: self, listener: listener, httpListener: index == 0 ? httpListenerFD : nil)
         } catch {
             logger.error("shard \(index): \(error)")
             failed.add(1, ordering: .releasing)

@@ -12,6 +12,10 @@ enum OperationKind: UInt8 {
     case wake = 4
     /// The local completion of a MSG_RING we sent (only reported when it failed).
     case wakeSent = 5
+    /// The HTTP listener (shard 0 only) and its connections (slot = index in `Shard.http`).
+    case httpAccept = 6
+    case httpRecv = 7
+    case httpSend = 8
 }
 
 /// `kind << 56 | (generation & 0xFFFFFF) << 32 | slot`.

@@ -82,24 +82,26 @@ struct Settings {
             guard value == "true" || value == "false" else { throw SettingsError("\(location): \(key) is true or false, got '\(value)'") }
             return value == "true"
         }
-        func address() throws -> (host: String, port: UInt16) {
+        func address(defaultHost: String) throws -> (host: String, port: UInt16) {
             let parts = value.split(separator: " ")
             guard parts.count <= 2, let first = parts.first, let p = UInt16(first) else {
                 throw SettingsError("\(location): \(key) needs PORT [ADDRESS], got '\(value)'")
             }
-            return (parts.count > 1 ? String(parts[1]) : "127.0.0.1", p)
+            return (parts.count > 1 ? String(parts[1]) : defaultHost, p)
         }
         switch key {
         case "port":
             guard let p = UInt16(value) else { throw SettingsError("\(location): bad port '\(value)'") }
             port = p
         case "listener":
-            // `listener PORT [ADDRESS]` as in mosquitto; several are allowed. (mosquitto binds all
-            // interfaces when ADDRESS is left out; Apus binds 127.0.0.1 unless told otherwise.)
-            let (host, p) = try address()
+            // `listener PORT [ADDRESS]` as in mosquitto; several are allowed. Without ADDRESS it
+            // binds every interface, as mosquitto does (only the built-in default is 127.0.0.1).
+            let (host, p) = try address(defaultHost: "0.0.0.0")
             listenerLines += 1
             if listenerLines == 1 { port = p; bind = host } else { extraListeners.append((host, p)) }
-        case "http_listener": httpListener = try address()
+        case "http_listener":
+            // The publish API has no authentication: loopback unless an address is given.
+            httpListener = try address(defaultHost: "127.0.0.1")
         case "set_tcp_nodelay": tcpNoDelay = try flag()
         case "sys_interval": sysInterval = try number(Int.self)
         case "persistent_client_expiration": persistentClientExpiration = try duration()
@@ -156,6 +158,27 @@ struct Settings {
     }
 
     /// The broker settings; reads the password file (whose errors name the line).
+    /// Users and ACL from password_file and acl_file (read at start and again on SIGHUP).
+    func securitySettings() throws -> SecuritySettings {
+        var security = SecuritySettings(passwords: nil, authenticators: [:], acl: nil)
+        if let aclFile {
+            do {
+                security.acl = try AccessControlList(text: Self.readText(aclFile, what: "acl_file"))
+            } catch {
+                throw SettingsError("\(aclFile): \(error)")
+            }
+        }
+        if let passwordFile {
+            let passwords = try Self.readPasswordFile(passwordFile)
+            security.passwords = passwords
+            // Enhanced authentication over the same users: SCRAM-SHA-512 serves mosquitto's $7$
+            // entries, SCRAM-SHA-256 the RFC 5803 entries.
+            security.authenticators["SCRAM-SHA-256"] = ScramAuthenticator<SHA256>(passwordFile: passwords)
+            security.authenticators["SCRAM-SHA-512"] = ScramAuthenticator<SHA512>(passwordFile: passwords)
+        }
+        return security
+    }
+
     func brokerConfig(shards: Int) throws -> BrokerConfig {
         var config = BrokerConfig()
         config.allowAnonymous = allowAnonymous
@@ -167,21 +190,10 @@ struct Settings {
         config.wildcardSubscriptionsAvailable = wildcardSubscriptions
         config.sharedSubscriptionsAvailable = sharedSubscriptions
         config.subscriptionIdentifiersAvailable = subscriptionIdentifiers
-        if let aclFile {
-            do {
-                config.acl = try AccessControlList(text: Self.readText(aclFile, what: "acl_file"))
-            } catch {
-                throw SettingsError("\(aclFile): \(error)")
-            }
-        }
-        if let passwordFile {
-            let passwords = try Self.readPasswordFile(passwordFile)
-            config.passwords = passwords
-            // Enhanced authentication over the same users: SCRAM-SHA-512 serves mosquitto's $7$
-            // entries, SCRAM-SHA-256 the RFC 5803 entries.
-            config.authenticators["SCRAM-SHA-256"] = ScramAuthenticator<SHA256>(passwordFile: passwords)
-            config.authenticators["SCRAM-SHA-512"] = ScramAuthenticator<SHA512>(passwordFile: passwords)
-        }
+        let security = try securitySettings()
+        config.acl = security.acl
+        config.passwords = security.passwords
+        config.authenticators = security.authenticators
         config.connectTimeoutSeconds = connectTimeout
         config.maxPacketSize = maxPacketSize
         config.maxInflightMessages = maxInflightMessages

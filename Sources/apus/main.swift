@@ -96,6 +96,7 @@ struct Apus: ParsableCommand {
         sigemptyset(&mask)
         sigaddset(&mask, SIGINT)
         sigaddset(&mask, SIGTERM)
+        sigaddset(&mask, SIGHUP)
         pthread_sigmask(SIG_BLOCK, &mask, nil)
 
         let shardCount = settings.shards ?? Int(apus_available_cpus())
@@ -105,14 +106,28 @@ struct Apus: ParsableCommand {
         groupConfig.extraListeners = settings.extraListeners
         groupConfig.tcpNoDelay = settings.tcpNoDelay
         groupConfig.sysIntervalSeconds = settings.sysInterval
+        groupConfig.httpListener = settings.httpListener
         groupConfig.broker = try settings.brokerConfig(shards: shardCount)
         let group = try ShardGroup(config: groupConfig, logger: logger)
         try group.start()
         let addresses = group.boundListeners.map { "\($0.host):\($0.port)" }.joined(separator: ", ")
         logger.info("apus listening on \(addresses) with \(shardCount) shard(s)")
+        if let http = settings.httpListener, let port = group.httpPort {
+            logger.info("HTTP API and metrics on http://\(http.host):\(port)/")
+        }
 
         var received: Int32 = 0
-        sigwait(&mask, &received)
+        while true {
+            sigwait(&mask, &received)
+            guard received == SIGHUP else { break }
+            // mosquitto's SIGHUP: reload the password and ACL files; a broken file keeps the old ones.
+            do {
+                group.reloadSecurity(try settings.securitySettings())
+                logger.notice("SIGHUP: password_file and acl_file reloaded")
+            } catch {
+                logger.error("SIGHUP: reload failed, keeping the previous users and ACL: \(error)")
+            }
+        }
         logger.info("signal \(received): stopping")
         group.stop()
         logger.info("stopped")
