@@ -127,4 +127,57 @@ final class AccessControlTests: XCTestCase {
         }
         XCTAssertEqual(delivered, ["sensors/ok"])
     }
+
+    /// PUBACK reason codes for QoS 1 PUBLISHes of `topics` from `client`.
+    func pubackCodes(_ h: CoreHarness, _ client: CoreHarness.Client, _ topics: [String], firstID: UInt16 = 1) throws -> [UInt8] {
+        for (i, topic) in topics.enumerated() {
+            var buffer = ByteBuffer()
+            defer { buffer.deallocate() }
+            Array(topic.utf8).withUnsafeBytes { t in
+                ([1] as [UInt8]).withUnsafeBytes { p in
+                    PublishEncoder.encode(version: .v5, dup: false, qos: .atLeastOnce, retain: false, topic: t,
+                                          packetID: firstID + UInt16(i), properties: UnsafeRawBufferPointer(start: nil, count: 0),
+                                          payload: p, into: &buffer)
+                }
+            }
+            h.send(client, buffer.readableArray())
+        }
+        var codes: [UInt8] = []
+        var decoder = StreamDecoder(version: .v5)
+        defer { decoder.deallocate() }
+        try h.output(client).withUnsafeBytes { raw in
+            decoder.feed(raw)
+            while let p = try decoder.next() { if case .puback(let a) = p { codes.append(a.reasonCode.rawValue) } }
+        }
+        return codes
+    }
+
+    func testReloadRecomputesAccessOfConnectedClients() throws {
+        var config = BrokerConfig()
+        config.acl = try AccessControlList(text: "user alice\ntopic readwrite a/#\n")
+        let h = CoreHarness(shards: 1, config: config)
+        let alice = h.connect(shard: 0)
+        h.send(alice, .connect(Connect(version: .v5, clientID: "al", username: "alice")), version: .v5)
+        _ = h.output(alice)
+        XCTAssertEqual(try pubackCodes(h, alice, ["a/1", "b/1"]), [0x10, 0x87])
+        let wider = try AccessControlList(text: "user alice\ntopic readwrite a/#\ntopic readwrite b/#\n")
+        h.cores[0].reloadSecurity(SecuritySettings(passwords: nil, authenticators: [:], acl: wider))
+        XCTAssertEqual(try pubackCodes(h, alice, ["a/1", "b/1"], firstID: 3), [0x10, 0x10], "same connection, new rules")
+        h.cores[0].reloadSecurity(SecuritySettings(passwords: nil, authenticators: [:], acl: nil))
+        XCTAssertEqual(try pubackCodes(h, alice, ["c/1"], firstID: 5), [0x10], "no ACL: everything allowed")
+        XCTAssertFalse(h.isClosing(alice))
+    }
+
+    func testRefusedLoginsAreRecordedForTheLog() throws {
+        var config = BrokerConfig()
+        config.allowAnonymous = false
+        let h = CoreHarness(shards: 1, config: config)
+        let c = h.connect(shard: 0)
+        h.send(c, .connect(Connect(version: .v5, clientID: "anon-1")), version: .v5)
+        let failures = h.cores[0].takeAuthenticationFailures()
+        XCTAssertEqual(failures.map(\.clientID), ["anon-1"])
+        XCTAssertEqual(failures.first?.connection, c.id)
+        XCTAssertTrue(h.cores[0].takeAuthenticationFailures().isEmpty, "taken once")
+        XCTAssertEqual(h.cores[0].counters.authenticationFailures, 1)
+    }
 }
