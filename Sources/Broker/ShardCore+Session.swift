@@ -61,6 +61,27 @@ extension ShardCore {
 
     /// The server is stopping: connected v5 clients get DISCONNECT 0x8B (Server shutting down).
     /// Sessions are not ended here; the runtime flushes these bytes, then closes every socket.
+    /// Shutdown, first step: every session ends with the process (none is persisted), so every
+    /// will is due now, delayed or not, as for a connection the server closes. The runtime calls
+    /// this on every shard before any shard queues DISCONNECT 0x8B, so subscribers still connected
+    /// receive the wills (as with mosquitto).
+    public func publishWillsAtShutdown() {
+        for s in connections.indices {
+            switch connections[s].phase {
+            case .connected:
+                if let will = connections[s].will {
+                    connections[s].will = nil
+                    publishWillMessage(will, origin: ConnectionID(slot: Int32(s), generation: connections[s].generation))
+                }
+                publishDelayedWill(slot: s)
+            case .offline, .closing:
+                publishDelayedWill(slot: s)
+            default:
+                continue
+            }
+        }
+    }
+
     public func serverShuttingDown() {
         for s in connections.indices where connections[s].phase == .connected && connections[s].version == .v5 {
             let properties = problemProperties(slot: s, "server shutting down", connAckOrDisconnect: true)

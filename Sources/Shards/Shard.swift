@@ -85,18 +85,29 @@ final class Shard {
         let tick = group.config.tickNanoseconds
         var nextTick = now() + tick
         let signals = group.signals[index]
-        // On stop: tell v5 clients (DISCONNECT 0x8B), flush for at most this long, then close.
+        // On stop: publish the wills (every shard, before anyone is told), then tell v5 clients
+        // (DISCONNECT 0x8B), flush for at most this long, and close.
+        var willsPublishedAt: UInt64? = nil
         var drainUntil: UInt64? = nil
         while true {
             let before = now()
-            if drainUntil == nil && group.stopping.load(ordering: .relaxed) {
+            if willsPublishedAt == nil && group.stopping.load(ordering: .relaxed) {
+                core.publishWillsAtShutdown()
+                flushConnections()
+                sendOutbox()  // into the mailboxes before this shard counts itself
+                willsPublishedAt = before
+                group.shardsPastWills.add(1, ordering: .releasing)
+            }
+            if drainUntil == nil, let since = willsPublishedAt,
+               group.shardsPastWills.load(ordering: .acquiring) == group.config.shards || before - since > Shard.shutdownDrainNanoseconds {
+                drainMailboxes()  // the other shards' wills, sent before they counted themselves
                 core.serverShuttingDown()
                 flushConnections()
                 drainUntil = before + Shard.shutdownDrainNanoseconds
             }
             if let deadline = drainUntil, before >= deadline || !hasOutputInFlight() { break }
             var timeout = nextTick > before ? Int64(nextTick - before) : 0
-            if drainUntil != nil { timeout = min(timeout, 5_000_000) }
+            if willsPublishedAt != nil { timeout = min(timeout, 5_000_000) }
             signals.sleeping.store(true, ordering: .sequentiallyConsistent)
             if timeout > 0 && (inboundMailboxesHaveRecords() || ring.readyCompletions > 0) { timeout = 0 }
             if timeout == 0 {

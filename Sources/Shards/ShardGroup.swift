@@ -67,6 +67,8 @@ public final class ShardGroup: @unchecked Sendable {
     /// mailboxes[from * shards + to]; nil on the diagonal.
     let mailboxes: [Mailbox?]
     let stopping = Atomic<Bool>(false)
+    /// Shards that have published their clients' wills after `stopping` was set.
+    let shardsPastWills = Atomic<Int>(0)
     let started = Atomic<Int>(0)
     let failed = Atomic<Int>(0)
     /// listeners[shard] = that shard's socket for each listener.
