@@ -378,3 +378,50 @@ def test_config_errors_name_the_line(tmp_path, text, expected):
     r = subprocess.run([APUS_BIN, "--config", str(conf)], capture_output=True, text=True, timeout=TIMEOUT)
     assert r.returncode != 0
     assert str(conf) + expected in r.stderr, r.stderr
+
+
+def test_mosquitto_conf_with_every_supported_key(tmp_path):
+    """A mosquitto.conf using every key Apus supports loads, and the values take effect."""
+    pw, acl = tmp_path / "passwd", tmp_path / "acl"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(pw), "alice", "secret"], check=True)
+    acl.write_text("user alice\ntopic readwrite #\n")
+    extra = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"""# a mosquitto 2.0 configuration
+listener 1 127.0.0.1
+listener {extra} 127.0.0.1
+allow_anonymous false
+password_file {pw}
+acl_file {acl}
+max_inflight_messages 10
+max_queued_messages 100
+max_packet_size 10000
+message_size_limit 5000
+max_keepalive 30
+max_connections 50
+persistent_client_expiration 1d
+sys_interval 0
+retain_available true
+set_tcp_nodelay false
+shards 2
+http_listener 0
+""")
+    b = Broker(["--config", str(conf)])
+    try:
+        c = V5(b, port=extra, user="alice", password="secret")
+        assert c.rc == 0
+        c.close()
+        got = queue.Queue()
+        m = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=unique("ka"), protocol=mqtt.MQTTv5)
+        m.username_pw_set("alice", "secret")
+        m.on_connect = lambda cl, u, flags, rc, p: got.put(p)
+        m.connect(b.host, b.port, keepalive=600)
+        m.loop_start()
+        connack = got.get(timeout=TIMEOUT)
+        m.disconnect()
+        m.loop_stop()
+        assert connack.ServerKeepAlive == 30
+        assert connack.MaximumPacketSize == 10000
+        assert V5(b).rc == 0x87  # allow_anonymous false
+    finally:
+        b.stop()
