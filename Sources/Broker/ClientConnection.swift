@@ -20,6 +20,14 @@ public enum ConnectionPhase: Sendable {
     case closing
 }
 
+/// A CONNECT waiting for its enhanced authentication to finish (boxed: a slot carries 8 bytes
+/// for it instead of the CONNECT's 112).
+final class PendingConnect {
+    let connect: Connect
+    let assignedID: String?
+    init(_ connect: Connect, assignedID: String?) { self.connect = connect; self.assignedID = assignedID }
+}
+
 /// One client connection and its session (which stays on the slot, offline, when persistent).
 struct ClientConnection {
     var generation: UInt32 = 0
@@ -75,7 +83,7 @@ struct ClientConnection {
     /// The Authentication Method of CONNECT (v5), which a re-authentication must repeat.
     var authMethod: String? = nil
     /// The CONNECT being authenticated, continued once the exchange succeeds.
-    var pendingConnect: (connect: Connect, assignedID: String?)? = nil
+    var pendingConnect: PendingConnect? = nil
     /// The user name the client authenticated as (or sent in CONNECT).
     var username: String? = nil
     /// The client's topic access rules when an ACL is configured.

@@ -129,6 +129,10 @@ public final class ShardCore {
         self.config = config
         self.shardOutbox = Array(repeating: ByteBuffer(), count: shardCount)
         matchScratch.reserveCapacity(64)
+        // Address space for the expected connections up front: growing by copying would leave the
+        // old arrays' pages resident (freed, but dirty in the allocator) and copy 656 bytes a slot.
+        // Untouched capacity costs no memory.
+        connections.reserveCapacity(min(config.maxConnectionsPerShard, 1 << 16))
     }
 
     deinit {
@@ -272,6 +276,13 @@ public final class ShardCore {
                 let keepAlive = UInt64(connections[s].keepAlive)
                 if keepAlive > 0 && now &- connections[s].lastReceived > keepAlive * 1_500_000_000 {
                     endSession(slot: s, publishWill: true, disconnectReason: .keepAliveTimeout)
+                } else if connections[s].outbound.capacity | connections[s].sending.capacity != 0
+                            && connections[s].outbound.isEmpty && connections[s].sending.isEmpty
+                            && now &- connections[s].lastReceived > 1_000_000_000 {
+                    // Quiet for a second with nothing to send (none in flight either): give the
+                    // write buffers back, so idle connections hold no memory beyond their slot.
+                    connections[s].outbound.deallocate()
+                    connections[s].sending.deallocate()
                 }
             case .free, .closing:
                 break

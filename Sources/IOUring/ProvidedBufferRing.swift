@@ -6,10 +6,17 @@ import CLiburing
 @preconcurrency import Glibc
 
 
-/// A group of `count` receive buffers of `bufferSize` bytes registered with one ring.
+/// A group of up to `count` receive buffers of `bufferSize` bytes registered with one ring.
+///
+/// Only `provided` of them are in the ring at first: the kernel takes buffers from the ring's head
+/// and returns go to its tail, so every buffer in the ring gets touched in turn even under light
+/// load. Starting small keeps the resident memory of a quiet broker (or one holding thousands of
+/// idle connections) low; `grow()` adds buffers when the kernel runs out (ENOBUFS).
 public final class ProvidedBufferRing {
     public let group: UInt16
     public let count: UInt16
+    /// Buffers handed to the kernel so far (ids `0..<provided`).
+    public private(set) var provided: UInt16
     public let bufferSize: Int
     @usableFromInline let ringMemory: UnsafeMutablePointer<io_uring_buf_ring>
     @usableFromInline let ringBytes: Int
@@ -18,11 +25,13 @@ public final class ProvidedBufferRing {
     @usableFromInline var pendingReturns: Int32 = 0
     unowned let owner: IOUring
 
-    /// Registers `count` (a power of two ≤ 32768) buffers of `bufferSize` bytes as group `group`.
-    public init(ring: IOUring, group: UInt16, count: UInt16, bufferSize: Int) throws(IOUringError) {
+    /// Registers a ring for `count` (a power of two ≤ 32768) buffers of `bufferSize` bytes as group
+    /// `group`, and provides the first `initial` of them (all by default).
+    public init(ring: IOUring, group: UInt16, count: UInt16, bufferSize: Int, initial: UInt16? = nil) throws(IOUringError) {
         precondition(count > 0 && count & (count - 1) == 0, "buffer count must be a power of two")
         self.group = group
         self.count = count
+        self.provided = min(initial ?? count, count)
         self.bufferSize = bufferSize
         self.owner = ring
         ringBytes = Int(count) * MemoryLayout<io_uring_buf>.stride
@@ -44,10 +53,26 @@ public final class ProvidedBufferRing {
             buffers.deallocate()
             throw IOUringError("io_uring_register_buf_ring", errno: -rc)
         }
-        for id in 0..<count {
+        for id in 0..<provided {
             io_uring_buf_ring_add(ringMemory, buffers + Int(id) * bufferSize, UInt32(bufferSize), id, mask, Int32(id))
         }
-        io_uring_buf_ring_advance(ringMemory, Int32(count))
+        io_uring_buf_ring_advance(ringMemory, Int32(provided))
+    }
+
+    /// Provides as many buffers again as are provided now (up to `count`), after the kernel ran out.
+    /// Returns false when all are provided already. Publishes pending returns first.
+    @discardableResult
+    public func grow() -> Bool {
+        publishReturns()
+        guard provided < count else { return false }
+        let added = min(provided, count - provided)
+        for i in 0..<added {
+            let id = provided + i
+            io_uring_buf_ring_add(ringMemory, buffers + Int(id) * bufferSize, UInt32(bufferSize), id, mask, Int32(i))
+        }
+        io_uring_buf_ring_advance(ringMemory, Int32(added))
+        provided += added
+        return true
     }
 
     /// Unregisters the group; call before the ring is torn down.

@@ -70,7 +70,10 @@ extension Shard {
             return
         }
         if result == -ENOBUFS {
-            // The provided buffers ran out: re-arm once buffers are back.
+            // The provided buffers ran out: provide more (up to the configured count), re-arm.
+            if buffers.grow() {
+                logger.debug("receive buffers grown", metadata: ["provided": "\(buffers.provided)"])
+            }
             if !sockets[slot].recvArmed && !sockets[slot].shutDown {
                 buffers.publishReturns()
                 armRecv(slot: slot)

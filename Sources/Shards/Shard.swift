@@ -65,7 +65,8 @@ final class Shard {
         let config = group.config
         ring = try IOUring(entries: 2048, cqEntries: 16384)
         buffers = try ProvidedBufferRing(ring: ring, group: Shard.bufferGroup,
-                                         count: config.receiveBufferCount, bufferSize: config.receiveBufferSize)
+                                         count: config.receiveBufferCount, bufferSize: config.receiveBufferSize,
+                                         initial: config.initialReceiveBuffers)
         core = ShardCore(shardIndex: index, shardCount: config.shards, config: config.broker)
         completions = .allocate(capacity: completionCapacity)
         flushScratch.reserveCapacity(1024)

@@ -23,6 +23,9 @@ public struct ShardGroupConfig: Sendable {
     /// Provided receive buffers per shard (power of two) and their size.
     public var receiveBufferCount: UInt16 = 1024
     public var receiveBufferSize = 16 << 10
+    /// Receive buffers provided at start; doubled (up to `receiveBufferCount`) whenever the kernel
+    /// runs out, so a quiet shard touches 64 × 16 KiB, not 16 MiB.
+    public var initialReceiveBuffers: UInt16 = 64
     /// How often timers (connect timeout, keep alive, closing deadlines) are checked.
     public var tickNanoseconds: UInt64 = 100_000_000
     /// Seconds between $SYS/broker/... updates (mosquitto's sys_interval); 0 = none.
