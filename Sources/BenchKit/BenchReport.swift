@@ -87,6 +87,7 @@ public struct BenchReport: Codable, Sendable, Equatable {
             s += " \(connections ?? 0) conns"
         } else {
             s += " \(publishers)→\(subscribers) QoS \(qos) \(size) B"
+            if let rate = ratePerPublisher { s += " paced \(Int((rate * Double(publishers)).rounded())) msg/s" }
         }
         if let v = mqttVersion, v != 4 { s += " v\(v)" }
         if cleanSession == false { s += " persistent" }

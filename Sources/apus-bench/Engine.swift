@@ -5,6 +5,7 @@
 
 import BenchKit
 import CApusSys
+import CLiburing  // as in ConnectionEngine: without it debug builds intermittently failed to find SHUT_RDWR
 import Codec
 import Histogram
 import IOUring

@@ -38,6 +38,15 @@ final class SuiteTests: XCTestCase {
         XCTAssertEqual(a.shape, "connect-storm 1000 conns")
     }
 
+    func testPacedRunsAreAShapeOfTheirOwn() {
+        var closed = BenchReport(label: "apus", scenario: "pairs", command: "")
+        closed.publishers = 10; closed.subscribers = 10; closed.size = 64; closed.window = 64
+        var paced = closed
+        paced.window = nil; paced.ratePerPublisher = 10_000
+        XCTAssertEqual(closed.shape, "pairs 10→10 QoS 0 64 B")
+        XCTAssertEqual(paced.shape, "pairs 10→10 QoS 0 64 B paced 100000 msg/s")
+    }
+
     func testSuiteFileDecodes() throws {
         let json = """
             {"name": "ci", "rounds": 2, "aggregate": "best", "warmup": 1, "duration": 3,
