@@ -66,7 +66,9 @@ public struct ByteBuffer: @unchecked Sendable {
             writerIndex = live
             if capacity - writerIndex >= count { return }
         }
-        reserveCapacity(Swift.max(capacity * 2, writerIndex + count, 256))
+        // The first allocation is small: most connections' first write is a CONNACK, and an idle
+        // connection should not hold 256 bytes for it; busy buffers double to their size quickly.
+        reserveCapacity(Swift.max(capacity * 2, writerIndex + count, 64))
     }
 
     /// Grows the allocation to at least `newCapacity` bytes.

@@ -70,6 +70,7 @@ final class Shard {
         core = ShardCore(shardIndex: index, shardCount: config.shards, config: config.broker)
         completions = .allocate(capacity: completionCapacity)
         flushScratch.reserveCapacity(1024)
+        sockets.reserveCapacity(min(config.broker.maxConnectionsPerShard, 1 << 16))  // as ShardCore's slots
         closeScratch.reserveCapacity(64)
     }
 
