@@ -102,25 +102,7 @@ final class AccessControlTests: XCTestCase {
         let pub = h.connect(shard: 0)
         h.send(pub, .connect(Connect(version: .v5, clientID: "p", username: "alice")), version: .v5)
         _ = h.output(pub)
-        for (topic, id) in [("sensors/secret", UInt16(1)), ("sensors/ok", 2), ("elsewhere", 3)] {
-            var buffer = ByteBuffer()
-            defer { buffer.deallocate() }
-            Array(topic.utf8).withUnsafeBytes { t in
-                ([1] as [UInt8]).withUnsafeBytes { p in
-                    PublishEncoder.encode(version: .v5, dup: false, qos: .atLeastOnce, retain: false, topic: t, packetID: id,
-                                          properties: UnsafeRawBufferPointer(start: nil, count: 0), payload: p, into: &buffer)
-                }
-            }
-            h.send(pub, buffer.readableArray())
-        }
-        h.pump()
-        var codes: [UInt8] = []
-        var decoder = StreamDecoder(version: .v5)
-        defer { decoder.deallocate() }
-        try h.output(pub).withUnsafeBytes { raw in
-            decoder.feed(raw)
-            while let p = try decoder.next() { if case .puback(let a) = p { codes.append(a.reasonCode.rawValue) } }
-        }
+        let codes = try pubackCodes(h, pub, ["sensors/secret", "sensors/ok", "elsewhere"])
         XCTAssertEqual(codes, [0x87, 0x00, 0x87], "sensors/secret denied by deny, elsewhere by no grant")
         let delivered = try h.received(sub, version: .v5).compactMap { p -> String? in
             if case .publish(let topic, _, _, _, _, _) = p { return topic } else { return nil }

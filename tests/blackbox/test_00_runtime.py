@@ -17,6 +17,23 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_until_started(proc, deadline=15.0):
+    """Reads apus's log until it says it is listening: every shard thread is then running with its
+    ring (the port alone accepts into the backlog as soon as the sockets exist, before the threads)."""
+    import select
+    end = time.monotonic() + deadline
+    seen = b""
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"apus exited early with {proc.returncode}: {seen.decode(errors='replace')}")
+        ready, _, _ = select.select([proc.stderr], [], [], 0.1)
+        if ready:
+            seen += os.read(proc.stderr.fileno(), 65536)
+            if b"apus listening on" in seen:
+                return
+    raise AssertionError(f"apus did not report listening: {seen.decode(errors='replace')}")
+
+
 def wait_for_port(port, proc, deadline=15.0):
     end = time.monotonic() + deadline
     while time.monotonic() < end:
@@ -39,6 +56,7 @@ def apus2():
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for_port(port, proc)
+        wait_until_started(proc)
         yield proc, port
     finally:
         proc.send_signal(signal.SIGTERM)
