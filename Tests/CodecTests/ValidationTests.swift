@@ -32,6 +32,29 @@ final class ValidationTests: XCTestCase {
         XCTAssertFalse(name(String(repeating: "x", count: 65_536)))
     }
 
+    /// The word-at-a-time topic check agrees with its definition (valid MQTT string, 1...65535
+    /// bytes, no `+`/`#`) on random strings around the 8-byte boundaries.
+    func testTopicNameFastPathAgreesWithDefinition() {
+        func reference(_ bytes: [UInt8]) -> Bool {
+            !bytes.isEmpty && !bytes.contains(UInt8(ascii: "+")) && !bytes.contains(UInt8(ascii: "#")) && valid(bytes)
+        }
+        var rng = SystemRandomNumberGenerator()
+        let alphabet: [UInt8] = Array("ab/$ ".utf8) + [0x00, 0x2B, 0x23, 0x7F, 0x01, 0xC3, 0xA9, 0xE2, 0x82, 0xAC, 0xF0, 0x9F, 0x80, 0xFF]
+        for _ in 0..<20_000 {
+            let length = Int.random(in: 1...40, using: &rng)
+            var bytes = (0..<length).map { _ in Bool.random(using: &rng) ? UInt8(ascii: "x") : alphabet.randomElement(using: &rng)! }
+            if Int.random(in: 0..<3, using: &rng) == 0 { bytes = Array(repeating: UInt8(ascii: "t"), count: length) }
+            if Int.random(in: 0..<4, using: &rng) == 0 { bytes[Int.random(in: 0..<length, using: &rng)] = alphabet.randomElement(using: &rng)! }
+            let fast = bytes.withUnsafeBytes { TopicValidation.isValidTopicName($0) }
+            XCTAssertEqual(fast, reference(bytes), "\(bytes)")
+        }
+        for (topic, expected) in [("abcdefgh+", false), ("abcdefg#", false), ("abcdefghijklmnop", true),
+                                  ("12345678/é/12345678", true), ("sensors/kitchen/temperature", true)] {
+            XCTAssertEqual(name(topic), expected, topic)
+        }
+        XCTAssertFalse([UInt8](Array("abcdefgh".utf8) + [0]).withUnsafeBytes { TopicValidation.isValidTopicName($0) })
+    }
+
     func testTopicFilters() {
         for f in ["#", "+", "a/#", "a/+/c", "+/+", "/", "a//b", "$SYS/#", "sport/tennis/+"] {
             XCTAssertTrue(TopicValidation.isValidTopicFilter(f), f)
