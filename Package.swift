@@ -68,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "apus",
             dependencies: [
-                "Shards", "Broker", "Auth", "ApusCrypto",
+                "Shards", "Broker", "Auth", "ApusCrypto", "HTTPAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -91,7 +91,7 @@ let package = Package(
         .testTarget(name: "RouterTests", dependencies: ["Router"], swiftSettings: swiftSettings),
         .testTarget(name: "ApusCryptoTests", dependencies: ["ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "Codec"], swiftSettings: swiftSettings),
-        .testTarget(name: "HTTPAPITests", dependencies: ["HTTPAPI", "Codec"], swiftSettings: swiftSettings),
+        .testTarget(name: "HTTPAPITests", dependencies: ["HTTPAPI", "Codec", "ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "AuthTests", dependencies: ["Auth", "Broker", "ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "ShardsTests", dependencies: ["Shards", "IOUring"], swiftSettings: swiftSettings),
     ]

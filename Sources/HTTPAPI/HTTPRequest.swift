@@ -82,6 +82,8 @@ public struct HTTPResponse: Sendable {
     public var status: Int
     public var contentType: String
     public var body: [UInt8]
+    /// More header lines (name, value), e.g. WWW-Authenticate.
+    public var headers: [(name: String, value: String)] = []
 
     public init(status: Int, contentType: String = "application/json", body: [UInt8]) {
         self.status = status; self.contentType = contentType; self.body = body
@@ -92,11 +94,13 @@ public struct HTTPResponse: Sendable {
     }
 
     public var bytes: [UInt8] {
-        let reasons = [200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+        let reasons = [200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+                       405: "Method Not Allowed",
                        411: "Length Required", 413: "Payload Too Large", 431: "Request Header Fields Too Large",
                        500: "Internal Server Error", 503: "Service Unavailable"]
-        let head = "HTTP/1.1 \(status) \(reasons[status] ?? "Status")\r\nContent-Type: \(contentType)\r\n"
-            + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        var head = "HTTP/1.1 \(status) \(reasons[status] ?? "Status")\r\nContent-Type: \(contentType)\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        head += "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         return Array(head.utf8) + body
     }
 }

@@ -171,6 +171,13 @@ extension Shard {
             return HTTPResponse(status: 405, json: .object([("code", .string("METHOD_NOT_ALLOWED")),
                                                             ("message", .string("use \(route.method)"))]))
         }
+        if route.path.hasPrefix("/api/"), let credentials = group.config.httpCredentials, !credentials.authorizes(request) {
+            var response = HTTPResponse(status: 401, json: .object([
+                ("code", .string("BAD_API_KEY_OR_SECRET")), ("message", .string("HTTP Basic authentication with the API key required")),
+            ]))
+            response.headers.append(("WWW-Authenticate", "Basic realm=\"apus\""))
+            return response
+        }
         switch route.path {
         case "/metrics":
             reportStats(now: now)  // this shard's own slot is fresh; the others are at most a second old

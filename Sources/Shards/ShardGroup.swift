@@ -3,6 +3,7 @@
 
 import Broker
 import CApusSys
+import HTTPAPI
 import Logging
 import Synchronization
 @preconcurrency import Glibc
@@ -34,6 +35,8 @@ public struct ShardGroupConfig: Sendable {
     public var version = "0.1.0"
     /// The HTTP listener (metrics, health, publish API), served by shard 0; nil: none.
     public var httpListener: (host: String, port: UInt16)? = nil
+    /// When set, `/api/v5/...` requests need HTTP Basic authentication with this key and secret.
+    public var httpCredentials: HTTPCredentials? = nil
     /// Pin shard i to the i-th CPU this process may use.
     public var pinThreads = true
 

@@ -5,6 +5,7 @@ import ApusCrypto
 import Auth
 import Broker
 import Codec
+import HTTPAPI
 @preconcurrency import Glibc
 
 struct Settings {
@@ -19,6 +20,7 @@ struct Settings {
     /// Seconds between $SYS updates (0 = none).
     var sysInterval = 10
     var httpListener: (host: String, port: UInt16)? = nil
+    var httpCredentials: HTTPCredentials? = nil
     var shards: Int? = nil
     var logLevel = "info"
     var connectTimeout = 10.0
@@ -99,6 +101,11 @@ struct Settings {
             let (host, p) = try address(defaultHost: "0.0.0.0")
             listenerLines += 1
             if listenerLines == 1 { port = p; bind = host } else { extraListeners.append((host, p)) }
+        case "http_api_key":
+            guard let credentials = HTTPCredentials(parsing: value) else {
+                throw SettingsError("\(location): http_api_key needs KEY:SECRET")
+            }
+            httpCredentials = credentials
         case "http_listener":
             // The publish API has no authentication: loopback unless an address is given.
             httpListener = try address(defaultHost: "127.0.0.1")

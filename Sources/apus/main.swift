@@ -107,6 +107,7 @@ struct Apus: ParsableCommand {
         groupConfig.tcpNoDelay = settings.tcpNoDelay
         groupConfig.sysIntervalSeconds = settings.sysInterval
         groupConfig.httpListener = settings.httpListener
+        groupConfig.httpCredentials = settings.httpCredentials
         groupConfig.broker = try settings.brokerConfig(shards: shardCount)
         let group = try ShardGroup(config: groupConfig, logger: logger)
         try group.start()

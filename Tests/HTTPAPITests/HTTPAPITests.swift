@@ -1,7 +1,8 @@
 // The HTTP listener's request parser, JSON, and the publish API's body.
 
 @testable import Codec
-import HTTPAPI
+@testable import HTTPAPI
+import ApusCrypto
 import XCTest
 
 final class HTTPRequestTests: XCTestCase {
@@ -80,5 +81,36 @@ final class PublishRequestTests: XCTestCase {
             guard case .failure(let error) = PublishRequest.decode(Array(body.utf8)) else { return XCTFail(body) }
             XCTAssertEqual(error.message, message)
         }
+    }
+}
+
+final class HTTPCredentialsTests: XCTestCase {
+    func request(authorization: String?) -> HTTPRequest {
+        HTTPRequest(method: "POST", path: "/api/v5/publish",
+                    headers: authorization.map { [("Authorization", $0)] } ?? [], body: [])
+    }
+
+    func testBasicAuthentication() throws {
+        let credentials = try XCTUnwrap(HTTPCredentials(parsing: "ops:s3cret:with:colons"))
+        XCTAssertEqual(credentials, HTTPCredentials(key: "ops", secret: "s3cret:with:colons"))
+        let good = "Basic " + Base64.encode(Array("ops:s3cret:with:colons".utf8))
+        XCTAssertTrue(credentials.authorizes(request(authorization: good)))
+        XCTAssertTrue(credentials.authorizes(request(authorization: "basic " + Base64.encode(Array("ops:s3cret:with:colons".utf8)))))
+        XCTAssertFalse(credentials.authorizes(request(authorization: nil)))
+        XCTAssertFalse(credentials.authorizes(request(authorization: "Basic " + Base64.encode(Array("ops:wrong".utf8)))))
+        XCTAssertFalse(credentials.authorizes(request(authorization: "Basic " + Base64.encode(Array("other:s3cret:with:colons".utf8)))))
+        XCTAssertFalse(credentials.authorizes(request(authorization: "Bearer abc")))
+        XCTAssertFalse(credentials.authorizes(request(authorization: "Basic !!!")))
+        XCTAssertNil(HTTPCredentials(parsing: "nocolon"))
+        XCTAssertNil(HTTPCredentials(parsing: ":secret"))
+        XCTAssertNil(HTTPCredentials(parsing: "key:"))
+    }
+
+    func testResponseCarriesExtraHeaders() {
+        var response = HTTPResponse(status: 401, body: [])
+        response.headers.append(("WWW-Authenticate", "Basic realm=\"apus\""))
+        let text = String(decoding: response.bytes, as: UTF8.self)
+        XCTAssertTrue(text.hasPrefix("HTTP/1.1 401 Unauthorized\r\n"))
+        XCTAssertTrue(text.contains("\r\nWWW-Authenticate: Basic realm=\"apus\"\r\n"))
     }
 }

@@ -371,6 +371,7 @@ def test_persistent_client_expiration(tmp_path):
     ("listener 1883\nmax_inflight_messages many\n", ":2: max_inflight_messages needs an integer"),
     ("persistent_client_expiration 3 fortnights\n", ":1: persistent_client_expiration needs a duration"),
     ("http_listener\n", ":1:"),
+    ("http_api_key nocolon\n", ":1: http_api_key needs KEY:SECRET"),
 ])
 def test_config_errors_name_the_line(tmp_path, text, expected):
     conf = tmp_path / "bad.conf"
@@ -423,5 +424,34 @@ http_listener 0
         assert connack.ServerKeepAlive == 30
         assert connack.MaximumPacketSize == 10000
         assert V5(b).rc == 0x87  # allow_anonymous false
+    finally:
+        b.stop()
+
+
+def test_http_api_key(tmp_path):
+    """With http_api_key, /api/v5/... needs HTTP Basic authentication (EMQX's API key and secret);
+    /metrics and /health stay open for scrapers and probes."""
+    port = free_port()
+    conf = tmp_path / "apus.conf"
+    conf.write_text(f"http_listener {port}\nhttp_api_key ops:s3cret\n")
+    b = Broker(["--config", str(conf)])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        body = json.dumps({"topic": "open/k", "payload": "x"})
+
+        def post(*auth):
+            out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", *auth, "-X", "POST", "-d", body,
+                                  url + "/api/v5/publish"], capture_output=True, text=True, timeout=TIMEOUT, check=True)
+            return out.stdout
+        assert post() == "401"
+        assert post("-u", "ops:wrong") == "401"
+        assert post("-u", "ops:s3cret") == "202"
+        headers = subprocess.run(["curl", "-sS", "-i", "-X", "POST", "-d", body, url + "/api/v5/publish"],
+                                 capture_output=True, timeout=TIMEOUT, check=True).stdout.decode()
+        assert 'WWW-Authenticate: Basic realm="apus"' in headers
+        for path in ("/metrics", "/health"):
+            code = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", url + path],
+                                  capture_output=True, text=True, timeout=TIMEOUT, check=True).stdout
+            assert code == "200", path
     finally:
         b.stop()
