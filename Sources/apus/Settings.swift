@@ -107,7 +107,7 @@ struct Settings {
             }
             httpCredentials = credentials
         case "http_listener":
-            // The publish API has no authentication: loopback unless an address is given.
+            // Loopback unless an address is given: the publish API is open without http_api_key.
             httpListener = try address(defaultHost: "127.0.0.1")
         case "set_tcp_nodelay": tcpNoDelay = try flag()
         case "sys_interval": sysInterval = try number(Int.self)
@@ -164,8 +164,8 @@ struct Settings {
         if maxKeepAlive < 10 || maxKeepAlive > 65_535 { throw SettingsError("max_keepalive must be 10...65535") }
     }
 
-    /// The broker settings; reads the password file (whose errors name the line).
-    /// Users and ACL from password_file and acl_file (read at start and again on SIGHUP).
+    /// Users and ACL from password_file and acl_file (read at start and again on SIGHUP; errors
+    /// name the file and line).
     func securitySettings() throws -> SecuritySettings {
         var security = SecuritySettings(passwords: nil, authenticators: [:], acl: nil)
         if let aclFile {
@@ -186,6 +186,7 @@ struct Settings {
         return security
     }
 
+    /// The broker settings, users and ACL included.
     func brokerConfig(shards: Int) throws -> BrokerConfig {
         var config = BrokerConfig()
         config.allowAnonymous = allowAnonymous
