@@ -28,6 +28,25 @@ final class PendingConnect {
     init(_ connect: Connect, assignedID: String?) { self.connect = connect; self.assignedID = assignedID }
 }
 
+/// The fields of a connection that only a connecting, authenticating or offline session uses, out
+/// of the slot so that an idle connected client's slot stays small (136 bytes become 8).
+final class ConnectionExtras {
+    var held = ByteBuffer()
+    var delayedWill: Will? = nil
+    var willDueAt: UInt64 = 0
+    var offlineSince: UInt64 = 0
+    var authExchange: (any AuthenticationExchange)? = nil
+    var authMethod: String? = nil
+    var pendingConnect: PendingConnect? = nil
+    var pendingConnAckProperties = Properties()
+
+    /// Nothing here needs keeping (the two times only mean something with a will or offline).
+    var isUnused: Bool {
+        held.capacity == 0 && delayedWill == nil && authExchange == nil && authMethod == nil
+            && pendingConnect == nil && pendingConnAckProperties.isEmpty
+    }
+}
+
 /// One client connection and its session (which stays on the slot, offline, when persistent).
 struct ClientConnection {
     var generation: UInt32 = 0
@@ -44,9 +63,6 @@ struct ClientConnection {
     var lastReceived: UInt64 = 0
     var nextPacketID: UInt16 = 1
     var will: Will? = nil
-    /// A v5 will waiting for its Will Delay Interval while the session is offline.
-    var delayedWill: Will? = nil
-    var willDueAt: UInt64 = 0
     /// This client's subscriptions: filter → options (to answer UNSUBSCRIBE and clean up).
     var subscriptions: [String: SubscriptionOptions] = [:]
     /// v5 Subscription Identifiers of those subscriptions that have one.
@@ -75,15 +91,6 @@ struct ClientConnection {
     var sessionExpiry: UInt32 = 0
     /// The runtime still has a socket on this slot (false once an offline session's socket closed).
     var socketAttached: Bool = true
-    var offlineSince: UInt64 = 0
-    /// Input received after CONNECT while `connecting`.
-    var held = ByteBuffer()
-    /// An enhanced authentication in progress (CONNECT waiting for AUTH, or a re-authentication).
-    var authExchange: (any AuthenticationExchange)? = nil
-    /// The Authentication Method of CONNECT (v5), which a re-authentication must repeat.
-    var authMethod: String? = nil
-    /// The CONNECT being authenticated, continued once the exchange succeeds.
-    var pendingConnect: PendingConnect? = nil
     /// The user name the client authenticated as (or sent in CONNECT).
     var username: String? = nil
     /// The client's topic access rules when an ACL is configured.
@@ -93,8 +100,60 @@ struct ClientConnection {
     var accessCheckDeliveries = false
     /// The last topic this client was allowed to publish to (skips re-checking a repeated topic).
     var lastAllowedTopic: [UInt8] = []
+
+    /// What only a connecting, authenticating or offline session needs (see ConnectionExtras).
+    var extras: ConnectionExtras? = nil
+
+    @inline(__always) mutating func materializeExtras() -> ConnectionExtras {
+        if let e = extras { return e }
+        let e = ConnectionExtras()
+        extras = e
+        return e
+    }
+
+    /// Input received after CONNECT while `connecting`.
+    var held: ByteBuffer {
+        get { extras?.held ?? ByteBuffer() }
+        _modify { let e = materializeExtras(); yield &e.held }
+    }
+    /// A v5 will waiting for its Will Delay Interval while the session is offline.
+    var delayedWill: Will? {
+        get { extras?.delayedWill }
+        set { if newValue != nil || extras != nil { materializeExtras().delayedWill = newValue } }
+    }
+    var willDueAt: UInt64 {
+        get { extras?.willDueAt ?? 0 }
+        set { materializeExtras().willDueAt = newValue }
+    }
+    var offlineSince: UInt64 {
+        get { extras?.offlineSince ?? 0 }
+        set { materializeExtras().offlineSince = newValue }
+    }
+    /// An enhanced authentication in progress (CONNECT waiting for AUTH, or a re-authentication).
+    var authExchange: (any AuthenticationExchange)? {
+        get { extras?.authExchange }
+        set { if newValue != nil || extras != nil { materializeExtras().authExchange = newValue } }
+    }
+    /// The Authentication Method of CONNECT (v5), which a re-authentication must repeat.
+    var authMethod: String? {
+        get { extras?.authMethod }
+        set { if newValue != nil || extras != nil { materializeExtras().authMethod = newValue } }
+    }
+    /// The CONNECT being authenticated, continued once the exchange succeeds.
+    var pendingConnect: PendingConnect? {
+        get { extras?.pendingConnect }
+        set { if newValue != nil || extras != nil { materializeExtras().pendingConnect = newValue } }
+    }
     /// The CONNACK properties prepared while `connecting`.
-    var pendingConnAckProperties = Properties()
+    var pendingConnAckProperties: Properties {
+        get { extras?.pendingConnAckProperties ?? Properties() }
+        set { if !newValue.isEmpty || extras != nil { materializeExtras().pendingConnAckProperties = newValue } }
+    }
+
+    /// Frees the extras once nothing in them is in use (after CONNACK, for most connections).
+    mutating func dropUnusedExtras() {
+        if let e = extras, e.isUnused { extras = nil }
+    }
 
     /// Whether the session survives the end of its connection.
     var isPersistent: Bool { sessionExpiry > 0 }
@@ -116,7 +175,7 @@ struct ClientConnection {
         decoder.deallocate()
         outbound.deallocate()
         sending.deallocate()
-        held.deallocate()
+        extras?.held.deallocate()
         authExchange = nil
         pendingConnect = nil
         outboundAliases = OutboundTopicAliases()
@@ -141,5 +200,6 @@ struct ClientConnection {
         access = nil
         accessCheckDeliveries = false
         lastAllowedTopic = []
+        extras = nil
     }
 }

@@ -163,6 +163,7 @@ extension ShardCore {
             receive(ConnectionID(slot: Int32(s), generation: connections[s].generation), bytes: held.readableView, now: currentTime)
             held.deallocate()
         }
+        connections[s].dropUnusedExtras()  // connected, not authenticating: the slot alone will do
     }
 
     /// Sends a refusing CONNACK and ends the connection [MQTT-3.2.2-5].
