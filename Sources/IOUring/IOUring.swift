@@ -35,6 +35,9 @@ public struct Completion: Sendable {
 /// The setup flags a ring ended up with, for logs and docs.
 public struct RingSetup: Sendable, CustomStringConvertible {
     public var flags: UInt32
+    /// Whether completions (and the kernel's writes into receive buffers) happen only while the
+    /// ring's thread is inside io_uring_enter (IORING_SETUP_DEFER_TASKRUN).
+    public var defersTaskRun: Bool { flags & IORING_SETUP_DEFER_TASKRUN != 0 }
     public var description: String {
         var names: [String] = []
         if flags & IORING_SETUP_SINGLE_ISSUER != 0 { names.append("SINGLE_ISSUER") }

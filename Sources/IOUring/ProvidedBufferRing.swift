@@ -40,7 +40,14 @@ public final class ProvidedBufferRing {
             throw IOUringError("mmap buffer ring", errno: Glibc.errno)
         }
         ringMemory = mem.bindMemory(to: io_uring_buf_ring.self, capacity: 1)
-        buffers = .allocate(byteCount: Int(count) * bufferSize, alignment: 4096)
+        // Mapped, not allocated: pages are only resident once the kernel writes into them, and
+        // `releasePages` can give them back.
+        guard let region = mmap(nil, Int(count) * bufferSize, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0),
+              region != MAP_FAILED else {
+            munmap(mem, ringBytes)
+            throw IOUringError("mmap receive buffers", errno: Glibc.errno)
+        }
+        buffers = region
         mask = io_uring_buf_ring_mask(UInt32(count))
         io_uring_buf_ring_init(ringMemory)
         var reg = io_uring_buf_reg()
@@ -50,13 +57,20 @@ public final class ProvidedBufferRing {
         let rc = io_uring_register_buf_ring(ring.rawRing, &reg, 0)
         if rc < 0 {
             munmap(mem, ringBytes)
-            buffers.deallocate()
+            munmap(buffers, Int(count) * bufferSize)
             throw IOUringError("io_uring_register_buf_ring", errno: -rc)
         }
         for id in 0..<provided {
             io_uring_buf_ring_add(ringMemory, buffers + Int(id) * bufferSize, UInt32(bufferSize), id, mask, Int32(id))
         }
         io_uring_buf_ring_advance(ringMemory, Int32(provided))
+    }
+
+    /// Gives the buffers' pages back to the system (MADV_DONTNEED); the next write into a buffer
+    /// faults in a zeroed page. Call it between completion batches, when no buffer is being read:
+    /// a quiet shard then holds no receive memory, however many buffers a burst made it provide.
+    public func releasePages() {
+        _ = madvise(buffers, Int(provided) * bufferSize, MADV_DONTNEED)
     }
 
     /// Provides as many buffers again as are provided now (up to `count`), after the kernel ran out.
@@ -82,7 +96,7 @@ public final class ProvidedBufferRing {
 
     deinit {
         munmap(UnsafeMutableRawPointer(ringMemory), ringBytes)
-        buffers.deallocate()
+        munmap(buffers, Int(count) * bufferSize)
     }
 
     /// The bytes of buffer `id` as filled by a completion of `length` bytes.

@@ -63,6 +63,7 @@ extension Shard {
         if !completion.hasMore { sockets[slot].recvArmed = false }
         if result > 0, let bufferID {
             bytesReceived &+= UInt64(result)
+            receives &+= 1
             if !sockets[slot].closing {
                 core.receive(id, bytes: buffers.bytes(id: bufferID, length: Int(result)), now: now)
             }

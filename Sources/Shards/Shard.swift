@@ -46,6 +46,9 @@ final class Shard {
     var closingSlots: [Int32] = []
     /// Bytes and packets moved by this shard's sockets (reported on the stats board).
     var bytesReceived: UInt64 = 0
+    /// Receive completions, and their count at the last check (to tell a quiet second).
+    var receives: UInt64 = 0
+    var receivesAtLastCheck: UInt64 = 0
     var bytesSent: UInt64 = 0
     var statsDue: UInt64 = 0
     var sys: SysPublisher? = nil
@@ -54,6 +57,9 @@ final class Shard {
     static let bufferGroup: UInt16 = 0
     static let closeGraceNanoseconds: UInt64 = 2_000_000_000
     static let shutdownDrainNanoseconds: UInt64 = 500_000_000
+    /// Fewer receives than this in a second: the receive buffers' pages are given back (refaulting
+    /// them costs about a microsecond a page; at this rate that is noise).
+    static let quietReceivesPerSecond: UInt64 = 1000
 
     init(index: Int, group: ShardGroup, listener: [Int32], httpListener: Int32?) throws {
         self.index = index
@@ -133,7 +139,10 @@ final class Shard {
                 checkHTTPDeadlines(now: current)
                 if group.securityGeneration.load(ordering: .acquiring) != securityGeneration { reloadSecurity() }
                 logDrops()
-                if current >= statsDue { reportStats(now: current) }
+                if current >= statsDue {
+                    releaseReceivePagesIfQuiet()
+                    reportStats(now: current)
+                }
                 nextTick = current + tick
             }
         }
@@ -245,6 +254,19 @@ final class Shard {
         report(.info, "messages not sent: larger than the client's Maximum Packet Size", c.droppedTooLarge, loggedDrops.tooLarge)
         report(.warning, "PUBLISHes refused: payload over message_size_limit", c.droppedOverSizeLimit, loggedDrops.overLimit)
         loggedDrops = (c.droppedQueueFull, c.droppedQoS0, c.droppedTooLarge, c.droppedOverSizeLimit)
+    }
+
+    /// After a quiet second, gives the receive buffers' pages back. Only with DEFER_TASKRUN, where
+    /// the kernel writes into buffers only inside this thread's io_uring_enter and posts the
+    /// completion as it does, and only with the completion queue empty: then every buffer written
+    /// has been read (a submit since the last harvest that completed a recv inline shows as a
+    /// ready completion, and the pages stay).
+    func releaseReceivePagesIfQuiet() {
+        if ring.setup.defersTaskRun && receives &- receivesAtLastCheck < Shard.quietReceivesPerSecond
+            && ring.readyCompletions == 0 {
+            buffers.releasePages()
+        }
+        receivesAtLastCheck = receives
     }
 
     /// Copies this shard's numbers to the stats board (once a second); shard 0 publishes $SYS.
