@@ -40,7 +40,7 @@ bench-standard: build bench-build
 bench-ci: build bench-build
 	.build/release/apus-bench suite tests/load/ci.json --against mosquitto --out .build/ci-latest.json
 	.build/release/apus-bench compare reports/baseline.json .build/ci-latest.json --gate apus \
-	  --max-throughput-drop 50 --max-p99-rise 300
+	  --max-throughput-drop 60 --max-p99-rise 300
 	tests/load/compare-gate.sh .build/ci-latest.json
 	tests/load/agreement.sh
 

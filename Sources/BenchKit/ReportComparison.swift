@@ -22,7 +22,8 @@ public struct RegressionThresholds: Sendable, Equatable {
     }
 
     public var description: String {
-        "throughput −\(Self.number(maxThroughputDrop)) %, p99 +\(Self.number(maxP99Rise)) %, "
+        "throughput −\(Self.number(maxThroughputDrop)) % (also relative to the other broker when both reports have it), "
+            + "p99 +\(Self.number(maxP99Rise)) %, "
             + "RSS per idle connection +\(Self.number(maxRSSPerConnectionRise)) %"
             + (failOnLoss ? ", any loss at QoS ≥ 1" : "")
     }
@@ -55,7 +56,7 @@ public enum ReportComparison {
             for r in rows {
                 let base = baseline.first { $0.key == r.key }
                 let isGated = gated?.contains(r.label) ?? true
-                let found = check(r, base, thresholds)
+                let found = check(r, base, thresholds, machineFactor: r.label == peer ? nil : peerFactor(shape, peer, baseline, new))
                 if isGated { regressions += found.map { "\(r.key): \($0)" } }
                 let verdict = !isGated ? "(not gated)" : !found.isEmpty ? "**REGRESSION**" : base == nil ? "new" : "ok"
                 let rate = delta(r.headlineRate, base?.headlineRate)
@@ -85,8 +86,22 @@ public enum ReportComparison {
         return ComparisonResult(markdown: md, regressions: regressions)
     }
 
-    /// What is wrong with `r` against `base` (empty: nothing).
-    public static func check(_ r: BenchReport, _ base: BenchReport?, _ t: RegressionThresholds) -> [String] {
+    /// How the peer broker's rate in `shape` changed from the baseline to the new report (new ÷
+    /// old): how much faster or slower the machine ran, as far as the same scenario on another
+    /// broker in the same run can tell. nil when either report lacks it.
+    static func peerFactor(_ shape: String, _ peer: String, _ baseline: [BenchReport], _ new: [BenchReport]) -> Double? {
+        guard let now = new.first(where: { $0.shape == shape && $0.label == peer }),
+              let then = baseline.first(where: { $0.shape == shape && $0.label == peer }),
+              now.headlineRate > 0, then.headlineRate > 0 else { return nil }
+        return now.headlineRate / then.headlineRate
+    }
+
+    /// What is wrong with `r` against `base` (empty: nothing). With `machineFactor` (the peer
+    /// broker's rate now ÷ in the baseline, measured in the same runs), a throughput drop counts
+    /// only if it is beyond the threshold both as measured and after dividing by that factor, so a
+    /// slower machine, which slows both brokers, is not taken for a regression of one of them.
+    public static func check(_ r: BenchReport, _ base: BenchReport?, _ t: RegressionThresholds,
+                             machineFactor: Double? = nil) -> [String] {
         var found: [String] = []
         if !r.errors.isEmpty { found.append("errors: \(r.errors.joined(separator: "; "))") }
         if t.failOnLoss && r.qos >= 1 && r.lost > 0 && !r.isConnectionScenario {
@@ -94,7 +109,14 @@ public enum ReportComparison {
         }
         guard let base else { return found }
         if let d = change(r.headlineRate, base.headlineRate), d < -t.maxThroughputDrop {
-            found.append("\(r.rateUnit) \(grouped(base.headlineRate)) → \(grouped(r.headlineRate)) (\(percent(d)))")
+            if let factor = machineFactor, let relative = change(r.headlineRate / factor, base.headlineRate) {
+                if relative < -t.maxThroughputDrop {
+                    found.append("\(r.rateUnit) \(grouped(base.headlineRate)) → \(grouped(r.headlineRate)) (\(percent(d)); "
+                                 + "\(percent(relative)) relative to the other broker in the same run)")
+                }
+            } else {
+                found.append("\(r.rateUnit) \(grouped(base.headlineRate)) → \(grouped(r.headlineRate)) (\(percent(d)))")
+            }
         }
         if let d = change(Double(r.latencyMicroseconds.p99), Double(base.latencyMicroseconds.p99)), d > t.maxP99Rise {
             found.append("p99 \(base.latencyMicroseconds.p99) → \(r.latencyMicroseconds.p99) µs (\(percent(d)))")

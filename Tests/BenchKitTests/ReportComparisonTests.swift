@@ -46,6 +46,25 @@ final class ReportComparisonTests: XCTestCase {
         XCTAssertTrue(result.markdown.contains("**REGRESSION**"))
     }
 
+    func testSlowerMachineIsNotARegression() {
+        // Both brokers 40 % slower in the same run: the machine, not Apus.
+        let slower = [pairs("apus", rate: 180_000, p99: 3000), pairs("mosquitto", rate: 27_000, p99: 20_000),
+                      idle("apus", rssPerConnection: 4.0)]
+        let result = ReportComparison.compare(baseline: baseline, new: slower, gated: ["apus"])
+        XCTAssertTrue(result.passed, result.markdown)
+        // Apus alone 40 % slower: a regression, however the machine ran.
+        let apusOnly = [pairs("apus", rate: 180_000, p99: 3000), baseline[1], idle("apus", rssPerConnection: 4.0)]
+        XCTAssertFalse(ReportComparison.compare(baseline: baseline, new: apusOnly, gated: ["apus"]).passed)
+        // And both slower, Apus far more: a regression too (−60 % measured, −33 % after the machine's −40 %).
+        let worse = [pairs("apus", rate: 120_000, p99: 3000), pairs("mosquitto", rate: 27_000, p99: 20_000),
+                     idle("apus", rssPerConnection: 4.0)]
+        let failed = ReportComparison.compare(baseline: baseline, new: worse, gated: ["apus"])
+        XCTAssertEqual(failed.regressions.count, 1, failed.markdown)
+        XCTAssertTrue(failed.regressions[0].contains("relative to the other broker"), failed.regressions[0])
+        // Without the other broker in the new report the drop is taken as measured.
+        XCTAssertFalse(ReportComparison.compare(baseline: baseline, new: [slower[0], slower[2]], gated: ["apus"]).passed)
+    }
+
     func testP99RiseFails() {
         let new = [pairs("apus", rate: 300_000, p99: 4600), baseline[1], baseline[2]]
         XCTAssertEqual(ReportComparison.compare(baseline: baseline, new: new).regressions.count, 1)

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Proves that the CI gate bites: doctors a copy of a suite report (Apus's rates halved and then
-# some, p99 ×5, one message lost at QoS 1) and checks that `apus-bench compare` with CI's flags
+# Proves that the CI gate bites: doctors a copy of a suite report (Apus's rates × 0.3, p99 ×5, one message lost at QoS 1) and checks that `apus-bench compare` with CI's flags
 # exits 1 against the original, and 0 against an undoctored copy.
 #
 #   tests/load/compare-gate.sh .build/ci-latest.json
@@ -8,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPORT=${1:-.build/ci-latest.json}
 BENCH=${BENCH:-.build/release/apus-bench}
-FLAGS=(--gate apus --max-throughput-drop 50 --max-p99-rise 300)
+FLAGS=(--gate apus --max-throughput-drop 60 --max-p99-rise 300)
 doctored=$(mktemp --suffix=.json)
 trap 'rm -f "$doctored"' EXIT
 
@@ -21,9 +20,9 @@ lost = False
 for r in suite["results"]:
     if r["label"] != "apus":
         continue
-    r["messagesPerSecond"] *= 0.4
+    r["messagesPerSecond"] *= 0.3
     if r.get("connectsPerSecond"):
-        r["connectsPerSecond"] *= 0.4
+        r["connectsPerSecond"] *= 0.3
     r["latencyMicroseconds"]["p99"] *= 5
     if r["qos"] >= 1 and not lost and not r.get("connections"):
         r["lost"] = 1
