@@ -20,14 +20,6 @@ public enum ConnectionPhase: Sendable {
     case closing
 }
 
-/// A CONNECT waiting for its enhanced authentication to finish (boxed: a slot carries 8 bytes
-/// for it instead of the CONNECT's 112).
-final class PendingConnect {
-    let connect: Connect
-    let assignedID: String?
-    init(_ connect: Connect, assignedID: String?) { self.connect = connect; self.assignedID = assignedID }
-}
-
 /// The fields of a connection that only a connecting, authenticating or offline session uses, out
 /// of the slot so that an idle connected client's slot stays small (136 bytes become 8).
 final class ConnectionExtras {
@@ -37,7 +29,7 @@ final class ConnectionExtras {
     var offlineSince: UInt64 = 0
     var authExchange: (any AuthenticationExchange)? = nil
     var authMethod: String? = nil
-    var pendingConnect: PendingConnect? = nil
+    var pendingConnect: (connect: Connect, assignedID: String?)? = nil
     var pendingConnAckProperties = Properties()
 
     /// Nothing here needs keeping (the two times only mean something with a will or offline).
@@ -140,7 +132,7 @@ struct ClientConnection {
         set { if newValue != nil || extras != nil { materializeExtras().authMethod = newValue } }
     }
     /// The CONNECT being authenticated, continued once the exchange succeeds.
-    var pendingConnect: PendingConnect? {
+    var pendingConnect: (connect: Connect, assignedID: String?)? {
         get { extras?.pendingConnect }
         set { if newValue != nil || extras != nil { materializeExtras().pendingConnect = newValue } }
     }

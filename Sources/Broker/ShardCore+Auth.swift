@@ -40,9 +40,9 @@ extension ShardCore {
         case .success(let serverData, let identity):
             connections[s].authExchange = nil
             if let identity { connections[s].username = identity }
-            if let pending = connections[s].pendingConnect {
+            if let (connect, assignedID) = connections[s].pendingConnect {
                 connections[s].pendingConnect = nil
-                acceptConnect(pending.connect, assignedID: pending.assignedID, slot: s, authenticationData: serverData)
+                acceptConnect(connect, assignedID: assignedID, slot: s, authenticationData: serverData)
             } else {
                 var properties = Properties()
                 properties.authenticationMethod = connections[s].authMethod

@@ -69,7 +69,7 @@ extension ShardCore {
                 return
             }
             connections[s].authMethod = method
-            connections[s].pendingConnect = PendingConnect(connect, assignedID: assignedID)
+            connections[s].pendingConnect = (connect, assignedID)
             connections[s].authExchange = authenticator.makeExchange(clientID: clientID)
             authenticationStep(slot: s, data: connect.properties.authenticationData)
             return

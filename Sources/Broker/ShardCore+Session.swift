@@ -59,8 +59,6 @@ extension ShardCore {
         }
     }
 
-    /// The server is stopping: connected v5 clients get DISCONNECT 0x8B (Server shutting down).
-    /// Sessions are not ended here; the runtime flushes these bytes, then closes every socket.
     /// Shutdown, first step: every session ends with the process (none is persisted), so every
     /// will is due now, delayed or not, as for a connection the server closes. The runtime calls
     /// this on every shard before any shard queues DISCONNECT 0x8B, so subscribers still connected
@@ -82,6 +80,8 @@ extension ShardCore {
         }
     }
 
+    /// The server is stopping: connected v5 clients get DISCONNECT 0x8B (Server shutting down).
+    /// Sessions are not ended here; the runtime flushes these bytes, then closes every socket.
     public func serverShuttingDown() {
         for s in connections.indices where connections[s].phase == .connected && connections[s].version == .v5 {
             let properties = problemProperties(slot: s, "server shutting down", connAckOrDisconnect: true)

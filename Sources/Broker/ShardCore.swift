@@ -130,7 +130,7 @@ public final class ShardCore {
         self.shardOutbox = Array(repeating: ByteBuffer(), count: shardCount)
         matchScratch.reserveCapacity(64)
         // Address space for the expected connections up front: growing by copying would leave the
-        // old arrays' pages resident (freed, but dirty in the allocator) and copy 656 bytes a slot.
+        // old arrays' pages resident (freed, but dirty in the allocator) and copy every slot.
         // Untouched capacity costs no memory.
         connections.reserveCapacity(min(config.maxConnectionsPerShard, 1 << 16))
     }

@@ -153,7 +153,8 @@ extension Shard {
         if let fd = httpListener { Glibc.close(fd) }
         for slot in http.indices where http[slot].fd >= 0 {
             Glibc.close(http[slot].fd)
-            // Operations still in flight die with the ring; their buffers are freed with it.
+            // A buffer an operation still in flight may write into is left allocated: the process
+            // is stopping, and freeing it before the ring is gone could let the kernel write freed memory.
             if !http[slot].recvInFlight { http[slot].recvBuffer?.deallocate() }
             if !http[slot].sendInFlight { http[slot].response?.deallocate() }
         }
