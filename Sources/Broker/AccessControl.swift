@@ -117,18 +117,21 @@ public struct AccessControlError: Error, CustomStringConvertible {
 }
 
 /// One client's resolved rules (topic filters split into levels).
-public struct ClientAccess: Sendable {
-    private var readFilters: [[Substring]] = []
-    private var writeFilters: [[Substring]] = []
-    private var denyFilters: [[Substring]] = []
+public final class ClientAccess: Sendable {
+    // A class: a connection slot holds one reference (8 bytes) instead of three arrays.
+    private let readFilters: [[Substring]]
+    private let writeFilters: [[Substring]]
+    private let denyFilters: [[Substring]]
 
     init(rules: [AccessControlList.Rule]) {
+        var read: [[Substring]] = [], write: [[Substring]] = [], deny: [[Substring]] = []
         for rule in rules {
             let levels = rule.filter.split(separator: "/", omittingEmptySubsequences: false)
-            if rule.access == .deny { denyFilters.append(levels) }
-            if rule.access.grantsRead { readFilters.append(levels) }
-            if rule.access.grantsWrite { writeFilters.append(levels) }
+            if rule.access == .deny { deny.append(levels) }
+            if rule.access.grantsRead { read.append(levels) }
+            if rule.access.grantsWrite { write.append(levels) }
         }
+        readFilters = read; writeFilters = write; denyFilters = deny
     }
 
     /// Whether any deny rule applies to this client.

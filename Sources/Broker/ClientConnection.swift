@@ -39,22 +39,48 @@ final class ConnectionExtras {
     }
 }
 
+/// A will, out of line: most connections have none, and a slot then holds 8 bytes, not 40.
+final class WillBox {
+    let will: Will
+    init(_ will: Will) { self.will = will }
+}
+
 /// One client connection and its session (which stays on the slot, offline, when persistent).
+///
+/// The slot is 312 bytes; fields are ordered so the small ones fill what would be padding (Swift
+/// lays fields out in declaration order), and what few connections use is a reference.
 struct ClientConnection {
-    var generation: UInt32 = 0
-    var phase: ConnectionPhase = .free
     var decoder = StreamDecoder()
+    var nextPacketID: UInt16 = 1
     /// Bytes queued for the client by the session logic.
     var outbound = ByteBuffer()
     /// Bytes handed to the kernel by the runtime (kept apart so they never move while in flight).
     var sending = ByteBuffer()
-    var version: ProtocolVersion = .v3_1_1
     var clientID: String = ""
-    var keepAlive: UInt16 = 0
     var openedAt: UInt64 = 0
     var lastReceived: UInt64 = 0
-    var nextPacketID: UInt16 = 1
-    var will: Will? = nil
+    var generation: UInt32 = 0
+    /// Seconds the session outlives its connection: 0 = ends with it, UInt32.max = never expires.
+    var sessionExpiry: UInt32 = 0
+    /// Maximum Packet Size the client accepts (v5), or UInt32.max.
+    var clientMaximumPacketSize: UInt32 = .max
+    var keepAlive: UInt16 = 0
+    /// The client's Receive Maximum (v5), or 65535.
+    var clientReceiveMaximum: UInt16 = 65_535
+    var phase: ConnectionPhase = .free
+    var version: ProtocolVersion = .v3_1_1
+    /// Whether the v5 client wants Reason Strings and User Properties on errors.
+    var requestProblemInformation: Bool = true
+    /// Already listed in the core's flush queue.
+    var flushQueued: Bool = false
+    /// Clean Session / Clean Start of the CONNECT.
+    var cleanStart: Bool = true
+    /// The runtime still has a socket on this slot (false once an offline session's socket closed).
+    var socketAttached: Bool = true
+    /// Deliveries must be checked against `access` (a deny rule overlaps a subscription, or the
+    /// subscriptions came with a resumed session).
+    var accessCheckDeliveries = false
+    var willBox: WillBox? = nil
     /// This client's subscriptions: filter → options (to answer UNSUBSCRIBE and clean up).
     var subscriptions: [String: SubscriptionOptions] = [:]
     /// v5 Subscription Identifiers of those subscriptions that have one.
@@ -69,29 +95,18 @@ struct ClientConnection {
     var topicAliases: [UInt16: [UInt8]] = [:]
     /// Topic Aliases the broker assigned towards this connection (v5).
     var outboundAliases = OutboundTopicAliases()
-    /// The client's Receive Maximum (v5), or 65535.
-    var clientReceiveMaximum: Int = 65_535
-    /// Maximum Packet Size the client accepts (v5), or Int.max.
-    var clientMaximumPacketSize: Int = .max
-    /// Whether the v5 client wants Reason Strings and User Properties on errors.
-    var requestProblemInformation: Bool = true
-    /// Already listed in the core's flush queue.
-    var flushQueued: Bool = false
-    /// Clean Session / Clean Start of the CONNECT.
-    var cleanStart: Bool = true
-    /// Seconds the session outlives its connection: 0 = ends with it, UInt32.max = never expires.
-    var sessionExpiry: UInt32 = 0
-    /// The runtime still has a socket on this slot (false once an offline session's socket closed).
-    var socketAttached: Bool = true
     /// The user name the client authenticated as (or sent in CONNECT).
     var username: String? = nil
     /// The client's topic access rules when an ACL is configured.
     var access: ClientAccess? = nil
-    /// Deliveries must be checked against `access` (a deny rule overlaps a subscription, or the
-    /// subscriptions came with a resumed session).
-    var accessCheckDeliveries = false
     /// The last topic this client was allowed to publish to (skips re-checking a repeated topic).
     var lastAllowedTopic: [UInt8] = []
+
+    /// The will published when the connection ends without DISCONNECT 0x00.
+    var will: Will? {
+        get { willBox?.will }
+        set { willBox = newValue.map(WillBox.init) }
+    }
 
     /// What only a connecting, authenticating or offline session needs (see ConnectionExtras).
     var extras: ConnectionExtras? = nil

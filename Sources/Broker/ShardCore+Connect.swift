@@ -115,8 +115,8 @@ extension ShardCore {
 
         if version == .v5 {
             let p = connect.properties
-            if let maximum = p.maximumPacketSize { connections[s].clientMaximumPacketSize = Int(maximum) }
-            if let receive = p.receiveMaximum { connections[s].clientReceiveMaximum = Int(receive) }
+            if let maximum = p.maximumPacketSize { connections[s].clientMaximumPacketSize = maximum }
+            if let receive = p.receiveMaximum { connections[s].clientReceiveMaximum = receive }
             if let problem = p.requestProblemInformation { connections[s].requestProblemInformation = problem == 1 }
             properties.assignedClientIdentifier = assignedID
             if let method = connections[s].authMethod {

@@ -7,7 +7,7 @@ import Codec
 extension ShardCore {
     /// How many QoS 1/2 messages may be unacknowledged towards this client.
     func inflightWindow(_ s: Int) -> Int {
-        min(config.maxInflightMessages, connections[s].clientReceiveMaximum)
+        min(config.maxInflightMessages, Int(connections[s].clientReceiveMaximum))
     }
 
     /// Delivers a QoS 1/2 message: sends it if the window has room and nothing is queued ahead of

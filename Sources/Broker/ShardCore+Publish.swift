@@ -277,7 +277,7 @@ extension ShardCore {
             let size = PublishEncoder.encodedLength(version: version, qos: qos, topicLength: topic.count,
                                                     propertiesLength: props.count + (connections[s].outboundAliases.maximum > 0 ? 3 : 0),
                                                     payloadLength: payload.count)
-            if size > connections[s].clientMaximumPacketSize { counters.droppedTooLarge += 1; return }
+            if size > Int(connections[s].clientMaximumPacketSize) { counters.droppedTooLarge += 1; return }
         }
         if qos != .atMostOnce {
             deliverReliable(s, topic: topic, properties: props, payload: payload, qos: qos, retain: retain)

@@ -138,7 +138,7 @@ extension ShardCore {
         var properties = Properties()
         guard connections[s].version == .v5,
               connAckOrDisconnect || connections[s].requestProblemInformation,
-              text.utf8.count + 32 <= connections[s].clientMaximumPacketSize else { return properties }
+              text.utf8.count + 32 <= Int(connections[s].clientMaximumPacketSize) else { return properties }
         properties.reasonString = text
         return properties
     }

@@ -21,9 +21,10 @@
 //   sharedPublish: a publish record (kind 12) followed by u32 member index, u16 filter length,
 //                 u16 group length, filter, group; the publish record's length covers it all
 //   claim, release, evict, claimed:
-//                 u8 origin shard, u16 client id length, u64 connection, u64 other connection,
+//                 u8 origin shard, u16 unused, u64 connection, u64 other connection,
 //                 u8 other shard, u8 flags, 6 bytes padding, u64 session (a retained SessionBox
-//                 pointer or 0), client id bytes
+//                 pointer or 0), u64 client id (a retained ClientIDBox pointer: the id's storage
+//                 is shared with the sender's, so the home shard's registry entry does not copy it)
 
 import Codec
 
@@ -83,6 +84,13 @@ public struct ClientMessage {
     public var flags: UInt8 = 0
     /// claimed: the previous session, moved between shards by reference.
     var session: SessionBox? = nil
+}
+
+/// A client id on its way to another shard: a reference, so the receiver's copy shares the
+/// sender's string storage (a client id is kept once in memory, not once per shard).
+final class ClientIDBox: Sendable {
+    let id: String
+    init(_ id: String) { self.id = id }
 }
 
 /// An application message as it travels between shards.
@@ -213,25 +221,24 @@ enum ShardMessageCodec {
         buffer.commitWritten(length)
     }
 
+    static let clientRecordLength = 48
+
     /// Appends a claim, release, evict or claimed record.
     static func appendClient(_ m: ClientMessage, to buffer: inout ByteBuffer) {
-        var id = m.clientID
-        id.withUTF8 { bytes in
-            let length = 40 + bytes.count
-            let p = buffer.reserveWritable(length)
-            p.storeBytes(of: UInt32(length), as: UInt32.self)
-            p.storeBytes(of: m.kind.rawValue, toByteOffset: 4, as: UInt8.self)
-            p.storeBytes(of: UInt8(m.origin), toByteOffset: 5, as: UInt8.self)
-            p.storeBytes(of: UInt16(bytes.count), toByteOffset: 6, as: UInt16.self)
-            p.storeBytes(of: m.connection.packed, toByteOffset: 8, as: UInt64.self)
-            p.storeBytes(of: m.otherConnection.packed, toByteOffset: 16, as: UInt64.self)
-            p.storeBytes(of: UInt8(m.otherShard), toByteOffset: 24, as: UInt8.self)
-            p.storeBytes(of: m.flags, toByteOffset: 25, as: UInt8.self)
-            p.storeBytes(of: m.session.map { UInt64(UInt(bitPattern: Unmanaged.passRetained($0).toOpaque())) } ?? 0,
-                         toByteOffset: 32, as: UInt64.self)
-            if bytes.count > 0 { (p + 40).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
-            buffer.commitWritten(length)
-        }
+        let p = buffer.reserveWritable(clientRecordLength)
+        p.storeBytes(of: UInt32(clientRecordLength), as: UInt32.self)
+        p.storeBytes(of: m.kind.rawValue, toByteOffset: 4, as: UInt8.self)
+        p.storeBytes(of: UInt8(m.origin), toByteOffset: 5, as: UInt8.self)
+        p.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
+        p.storeBytes(of: m.connection.packed, toByteOffset: 8, as: UInt64.self)
+        p.storeBytes(of: m.otherConnection.packed, toByteOffset: 16, as: UInt64.self)
+        p.storeBytes(of: UInt8(m.otherShard), toByteOffset: 24, as: UInt8.self)
+        p.storeBytes(of: m.flags, toByteOffset: 25, as: UInt8.self)
+        p.storeBytes(of: m.session.map { UInt64(UInt(bitPattern: Unmanaged.passRetained($0).toOpaque())) } ?? 0,
+                     toByteOffset: 32, as: UInt64.self)
+        let id = Unmanaged.passRetained(ClientIDBox(m.clientID)).toOpaque()
+        p.storeBytes(of: UInt64(UInt(bitPattern: id)), toByteOffset: 40, as: UInt64.self)
+        buffer.commitWritten(clientRecordLength)
     }
 
     /// The total length of the record starting at `p`.
@@ -297,12 +304,13 @@ enum ShardMessageCodec {
             let payload = Array(UnsafeRawBufferPointer(start: p + 28 + topicLength + propertiesLength, count: payloadLength))
             return .retain(RetainedMessage(topic: topic, payload: payload, qos: qos, properties: properties, stamp: stamp))
         case .claim, .release, .evict, .claimed:
-            let length = Int(p.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
             let raw = UInt(p.loadUnaligned(fromByteOffset: 32, as: UInt64.self))
             let session = raw == 0 ? nil : Unmanaged<SessionBox>.fromOpaque(UnsafeRawPointer(bitPattern: raw)!).takeRetainedValue()
+            let idBox = UInt(p.loadUnaligned(fromByteOffset: 40, as: UInt64.self))
+            let clientID = Unmanaged<ClientIDBox>.fromOpaque(UnsafeRawPointer(bitPattern: idBox)!).takeRetainedValue().id
             return .client(ClientMessage(
                 kind: kind, origin: Int(p.load(fromByteOffset: 5, as: UInt8.self)),
-                clientID: String(decoding: UnsafeRawBufferPointer(start: p + 40, count: length), as: UTF8.self),
+                clientID: clientID,
                 connection: ConnectionID(packed: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
                 otherConnection: ConnectionID(packed: p.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
                 otherShard: Int(p.load(fromByteOffset: 24, as: UInt8.self)),

@@ -55,18 +55,26 @@ public enum PacketDecoder {
 /// When `next()` returns nil, the incomplete tail of the chunk has been copied into the decoder's
 /// storage and the caller may reuse the chunk. Call `deallocate()` when the connection ends.
 public struct StreamDecoder: @unchecked Sendable {
-    /// The layout for packets after CONNECT; the session sets it once CONNECT is accepted.
-    public var version: ProtocolVersion
-    /// Frames larger than this are rejected with `.packetTooLarge`.
-    public var maxPacketSize: Int
+    // Field order keeps the decoder at 62 bytes (a connection slot holds one; the small fields
+    // last leave the tail free for the slot's own small fields).
     @usableFromInline var storage = ByteBuffer()
-    @usableFromInline var storageHoldsReturnedFrame = false
     @usableFromInline var chunk = UnsafeRawBufferPointer(start: nil, count: 0)
     @usableFromInline var chunkOffset = 0
+    @usableFromInline var _maxPacketSize: UInt32
+    /// The layout for packets after CONNECT; the session sets it once CONNECT is accepted.
+    public var version: ProtocolVersion
+    @usableFromInline var storageHoldsReturnedFrame = false
+
+    /// Frames larger than this are rejected with `.packetTooLarge` (at most 268,435,460, the
+    /// largest frame MQTT can describe).
+    @inlinable public var maxPacketSize: Int {
+        get { Int(_maxPacketSize) }
+        set { _maxPacketSize = UInt32(Swift.min(newValue, 268_435_460)) }
+    }
 
     public init(version: ProtocolVersion = .v3_1_1, maxPacketSize: Int = 268_435_460) {
         self.version = version
-        self.maxPacketSize = maxPacketSize
+        self._maxPacketSize = UInt32(Swift.min(maxPacketSize, 268_435_460))
     }
 
     /// Hands the decoder the next chunk of input. The previous chunk must have been drained
