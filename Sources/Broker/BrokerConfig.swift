@@ -59,6 +59,9 @@ public struct BrokerConfig: Sendable {
     public var sharedSubscriptionsAvailable: Bool = true
     /// Whether v5 Subscription Identifiers are accepted; off: SUBACK 0xA1 for such a SUBSCRIBE.
     public var subscriptionIdentifiersAvailable: Bool = true
+    /// Entries of each shard's cache of topic matches (MatchCache.swift), a power of two; 0 = no
+    /// cache (every PUBLISH walks the subscription trie).
+    public var matchCacheEntries: Int = 1024
 
     /// Bytes that may wait to be sent to one client before the broker gives up on it (a consumer
     /// that stopped reading): DISCONNECT 0x97 (quota exceeded) and close; a persistent session

@@ -178,13 +178,44 @@ extension ShardCore {
     ) -> Bool {
         // The publisher is a local connection only for messages published on this shard.
         let localOrigin: ConnectionID? = (originShard ?? shardIndex) == shardIndex ? origin : nil
+        let generation = trie.generation
+        let hash = matchCache.isEnabled ? MatchCache.hash(topic) : 0
+        if matchCache.isEnabled, let e = matchCache.lookup(topic, hash: hash, generation: generation) {
+            let entry = matchCache.entries[e]
+            return routeMatched(local: entry.local, remote: entry.remote, shared: entry.shared, qos: qos, retain: retain,
+                                topic: topic, properties: properties, payload: payload, origin: origin,
+                                localOrigin: localOrigin, forwardToShards: forwardToShards)
+        }
         var collector = MatchCollector(local: [])
         swap(&collector.local, &matchScratch)
         swap(&collector.shared, &sharedScratch)
         collector.local.removeAll(keepingCapacity: true)
+        collector.shared.removeAll(keepingCapacity: true)
         trie.match(topic: topic, visitor: &collector)
+        if collector.local.count > 1 {
+            // Overlapping subscriptions: deliver once per client, at the highest granted QoS [MQTT-3.3.5-1].
+            collector.local.sort { $0.connection.slot < $1.connection.slot }
+        }
+        if matchCache.isEnabled && matchCache.admits(hash: hash) {
+            matchCache.store(topic, hash: hash, generation: generation,
+                             local: collector.local, remote: collector.remote, shared: collector.shared)
+        }
+        let matched = routeMatched(local: collector.local, remote: collector.remote, shared: collector.shared, qos: qos,
+                                   retain: retain, topic: topic, properties: properties, payload: payload, origin: origin,
+                                   localOrigin: localOrigin, forwardToShards: forwardToShards)
+        swap(&collector.local, &matchScratch)
+        swap(&collector.shared, &sharedScratch)
+        return matched
+    }
 
-        var remote = collector.remote
+    /// Forwards and delivers one message to what its topic matched: `local` sorted by slot.
+    @inline(__always)
+    func routeMatched(
+        local: [LocalSubscriber], remote: ShardSet, shared: [SharedGroup], qos: QoS, retain: Bool,
+        topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
+        origin: ConnectionID, localOrigin: ConnectionID?, forwardToShards: Bool
+    ) -> Bool {
+        var remote = remote
         remote.remove(shardIndex)
         if forwardToShards && !remote.isEmpty {
             for target in remote {
@@ -195,19 +226,13 @@ extension ShardCore {
             }
         }
 
-        if !collector.shared.isEmpty && forwardToShards {
-            routeShared(collector.shared, topic: topic, qos: qos, properties: properties, payload: payload, origin: origin)
+        if !shared.isEmpty && forwardToShards {
+            routeShared(shared, topic: topic, qos: qos, properties: properties, payload: payload, origin: origin)
         }
-        let matchedShared = !collector.shared.isEmpty
-        collector.shared.removeAll(keepingCapacity: true)
-        let localCount = collector.local.count
-        if localCount > 1 {
-            // Overlapping subscriptions: deliver once per client, at the highest granted QoS [MQTT-3.3.5-1].
-            collector.local.sort { $0.connection.slot < $1.connection.slot }
-        }
+        let localCount = local.count
         var i = 0
         while i < localCount {
-            let subscriber = collector.local[i]
+            let subscriber = local[i]
             let isPublisher = subscriber.connection == localOrigin
             // One delivery per client: the highest QoS of its matching subscriptions, skipping
             // No Local ones when it published the message itself [MQTT-3.8.3-3], with the retain
@@ -216,13 +241,13 @@ extension ShardCore {
             var keepRetain = false
             identifierScratch.removeAll(keepingCapacity: true)
             var j = i
-            while j < localCount && collector.local[j].connection.slot == subscriber.connection.slot {
-                let options = collector.local[j].options
+            while j < localCount && local[j].connection.slot == subscriber.connection.slot {
+                let options = local[j].options
                 if !(isPublisher && options.noLocal) {
                     granted = max(granted ?? .atMostOnce, options.qos)
                     keepRetain = keepRetain || options.retainAsPublished
                     // The Subscription Identifiers of all matching subscriptions go with the message [MQTT-3.3.4-4].
-                    let identifier = collector.local[j].identifier
+                    let identifier = local[j].identifier
                     if identifier != 0 { identifierScratch.append(identifier) }
                 }
                 j += 1
@@ -233,9 +258,7 @@ extension ShardCore {
             }
             i = j
         }
-        swap(&collector.local, &matchScratch)
-        swap(&collector.shared, &sharedScratch)
-        return localCount > 0 || !remote.isEmpty || matchedShared
+        return localCount > 0 || !remote.isEmpty || !shared.isEmpty
     }
 
     /// Delivers one message to a local subscriber: QoS 0 is encoded straight into its outbound

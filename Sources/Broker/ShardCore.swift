@@ -90,6 +90,8 @@ public final class ShardCore {
     /// The time of the input being processed (monotonic nanoseconds), for stamps.
     @exclusivity(unchecked) var currentTime: UInt64 = 0
     @exclusivity(unchecked) var matchScratch: [LocalSubscriber] = []
+    /// Trie matches by topic name (MatchCache.swift).
+    @exclusivity(unchecked) var matchCache: MatchCache
     /// Shared groups matched by one message, reused.
     @exclusivity(unchecked) var sharedScratch: [SharedGroup] = []
     /// Byte arrays of finished QoS 1/2 messages, reused by the next ones (StoredMessage.swift).
@@ -129,6 +131,7 @@ public final class ShardCore {
         self.config = config
         self.shardOutbox = Array(repeating: ByteBuffer(), count: shardCount)
         matchScratch.reserveCapacity(64)
+        matchCache = MatchCache(capacity: config.matchCacheEntries)
         // Address space for the expected connections up front: growing by copying would leave the
         // old arrays' pages resident (freed, but dirty in the allocator) and copy every slot.
         // Untouched capacity costs no memory.

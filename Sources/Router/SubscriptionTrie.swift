@@ -38,6 +38,10 @@ public struct SubscriptionTrie<Value> {
     @usableFromInline var filterCount = 0
     /// Filters with a value.
     public var count: Int { filterCount }
+    /// Changes with every `update`: a result computed from the trie (a cached match) is current
+    /// while the generation it was computed at is.
+    @inlinable public var generation: UInt64 { _generation }
+    @usableFromInline var _generation: UInt64 = 0
 
     public init() {
         nodes = [Node(level: [], parent: -1, hash: 0)]
@@ -210,6 +214,7 @@ public struct SubscriptionTrie<Value> {
             return true
         }
         let hadValue = nodes[Int(index)].value != nil
+        _generation &+= 1
         let result = body(&nodes[Int(index)].value)
         let hasValue = nodes[Int(index)].value != nil
         if hadValue != hasValue { filterCount += hasValue ? 1 : -1 }

@@ -35,6 +35,7 @@ struct Settings {
     var responseInformation = "response/%c"
     var receiveMaximum = 65_535
     var maxOutboundBuffer = 64 << 20
+    var matchCacheEntries = 1024
     var retainAvailable = true
     var maxQoS = 2
     var wildcardSubscriptions = true
@@ -129,6 +130,7 @@ struct Settings {
         case "response_information": responseInformation = value
         case "receive_maximum": receiveMaximum = try number(Int.self)
         case "max_outbound_buffer": maxOutboundBuffer = try number(Int.self)
+        case "match_cache_entries": matchCacheEntries = try number(Int.self)
         case "retain_available": retainAvailable = try flag()
         case "max_qos": maxQoS = try number(Int.self)
         case "wildcard_subscriptions": wildcardSubscriptions = try flag()
@@ -159,6 +161,7 @@ struct Settings {
         if maxTopicAliasOutbound < 0 || maxTopicAliasOutbound > 65_535 { throw SettingsError("max_topic_alias_outbound must be 0...65535") }
         if sysInterval < 0 { throw SettingsError("sys_interval must be >= 0") }
         if maxOutboundBuffer < 65_536 { throw SettingsError("max_outbound_buffer must be at least 65536") }
+        if matchCacheEntries < 0 || matchCacheEntries > 1 << 20 { throw SettingsError("match_cache_entries must be 0...1048576") }
         if receiveMaximum < 1 || receiveMaximum > 65_535 { throw SettingsError("receive_maximum must be 1...65535") }
         if maxQoS < 0 || maxQoS > 2 { throw SettingsError("max_qos must be 0, 1 or 2") }
         if maxKeepAlive < 10 || maxKeepAlive > 65_535 { throw SettingsError("max_keepalive must be 10...65535") }
@@ -192,6 +195,7 @@ struct Settings {
         config.allowAnonymous = allowAnonymous
         config.receiveMaximum = UInt16(receiveMaximum)
         config.maxOutboundBuffer = maxOutboundBuffer
+        config.matchCacheEntries = matchCacheEntries
         config.persistentClientExpiration = persistentClientExpiration
         config.retainAvailable = retainAvailable
         config.maximumQoS = QoS(rawValue: UInt8(maxQoS)) ?? .exactlyOnce
