@@ -56,8 +56,13 @@ struct MatchCache {
         }
         if i < n {
             var tail: UInt64 = 0
-            var shift: UInt64 = 0
-            while i < n { tail |= UInt64(topic[i]) << shift; shift += 8; i += 1 }
+            if n >= 8 {
+                // The last 8 bytes, overlapping the chunk before: one load instead of a byte loop.
+                tail = topic.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
+            } else {
+                var shift: UInt64 = 0
+                while i < n { tail |= UInt64(topic[i]) << shift; shift += 8; i += 1 }
+            }
             h = (h ^ tail) &* 0xFF51_AFD7_ED55_8CCD
         }
         h ^= h >> 29
@@ -72,6 +77,9 @@ struct MatchCache {
         while i + 8 <= n {
             if a.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
             i += 8
+        }
+        if i < n && n >= 8 {
+            return a.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self) == b.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
         }
         while i < n {
             if a[i] != b[i] { return false }

@@ -181,8 +181,9 @@ extension ShardCore {
         let generation = trie.generation
         let hash = matchCache.isEnabled ? MatchCache.hash(topic) : 0
         if matchCache.isEnabled, let e = matchCache.lookup(topic, hash: hash, generation: generation) {
-            let entry = matchCache.entries[e]
-            return routeMatched(local: entry.local, remote: entry.remote, shared: entry.shared, qos: qos, retain: retain,
+            // The arrays, not the whole entry: two retains, not four.
+            return routeMatched(local: matchCache.entries[e].local, remote: matchCache.entries[e].remote,
+                                shared: matchCache.entries[e].shared, qos: qos, retain: retain,
                                 topic: topic, properties: properties, payload: payload, origin: origin,
                                 localOrigin: localOrigin, forwardToShards: forwardToShards)
         }

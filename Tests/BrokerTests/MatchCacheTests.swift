@@ -51,6 +51,23 @@ final class MatchCacheTests: XCTestCase {
         XCTAssertEqual(hashes.count, topics.count)
     }
 
+    func testEqualityAndHashSeeADifferenceAtEveryPosition() {
+        for n in 1...24 {
+            let a = (0..<n).map { UInt8(65 + $0) }
+            for position in 0..<n {
+                var b = a
+                b[position] ^= 0x20
+                a.withUnsafeBytes { x in
+                    b.withUnsafeBytes { y in
+                        XCTAssertFalse(MatchCache.equal(x, y), "length \(n), byte \(position)")
+                        XCTAssertNotEqual(MatchCache.hash(x), MatchCache.hash(y), "length \(n), byte \(position)")
+                    }
+                    XCTAssertTrue(MatchCache.equal(x, x))
+                }
+            }
+        }
+    }
+
     func testDisabledCacheStoresNothing() {
         let cache = MatchCache(capacity: 0)
         XCTAssertFalse(cache.isEnabled)
