@@ -157,7 +157,7 @@ final class Shard {
     }
 
     func accepted(fd: Int32, now: UInt64) {
-        if group.config.tcpNoDelay { Listener.configureAccepted(fd) }
+        // No Nagle delay (Apus batches its own writes): inherited from the listening socket.
         let id = core.accept(now: now)
         let slot = Int(id.slot)
         while sockets.count <= slot { sockets.append(SocketState()) }

@@ -89,7 +89,8 @@ public final class ShardGroup: @unchecked Sendable {
         var bound: [(host: String, port: UInt16)] = []
         do {
             for (host, port) in [(config.host, config.port)] + config.extraListeners {
-                let (fds, actual) = try Listener.open(host: host, port: port, count: config.shards)
+                let (fds, actual) = try Listener.open(host: host, port: port, count: config.shards,
+                                                          noDelay: config.tcpNoDelay)
                 for shard in 0..<config.shards { perShard[shard].append(fds[shard]) }
                 bound.append((host, actual))
             }
