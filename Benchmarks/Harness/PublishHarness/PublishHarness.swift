@@ -39,8 +39,8 @@ public final class PublishHarness {
     private var connAcks = 0
     private var subAcks = 0
 
-    public init(shards: Int) {
-        cores = (0..<shards).map { ShardCore(shardIndex: $0, shardCount: shards, config: BrokerConfig()) }
+    public init(shards: Int, config: BrokerConfig = BrokerConfig()) {
+        cores = (0..<shards).map { ShardCore(shardIndex: $0, shardCount: shards, config: config) }
         mailboxes = (0..<shards).map { from in
             (0..<shards).map { to in from == to ? nil : Mailbox(capacity: 4 << 20) }
         }

@@ -3,6 +3,8 @@
 // not depend on what else the machine is doing (the benchmarks' wall-clock does).
 //
 //     PublishPathCount same|cross|fanout 0|1 [messages]
+//
+// APUS_MATCH_CACHE_ENTRIES=0 in the environment runs without the match cache (for a before/after).
 
 import Broker
 import Codec
@@ -22,7 +24,9 @@ case "same": subscriberShards = [0]
 case "cross": subscriberShards = [1]
 default: subscriberShards = (0..<16).map { $0 % 2 }
 }
-let harness = PublishHarness(shards: arguments[1] == "same" ? 1 : 2)
+var config = BrokerConfig()
+if let entries = getenv("APUS_MATCH_CACHE_ENTRIES").flatMap({ Int(String(cString: $0)) }) { config.matchCacheEntries = entries }
+let harness = PublishHarness(shards: arguments[1] == "same" ? 1 : 2, config: config)
 harness.setUp(publisherShard: 0, subscriberShards: subscriberShards, version: .v3_1_1, qos: qos)
 let start = ContinuousClock.now
 for _ in 0..<messages { harness.publish() }
