@@ -1,5 +1,6 @@
 // Broker settings from built-in defaults, an optional config file, and flags (which win).
-// The file format is mosquitto's: one `key value` per line, `#` starts a comment.
+// The file format is mosquitto's: one `key value` per line, `#` starts a comment (at the line's
+// start or after whitespace).
 
 import ApusCrypto
 import Auth
@@ -57,12 +58,24 @@ struct Settings {
         while getline(&line, &capacity, handle) >= 0 {
             lineNumber += 1
             let text = String(cString: line!)
-            let content = text.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let content = Settings.withoutComment(text)
             let words = content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" })
             guard let key = words.first else { continue }
             let value = words.dropFirst().joined(separator: " ")
             try apply(key: String(key), value: value, at: "\(path):\(lineNumber)")
         }
+    }
+
+    /// The line up to its comment: a `#` at the start of the line or after a space or tab (so a
+    /// value such as a path may contain `#`, as in mosquitto, where only whole-line comments exist).
+    static func withoutComment(_ line: String) -> Substring {
+        var previous: Character = " "
+        for i in line.indices {
+            let c = line[i]
+            if c == "#" && (previous == " " || previous == "\t") { return line[..<i] }
+            previous = c
+        }
+        return line[...]
     }
 
     mutating func apply(key: String, value: String, at location: String) throws {

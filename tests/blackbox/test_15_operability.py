@@ -428,6 +428,28 @@ http_listener 0
         b.stop()
 
 
+def test_hash_inside_a_value_is_kept_and_comments_after_whitespace(tmp_path):
+    """`#` starts a comment at a line's start or after whitespace only: a path containing `#`
+    (valid in mosquitto.conf, which has only whole-line comments) is read whole."""
+    folder = tmp_path / "conf#2"
+    folder.mkdir()
+    pw = folder / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(pw), "bob", "pw#1"], check=True)
+    conf = tmp_path / "apus.conf"
+    conf.write_text(f"""# whole-line comment
+   # indented comment
+allow_anonymous false   # trailing comment
+password_file {pw}
+""")
+    b = Broker(["--config", str(conf)])
+    try:
+        assert V5(b, user="bob", password="pw#1").rc == 0
+        assert V5(b, user="bob", password="wrong").rc == 0x86
+        assert V5(b).rc == 0x87  # allow_anonymous false took effect despite its comment
+    finally:
+        b.stop()
+
+
 def test_http_api_key(tmp_path):
     """With http_api_key, /api/v5/... needs HTTP Basic authentication (EMQX's API key and secret);
     /metrics and /health stay open for scrapers and probes."""
