@@ -59,9 +59,10 @@ public final class IOUring {
     @usableFromInline let cqeScratchCount: Int = 512
 
     /// Creates a ring with `entries` submission entries and a completion queue of `cqEntries`.
-    /// Tries SINGLE_ISSUER|DEFER_TASKRUN first, then COOP_TASKRUN, then no flags. Must be called on
-    /// the thread that will use the ring (SINGLE_ISSUER).
-    public init(entries: UInt32 = 1024, cqEntries: UInt32 = 8192) throws(IOUringError) {
+    /// Tries SINGLE_ISSUER|DEFER_TASKRUN first, then SINGLE_ISSUER|COOP_TASKRUN, then COOP_TASKRUN,
+    /// then no flags; `skipping` leaves out that many of the first (to measure what they bring).
+    /// Must be called on the thread that will use the ring (SINGLE_ISSUER).
+    public init(entries: UInt32 = 1024, cqEntries: UInt32 = 8192, skipping: Int = 0) throws(IOUringError) {
         ring = .allocate(capacity: 1)
         ring.initialize(to: io_uring())
         let candidates: [UInt32] = [
@@ -72,7 +73,7 @@ public final class IOUring {
         ]
         var lastError: Int32 = 0
         var chosen: UInt32? = nil
-        for flags in candidates {
+        for flags in candidates.dropFirst(min(max(skipping, 0), candidates.count - 1)) {
             var params = io_uring_params()
             params.flags = flags | IORING_SETUP_CQSIZE
             params.cq_entries = cqEntries

@@ -69,7 +69,7 @@ final class Shard {
         self.logger = group.logger
         logger[metadataKey: "shard"] = "\(index)"
         let config = group.config
-        ring = try IOUring(entries: 2048, cqEntries: 16384)
+        ring = try IOUring(entries: 2048, cqEntries: 16384, skipping: group.config.ringSetupsSkipped)
         buffers = try ProvidedBufferRing(ring: ring, group: Shard.bufferGroup,
                                          count: config.receiveBufferCount, bufferSize: config.receiveBufferSize,
                                          initial: config.initialReceiveBuffers)

@@ -39,6 +39,9 @@ public struct ShardGroupConfig: Sendable {
     public var httpCredentials: HTTPCredentials? = nil
     /// Pin shard i to the i-th CPU this process may use.
     public var pinThreads = true
+    /// Ring set-ups to leave out, best first (0: SINGLE_ISSUER|DEFER_TASKRUN where the kernel has
+    /// it). Only for measuring what each brings: the APUS_RING_SETUP_SKIP environment variable.
+    public var ringSetupsSkipped = 0
 
     public init(shards: Int) { self.shards = shards }
 }

@@ -105,6 +105,7 @@ struct Apus: ParsableCommand {
         groupConfig.port = settings.port
         groupConfig.extraListeners = settings.extraListeners
         groupConfig.tcpNoDelay = settings.tcpNoDelay
+        if let skip = getenv("APUS_RING_SETUP_SKIP").flatMap({ Int(String(cString: $0)) }) { groupConfig.ringSetupsSkipped = skip }
         groupConfig.sysIntervalSeconds = settings.sysInterval
         groupConfig.httpListener = settings.httpListener
         groupConfig.httpCredentials = settings.httpCredentials
