@@ -1,4 +1,4 @@
-// The body of `POST /api/v5/publish`, as EMQX defines it:
+// The body of `POST /api/v5/publish`, as EMQX defines it (`POST /api/v5/publish/bulk`: an array of them):
 //   {"topic": "t", "payload": "...", "payload_encoding": "plain"|"base64", "qos": 0, "retain": false,
 //    "properties": {"payload_format_indicator": 1, "message_expiry_interval": 60, "content_type": "...",
 //                   "response_topic": "...", "correlation_data": "...", "user_properties": {"k": "v"}}}
@@ -16,7 +16,30 @@ public struct PublishRequest: Sendable, Equatable {
 
     /// Decodes and validates a request body; the error is a message for a 400 answer.
     public static func decode(_ body: [UInt8]) -> Result<PublishRequest, PublishRequestError> {
-        guard let json = JSONValue.parse(body), case .object = json else { return .failure(.init("body is not a JSON object")) }
+        guard let json = JSONValue.parse(body) else { return .failure(.init("body is not a JSON object")) }
+        return decode(json: json)
+    }
+
+    /// Decodes the body of `POST /api/v5/publish/bulk`: a non-empty JSON array of publish bodies.
+    /// One bad element fails the whole batch (as EMQX does: nothing is published), its error
+    /// naming the element's index.
+    public static func decodeBatch(_ body: [UInt8]) -> Result<[PublishRequest], PublishRequestError> {
+        guard case .array(let elements)? = JSONValue.parse(body) else { return .failure(.init("body is not a JSON array")) }
+        guard !elements.isEmpty else { return .failure(.init("the batch is empty")) }
+        var requests: [PublishRequest] = []
+        requests.reserveCapacity(elements.count)
+        for (i, element) in elements.enumerated() {
+            switch decode(json: element) {
+            case .success(let request): requests.append(request)
+            case .failure(let error): return .failure(.init("message \(i): \(error.message)"))
+            }
+        }
+        return .success(requests)
+    }
+
+    /// Decodes and validates one publish body, already parsed.
+    public static func decode(json: JSONValue) -> Result<PublishRequest, PublishRequestError> {
+        guard case .object = json else { return .failure(.init("body is not a JSON object")) }
         guard let topic = json["topic"]?.string else { return .failure(.init("topic is required")) }
         guard Array(topic.utf8).withUnsafeBytes({ TopicValidation.isValidTopicName($0) }) else {
             return .failure(.init("topic is not a valid topic name"))

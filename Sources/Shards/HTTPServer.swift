@@ -1,5 +1,6 @@
-// The HTTP listener (`http_listener`): GET /metrics, GET /health and POST /api/v5/publish, served by
-// shard 0 on its own io_uring ring, one request per connection (answered with Connection: close).
+// The HTTP listener (`http_listener`): GET /metrics, GET /health, POST /api/v5/publish and
+// POST /api/v5/publish/bulk, served by shard 0 on its own io_uring ring, one request per
+// connection (answered with Connection: close).
 // It is off the data path: a scrape or an API call costs shard 0 a few microseconds between two
 // batches of MQTT completions, and the publish API routes like a client's PUBLISH would.
 
@@ -164,7 +165,9 @@ extension Shard {
     // MARK: routes
 
     func answer(_ request: HTTPRequest, now: UInt64) -> HTTPResponse {
-        let routes: [(path: String, method: String)] = [("/metrics", "GET"), ("/health", "GET"), ("/api/v5/publish", "POST")]
+        let routes: [(path: String, method: String)] = [
+            ("/metrics", "GET"), ("/health", "GET"), ("/api/v5/publish", "POST"), ("/api/v5/publish/bulk", "POST"),
+        ]
         guard let route = routes.first(where: { $0.path == request.path }) else {
             return HTTPResponse(status: 404, json: .object([("code", .string("NOT_FOUND")), ("message", .string("no such path"))]))
         }
@@ -191,39 +194,77 @@ extension Shard {
                 ("shards", .number(Double(group.config.shards))),
                 ("uptime_seconds", .number(Double((now - group.stats.startedAt) / 1_000_000_000))),
             ]))
+        case "/api/v5/publish/bulk":
+            return publishBatch(request)
         default:
             return publish(request)
         }
     }
 
+    private func bad(_ code: String, _ message: String) -> HTTPResponse {
+        HTTPResponse(status: 400, json: .object([("code", .string(code)), ("message", .string(message))]))
+    }
+
+    /// What the broker's settings refuse in a decoded publish request: (code, message), or nil.
+    private func refusal(_ request: PublishRequest) -> (code: String, message: String)? {
+        let config = core.config
+        if request.topic.utf8.first == UInt8(ascii: "$") { return ("BAD_TOPIC", "topics starting with $ are reserved") }
+        if config.messageSizeLimit > 0 && request.payload.count > config.messageSizeLimit {
+            return ("PACKET_TOO_LARGE", "payload over message_size_limit (\(config.messageSizeLimit) bytes)")
+        }
+        if request.qos.rawValue > config.maximumQoS.rawValue { return ("BAD_REQUEST", "qos above max_qos") }
+        if request.retain && !config.retainAvailable { return ("BAD_REQUEST", "retained messages are not available") }
+        return nil
+    }
+
+    /// Routes one accepted request like a client's PUBLISH; its answer (200 with the message id,
+    /// or 202-style with reason code 16 when nobody is subscribed) and whether it reached anyone.
+    private func route(_ request: PublishRequest) -> (json: JSONValue, delivered: Bool) {
+        httpMessageCounter &+= 1
+        let id = hex(apus_monotonic_ns()) + hex(UInt64(httpMessageCounter))
+        let delivered = core.publishFromBroker(topic: request.topic, payload: request.payload, qos: request.qos,
+                                               retain: request.retain, properties: request.properties)
+        if delivered { return (.object([("id", .string(id))]), true) }
+        return (.object([("id", .string(id)), ("reason_code", .number(16)), ("message", .string("no_matching_subscribers"))]), false)
+    }
+
     /// POST /api/v5/publish: EMQX's body and answers (200 with the message id; 202 with reason
     /// code 16 when nobody is subscribed; 400 with a message for a bad body).
     private func publish(_ request: HTTPRequest) -> HTTPResponse {
-        func bad(_ code: String, _ message: String) -> HTTPResponse {
-            HTTPResponse(status: 400, json: .object([("code", .string(code)), ("message", .string(message))]))
-        }
         let decoded: PublishRequest
         switch PublishRequest.decode(request.body) {
         case .failure(let error): return bad("BAD_REQUEST", error.message)
         case .success(let value): decoded = value
         }
-        let config = core.config
-        if decoded.topic.utf8.first == UInt8(ascii: "$") { return bad("BAD_TOPIC", "topics starting with $ are reserved") }
-        if config.messageSizeLimit > 0 && decoded.payload.count > config.messageSizeLimit {
-            return bad("PACKET_TOO_LARGE", "payload over message_size_limit (\(config.messageSizeLimit) bytes)")
-        }
-        if decoded.qos.rawValue > config.maximumQoS.rawValue { return bad("BAD_REQUEST", "qos above max_qos") }
-        if decoded.retain && !config.retainAvailable { return bad("BAD_REQUEST", "retained messages are not available") }
-        httpMessageCounter &+= 1
-        let id = hex(apus_monotonic_ns()) + hex(UInt64(httpMessageCounter))
-        let delivered = core.publishFromBroker(topic: decoded.topic, payload: decoded.payload, qos: decoded.qos,
-                                               retain: decoded.retain, properties: decoded.properties)
+        if let refused = refusal(decoded) { return bad(refused.code, refused.message) }
+        let result = route(decoded)
         // The message was queued by the core: start the sends now rather than after the next completion.
         flushConnections()
-        if delivered { return HTTPResponse(status: 200, json: .object([("id", .string(id))])) }
-        return HTTPResponse(status: 202, json: .object([
-            ("id", .string(id)), ("reason_code", .number(16)), ("message", .string("no_matching_subscribers")),
-        ]))
+        return HTTPResponse(status: result.delivered ? 200 : 202, json: result.json)
+    }
+
+    /// POST /api/v5/publish/bulk: an array of publish bodies, published in order. As EMQX: 400 and
+    /// nothing published when any element is bad; otherwise an array of per-message answers, with
+    /// status 200 when every message reached a subscriber and 202 when at least one reached none.
+    private func publishBatch(_ request: HTTPRequest) -> HTTPResponse {
+        let batch: [PublishRequest]
+        switch PublishRequest.decodeBatch(request.body) {
+        case .failure(let error): return bad("BAD_REQUEST", error.message)
+        case .success(let value): batch = value
+        }
+        for (i, message) in batch.enumerated() {
+            if let refused = refusal(message) { return bad(refused.code, "message \(i): \(refused.message)") }
+        }
+        var answers: [JSONValue] = []
+        answers.reserveCapacity(batch.count)
+        var all = true
+        for message in batch {
+            let result = route(message)
+            answers.append(result.json)
+            all = all && result.delivered
+        }
+        flushConnections()
+        return HTTPResponse(status: all ? 200 : 202, json: .array(answers))
     }
 
     private func hex(_ value: UInt64) -> String {

@@ -84,6 +84,26 @@ final class PublishRequestTests: XCTestCase {
     }
 }
 
+final class PublishBatchTests: XCTestCase {
+    func testBatchInOrder() throws {
+        let body = #"[{"topic":"a","payload":"1"},{"topic":"b","payload":"Mg==","payload_encoding":"base64","qos":2}]"#
+        let batch = try PublishRequest.decodeBatch(Array(body.utf8)).get()
+        XCTAssertEqual(batch.map(\.topic), ["a", "b"])
+        XCTAssertEqual(batch.map(\.payload), [Array("1".utf8), Array("2".utf8)])
+        XCTAssertEqual(batch.map(\.qos), [.atMostOnce, .exactlyOnce])
+    }
+
+    func testOneBadElementFailsTheBatchNamingIt() {
+        for (body, message) in [(#"{"topic":"a"}"#, "body is not a JSON array"), ("[]", "the batch is empty"),
+                                (#"[{"topic":"a"},{"topic":"a/+"}]"#, "message 1: topic is not a valid topic name"),
+                                (#"[{"topic":"a"},7]"#, "message 1: body is not a JSON object"),
+                                (#"[{"topic":"a","qos":5}]"#, "message 0: qos is 0, 1 or 2")] {
+            guard case .failure(let error) = PublishRequest.decodeBatch(Array(body.utf8)) else { return XCTFail(body) }
+            XCTAssertEqual(error.message, message)
+        }
+    }
+}
+
 final class HTTPCredentialsTests: XCTestCase {
     func request(authorization: String?) -> HTTPRequest {
         HTTPRequest(method: "POST", path: "/api/v5/publish",

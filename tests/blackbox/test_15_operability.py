@@ -201,7 +201,44 @@ def test_publish_api_without_subscribers_and_retained(ops):
     assert out.stdout == f"{topic} kept\n"
 
 
+def test_publish_bulk_api(ops):
+    """POST /api/v5/publish/bulk (EMQX's): messages published in order; 200 when every one reached
+    a subscriber, 202 when one reached none (its answer has reason code 16); one bad element is a
+    400 and nothing is published."""
+    base = "open/bulk/" + unique("bulk")
+    sub = V5(ops)
+    assert sub.subscribe(base + "/#", qos=1) == ("suback", [1])
+    batch = [{"topic": f"{base}/{i}", "payload": f"m{i}", "qos": i % 3} for i in range(5)]
+    status, _, body = http(ops, "POST", "/api/v5/publish/bulk", json.dumps(batch).encode())
+    assert status == 200, body
+    answers = json.loads(body)
+    assert len(answers) == 5 and all(re.fullmatch(r"[0-9A-F]{32}", a["id"]) for a in answers)
+    got = [sub.messages.get(timeout=TIMEOUT) for _ in range(5)]
+    assert [(m.topic, m.payload) for m in got] == [(f"{base}/{i}", f"m{i}".encode()) for i in range(5)]
+
+    partly = [{"topic": f"{base}/x", "payload": "seen"}, {"topic": "open/nobody/" + unique("n"), "payload": "lost"}]
+    status, _, body = http(ops, "POST", "/api/v5/publish/bulk", json.dumps(partly).encode())
+    assert status == 202, body
+    first, second = json.loads(body)
+    assert "id" in first and "reason_code" not in first
+    assert second["reason_code"] == 16 and second["message"] == "no_matching_subscribers"
+    assert sub.messages.get(timeout=TIMEOUT).payload == b"seen"
+
+    # One bad element: 400 naming it, and the good ones before it are not published either.
+    bad = [{"topic": f"{base}/y", "payload": "never"}, {"topic": "open/+/bad", "payload": "x"}]
+    status, _, body = http(ops, "POST", "/api/v5/publish/bulk", json.dumps(bad).encode())
+    assert status == 400 and json.loads(body)["message"].startswith("message 1:"), body
+    status, _, body = http(ops, "POST", "/api/v5/publish/bulk", json.dumps([{"topic": f"{base}/z", "payload": "end"}]).encode())
+    assert status == 200, body
+    assert sub.messages.get(timeout=TIMEOUT).payload == b"end"  # "never" would have come first
+    sub.close()
+
+
 @pytest.mark.parametrize("method,path,body,status", [
+    ("POST", "/api/v5/publish/bulk", b"[]", 400),
+    ("POST", "/api/v5/publish/bulk", {"topic": "open/x"}, 400),
+    ("POST", "/api/v5/publish/bulk", b'[{"topic": "$SYS/x"}]', 400),
+    ("GET", "/api/v5/publish/bulk", None, 405),
     ("POST", "/api/v5/publish", b"{not json", 400),
     ("POST", "/api/v5/publish", {"payload": "no topic"}, 400),
     ("POST", "/api/v5/publish", {"topic": "open/+", "payload": "x"}, 400),
@@ -471,6 +508,11 @@ def test_http_api_key(tmp_path):
         headers = subprocess.run(["curl", "-sS", "-i", "-X", "POST", "-d", body, url + "/api/v5/publish"],
                                  capture_output=True, timeout=TIMEOUT, check=True).stdout.decode()
         assert 'WWW-Authenticate: Basic realm="apus"' in headers
+        for auth, expected in (([], "401"), (["-u", "ops:s3cret"], "202")):
+            code = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", *auth, "-X", "POST",
+                                   "-d", "[" + body + "]", url + "/api/v5/publish/bulk"],
+                                  capture_output=True, text=True, timeout=TIMEOUT, check=True).stdout
+            assert code == expected, ("bulk", auth)
         for path in ("/metrics", "/health"):
             code = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", url + path],
                                   capture_output=True, text=True, timeout=TIMEOUT, check=True).stdout
