@@ -69,12 +69,12 @@ public struct StreamDecoder: @unchecked Sendable {
     /// largest frame MQTT can describe).
     @inlinable public var maxPacketSize: Int {
         get { Int(_maxPacketSize) }
-        set { _maxPacketSize = UInt32(Swift.min(newValue, 268_435_460)) }
+        set { _maxPacketSize = UInt32(clamping: Swift.min(newValue, 268_435_460)) }
     }
 
     public init(version: ProtocolVersion = .v3_1_1, maxPacketSize: Int = 268_435_460) {
         self.version = version
-        self._maxPacketSize = UInt32(Swift.min(maxPacketSize, 268_435_460))
+        self._maxPacketSize = UInt32(clamping: Swift.min(maxPacketSize, 268_435_460))
     }
 
     /// Hands the decoder the next chunk of input. The previous chunk must have been drained
