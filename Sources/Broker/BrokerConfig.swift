@@ -4,8 +4,14 @@ import Codec
 
 /// Settings of the MQTT session logic (per broker; every shard gets the same copy).
 public struct BrokerConfig: Sendable {
-    /// Largest packet accepted from a client, in bytes (v5 CONNACK advertises it).
-    public var maxPacketSize: Int = 268_435_460
+    /// Largest packet accepted from a client, in bytes (v5 CONNACK advertises it). A larger one
+    /// is refused at its fixed header, before its body is read. 1 MiB as EMQX's default: the
+    /// protocol's 256 MiB (mosquitto's and HiveMQ's default) lets a few clients pin gigabytes.
+    public var maxPacketSize: Int = BrokerConfig.defaultMaxPacketSize
+    public static let defaultMaxPacketSize = 1 << 20
+    /// Bytes all partial (not yet complete) packets of one shard may hold; past it the connections
+    /// holding the most are cut off (v5: DISCONNECT 0x97), largest first. 0 = no limit.
+    public var partialPacketMemoryLimit: Int = 64 << 20
     /// Seconds a connection may stay open without sending CONNECT.
     public var connectTimeoutSeconds: Double = 10
     /// Connections per shard beyond which CONNECT is refused (0x03 / v5 0x97 quota exceeded).
@@ -67,6 +73,10 @@ public struct BrokerConfig: Sendable {
     /// that stopped reading): DISCONNECT 0x97 (quota exceeded) and close; a persistent session
     /// keeps its QoS 1/2 messages. QoS 0 is dropped long before, above 4 MiB.
     public var maxOutboundBuffer: Int = 64 << 20
+
+    /// Seconds a connected subscriber that holds publishers back (flow control) may go without
+    /// acknowledging anything before it is disconnected (v5: DISCONNECT 0x97); 0 = never.
+    public var subscriberStallTimeoutSeconds: Double = 10
 
     /// Seconds after which an offline session that would never expire (3.1/3.1.1 clean session 0,
     /// v5 Session Expiry 0xFFFFFFFF) is discarded (mosquitto's persistent_client_expiration); 0 = never.

@@ -31,11 +31,23 @@ final class ConnectionExtras {
     var authMethod: String? = nil
     var pendingConnect: (connect: Connect, assignedID: String?)? = nil
     var pendingConnAckProperties = Properties()
+    // Flow control (ShardCore+FlowControl.swift). As a publisher: how many subscribers throttle
+    // it, since when, and the acknowledgements held meanwhile. As a subscriber: the publishers it
+    // throttles, and when it last acknowledged something.
+    var throttledBy = 0
+    var throttledSince: UInt64 = 0
+    var heldAcks = ByteBuffer()
+    var heldAckCount = 0
+    var throttling: Set<PublisherKey> = []
+    var lastProgress: UInt64 = 0
 
-    /// Nothing here needs keeping (the two times only mean something with a will or offline).
+    deinit { heldAcks.deallocate() }
+
+    /// Nothing here needs keeping (the times only mean something with a will, offline or throttled).
     var isUnused: Bool {
         held.capacity == 0 && delayedWill == nil && authExchange == nil && authMethod == nil
             && pendingConnect == nil && pendingConnAckProperties.isEmpty
+            && throttledBy == 0 && heldAcks.capacity == 0 && throttling.isEmpty
     }
 }
 
@@ -80,6 +92,8 @@ struct ClientConnection {
     /// Deliveries must be checked against `access` (a deny rule overlaps a subscription, or the
     /// subscriptions came with a resumed session).
     var accessCheckDeliveries = false
+    /// Flow-control state (FlowFlag bits; the rest is in `extras`).
+    var flow: UInt8 = 0
     var willBox: WillBox? = nil
     /// This client's subscriptions: filter → options (to answer UNSUBSCRIBE and clean up).
     var subscriptions: [String: SubscriptionOptions] = [:]
@@ -207,6 +221,7 @@ struct ClientConnection {
         access = nil
         accessCheckDeliveries = false
         lastAllowedTopic = []
+        flow = 0
         extras = nil
     }
 }

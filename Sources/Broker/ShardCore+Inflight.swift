@@ -13,7 +13,7 @@ extension ShardCore {
     /// Delivers a QoS 1/2 message: sends it if the window has room and nothing is queued ahead of
     /// it (order), else queues it; beyond max_queued_messages it is dropped and counted.
     func deliverReliable(_ s: Int, topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer,
-                         payload: UnsafeRawBufferPointer, qos: QoS, retain: Bool) {
+                         payload: UnsafeRawBufferPointer, qos: QoS, retain: Bool, publisherShard: Int, publisher: ConnectionID) {
         let message = StoredMessage(topic: topic, properties: properties, payload: payload, qos: qos, retain: retain,
                                     now: currentTime, reusing: messageBuffers.take())
         if connections[s].phase == .connected && connections[s].queue.isEmpty
@@ -23,12 +23,21 @@ extension ShardCore {
             connections[s].outbound = out
             markFlush(s)
         } else {
-            enqueue(message, slot: s)
+            enqueue(message, slot: s, publisherShard: publisherShard, publisher: publisher)
         }
     }
 
-    func enqueue(_ message: consuming StoredMessage, slot s: Int) {
-        if connections[s].queue.count >= config.maxQueuedMessages {
+    /// Queues a message for session `s`. A connected subscriber's queue is never cut: past half of
+    /// max_queued_messages it throttles the publisher instead (ShardCore+FlowControl.swift). A
+    /// session without a connection drops at max_queued_messages, counted.
+    func enqueue(_ message: consuming StoredMessage, slot s: Int, publisherShard: Int = -1,
+                 publisher: ConnectionID = ConnectionID(slot: -1, generation: 0)) {
+        let count = connections[s].queue.count
+        if connections[s].phase == .connected {
+            if count >= throttleQueueLength && publisherShard >= 0 {
+                throttle(publisherShard: publisherShard, publisher: publisher, subscriber: s)
+            }
+        } else if count >= config.maxQueuedMessages {
             counters.droppedQueueFull += 1
             messageBuffers.recycle(message)
             return
@@ -66,6 +75,7 @@ extension ShardCore {
 
     /// Sends queued messages while the window has room.
     func pumpQueue(_ s: Int) {
+        defer { noteSubscriberProgress(s) }
         guard connections[s].phase == .connected, !connections[s].queue.isEmpty else { return }
         var out = takeOutbound(s)
         while connections[s].inflight.count < inflightWindow(s), let message = connections[s].queue.popFirst() {

@@ -93,8 +93,8 @@ extension ShardCore {
             let properties = problemProperties(slot: s, "payload larger than message_size_limit")
             switch publish.qos {
             case .atMostOnce: break
-            case .atLeastOnce: queueAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
-            case .exactlyOnce: queueAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
+            case .atLeastOnce: queuePublishAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
+            case .exactlyOnce: queuePublishAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
             }
             return
         }
@@ -105,10 +105,10 @@ extension ShardCore {
             case .atMostOnce:
                 protocolError(slot: s, reason: .payloadFormatInvalid, decodeError: nil, why: "payload is not UTF-8 as its Payload Format Indicator says")
             case .atLeastOnce:
-                queueAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: .payloadFormatInvalid,
+                queuePublishAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: .payloadFormatInvalid,
                                             properties: problemProperties(slot: s, "payload is not UTF-8"))), slot: s)
             case .exactlyOnce:
-                queueAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: .payloadFormatInvalid,
+                queuePublishAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: .payloadFormatInvalid,
                                             properties: problemProperties(slot: s, "payload is not UTF-8"))), slot: s)
             }
             return
@@ -120,15 +120,15 @@ extension ShardCore {
             let properties = problemProperties(slot: s, "topic not allowed by the ACL")
             switch publish.qos {
             case .atMostOnce: break
-            case .atLeastOnce: queueAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
-            case .exactlyOnce: queueAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
+            case .atLeastOnce: queuePublishAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
+            case .exactlyOnce: queuePublishAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
             }
             return
         }
         if publish.qos == .exactlyOnce {
             if connections[s].awaitingRelease.contains(publish.packetID) {
                 // A resend before PUBREL: already routed once; acknowledge again only.
-                queueAck(.pubrec(PublishAck(packetID: publish.packetID)), slot: s)
+                queuePublishAck(.pubrec(PublishAck(packetID: publish.packetID)), slot: s)
                 return
             }
             if connections[s].awaitingRelease.count >= Int(config.receiveMaximum) {
@@ -148,15 +148,15 @@ extension ShardCore {
             break
         case .atLeastOnce:
             if matched || version != .v5 {
-                queueAck(.puback(PublishAck(packetID: publish.packetID)), slot: s)
+                queuePublishAck(.puback(PublishAck(packetID: publish.packetID)), slot: s)
             } else {
-                queueAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: .noMatchingSubscribers)), slot: s)
+                queuePublishAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: .noMatchingSubscribers)), slot: s)
             }
         case .exactlyOnce:
             if matched || version != .v5 {
-                queueAck(.pubrec(PublishAck(packetID: publish.packetID)), slot: s)
+                queuePublishAck(.pubrec(PublishAck(packetID: publish.packetID)), slot: s)
             } else {
-                queueAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: .noMatchingSubscribers)), slot: s)
+                queuePublishAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: .noMatchingSubscribers)), slot: s)
             }
         }
     }
@@ -185,7 +185,7 @@ extension ShardCore {
             return routeMatched(local: matchCache.entries[e].local, remote: matchCache.entries[e].remote,
                                 shared: matchCache.entries[e].shared, qos: qos, retain: retain,
                                 topic: topic, properties: properties, payload: payload, origin: origin,
-                                localOrigin: localOrigin, forwardToShards: forwardToShards)
+                                originShard: originShard ?? shardIndex, localOrigin: localOrigin, forwardToShards: forwardToShards)
         }
         var collector = MatchCollector(local: [])
         swap(&collector.local, &matchScratch)
@@ -203,7 +203,7 @@ extension ShardCore {
         }
         let matched = routeMatched(local: collector.local, remote: collector.remote, shared: collector.shared, qos: qos,
                                    retain: retain, topic: topic, properties: properties, payload: payload, origin: origin,
-                                   localOrigin: localOrigin, forwardToShards: forwardToShards)
+                                   originShard: originShard ?? shardIndex, localOrigin: localOrigin, forwardToShards: forwardToShards)
         swap(&collector.local, &matchScratch)
         swap(&collector.shared, &sharedScratch)
         return matched
@@ -214,7 +214,7 @@ extension ShardCore {
     func routeMatched(
         local: [LocalSubscriber], remote: ShardSet, shared: [SharedGroup], qos: QoS, retain: Bool,
         topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
-        origin: ConnectionID, localOrigin: ConnectionID?, forwardToShards: Bool
+        origin: ConnectionID, originShard: Int, localOrigin: ConnectionID?, forwardToShards: Bool
     ) -> Bool {
         var remote = remote
         remote.remove(shardIndex)
@@ -255,7 +255,8 @@ extension ShardCore {
             }
             if let granted {
                 deliver(to: subscriber.connection, qos: min(qos, granted), retain: retain && keepRetain, topic: topic,
-                        properties: withIdentifiers(properties, identifierScratch), payload: payload)
+                        properties: withIdentifiers(properties, identifierScratch), payload: payload,
+                        publisherShard: originShard, publisher: origin)
             }
             i = j
         }
@@ -266,7 +267,7 @@ extension ShardCore {
     /// buffer; QoS 1/2 goes through the inflight window and queue.
     @inline(__always)
     func deliver(to id: ConnectionID, qos: QoS, retain: Bool = false, topic: UnsafeRawBufferPointer,
-                 properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
+                 properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, publisherShard: Int, publisher: ConnectionID) {
         let s = Int(id.slot)
         guard connections[s].generation == id.generation else { return }
         if connections[s].accessCheckDeliveries, let access = connections[s].access, !access.canReceive(topic) {
@@ -304,7 +305,8 @@ extension ShardCore {
             if size > Int(connections[s].clientMaximumPacketSize) { counters.droppedTooLarge += 1; return }
         }
         if qos != .atMostOnce {
-            deliverReliable(s, topic: topic, properties: props, payload: payload, qos: qos, retain: retain)
+            deliverReliable(s, topic: topic, properties: props, payload: payload, qos: qos, retain: retain,
+                            publisherShard: publisherShard, publisher: publisher)
             return
         }
         if connections[s].pendingOutboundBytes > softOutboundLimit { counters.droppedQoS0 += 1; return }
@@ -351,6 +353,10 @@ extension ShardCore {
             applyShareCount(origin: origin, filter: filter, group: group, count: count)
         case .sharedPublish(let p, let filter, let group, let member):
             deliverShared(p, filter: filter, group: group, member: member)
+        case .throttle(let publisher):
+            changeThrottle(publisher, by: 1)
+        case .unthrottle(let publisher):
+            changeThrottle(publisher, by: -1)
         }
     }
 

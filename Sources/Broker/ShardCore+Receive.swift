@@ -15,8 +15,38 @@ extension ShardCore {
             return
         }
         guard connections[s].phase == .awaitingConnect || connections[s].phase == .connected else { return }
+        if connections[s].flow & FlowFlag.inputPaused != 0 {
+            // Flow control stopped reading this publisher; what was already received waits.
+            connections[s].held.writeBytes(bytes)
+            return
+        }
+        let storageBefore = connections[s].decoder.storageCapacity
         connections[s].decoder.feed(bytes)
+        decodeLoop(slot: s, now: now)
+        // What partial packets hold in memory, per shard (partial_packet_memory_limit).
+        if connections[s].generation == id.generation {
+            partialPacketBytes += connections[s].decoder.storageCapacity - storageBefore
+        }
+        if partialPacketBytes > config.partialPacketMemoryLimit && config.partialPacketMemoryLimit > 0 {
+            cutOffLargestPartialPackets()
+        }
+    }
+
+    /// Decodes and handles the packets of the chunk fed to slot `s`'s decoder.
+    @inline(__always)
+    func decodeLoop(slot s: Int, now: UInt64) {
         while true {
+            if connections[s].phase == .awaitingConnect, let first = connections[s].decoder.nextPacketFirstByte {
+                // Decided from the first byte, before the body arrives: the first packet must be
+                // CONNECT [MQTT-3.1.0-1], and only AUTH may follow it before CONNACK (section 4.12).
+                let expected: UInt8 = connections[s].pendingConnect == nil ? 1 : 15
+                if first >> 4 != expected {
+                    counters.protocolErrors += 1
+                    protocolError(slot: s, reason: .protocolError, decodeError: nil,
+                                  why: expected == 1 ? "first packet is not CONNECT" : "expected AUTH")
+                    return
+                }
+            }
             let packet: Packet?
             do {
                 packet = try connections[s].decoder.next()
@@ -28,13 +58,44 @@ extension ShardCore {
             guard let packet else { return }
             packetsReceived &+= 1
             handle(packet, slot: s, now: now)
-            if connections[s].phase == .connecting {
+            if connections[s].phase == .connecting || connections[s].flow & FlowFlag.inputPaused != 0 {
                 connections[s].held.writeBytes(connections[s].decoder.detachRemainder())
                 return
             }
             // A handler may have ended the session (or a takeover replaced it).
             if connections[s].phase != .awaitingConnect && connections[s].phase != .connected { return }
         }
+    }
+
+    /// The shard's partial packets hold more than partial_packet_memory_limit: the connections
+    /// holding the most are cut off, largest first, until the rest fits (mosquitto's memory_limit
+    /// refuses the next allocation instead, which hurts whoever allocates next, not the offender).
+    func cutOffLargestPartialPackets() {
+        while partialPacketBytes > config.partialPacketMemoryLimit {
+            var largest = -1
+            var largestBytes = 0
+            for i in connections.indices {
+                let phase = connections[i].phase
+                guard phase == .awaitingConnect || phase == .connected else { continue }
+                let bytes = connections[i].decoder.storageCapacity
+                if bytes > largestBytes { largest = i; largestBytes = bytes }
+            }
+            guard largest >= 0 else {
+                partialPacketBytes = 0  // nothing live holds any: the count had drifted
+                return
+            }
+            counters.partialPacketsCutOff += 1
+            endSession(slot: largest, publishWill: true, disconnectReason: .quotaExceeded,
+                       reasonString: "incomplete packets over the broker's partial_packet_memory_limit")
+            releaseDecoder(slot: largest)
+        }
+    }
+
+    /// Frees a connection's decoder storage and takes it off the partial-packet count.
+    func releaseDecoder(slot s: Int) {
+        partialPacketBytes -= connections[s].decoder.storageCapacity
+        connections[s].decoder.deallocate()
+        if partialPacketBytes < 0 { partialPacketBytes = 0 }
     }
 
     /// Dispatches one decoded packet.

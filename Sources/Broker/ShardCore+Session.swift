@@ -24,6 +24,7 @@ extension ShardCore {
         let id = ConnectionID(slot: Int32(s), generation: connections[s].generation)
         liveConnections -= 1
         closeQueue.append(Int32(s))
+        endFlowControl(slot: s)
         if phase == .awaitingConnect {
             connections[s].phase = .closing
             return

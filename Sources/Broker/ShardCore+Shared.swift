@@ -60,6 +60,7 @@ extension ShardCore {
     }
 
     func broadcastShareCount(_ shared: SharedSubscriptionFilter, _ count: Int) -> Bool {
+        hasUrgentShardRecords = true
         guard shardCount > 1 else { return false }
         for target in 0..<shardCount where target != shardIndex {
             ShardMessageCodec.appendShareCount(originShard: shardIndex, filter: shared.filter, group: shared.group,
@@ -103,7 +104,8 @@ extension ShardCore {
                 if shard == shardIndex {
                     let member = group.local[k]
                     deliver(to: member.connection, qos: min(qos, member.options.qos), topic: topic,
-                            properties: withIdentifier(properties, member.identifier), payload: payload)
+                            properties: withIdentifier(properties, member.identifier), payload: payload,
+                            publisherShard: shardIndex, publisher: origin)
                 } else {
                     ShardMessageCodec.appendSharedPublish(
                         qos: qos, originShard: shardIndex, origin: origin, topic: topic, properties: properties, payload: payload,
@@ -124,6 +126,7 @@ extension ShardCore {
         }
         let target = g.local[member % g.local.count]
         deliver(to: target.connection, qos: min(p.qos, target.options.qos), topic: p.topic,
-                properties: withIdentifier(p.properties, target.identifier), payload: p.payload)
+                properties: withIdentifier(p.properties, target.identifier), payload: p.payload,
+                publisherShard: p.originShard, publisher: p.origin)
     }
 }

@@ -12,6 +12,12 @@ extension ShardCore {
         codes.reserveCapacity(subscribe.subscriptions.count)
         var newRoutes = false
         var retainedFor: [(filter: String, granted: QoS)] = []
+        if version != .v5, let bad = subscribe.subscriptions.first(where: { !Self.isValid311Filter($0.filter) }) {
+            // 3.1/3.1.1 have no reason code for a malformed filter: a protocol violation, the
+            // connection is closed [MQTT-4.8.0-1] (section 4.7.3), before anything is subscribed.
+            protocolError(slot: s, reason: .topicFilterInvalid, decodeError: nil, why: "malformed Topic Filter '\(bad.filter)'")
+            return
+        }
         for request in subscribe.subscriptions {
             let filter = request.filter
             guard TopicValidation.isValidTopicFilter(filter) else {
@@ -96,6 +102,17 @@ extension ShardCore {
         }
     }
 
+    /// Whether a 3.1/3.1.1 client's filter is well formed. `$share/` and `$queue/` filters that
+    /// do not parse as shared subscriptions are still answered with 0x80 (as a 3.1.1 filter they
+    /// may be well formed; the broker just does not serve them).
+    static func isValid311Filter(_ filter: String) -> Bool {
+        TopicValidation.isValidTopicFilter(filter) || isSharedPrefix(filter)
+    }
+
+    static func isSharedPrefix(_ filter: String) -> Bool {
+        filter.hasPrefix("$share/") || filter.hasPrefix("$queue/")
+    }
+
     /// Every other shard answered barrier `token` (answers arrive in token order per shard).
     func barrierAcknowledged(_ token: UInt32) {
         let count = (barrierAcks[token] ?? 0) + 1
@@ -116,13 +133,21 @@ extension ShardCore {
     }
 
     func handleUnsubscribe(_ unsubscribe: Unsubscribe, slot s: Int) {
+        let version = connections[s].version
+        if version != .v5, let bad = unsubscribe.filters.first(where: { !Self.isValid311Filter($0) }) {
+            protocolError(slot: s, reason: .topicFilterInvalid, decodeError: nil, why: "malformed Topic Filter '\(bad)'")
+            return
+        }
         var codes: [ReasonCode] = []
         codes.reserveCapacity(unsubscribe.filters.count)
         for filter in unsubscribe.filters {
+            if !TopicValidation.isValidTopicFilter(filter) && !Self.isSharedPrefix(filter) {
+                codes.append(.topicFilterInvalid)
+                continue
+            }
             let existed = removeSubscription(slot: s, filter: filter)
             codes.append(existed ? .success : .noSubscriptionExisted)
         }
-        let version = connections[s].version
         queueAck(.unsuback(UnsubAck(packetID: unsubscribe.packetID, reasonCodes: version == .v5 ? codes : [])), slot: s)
     }
 
@@ -175,6 +200,7 @@ extension ShardCore {
 
     /// Tells every other shard that this shard gained or lost its last subscriber on `filter`.
     func broadcastRoute(_ kind: ShardMessageKind, filter: String) {
+        hasUrgentShardRecords = true
         for target in 0..<shardCount where target != shardIndex {
             ShardMessageCodec.appendRoute(kind, originShard: shardIndex, filter: filter, to: &shardOutbox[target])
         }

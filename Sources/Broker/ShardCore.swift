@@ -35,6 +35,14 @@ public struct ShardCounters: Sendable {
     public var sessionsExpired: UInt64 = 0
     /// Sessions resumed by a reconnecting client (on this shard or moved here from another).
     public var sessionsResumed: UInt64 = 0
+    /// Connections cut off because the shard's partial packets went over partial_packet_memory_limit.
+    public var partialPacketsCutOff: UInt64 = 0
+    /// Flow control: publishers throttled (their acknowledgements held) and for how long in all,
+    /// publishers whose input was paused, subscribers disconnected for stalling their publishers.
+    public var publishersThrottled: UInt64 = 0
+    public var throttledNanoseconds: UInt64 = 0
+    public var publishersPaused: UInt64 = 0
+    public var stalledSubscribersDisconnected: UInt64 = 0
 
     public init() {}
 
@@ -49,6 +57,9 @@ public struct ShardCounters: Sendable {
         protocolErrors &+= o.protocolErrors; droppedExpired &+= o.droppedExpired
         droppedNoSharedMember &+= o.droppedNoSharedMember; droppedOverSizeLimit &+= o.droppedOverSizeLimit
         sessionsPersisted &+= o.sessionsPersisted; sessionsExpired &+= o.sessionsExpired; sessionsResumed &+= o.sessionsResumed
+        partialPacketsCutOff &+= o.partialPacketsCutOff
+        publishersThrottled &+= o.publishersThrottled; throttledNanoseconds &+= o.throttledNanoseconds
+        publishersPaused &+= o.publishersPaused; stalledSubscribersDisconnected &+= o.stalledSubscribersDisconnected
     }
 
     /// Messages dropped for any reason (full queues, slow consumers, limits, expiry, ACL).
@@ -80,6 +91,8 @@ public final class ShardCore {
     public internal(set) var liveConnections = 0
     /// Connected clients on this shard (the connection quota counts these).
     var connectedClients = 0
+    /// Bytes the decoders of this shard's connections hold for partial packets (their storage).
+    public internal(set) var partialPacketBytes = 0
     /// Client-id registry for the ids whose home is this shard (see ShardCore+ClientRegistry).
     var registry: [String: ClientHolder] = [:]
     @exclusivity(unchecked) var trie = SubscriptionTrie<RouteEntry>()
@@ -119,6 +132,13 @@ public final class ShardCore {
     public internal(set) var closeQueue: [Int32] = []
     /// Records for each other shard (index = target shard); the runtime moves them into mailboxes.
     @exclusivity(unchecked) public var shardOutbox: [ByteBuffer]
+    /// Route or shared-group records are in the outbox: the runtime moves the outbox into the
+    /// mailboxes right after the input that caused them, not at the end of its completion batch,
+    /// so a subscription takes effect on every shard as soon as possible. The runtime clears it.
+    public var hasUrgentShardRecords = false
+    /// Slots whose input was paused or resumed by flow control (the runtime cancels or re-arms
+    /// their receive).
+    public internal(set) var inputPauseChanges: [Int32] = []
 
     /// QoS 0 deliveries are dropped for a client with more than this many bytes pending.
     /// (QoS 1/2 deliveries are bounded by the inflight window and the queue instead.)
@@ -193,6 +213,7 @@ public final class ShardCore {
         connectionLost(id)  // ends a session the runtime closed first (no-op otherwise)
         let s = Int(id.slot)
         connections[s].socketAttached = false
+        releaseDecoder(slot: s)
         if connections[s].phase == .offline {
             connections[s].releaseSocketBuffers()
         } else {
@@ -202,6 +223,7 @@ public final class ShardCore {
 
     /// Returns a slot to the free list.
     func freeSlot(_ s: Int) {
+        releaseDecoder(slot: s)
         connections[s].releaseResources()
         connections[s].phase = .free
         connections[s].generation &+= 1
@@ -279,6 +301,11 @@ public final class ShardCore {
                 let keepAlive = UInt64(connections[s].keepAlive)
                 if keepAlive > 0 && now &- connections[s].lastReceived > keepAlive * 1_500_000_000 {
                     endSession(slot: s, publishWill: true, disconnectReason: .keepAliveTimeout)
+                } else if isStalled(s, now: now) {
+                    // It holds its publishers back and acknowledges nothing: let them go.
+                    counters.stalledSubscribersDisconnected += 1
+                    endSession(slot: s, publishWill: true, disconnectReason: .quotaExceeded,
+                               reasonString: "no acknowledgement for subscriber_stall_timeout while publishers wait")
                 } else if connections[s].outbound.capacity | connections[s].sending.capacity != 0
                             && connections[s].outbound.isEmpty && connections[s].sending.isEmpty
                             && now &- connections[s].lastReceived > 1_000_000_000 {

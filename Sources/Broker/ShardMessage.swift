@@ -20,6 +20,7 @@
 //                 padding, filter, group
 //   sharedPublish: a publish record (kind 12) followed by u32 member index, u16 filter length,
 //                 u16 group length, filter, group; the publish record's length covers it all
+//   throttle, unthrottle: u8 origin shard, u16 padding, u64 publisher connection
 //   claim, release, evict, claimed:
 //                 u8 origin shard, u16 unused, u64 connection, u64 other connection,
 //                 u8 other shard, u8 flags, 6 bytes padding, u64 session (a retained SessionBox
@@ -57,6 +58,11 @@ public enum ShardMessageKind: UInt8, Sendable {
     case shareCount = 11
     /// An application message for one member of a shared group on the target shard.
     case sharedPublish = 12
+    /// Flow control: a subscriber on the origin shard queues this publisher's messages past its
+    /// throttle length; hold the publisher's acknowledgements (ShardCore+FlowControl.swift).
+    case throttle = 13
+    /// The answer to one earlier `throttle`: that subscriber no longer holds the publisher back.
+    case unthrottle = 14
 }
 
 /// A decoded view of one mailbox record (pointers into the ring's memory).
@@ -70,6 +76,8 @@ public enum ShardMessage {
     case shareCount(origin: Int, filter: String, group: String, count: Int)
     case sharedPublish(ForwardedPublish, filter: UnsafeRawBufferPointer, group: UnsafeRawBufferPointer, member: Int)
     case retain(RetainedMessage)
+    case throttle(publisher: ConnectionID)
+    case unthrottle(publisher: ConnectionID)
 }
 
 /// A client-registry message (claim, release, evict, claimed), decoded into owned values.
@@ -156,6 +164,17 @@ enum ShardMessageCodec {
         p.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
         p.storeBytes(of: token, toByteOffset: 8, as: UInt32.self)
         buffer.commitWritten(12)
+    }
+
+    /// Appends a throttle or unthrottle record: u8 origin shard, 2 bytes padding, u64 publisher.
+    static func appendThrottle(_ kind: ShardMessageKind, originShard: Int, publisher: ConnectionID, to buffer: inout ByteBuffer) {
+        let p = buffer.reserveWritable(16)
+        p.storeBytes(of: UInt32(16), as: UInt32.self)
+        p.storeBytes(of: kind.rawValue, toByteOffset: 4, as: UInt8.self)
+        p.storeBytes(of: UInt8(originShard), toByteOffset: 5, as: UInt8.self)
+        p.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
+        p.storeBytes(of: publisher.packed, toByteOffset: 8, as: UInt64.self)
+        buffer.commitWritten(16)
     }
 
     /// Appends a shareCount record.
@@ -284,6 +303,9 @@ enum ShardMessageCodec {
                 count: Int(p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
         case .publish:
             return decodePublish(p)
+        case .throttle, .unthrottle:
+            let publisher = ConnectionID(packed: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            return kind == .throttle ? .throttle(publisher: publisher) : .unthrottle(publisher: publisher)
         case .routeAdd, .routeRemove:
             let originShard = Int(p.load(fromByteOffset: 5, as: UInt8.self))
             let length = Int(p.loadUnaligned(fromByteOffset: 6, as: UInt16.self))

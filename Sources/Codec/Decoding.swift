@@ -87,7 +87,9 @@ public struct StreamDecoder: @unchecked Sendable {
     /// The next complete packet, or nil when more input is needed.
     @inlinable public mutating func next() throws(DecodeError) -> Packet? {
         if storageHoldsReturnedFrame {
-            storage.clear()
+            // A large packet's storage goes back rather than staying with the connection: what a
+            // connection holds between packets stays small, whatever it sent once.
+            if storage.capacity > StreamDecoder.retainedStorageLimit { storage.deallocate() } else { storage.clear() }
             storageHoldsReturnedFrame = false
         }
         if !storage.isEmpty { return try completeStoredFrame() }
@@ -135,6 +137,21 @@ public struct StreamDecoder: @unchecked Sendable {
 
     /// Bytes buffered for an incomplete packet.
     public var bufferedBytes: Int { storageHoldsReturnedFrame ? 0 : storage.readableBytes }
+
+    /// Bytes the decoder has allocated (what its connection costs in memory for partial packets).
+    public var storageCapacity: Int { storage.capacity }
+
+    /// Storage larger than this is freed once its packet was returned, not kept for the next one.
+    public static let retainedStorageLimit = 64 << 10
+
+    /// The first byte of the next packet when `next()` would start a new one (nothing is buffered
+    /// and the current chunk has bytes left), nil otherwise. Lets the session refuse a packet by
+    /// its type before its body arrives (the first packet must be CONNECT [MQTT-3.1.0-1]).
+    @inlinable public var nextPacketFirstByte: UInt8? {
+        if !storageHoldsReturnedFrame && !storage.isEmpty { return nil }
+        guard chunkOffset < chunk.count else { return nil }
+        return chunk[chunkOffset]
+    }
 
     /// Frees the decoder's storage.
     public mutating func deallocate() {

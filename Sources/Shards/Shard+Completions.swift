@@ -8,6 +8,9 @@ import IOUring
 extension Shard {
     func processCompletions(now: UInt64) {
         while true {
+            // Records already in the mailboxes come before the completions harvested after them:
+            // a route another shard sent before this shard read a PUBLISH applies to it.
+            drainMailboxes()
             let count = ring.harvest(into: completions, capacity: completionCapacity)
             if count == 0 { return }
             for i in 0..<count { handle(completions[i], now: now) }
@@ -20,7 +23,7 @@ extension Shard {
         guard let kind = UserData.kind(completion.userData) else { return }
         switch kind {
         case .recv: received(completion, now: now)
-        case .send: sent(completion)
+        case .send: sent(completion, now: now)
         case .accept: acceptCompleted(completion, now: now)
         case .wake: break  // the mailboxes are drained every iteration
         case .wakeSent:
@@ -28,6 +31,7 @@ extension Shard {
         case .httpAccept: httpAcceptCompleted(completion, now: now)
         case .httpRecv: httpReceived(completion, now: now)
         case .httpSend: httpSent(completion)
+        case .cancel: break
         }
     }
 
@@ -66,8 +70,17 @@ extension Shard {
             receives &+= 1
             if !sockets[slot].closing {
                 core.receive(id, bytes: buffers.bytes(id: bufferID, length: Int(result)), now: now)
+                // Route records leave at once: a subscription takes effect on the other shards
+                // as soon as they can apply it, not after the rest of this batch.
+                if core.hasUrgentShardRecords { sendOutbox() }
             }
-            if !sockets[slot].recvArmed && !sockets[slot].closing && !sockets[slot].shutDown { armRecv(slot: slot) }
+            // Closing sockets keep reading (and discarding) until the peer's EOF.
+            if !sockets[slot].recvArmed && !sockets[slot].readShut && !core.isInputPaused(id) { armRecv(slot: slot) }
+            return
+        }
+        if result == -ECANCELED && !sockets[slot].readShut {
+            // Flow control paused this connection's input (or resumed it before the cancel landed).
+            if !sockets[slot].recvArmed && !core.isInputPaused(id) { armRecv(slot: slot) }
             return
         }
         if result == -ENOBUFS {
@@ -75,20 +88,23 @@ extension Shard {
             if buffers.grow() {
                 logger.debug("receive buffers grown", metadata: ["provided": "\(buffers.provided)"])
             }
-            if !sockets[slot].recvArmed && !sockets[slot].shutDown {
+            if !sockets[slot].recvArmed && !sockets[slot].readShut && !core.isInputPaused(id) {
                 buffers.publishReturns()
                 armRecv(slot: slot)
             }
             return
         }
         // EOF or an error: the peer is gone (or we shut the socket down).
-        if !sockets[slot].closing { core.connectionLost(id) }
-        if sockets[slot].closing || sockets[slot].shutDown {
+        guard !sockets[slot].recvArmed else { return }
+        sockets[slot].readShut = true
+        if !sockets[slot].closing {
+            core.connectionLost(id)
+        } else {
             finishCloseIfIdle(slot: slot)
         }
     }
 
-    func sent(_ completion: Completion) {
+    func sent(_ completion: Completion, now: UInt64) {
         guard let slot = slot(of: completion) else { return }
         let id = ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)
         sockets[slot].sendInFlight = false
@@ -98,13 +114,13 @@ extension Shard {
         } else if completion.result < 0 {
             // EPIPE / ECONNRESET: nothing more can reach this peer.
             if !sockets[slot].closing { core.connectionLost(id) }
-            shutdownSocket(slot: slot)
+            abortSocket(slot: slot)
             return
         }
-        if core.hasPendingOutput(id) && !sockets[slot].shutDown {
+        if core.hasPendingOutput(id) && !sockets[slot].writeShut {
             startSend(slot: slot)
         } else if sockets[slot].closing {
-            shutdownSocket(slot: slot)
+            finishWriting(slot: slot, now: now)
         }
     }
 }

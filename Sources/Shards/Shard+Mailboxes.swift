@@ -41,6 +41,7 @@ extension Shard {
 
     /// Moves outbox records into the mailboxes; what does not fit stays queued for the next turn.
     func sendOutbox() {
+        core.hasUrgentShardRecords = false
         for target in 0..<group.config.shards where target != index {
             if core.shardOutbox[target].isEmpty { continue }
             let box = group.mailbox(from: index, to: target)

@@ -18,7 +18,13 @@ struct SocketState {
     var sendInFlight = false
     /// The core ended the session: flush, then shut down and close.
     var closing = false
-    var shutDown = false
+    /// No more bytes are sent: `shutdown(SHUT_WR)` (the peer reads EOF after the last packet) or
+    /// `SHUT_RDWR` was called.
+    var writeShut = false
+    /// No more bytes are read: the peer's EOF (or an error) arrived, or `SHUT_RDWR` was called.
+    var readShut = false
+    /// While flushing: when to give up on a peer that does not read; after SHUT_WR: how long to
+    /// keep reading (and discarding) before closing anyway.
     var closeDeadline: UInt64 = 0
 }
 
@@ -44,6 +50,7 @@ final class Shard {
     var flushScratch: [Int32] = []
     var closeScratch: [Int32] = []
     var closingSlots: [Int32] = []
+    var pauseScratch: [Int32] = []
     /// Bytes and packets moved by this shard's sockets (reported on the stats board).
     var bytesReceived: UInt64 = 0
     /// Receive completions, and their count at the last check (to tell a quiet second).
@@ -56,6 +63,10 @@ final class Shard {
     var loggedDrops = (queueFull: UInt64(0), qos0: UInt64(0), tooLarge: UInt64(0), overLimit: UInt64(0))
     static let bufferGroup: UInt16 = 0
     static let closeGraceNanoseconds: UInt64 = 2_000_000_000
+    /// After the last bytes and SHUT_WR, input is read and discarded for at most this long, so that
+    /// the peer's late packets do not make the kernel answer with a reset that could destroy the
+    /// DISCONNECT / CONNACK reason code before the peer read it.
+    static let lingerNanoseconds: UInt64 = 1_000_000_000
     static let shutdownDrainNanoseconds: UInt64 = 500_000_000
     /// Fewer receives than this in a second: the receive buffers' pages are given back (refaulting
     /// them costs about a microsecond a page; at this rate that is noise).
@@ -130,6 +141,7 @@ final class Shard {
             logAuthenticationFailures()
             buffers.publishReturns()
             drainMailboxes()
+            applyInputPauses()
             processCloseQueue(now: current)
             flushConnections()
             sendOutbox()
@@ -172,12 +184,31 @@ final class Shard {
         sockets[slot].recvArmed = true
     }
 
+    /// Flow control paused or resumed some connections' input: cancel or re-arm their receive.
+    func applyInputPauses() {
+        guard !core.inputPauseChanges.isEmpty else { return }
+        core.swapInputPauseChanges(&pauseScratch)
+        for slot32 in pauseScratch {
+            let slot = Int(slot32)
+            guard slot < sockets.count, sockets[slot].fd >= 0, !sockets[slot].closing else { continue }
+            let id = ConnectionID(slot: slot32, generation: sockets[slot].generation)
+            if core.isInputPaused(id) {
+                if sockets[slot].recvArmed {
+                    ring.prepareCancel(userData: UserData.make(.recv, id), userData: UserData.make(.cancel, id))
+                }
+            } else if !sockets[slot].recvArmed && !sockets[slot].readShut {
+                armRecv(slot: slot)
+            }
+        }
+        pauseScratch.removeAll(keepingCapacity: true)
+    }
+
     // MARK: sending
 
     /// Starts a send of everything the core queued for `slot`, unless one is in flight.
     func startSend(slot: Int) {
         let state = sockets[slot]
-        guard state.fd >= 0, !state.sendInFlight, !state.shutDown else { return }
+        guard state.fd >= 0, !state.sendInFlight, !state.writeShut else { return }
         let id = ConnectionID(slot: Int32(slot), generation: state.generation)
         let bytes = core.takeBytesToSend(id)
         guard bytes.count > 0 else { return }
@@ -203,7 +234,7 @@ final class Shard {
             closingSlots.append(slot32)
             let id = ConnectionID(slot: slot32, generation: sockets[slot].generation)
             if !sockets[slot].sendInFlight && !core.hasPendingOutput(id) {
-                shutdownSocket(slot: slot)
+                finishWriting(slot: slot, now: now)
             } else {
                 startSend(slot: slot)  // the last bytes (CONNACK refusal, DISCONNECT) go out first
             }
@@ -211,10 +242,26 @@ final class Shard {
         closeScratch.removeAll(keepingCapacity: true)
     }
 
-    /// Shuts the socket down; the multishot recv then ends, and `finishCloseIfIdle` closes it.
-    func shutdownSocket(slot: Int) {
-        if !sockets[slot].shutDown {
-            sockets[slot].shutDown = true
+    /// The last bytes are out: `shutdown(SHUT_WR)` sends FIN after them, and the socket stays open
+    /// for reading (input is discarded) until the peer closes or the linger time passes. Closing
+    /// at once with unread input would make the kernel send a reset, and a peer still writing
+    /// would often lose the reason code it was sent (a broken pipe instead of DISCONNECT 0x93).
+    func finishWriting(slot: Int, now: UInt64) {
+        if !sockets[slot].writeShut {
+            sockets[slot].writeShut = true
+            sockets[slot].closeDeadline = now + Shard.lingerNanoseconds
+            Glibc.shutdown(sockets[slot].fd, Int32(SHUT_WR))
+        }
+        if !sockets[slot].recvArmed && !sockets[slot].readShut { armRecv(slot: slot) }
+        finishCloseIfIdle(slot: slot)
+    }
+
+    /// Shuts the socket down both ways (the peer is gone, or did not read or close in time); the
+    /// multishot recv then ends, and `finishCloseIfIdle` closes it.
+    func abortSocket(slot: Int) {
+        if !sockets[slot].readShut || !sockets[slot].writeShut {
+            sockets[slot].writeShut = true
+            sockets[slot].readShut = true
             Glibc.shutdown(sockets[slot].fd, Int32(SHUT_RDWR))
         }
         finishCloseIfIdle(slot: slot)
@@ -223,7 +270,7 @@ final class Shard {
     /// Closes the descriptor and frees the slot once no operation on it is outstanding.
     func finishCloseIfIdle(slot: Int) {
         let state = sockets[slot]
-        guard state.fd >= 0, state.shutDown, !state.recvArmed, !state.sendInFlight else { return }
+        guard state.fd >= 0, state.writeShut, !state.recvArmed, !state.sendInFlight else { return }
         Glibc.close(state.fd)
         core.release(ConnectionID(slot: Int32(slot), generation: state.generation))
         sockets[slot] = SocketState()
@@ -235,8 +282,10 @@ final class Shard {
         for i in closingSlots.indices {
             let slot = Int(closingSlots[i])
             guard sockets[slot].fd >= 0 else { continue }
-            if sockets[slot].closing && !sockets[slot].shutDown && now >= sockets[slot].closeDeadline {
-                shutdownSocket(slot: slot)  // a peer that does not read its last bytes
+            if sockets[slot].closing && !sockets[slot].readShut && now >= sockets[slot].closeDeadline {
+                // A peer that does not read its last bytes, or that neither closes nor stops
+                // sending after them.
+                abortSocket(slot: slot)
             }
             if sockets[slot].fd >= 0 && sockets[slot].closing { closingSlots[kept] = closingSlots[i]; kept += 1 }
         }
@@ -286,7 +335,7 @@ final class Shard {
 
     /// True while some socket has a send in flight or bytes queued.
     func hasOutputInFlight() -> Bool {
-        for slot in sockets.indices where sockets[slot].fd >= 0 && !sockets[slot].shutDown {
+        for slot in sockets.indices where sockets[slot].fd >= 0 && !sockets[slot].writeShut {
             if sockets[slot].sendInFlight { return true }
             if core.hasPendingOutput(ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)) { return true }
         }

@@ -16,6 +16,9 @@ enum OperationKind: UInt8 {
     case httpAccept = 6
     case httpRecv = 7
     case httpSend = 8
+    /// An ASYNC_CANCEL of a connection's receive (flow control paused its input); its own
+    /// completion says nothing the recv's -ECANCELED does not.
+    case cancel = 9
 }
 
 /// `kind << 56 | (generation & 0xFFFFFF) << 32 | slot`.

@@ -25,7 +25,8 @@ struct Settings {
     var shards: Int? = nil
     var logLevel = "info"
     var connectTimeout = 10.0
-    var maxPacketSize = 268_435_460
+    var maxPacketSize = BrokerConfig.defaultMaxPacketSize
+    var partialPacketMemoryLimit = 64 << 20
     var maxConnections = 0
     var maxInflightMessages = 20
     var maxQueuedMessages = 1000
@@ -132,7 +133,11 @@ struct Settings {
         case "connect_timeout": 
             guard let v = Double(value) else { throw SettingsError("\(location): connect_timeout needs seconds") }
             connectTimeout = v
-        case "max_packet_size": maxPacketSize = try number(Int.self)
+        case "max_packet_size":
+            // 0 is mosquitto's "no limit": the protocol's maximum.
+            maxPacketSize = try number(Int.self)
+            if maxPacketSize == 0 { maxPacketSize = 268_435_460 }
+        case "partial_packet_memory_limit": partialPacketMemoryLimit = try number(Int.self)
         case "max_connections": maxConnections = try number(Int.self)
         case "max_inflight_messages": maxInflightMessages = try number(Int.self)
         case "max_queued_messages": maxQueuedMessages = try number(Int.self)
@@ -166,6 +171,7 @@ struct Settings {
         if let shards, shards < 1 || shards > 64 { throw SettingsError("shards must be 1...64") }
         if connectTimeout <= 0 { throw SettingsError("connect timeout must be positive") }
         if maxPacketSize < 2 || maxPacketSize > 268_435_460 { throw SettingsError("max_packet_size must be 2...268435460") }
+        if partialPacketMemoryLimit < 0 { throw SettingsError("partial_packet_memory_limit must be >= 0") }
         if maxConnections < 0 { throw SettingsError("max_connections must be >= 0") }
         if maxInflightMessages < 1 || maxInflightMessages > 65_535 { throw SettingsError("max_inflight_messages must be 1...65535") }
         if maxQueuedMessages < 0 { throw SettingsError("max_queued_messages must be >= 0") }
@@ -221,6 +227,7 @@ struct Settings {
         config.authenticators = security.authenticators
         config.connectTimeoutSeconds = connectTimeout
         config.maxPacketSize = maxPacketSize
+        config.partialPacketMemoryLimit = partialPacketMemoryLimit
         config.maxInflightMessages = maxInflightMessages
         config.maxQueuedMessages = maxQueuedMessages
         config.messageSizeLimit = messageSizeLimit

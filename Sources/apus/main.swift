@@ -32,7 +32,7 @@ struct Apus: ParsableCommand {
     @Option(name: .long, help: "Seconds a connection may stay open without sending CONNECT (default 10).")
     var connectTimeout: Double?
 
-    @Option(name: .long, help: "Largest packet accepted from a client, in bytes.")
+    @Option(name: .long, help: "Largest packet accepted from a client, in bytes (default 1048576; 0 = the protocol's 268435460).")
     var maxPacketSize: Int?
 
     @Option(name: .long, help: "Maximum client connections (sessions) per broker; 0 = unlimited.")
@@ -70,7 +70,7 @@ struct Apus: ParsableCommand {
         if let shards { settings.shards = shards }
         if let logLevel { settings.logLevel = logLevel }
         if let connectTimeout { settings.connectTimeout = connectTimeout }
-        if let maxPacketSize { settings.maxPacketSize = maxPacketSize }
+        if let maxPacketSize { settings.maxPacketSize = maxPacketSize == 0 ? 268_435_460 : maxPacketSize }
         if let maxConnections { settings.maxConnections = maxConnections }
         if let maxInflightMessages { settings.maxInflightMessages = maxInflightMessages }
         if let maxQueuedMessages { settings.maxQueuedMessages = maxQueuedMessages }

@@ -237,6 +237,19 @@ class Raw:
             return False
         return False
 
+    def bytes_until_close(self, timeout=TIMEOUT):
+        """Everything the server sends until it closes the connection (an AssertionError if it
+        does not close within `timeout`, or resets the connection instead of a clean close)."""
+        self.sock.settimeout(timeout)
+        data = b""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                return data
+            data += chunk
+        raise AssertionError("the server did not close the connection")
+
     def close(self):
         self.sock.close()
 
