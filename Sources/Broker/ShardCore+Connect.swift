@@ -47,6 +47,11 @@ extension ShardCore {
 
         connections[s].clientID = clientID
         let enhanced = version == .v5 ? connect.properties.authenticationMethod : nil
+        if version == .v5 && enhanced == nil && connect.properties.authenticationData != nil {
+            // [MQTT-3.1.2.11.10]: Authentication Data without an Authentication Method.
+            refuseConnect(slot: s, version: version, reason: .protocolError, why: "Authentication Data without Authentication Method")
+            return
+        }
         if enhanced == nil {
             // User name and password (section 3.1.3.5): checked against the password file when there is one.
             if let user = connect.username {

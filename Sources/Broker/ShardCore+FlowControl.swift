@@ -146,6 +146,12 @@ extension ShardCore {
         }
         packet.encode(version: connections[s].version, into: &e.heldAcks)
         e.heldAckCount += 1
+        if connections[s].version == .v5 && e.heldAckCount > Int(config.receiveMaximum) {
+            // [MQTT-3.3.4-8]: more unacknowledged QoS 1/2 PUBLISHes than the Receive Maximum.
+            protocolError(slot: s, reason: .receiveMaximumExceeded, decodeError: nil,
+                          why: "more unacknowledged QoS 1/2 PUBLISHes than the Receive Maximum")
+            return
+        }
         if e.heldAckCount >= heldAckLimit && connections[s].flow & FlowFlag.inputPaused == 0 {
             // The client does not wait for its acknowledgements: stop reading it.
             connections[s].flow |= FlowFlag.inputPaused
@@ -157,6 +163,7 @@ extension ShardCore {
     /// Reads a paused connection again: first the input kept while it was paused.
     func resumeInput(_ p: Int) {
         connections[p].flow &= ~FlowFlag.inputPaused
+        connections[p].lastReceived = currentTime  // keep alive counts from here
         inputPauseChanges.append(Int32(p))
         guard let e = connections[p].extras, !e.held.isEmpty else { return }
         var held = e.held

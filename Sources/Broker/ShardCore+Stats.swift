@@ -11,6 +11,10 @@ public struct ShardGauges: Sendable {
     public var retainedMessages = 0
     /// QoS 1/2 messages held by sessions: in flight and queued.
     public var storedMessages = 0
+    /// Publishers whose acknowledgements flow control holds back now.
+    public var publishersThrottledNow = 0
+    /// Bytes held by partial packets (partial_packet_memory_limit).
+    public var partialPacketBytes = 0
     public var counters = ShardCounters()
 
     public init() {}
@@ -30,10 +34,12 @@ extension ShardCore {
             default:
                 continue
             }
+            if c.flow & FlowFlag.acksHeld != 0 { g.publishersThrottledNow += 1 }
             g.subscriptions += c.subscriptions.count
             g.storedMessages += c.inflight.count + c.queue.count
         }
         g.retainedMessages = retained.count
+        g.partialPacketBytes = partialPacketBytes
         g.counters = counters
         return g
     }

@@ -106,7 +106,7 @@ extension ShardCore {
     /// do not parse as shared subscriptions are still answered with 0x80 (as a 3.1.1 filter they
     /// may be well formed; the broker just does not serve them).
     static func isValid311Filter(_ filter: String) -> Bool {
-        TopicValidation.isValidTopicFilter(filter) || isSharedPrefix(filter)
+        TopicValidation.isValidTopicFilter(filter) || (isSharedPrefix(filter) && TopicValidation.isValidPlainFilter(Array(filter.utf8)))
     }
 
     static func isSharedPrefix(_ filter: String) -> Bool {

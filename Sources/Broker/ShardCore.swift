@@ -299,7 +299,9 @@ public final class ShardCore {
                 }
             case .connected:
                 let keepAlive = UInt64(connections[s].keepAlive)
-                if keepAlive > 0 && now &- connections[s].lastReceived > keepAlive * 1_500_000_000 {
+                // A connection whose input flow control paused is not read: its silence is ours.
+                if keepAlive > 0 && now &- connections[s].lastReceived > keepAlive * 1_500_000_000
+                    && connections[s].flow & FlowFlag.inputPaused == 0 {
                     endSession(slot: s, publishWill: true, disconnectReason: .keepAliveTimeout)
                 } else if isStalled(s, now: now) {
                     // It holds its publishers back and acknowledges nothing: let them go.

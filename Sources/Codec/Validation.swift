@@ -87,7 +87,7 @@ public enum TopicValidation {
         return isValidPlainFilter(Array(filter.utf8))
     }
 
-    static func isValidPlainFilter(_ bytes: [UInt8]) -> Bool {
+    public static func isValidPlainFilter(_ bytes: [UInt8]) -> Bool {
         guard !bytes.isEmpty && bytes.count <= 65_535 else { return false }
         guard bytes.withUnsafeBytes({ isValidMQTTString($0) }) else { return false }
         let levels = bytes.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)

@@ -57,6 +57,22 @@ public enum PrometheusMetrics {
                c.authenticationFailures)
         metric("apus_slow_consumers_disconnected_total", "counter", "Clients disconnected for not reading (0x97).",
                c.slowConsumersDisconnected)
+        metric("apus_publishers_throttled_count", "gauge",
+               "Publishers whose PUBACK/PUBREC are held now because a subscriber's queue is long (flow control).",
+               t.publishersThrottledNow)
+        metric("apus_publishers_throttled_total", "counter", "Times a publisher was throttled by flow control.",
+               c.publishersThrottled)
+        metric("apus_publishers_throttled_seconds_total", "counter", "Time publishers spent throttled, summed.",
+               c.throttledNanoseconds / 1_000_000_000)
+        metric("apus_publishers_paused_total", "counter",
+               "Times flow control stopped reading a publisher that does not wait for its acknowledgements.",
+               c.publishersPaused)
+        metric("apus_stalled_subscribers_disconnected_total", "counter",
+               "Subscribers disconnected for acknowledging nothing for subscriber_stall_timeout while publishers waited.",
+               c.stalledSubscribersDisconnected)
+        metric("apus_partial_packet_bytes", "gauge", "Bytes held by partially received packets.", t.partialPacketBytes)
+        metric("apus_partial_packet_cutoffs_total", "counter",
+               "Connections cut off because partial packets went over partial_packet_memory_limit.", c.partialPacketsCutOff)
         metric("apus_protocol_errors_total", "counter", "Connections ended for a protocol violation.", c.protocolErrors)
         metric("apus_subscriptions_denied_total", "counter", "Subscriptions refused by the ACL.", c.subscriptionsDenied)
         metric("apus_sessions_resumed_total", "counter", "Persistent sessions resumed by a reconnecting client.",

@@ -45,6 +45,8 @@ public struct BrokerTotals: Sendable {
     public var subscriptions = 0
     public var retainedMessages = 0
     public var storedMessages = 0
+    public var publishersThrottledNow = 0
+    public var partialPacketBytes = 0
     public var bytesReceived: UInt64 = 0
     public var bytesSent: UInt64 = 0
     public var packetsReceived: UInt64 = 0
@@ -57,6 +59,8 @@ public struct BrokerTotals: Sendable {
             subscriptions += s.gauges.subscriptions
             retainedMessages = max(retainedMessages, s.gauges.retainedMessages)
             storedMessages += s.gauges.storedMessages
+            publishersThrottledNow += s.gauges.publishersThrottledNow
+            partialPacketBytes += s.gauges.partialPacketBytes
             bytesReceived += s.bytesReceived
             bytesSent += s.bytesSent
             packetsReceived += s.packetsReceived

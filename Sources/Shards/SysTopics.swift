@@ -41,6 +41,11 @@ struct SysPublisher {
             ("bytes/sent", "\(t.bytesSent)"),
             ("subscriptions/count", "\(t.subscriptions)"),
             ("retained messages/count", "\(t.retainedMessages)"),
+            ("publishers/throttled", "\(t.publishersThrottledNow)"),
+            ("publishers/throttled/total", "\(c.publishersThrottled)"),
+            ("publishers/throttled/seconds", "\(c.throttledNanoseconds / 1_000_000_000)"),
+            ("publishers/paused/total", "\(c.publishersPaused)"),
+            ("clients/stalled/disconnected", "\(c.stalledSubscribersDisconnected)"),
         ]
         let rated: [String: UInt64] = [
             "messages/received": t.packetsReceived, "messages/sent": c.publishesDelivered,

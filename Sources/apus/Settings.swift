@@ -27,6 +27,7 @@ struct Settings {
     var connectTimeout = 10.0
     var maxPacketSize = BrokerConfig.defaultMaxPacketSize
     var partialPacketMemoryLimit = 64 << 20
+    var subscriberStallTimeout = 10.0
     var maxConnections = 0
     var maxInflightMessages = 20
     var maxQueuedMessages = 1000
@@ -138,6 +139,9 @@ struct Settings {
             maxPacketSize = try number(Int.self)
             if maxPacketSize == 0 { maxPacketSize = 268_435_460 }
         case "partial_packet_memory_limit": partialPacketMemoryLimit = try number(Int.self)
+        case "subscriber_stall_timeout":
+            guard let v = Double(value), v >= 0 else { throw SettingsError("\(location): subscriber_stall_timeout needs seconds (0 = never)") }
+            subscriberStallTimeout = v
         case "max_connections": maxConnections = try number(Int.self)
         case "max_inflight_messages": maxInflightMessages = try number(Int.self)
         case "max_queued_messages": maxQueuedMessages = try number(Int.self)
@@ -228,6 +232,7 @@ struct Settings {
         config.connectTimeoutSeconds = connectTimeout
         config.maxPacketSize = maxPacketSize
         config.partialPacketMemoryLimit = partialPacketMemoryLimit
+        config.subscriberStallTimeoutSeconds = subscriberStallTimeout
         config.maxInflightMessages = maxInflightMessages
         config.maxQueuedMessages = maxQueuedMessages
         config.messageSizeLimit = messageSizeLimit

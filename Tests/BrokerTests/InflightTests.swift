@@ -36,7 +36,7 @@ final class InflightTests: XCTestCase {
         XCTAssertEqual(h.cores[1].connections[Int(sub.id.slot)].queue.count, 5)
     }
 
-    func testQueueLimitDropsAndCounts() throws {
+    func testConnectedSubscribersQueueIsNotCutItsPublisherIsThrottled() throws {
         var config = BrokerConfig()
         config.maxInflightMessages = 2
         config.maxQueuedMessages = 5
@@ -44,9 +44,13 @@ final class InflightTests: XCTestCase {
         let (sub, pub) = setUp(h)
         for i in 0..<10 { sendPublish(h, pub, topic: "q/x", payload: [UInt8(i)], qos: .atLeastOnce, packetID: UInt16(i + 1)) }
         XCTAssertEqual(publishes(try h.received(sub)).count, 2)
-        XCTAssertEqual(h.cores[0].counters.droppedQueueFull, 3)
-        // The publisher got all its PUBACKs: the drop is on the subscriber's side only.
-        XCTAssertEqual(h.output(pub).count, 10 * 4)
+        XCTAssertEqual(h.cores[0].counters.droppedQueueFull, 0, "acknowledged messages are never dropped for a connected client")
+        XCTAssertEqual(h.cores[0].connections[Int(sub.id.slot)].queue.count, 8)
+        // Past half of max_queued_messages the publisher's PUBACKs are held (flow control).
+        let acks = h.output(pub).count / 4
+        XCTAssertGreaterThan(acks, 0)
+        XCTAssertLessThan(acks, 10)
+        XCTAssertEqual(h.cores[0].counters.publishersThrottled, 1)
     }
 
     func testQoS2OutboundFlow() throws {

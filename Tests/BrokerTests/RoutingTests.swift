@@ -22,9 +22,21 @@ final class RoutingTests: XCTestCase {
         h.send(c, .subscribe(Subscribe(packetID: 7, subscriptions: [
             SubscriptionRequest(filter: "a/+/c", options: SubscriptionOptions(qos: .atMostOnce)),
             SubscriptionRequest(filter: "#", options: SubscriptionOptions(qos: .atLeastOnce)),
+        ])))
+        XCTAssertEqual(h.output(c), [0x90, 0x04, 0x00, 0x07, 0x00, 0x01])
+    }
+
+    func testMalformedFilterCloses311ConnectionWithoutSubAck() {
+        // 3.1.1 has no reason code for it: a protocol violation (section 4.8); nothing is subscribed.
+        let h = CoreHarness(shards: 1)
+        let c = connected(h, shard: 0, id: "s")
+        h.send(c, .subscribe(Subscribe(packetID: 7, subscriptions: [
+            SubscriptionRequest(filter: "good/+", options: SubscriptionOptions(qos: .atMostOnce)),
             SubscriptionRequest(filter: "bad/#/x", options: SubscriptionOptions(qos: .atLeastOnce)),
         ])))
-        XCTAssertEqual(h.output(c), [0x90, 0x05, 0x00, 0x07, 0x00, 0x01, 0x80])
+        XCTAssertEqual(h.output(c), [])
+        XCTAssertTrue(h.isClosing(c))
+        XCTAssertTrue(h.cores[0].trie.matches(topic: "good/1").isEmpty)
     }
 
     func testWildcardDeliveryOnOneShard() throws {

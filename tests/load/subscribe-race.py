@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""How often a PUBLISH sent right after a SUBSCRIBE on another connection misses the new subscriber.
+
+Each try: connection S sends SUBSCRIBE to a topic new to the broker, and connection P, written to by
+the same thread microseconds later (before SUBACK), sends a QoS 0 PUBLISH to it. A try is missed
+when S does not receive the message within --wait seconds. S and P are drawn from pools of
+connections, so with two shards about half of the tries cross shards (the reported
+`cross_shard_tries` counts them when --http-port is given: each connection's shard is found from
+/metrics' per-shard connection gauge as it connects).
+
+    tests/load/subscribe-race.py --port 1883 --tries 10000 [--http-port 8080]
+
+Prints one JSON object: tries, misses, miss rate, cross-shard tries and misses when known.
+"""
+import argparse
+import json
+import re
+import socket
+import sys
+import time
+import urllib.request
+
+
+def connect(host, port, client_id):
+    s = socket.create_connection((host, port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    cid = client_id.encode()
+    var = b"\x00\x04MQTT\x04\x02\x00\x3c"
+    payload = len(cid).to_bytes(2, "big") + cid
+    s.sendall(bytes([0x10, len(var) + len(payload)]) + var + payload)
+    assert s.recv(4) == b"\x20\x02\x00\x00"
+    return s
+
+
+def shard_counts(http_port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {int(m.group(1)): int(m.group(2))
+            for m in re.finditer(r'apus_shard_connections_count\{shard="(\d+)"\} (\d+)', text)}
+
+
+def connect_on_known_shard(host, port, http_port, client_id):
+    """Connects and waits for the per-shard gauge (reported once a second) to show which shard."""
+    before = shard_counts(http_port)
+    s = connect(host, port, client_id)
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        now = shard_counts(http_port)
+        grown = [k for k in now if now[k] > before.get(k, 0)]
+        if len(grown) == 1:
+            return s, grown[0]
+        time.sleep(0.05)
+    raise SystemExit("could not tell the shard of a connection")
+
+
+def read_until(sock, buf, wanted, deadline, topic=None):
+    """Reads packets (after the bytes `buf` already read) until one of type `wanted` (first byte
+    >> 4) arrives or the deadline passes. Returns (arrived, bytes read past it)."""
+    while True:
+        while len(buf) >= 2:
+            length, shift, i = 0, 0, 1
+            complete = False
+            while i < len(buf):
+                b = buf[i]
+                length |= (b & 0x7F) << shift
+                shift += 7
+                i += 1
+                if not b & 0x80:
+                    complete = True
+                    break
+            if not complete or len(buf) < i + length:
+                break
+            kind = buf[0] >> 4
+            body = buf[i:i + length]
+            buf = buf[i + length:]
+            if kind == wanted and (topic is None or body[2:2 + len(topic)] == topic):
+                return True, buf
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False, buf
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return False, buf
+        if not chunk:
+            raise SystemExit("broker closed a connection")
+        buf += chunk
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=1883)
+    ap.add_argument("--http-port", type=int, default=0)
+    ap.add_argument("--tries", type=int, default=10000)
+    ap.add_argument("--pool", type=int, default=4, help="subscriber and publisher connections each")
+    ap.add_argument("--wait", type=float, default=0.25)
+    args = ap.parse_args()
+    tag = f"race{int(time.time() * 1000) % 100000000}"
+    subs, pubs = [], []
+    for i in range(args.pool):
+        for pool, role in ((subs, "s"), (pubs, "p")):
+            cid = f"{tag}-{role}{i}"
+            if args.http_port:
+                pool.append(connect_on_known_shard(args.host, args.port, args.http_port, cid))
+            else:
+                pool.append((connect(args.host, args.port, cid), None))
+    misses = cross = cross_misses = 0
+    for n in range(args.tries):
+        s, s_shard = subs[n % len(subs)]
+        p, p_shard = pubs[(n // len(subs)) % len(pubs)]
+        topic = f"{tag}/{n}".encode()
+        sub = b"\x00\x01" + len(topic).to_bytes(2, "big") + topic + b"\x00"
+        pub = len(topic).to_bytes(2, "big") + topic + b"x"
+        s.sendall(bytes([0x82, len(sub)]) + sub)
+        p.sendall(bytes([0x30, len(pub)]) + pub)
+        deadline = time.monotonic() + args.wait
+        ok, rest = read_until(s, b"", 9, deadline + 5)  # SUBACK
+        assert ok, "no SUBACK"
+        got, _ = read_until(s, rest, 3, deadline, topic)  # the PUBLISH (not a late one)
+        is_cross = s_shard is not None and s_shard != p_shard
+        cross += is_cross
+        if not got:
+            misses += 1
+            cross_misses += is_cross
+        unsub = b"\x00\x02" + len(topic).to_bytes(2, "big") + topic
+        s.sendall(bytes([0xA2, len(unsub)]) + unsub)
+        ok, _ = read_until(s, b"", 11, time.monotonic() + 5)  # UNSUBACK
+        assert ok, "no UNSUBACK"
+    result = {"tries": args.tries, "misses": misses, "miss_rate": misses / args.tries}
+    if args.http_port:
+        result.update(cross_shard_tries=cross, cross_shard_misses=cross_misses)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
