@@ -8,7 +8,7 @@ PY_PACKAGES  := paho-mqtt pytest
 FUZZ_SECONDS ?= 60
 RELEASE_BIN  := .build/release/apus
 
-.PHONY: all deps build bench-build bench-standard bench-ci bench-micro run test unit-test blackbox-test fuzz clean
+.PHONY: all deps build bench-build bench-standard bench-ci bench-micro run test unit-test blackbox-test deploy-test fuzz clean
 
 all: build
 
@@ -56,11 +56,17 @@ run: build
 # Unit tests, the micro-benchmarks' malloc gate (~4 minutes with its first build), a short fuzz
 # run of the decoder, the CI load suite with its regression gate, and the black-box tests against
 # the real `apus` (last, so that pytest's summary closes the output).
-test: deps unit-test bench-micro fuzz bench-ci blackbox-test
+test: deps unit-test bench-micro fuzz bench-ci deploy-test blackbox-test
 
 unit-test:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+# The deployment artifacts (deploy/) checked by real tools: hadolint, systemd-analyze, kubernetes-validate,
+# seccomp and the unit's filter against the real apus, the Grafana dashboard's queries in a real
+# Prometheus scraping a real apus (docs/operations.md). Installs what it needs (~30 s after that).
+deploy-test: build
+	APUS_BIN=$(CURDIR)/$(RELEASE_BIN) bash tests/deploy/run.sh
 
 blackbox-test: build
 	APUS_BIN=$(CURDIR)/$(RELEASE_BIN) $(PYTHON) -m pytest -q tests/blackbox

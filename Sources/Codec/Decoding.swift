@@ -28,6 +28,20 @@ public enum PacketDecoder {
         return total
     }
 
+    /// Checks the packet type and fixed-header flags of a first byte (what `decode` checks once
+    /// the whole frame is there): reserved type 0, PUBLISH QoS 3, other types' reserved flags.
+    @inlinable
+    public static func checkFirstByte(_ first: UInt8) throws(DecodeError) {
+        guard let type = PacketType(rawValue: first >> 4) else { throw .reservedPacketType }
+        let flags = first & 0x0F
+        if type == .publish {
+            if flags & 0b0110 == 0b0110 { throw .invalidQoS }
+            return
+        }
+        let expectedFlags: UInt8 = (type == .pubrel || type == .subscribe || type == .unsubscribe) ? 0b0010 : 0
+        guard flags == expectedFlags else { throw .invalidFixedHeaderFlags }
+    }
+
     /// Decodes exactly one complete frame (as delimited by `frameLength`).
     /// `version` selects the 3.1.1 or 5.0 layout for every packet but CONNECT, which carries its own.
     /// A `.publish` result points into `frame`.
@@ -36,6 +50,9 @@ public enum PacketDecoder {
         var reader = ByteReader(frame)
         let first = try reader.readByte()
         let remaining = try reader.readVariableByteInteger()
+        // v5: "the encoded value MUST use the minimum number of bytes" [MQTT-1.5.5-1]: a last
+        // length byte of 0 after the first is a longer encoding than needed.
+        if version == .v5 && reader.offset > 2 && frame[reader.offset - 1] == 0 { throw .malformedVariableByteInteger }
         guard remaining == reader.remaining else { throw remaining > reader.remaining ? .truncated : .trailingBytes }
         guard let type = PacketType(rawValue: first >> 4) else { throw .reservedPacketType }
         let flags = first & 0x0F
@@ -100,6 +117,9 @@ public struct StreamDecoder: @unchecked Sendable {
             chunkOffset += total
             return try PacketDecoder.decode(frame: UnsafeRawBufferPointer(rebasing: rest[0..<total]), version: version)
         }
+        // A packet that waits for more input: its type and flags are checked now, so a bad one is
+        // refused at once instead of after a body that may never come [MQTT-2.2.2-2].
+        try PacketDecoder.checkFirstByte(rest[0])
         storage.writeBytes(rest)
         chunkOffset = chunk.count
         return nil

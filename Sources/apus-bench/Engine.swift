@@ -18,6 +18,11 @@ struct EngineConfig: Sendable {
     var qos: QoS
     var size: Int
     var window: Int
+    /// Closed loop by acknowledgements: `window` counts a publisher's messages not yet PUBACKed
+    /// (QoS 1) or PUBCOMPed (QoS 2) — as a real client's inflight window does — instead of those
+    /// not yet received everywhere. Then the broker's acknowledgements pace the publishers, and a
+    /// broker that acknowledges what it later drops shows it as loss.
+    var ackWindow = false
     /// Messages per second per publisher; 0 = closed loop (window).
     var rate: Double
     var warmupNanoseconds: UInt64
@@ -93,6 +98,8 @@ final class Engine: @unchecked Sendable {
     /// Publisher connections first (index = position in plan.publishers), then subscribers.
     @exclusivity(unchecked) var conns: [Conn] = []
     @exclusivity(unchecked) var sent: [UInt64] = []
+    /// Per publisher: messages the broker acknowledged (PUBACK, or PUBCOMP for QoS 2).
+    @exclusivity(unchecked) var acked: [UInt64] = []
     @exclusivity(unchecked) var trackers: [StreamTracker] = []
     @exclusivity(unchecked) var nextPacketID: [UInt16] = []
     /// Closed loop, per publisher: messages written off after a stall, and the last progress seen.
@@ -140,6 +147,7 @@ final class Engine: @unchecked Sendable {
             conns.append(Conn(fd: fd, decoder: StreamDecoder(version: config.version)))
             topics.append("\(config.topicPrefix)/\(plan.scenario == .fanOut ? 0 : p)")
             sent.append(0)
+            acked.append(0)
             nextPacketID.append(1)
             writtenOff.append(0)
             lastDelivered.append(0)
@@ -249,6 +257,8 @@ final class Engine: @unchecked Sendable {
             if config.rate > 0 {
                 let due = UInt64(Double(now - start) / 1e9 * config.rate)
                 allowed = due > sent[p] ? Int(min(due - sent[p], 1000)) : 0
+            } else if config.ackWindow && config.qos != .atMostOnce {
+                allowed = config.window - Int(sent[p] - acked[p])
             } else {
                 let d = delivered(p)
                 writeOffStalledWindow(p, delivered: d, now: now)
@@ -351,6 +361,12 @@ final class Engine: @unchecked Sendable {
             }
             guard let packet else { return }
             switch packet {
+            case .puback:  // publisher side of QoS 1
+                if !isSubscriber { acked[c] &+= 1 }
+                continue
+            case .pubcomp:  // publisher side of QoS 2
+                if !isSubscriber { acked[c] &+= 1 }
+                continue
             case .pubrec(let ack):  // publisher side of QoS 2
                 Packet.pubrel(PublishAck(packetID: ack.packetID)).encode(version: config.version, into: &conns[c].out)
                 continue

@@ -45,6 +45,8 @@ struct Run: ParsableCommand {
     @Option(name: .shortAndLong, help: "QoS 0, 1 or 2.") var qos = 0
     @Option(name: .shortAndLong, help: "Payload size in bytes (at least 17).") var size = 64
     @Option(name: .long, help: "Closed loop: messages per publisher not yet received everywhere.") var window = 64
+    @Flag(name: .long, help: "Closed loop, QoS 1/2: --window counts messages not yet acknowledged (PUBACK / PUBCOMP), as a client's inflight window does, instead of those not yet received; loss then shows messages the broker acknowledged and did not deliver.")
+    var ackWindow = false
     @Option(name: .long, help: "Paced: messages per second per publisher (0 = closed loop).") var rate: Double = 0
     @Option(name: .customShort("I"), help: ArgumentHelp("Paced: milliseconds between a publisher's messages (the same as --rate 1000/ms).", valueName: "ms"))
     var interval: Double?
@@ -100,11 +102,12 @@ struct Run: ParsableCommand {
                                        seconds: hold, brokerPID: brokerPid, quiet: quiet)
             (report, histogramText) = driver.run()
         } else {
-            let config = EngineConfig(host: host, port: port, version: version, qos: level, size: size, window: window,
+            var config = EngineConfig(host: host, port: port, version: version, qos: level, size: size, window: window,
                                       rate: interval.map { 1000 / $0 } ?? rate,
                                       warmupNanoseconds: UInt64(warmup * 1e9), durationNanoseconds: UInt64((duration ?? 10) * 1e9),
                                       topicPrefix: "\(topic)/\(getpid())", topicAliasMaximum: topicAliasMaximum,
                                       count: UInt64(count ?? 0), session: session)
+            config.ackWindow = ackWindow
             let driver = PubSubRun(scenario: Scenario(rawValue: scenario)!, config: config, pairs: pairs, pubs: pubs, subs: subs,
                                    threads: j, brokerPID: brokerPid, quiet: quiet)
             (report, histogramText) = try driver.run()

@@ -27,6 +27,28 @@ final class MalformedInputTests: XCTestCase {
         expect(.reservedPacketType, [0xF0, 0x00], .v3_1_1)  // AUTH does not exist before 5.0
     }
 
+    func testBadFirstByteOfAnIncompletePacketIsRefusedAtOnce() {
+        // Only the header and part of the body: the decoder refuses it before the body arrives.
+        for bytes: [UInt8] in [[0x80, 0xFF, 0x7F, 0x00], [0x36, 0xFF, 0x7F, 0x00], [0xC1, 0x05, 0x00], [0x60, 0x05]] {
+            var decoder = StreamDecoder(version: .v5)
+            defer { decoder.deallocate() }
+            bytes.withUnsafeBytes { decoder.feed($0) }
+            XCTAssertThrowsError(try decoder.next(), "\(bytes)")
+        }
+        // A good first byte waits for the rest.
+        var decoder = StreamDecoder(version: .v5)
+        defer { decoder.deallocate() }
+        [UInt8]([0x82, 0xFF, 0x7F, 0x00]).withUnsafeBytes { decoder.feed($0) }
+        XCTAssertNil(try decoder.next())
+    }
+
+    func testV5RemainingLengthInMoreBytesThanNeeded() {
+        expect(.malformedVariableByteInteger, [0xC0, 0x80, 0x00], .v5)  // PINGREQ, length 0 in two bytes
+        expect(.malformedVariableByteInteger, [0xE0, 0x81, 0x00, 0x00], .v5)
+        // 3.1.1 does not require the shortest form.
+        XCTAssertNoThrow(try streamDecode([[0xC0, 0x80, 0x00]], .v3_1_1))
+    }
+
     func testQoS3() {
         expect(.invalidQoS, [0x36, 0x05, 0x00, 0x01, 0x61, 0x00, 0x01])
         expect(.invalidQoS, [0x82, 0x06, 0x00, 0x01, 0x00, 0x01, 0x61, 0x03])  // subscription QoS 3
