@@ -166,7 +166,8 @@ extension Shard {
 
     func answer(_ request: HTTPRequest, now: UInt64) -> HTTPResponse {
         let routes: [(path: String, method: String)] = [
-            ("/metrics", "GET"), ("/health", "GET"), ("/api/v5/publish", "POST"), ("/api/v5/publish/bulk", "POST"),
+            ("/metrics", "GET"), ("/health", "GET"), ("/health/ready", "GET"), ("/api/v5/publish", "POST"),
+            ("/api/v5/publish/bulk", "POST"),
         ]
         guard let route = routes.first(where: { $0.path == request.path }) else {
             return HTTPResponse(status: 404, json: .object([("code", .string("NOT_FOUND")), ("message", .string("no such path"))]))
@@ -189,11 +190,23 @@ extension Shard {
                                                 version: group.config.version)
             return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Array(text.utf8))
         case "/health":
-            return HTTPResponse(status: 200, json: .object([
-                ("status", .string("ok")), ("version", .string(group.config.version)),
+            // Liveness: every shard's loop ticked within the last second (a stuck shard: 503).
+            let ages = group.tickAges(now: now)
+            let stalled = ages.contains { $0 > ShardGroup.stallNanoseconds }
+            let perShard: [JSONValue] = ages.enumerated().map { i, age in
+                .object([("shard", .number(Double(i))), ("last_tick_ms", .number(Double(age / 1_000_000))),
+                         ("stalled", .bool(age > ShardGroup.stallNanoseconds))])
+            }
+            return HTTPResponse(status: stalled ? 503 : 200, json: .object([
+                ("status", .string(stalled ? "stalled" : "ok")), ("version", .string(group.config.version)),
                 ("shards", .number(Double(group.config.shards))),
                 ("uptime_seconds", .number(Double((now - group.stats.startedAt) / 1_000_000_000))),
+                ("shard_loops", .array(perShard)),
             ]))
+        case "/health/ready":
+            // Readiness: every shard serves and every listener is bound.
+            let ready = group.ready.load(ordering: .acquiring)
+            return HTTPResponse(status: ready ? 200 : 503, json: .object([("status", .string(ready ? "ready" : "starting"))]))
         case "/api/v5/publish/bulk":
             return publishBatch(request)
         default:

@@ -146,6 +146,13 @@ final class Shard {
             flushConnections()
             sendOutbox()
             if current >= nextTick {
+                signals.lastTick.store(current, ordering: .relaxed)
+                if let stall = group.config.faultStallShard, stall == index,
+                   Double(current &- group.stats.startedAt) / 1e9 >= group.config.faultStallAfterSeconds {
+                    // Fault injection (tests of the supervision): stuck, as a shard in a loop would be.
+                    logger.warning("fault injection: shard \(index) stops ticking")
+                    while !group.stopping.load(ordering: .relaxed) { usleep(10_000) }
+                }
                 core.tick(now: current)
                 checkClosingDeadlines(now: current)
                 checkHTTPDeadlines(now: current)

@@ -42,6 +42,11 @@ public struct ShardGroupConfig: Sendable {
     /// Ring set-ups to leave out, best first (0: SINGLE_ISSUER|DEFER_TASKRUN where the kernel has
     /// it). Only for measuring what each brings: the APUS_RING_SETUP_SKIP environment variable.
     public var ringSetupsSkipped = 0
+    /// Fault injection for supervision tests (APUS_FAULT_STALL_SHARD / APUS_FAULT_STALL_AFTER,
+    /// docs/operations.md): this shard stops ticking this many seconds after start, as a shard
+    /// stuck in a loop would (it only notices the group stopping). nil: never.
+    public var faultStallShard: Int? = nil
+    public var faultStallAfterSeconds: Double = 0
 
     public init(shards: Int) { self.shards = shards }
 }
@@ -52,6 +57,9 @@ final class ShardSignals: Sendable {
     /// Set by the shard just before it blocks in io_uring_enter; producers that find it set
     /// clear it and wake the shard with MSG_RING.
     let sleeping = Atomic<Bool>(false)
+    /// Monotonic time of the shard's last timer tick (every 100 ms while its loop runs): what the
+    /// systemd watchdog and GET /health read to tell a shard stuck in a loop.
+    let lastTick = Atomic<UInt64>(0)
 }
 
 /// A running set of shards.
@@ -124,7 +132,28 @@ public final class ShardGroup: @unchecked Sendable {
     }
 
     /// Starts the shard threads and returns once every shard has its ring and is accepting.
+    /// A shard whose loop has not ticked for this long is stalled (10 missed ticks).
+    public static let stallNanoseconds: UInt64 = 1_000_000_000
+
+    /// How long ago each shard's loop last ticked (nanoseconds; at start: since start).
+    public func tickAges(now: UInt64) -> [UInt64] {
+        signals.map { s in
+            let last = s.lastTick.load(ordering: .relaxed)
+            return now > last ? now - last : 0
+        }
+    }
+
+    /// The shards whose loop has not ticked for `stallNanoseconds`.
+    public func stalledShards(now: UInt64) -> [Int] {
+        tickAges(now: now).enumerated().filter { $0.element > ShardGroup.stallNanoseconds }.map(\.offset)
+    }
+
+    /// Set once every shard serves and every listener is bound (readiness).
+    public let ready = Atomic<Bool>(false)
+
     public func start() throws {
+        let startedAt = apus_monotonic_ns()
+        for s in signals { s.lastTick.store(startedAt, ordering: .relaxed) }
         let cpus = Int(apus_available_cpus())
         for index in 0..<config.shards {
             let listener = listeners[index]
@@ -139,8 +168,9 @@ public final class ShardGroup: @unchecked Sendable {
         }
         if failed.load(ordering: .acquiring) > 0 {
             stop()
-            throw SocketError(operation: "shard start-up failed (see log)", errno: 0)
+            throw StartupError()
         }
+        ready.store(true, ordering: .releasing)
     }
 
     /// Asks every shard to stop and waits for their threads.
@@ -188,6 +218,11 @@ public final class ShardGroup: @unchecked Sendable {
         }
         shard.run()
     }
+}
+
+/// A shard could not start (its ring or buffers); the shard logged why.
+public struct StartupError: Error, CustomStringConvertible {
+    public var description: String { "shard start-up failed (see the log above)" }
 }
 
 /// Starts a joinable pthread running `body`.

@@ -167,8 +167,42 @@ struct Settings {
             }
             sharedSubscriptionStrategy = strategy
         default:
-            throw SettingsError("\(location): unknown setting '\(key)'")
+            throw SettingsError("\(location): unknown setting '\(key)'", unknownKey: true)
         }
+    }
+
+    /// Variables named APUS_… that are not configuration keys but the runtime's own switches.
+    static let runtimeVariables: Set<String> = ["APUS_RING_SETUP_SKIP", "APUS_FAULT_STALL_SHARD", "APUS_FAULT_STALL_AFTER", "APUS_BIN"]
+
+    /// Every configuration key from the environment: `APUS_<KEY>` (the key in capitals, e.g.
+    /// APUS_MAX_PACKET_SIZE=4096, APUS_LISTENER="1883 0.0.0.0"). Applied after the file and before
+    /// the flags, so flags > environment > file. Returns the APUS_ names that are no key (the
+    /// caller warns: a typo should not pass silently, but other tools' variables may share the prefix).
+    mutating func applyEnvironment(_ variables: [(name: String, value: String)]) throws -> [String] {
+        var unknown: [String] = []
+        for (name, value) in variables where name.hasPrefix("APUS_") && !Settings.runtimeVariables.contains(name) {
+            let key = String(name.dropFirst(5)).lowercased()
+            do {
+                try apply(key: key, value: value, at: "environment \(name)")
+            } catch let error as SettingsError where error.unknownKey {
+                unknown.append(name)
+            }
+        }
+        return unknown
+    }
+
+    /// The process environment as (name, value) pairs.
+    static func processEnvironment() -> [(name: String, value: String)] {
+        var out: [(name: String, value: String)] = []
+        var p = environ
+        while let entry = p.pointee {
+            let text = String(cString: entry)
+            if let eq = text.firstIndex(of: "=") {
+                out.append((String(text[..<eq]), String(text[text.index(after: eq)...])))
+            }
+            p += 1
+        }
+        return out
     }
 
     func validate() throws {
@@ -275,5 +309,9 @@ extension Settings {
 
 struct SettingsError: Error, CustomStringConvertible {
     var description: String
-    init(_ description: String) { self.description = description }
+    var unknownKey = false
+    init(_ description: String, unknownKey: Bool = false) {
+        self.description = description
+        self.unknownKey = unknownKey
+    }
 }

@@ -65,6 +65,8 @@ struct Apus: ParsableCommand {
         }
         var settings = Settings()
         if let path = config { try settings.load(file: path) }
+        // Precedence: flags > environment (APUS_<KEY>) > file > built-in defaults.
+        let unknownVariables = try settings.applyEnvironment(Settings.processEnvironment())
         if let port { settings.port = port }
         if let bind { settings.bind = bind }
         if let shards { settings.shards = shards }
@@ -89,6 +91,9 @@ struct Apus: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "apus")
+        for name in unknownVariables {
+            logger.warning("environment variable \(name) names no setting (ignored); see docs/configuration.md")
+        }
 
         // Signals are taken synchronously by this thread; shard threads inherit the blocked mask.
         signal(SIGPIPE, SIG_IGN)
@@ -106,6 +111,11 @@ struct Apus: ParsableCommand {
         groupConfig.extraListeners = settings.extraListeners
         groupConfig.tcpNoDelay = settings.tcpNoDelay
         if let skip = getenv("APUS_RING_SETUP_SKIP").flatMap({ Int(String(cString: $0)) }) { groupConfig.ringSetupsSkipped = skip }
+        if let stall = getenv("APUS_FAULT_STALL_SHARD").flatMap({ Int(String(cString: $0)) }) {
+            groupConfig.faultStallShard = stall
+            groupConfig.faultStallAfterSeconds = getenv("APUS_FAULT_STALL_AFTER").flatMap({ Double(String(cString: $0)) }) ?? 0
+            logger.warning("fault injection: shard \(stall) will stop ticking after \(groupConfig.faultStallAfterSeconds) s")
+        }
         groupConfig.sysIntervalSeconds = settings.sysInterval
         groupConfig.httpListener = settings.httpListener
         groupConfig.httpCredentials = settings.httpCredentials
@@ -118,9 +128,33 @@ struct Apus: ParsableCommand {
             logger.info("HTTP API and metrics on http://\(http.host):\(port)/")
         }
 
+        // systemd (Type=notify): ready now that every shard serves and every listener is bound.
+        let systemd = SystemdNotifier()
+        systemd.notify("READY=1\nSTATUS=listening on \(addresses) with \(shardCount) shard(s)\nMAINPID=\(getpid())")
         var received: Int32 = 0
+        var watchdogWithheld = false
         while true {
-            sigwait(&mask, &received)
+            if let interval = systemd.watchdogInterval {
+                // Wait for a signal at most half the watchdog period; ping only while every shard's
+                // loop ticks, so a shard stuck in a loop makes systemd restart the process.
+                var timeout = timespec(tv_sec: Int(interval), tv_nsec: Int((interval - Double(Int(interval))) * 1e9))
+                let signal = sigtimedwait(&mask, nil, &timeout)
+                if signal < 0 {
+                    let stalled = group.stalledShards(now: apus_monotonic_ns())
+                    if stalled.isEmpty {
+                        systemd.notify("WATCHDOG=1")
+                        if watchdogWithheld { logger.notice("every shard ticks again: watchdog pings resumed") }
+                        watchdogWithheld = false
+                    } else if !watchdogWithheld {
+                        logger.error("shard(s) \(stalled) stopped ticking: watchdog pings withheld (systemd will restart apus)")
+                        watchdogWithheld = true
+                    }
+                    continue
+                }
+                received = signal
+            } else {
+                sigwait(&mask, &received)
+            }
             guard received == SIGHUP else { break }
             // mosquitto's SIGHUP: reload the password and ACL files; a broken file keeps the old ones.
             do {
@@ -131,6 +165,7 @@ struct Apus: ParsableCommand {
             }
         }
         logger.info("signal \(received): stopping")
+        systemd.notify("STOPPING=1")
         group.stop()
         logger.info("stopped")
     }
