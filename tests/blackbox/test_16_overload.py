@@ -342,3 +342,56 @@ def test_disconnect_reason_reaches_client_that_is_still_sending(make_broker, tmp
             i += 2 + n
     assert reason == 0x93, f"got {data!r}"
     b.assert_alive()
+
+
+# Violations found in the review of the decoder and session engine (issue: "Review the whole decoder
+# and session engine for other places where a violation is tolerated or waits for a timeout").
+
+def connected_v5(broker):
+    r = Raw(broker)
+    r.send(connect_props(unique("rv5")))
+    first, _ = r.read_packet()
+    assert first == 0x20
+    return r
+
+
+def test_v5_remaining_length_in_more_bytes_than_needed_is_malformed(broker):
+    if BROKER != "apus":
+        pytest.skip("mosquitto 2.0 accepts it")
+    r = connected_v5(broker)
+    r.send(b"\xc0\x80\x00")  # PINGREQ with its length 0 in two bytes [MQTT-1.5.5-1]
+    first, body = r.read_packet()
+    assert first == 0xE0 and body[0] == 0x81, (hex(first), body)
+    assert r.bytes_until_close() == b""
+
+
+def test_bad_fixed_header_flags_refused_before_the_body(broker):
+    # [MQTT-2.2.2-2]: a SUBSCRIBE with flags 0 declaring a large body is refused at its first
+    # bytes, not held while its body trickles in.
+    r = Raw(broker)
+    r.send(connect_packet(unique("flags")))
+    assert r.read(4) == b"\x20\x02\x00\x00"
+    started = time.monotonic()
+    r.send(b"\x80" + varint(100000) + b"\x00\x01")
+    assert r.bytes_until_close(timeout=5) == b""
+    assert time.monotonic() - started < 2
+
+
+def test_311_shared_prefix_filter_malformed_as_a_filter_closes(broker):
+    r = Raw(broker)
+    r.send(connect_packet(unique("shp")))
+    assert r.read(4) == b"\x20\x02\x00\x00"
+    f = b"$share/g/a/#/b"
+    body = b"\x00\x03" + len(f).to_bytes(2, "big") + f + b"\x00"
+    r.send(bytes([0x82, len(body)]) + body)
+    assert r.bytes_until_close() == b""
+
+
+def test_v5_authentication_data_without_method_is_refused(broker):
+    if BROKER != "apus":
+        pytest.skip("apus's reason code")
+    r = Raw(broker)
+    r.send(connect_props(unique("ad"), props=((0x16, b"x"),)))
+    first, body = r.read_packet()
+    assert first == 0x20 and body[1] == 0x82, body  # CONNACK Protocol Error [MQTT-3.1.2.11.10]
+    assert r.bytes_until_close() == b""
