@@ -218,6 +218,10 @@ extension ShardCore {
     ) -> Bool {
         var remote = remote
         remote.remove(shardIndex)
+        if forwardToShards && recent.isEnabled {
+            recent.record(time: currentTime, forwarded: remote, origin: origin, qos: qos, retain: retain,
+                          topic: topic, properties: properties, payload: payload)
+        }
         if forwardToShards && !remote.isEmpty {
             for target in remote {
                 ShardMessageCodec.appendPublish(
@@ -329,13 +333,16 @@ extension ShardCore {
         case .publish(let p):
             route(qos: p.qos, retain: p.retain, topic: p.topic, properties: p.properties, payload: p.payload,
                   origin: p.origin, originShard: p.originShard, forwardToShards: false)
-        case .routeAdd(let origin, let filter):
+        case .routeAdd(let origin, let filter, let time):
             trie.update(filter: filter) { entry in
                 var e = entry ?? RouteEntry()
                 e.remote.insert(origin)
                 entry = e
             }
-        case .routeRemove(let origin, let filter):
+            if time != .max { replayRecent(to: origin, filter: filter, since: time &- min(time, RecentPublishes.concurrencyNanoseconds)) }
+        case .replayPublish(let p, let filter):
+            deliverReplay(p, filter: filter)
+        case .routeRemove(let origin, let filter, _):
             trie.update(filter: filter) { entry in
                 guard var e = entry else { return }
                 e.remote.remove(origin)
@@ -357,6 +364,29 @@ extension ShardCore {
             changeThrottle(publisher, by: 1)
         case .unthrottle(let publisher):
             changeThrottle(publisher, by: -1)
+        }
+    }
+
+    /// A route from `shard` arrived for `filter`, whose SUBSCRIBE was read there at `since`: the
+    /// messages routed here since then that it matches and that did not go there follow it
+    /// (RecentPublishes.swift).
+    func replayRecent(to shard: Int, filter: UnsafeRawBufferPointer, since: UInt64) {
+        recent.forEach(since: since, notForwardedTo: shard, matching: filter) { origin, qos, retain, topic, properties, payload in
+            ShardMessageCodec.appendReplayPublish(qos: qos, retain: retain, originShard: shardIndex, origin: origin, topic: topic,
+                                                  properties: properties, payload: payload, filter: filter, to: &shardOutbox[shard])
+            counters.messagesReplayed += 1
+        }
+    }
+
+    /// A message replayed for the subscribers of exactly `filter` on this shard (the ones whose
+    /// SUBSCRIBE was read before the message but whose route reached its shard after it).
+    func deliverReplay(_ p: ForwardedPublish, filter: UnsafeRawBufferPointer) {
+        guard let entry = trie.value(forFilter: filter) else { return }
+        for subscriber in entry.local {
+            deliver(to: subscriber.connection, qos: min(p.qos, subscriber.options.qos),
+                    retain: p.retain && subscriber.options.retainAsPublished, topic: p.topic,
+                    properties: withIdentifier(p.properties, subscriber.identifier), payload: p.payload,
+                    publisherShard: p.originShard, publisher: p.origin)
         }
     }
 

@@ -23,12 +23,14 @@ extension ShardCore {
         let storageBefore = connections[s].decoder.storageCapacity
         connections[s].decoder.feed(bytes)
         decodeLoop(slot: s, now: now)
-        // What partial packets hold in memory, per shard (partial_packet_memory_limit).
-        if connections[s].generation == id.generation {
-            partialPacketBytes += connections[s].decoder.storageCapacity - storageBefore
-        }
-        if partialPacketBytes > config.partialPacketMemoryLimit && config.partialPacketMemoryLimit > 0 {
-            cutOffLargestPartialPackets()
+        // What partial packets hold in memory, per shard (partial_packet_memory_limit); most
+        // inputs end on a packet boundary and leave the decoder's storage as it was.
+        let storageAfter = connections[s].decoder.storageCapacity
+        if storageAfter != storageBefore && connections[s].generation == id.generation {
+            partialPacketBytes += storageAfter - storageBefore
+            if partialPacketBytes > config.partialPacketMemoryLimit && config.partialPacketMemoryLimit > 0 {
+                cutOffLargestPartialPackets()
+            }
         }
     }
 

@@ -54,7 +54,8 @@ extension ShardCore {
             let existed = connections[s].subscriptions[filter] != nil
             var options = request.options
             options.qos = min(options.qos, config.maximumQoS)
-            if addSubscription(slot: s, filter: filter, options: options, identifier: identifier) { newRoutes = true }
+            if addSubscription(slot: s, filter: filter, options: options, identifier: identifier,
+                               readAt: min(inputArrivedAfter ?? currentTime, currentTime)) { newRoutes = true }
             codes.append(ReasonCode(rawValue: options.qos.rawValue))
             // Retained messages on every SUBSCRIBE (3.1.1 [MQTT-3.8.4-3]); v5 Retain Handling decides.
             // Shared subscriptions get none [MQTT-4.8.2, retained messages].
@@ -154,7 +155,11 @@ extension ShardCore {
     /// Adds or replaces [MQTT-3.8.4-3] a subscription of a local connection. Returns true when the
     /// filter is new on this shard (other shards were sent a routeAdd).
     @discardableResult
-    func addSubscription(slot s: Int, filter: String, options: SubscriptionOptions, identifier: UInt32 = 0) -> Bool {
+    /// `readAt`: when the SUBSCRIBE was read (messages routed elsewhere since then are replayed
+    /// to a new route, RecentPublishes.swift); `.max` for subscriptions that a session brings
+    /// along (they are not new to the session, so nothing is replayed).
+    func addSubscription(slot s: Int, filter: String, options: SubscriptionOptions, identifier: UInt32 = 0,
+                         readAt: UInt64 = .max) -> Bool {
         let id = ConnectionID(slot: Int32(s), generation: connections[s].generation)
         connections[s].subscriptions[filter] = options
         connections[s].subscriptionIdentifiers[filter] = identifier == 0 ? nil : identifier
@@ -173,7 +178,7 @@ extension ShardCore {
             entry = e
             return !hadLocal
         }
-        if becameLocal && shardCount > 1 { broadcastRoute(.routeAdd, filter: filter) }
+        if becameLocal && shardCount > 1 { broadcastRoute(.routeAdd, filter: filter, time: readAt) }
         return becameLocal && shardCount > 1
     }
 
@@ -194,15 +199,15 @@ extension ShardCore {
             entry = e.isEmpty ? nil : e
             return hadLocal && e.local.isEmpty
         }
-        if lostLocal { broadcastRoute(.routeRemove, filter: filter) }
+        if lostLocal { broadcastRoute(.routeRemove, filter: filter, time: .max) }
         return true
     }
 
     /// Tells every other shard that this shard gained or lost its last subscriber on `filter`.
-    func broadcastRoute(_ kind: ShardMessageKind, filter: String) {
+    func broadcastRoute(_ kind: ShardMessageKind, filter: String, time: UInt64) {
         hasUrgentShardRecords = true
         for target in 0..<shardCount where target != shardIndex {
-            ShardMessageCodec.appendRoute(kind, originShard: shardIndex, filter: filter, to: &shardOutbox[target])
+            ShardMessageCodec.appendRoute(kind, originShard: shardIndex, filter: filter, time: time, to: &shardOutbox[target])
         }
     }
 }

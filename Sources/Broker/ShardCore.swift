@@ -35,6 +35,9 @@ public struct ShardCounters: Sendable {
     public var sessionsExpired: UInt64 = 0
     /// Sessions resumed by a reconnecting client (on this shard or moved here from another).
     public var sessionsResumed: UInt64 = 0
+    /// Messages replayed to a route that arrived just after them (RecentPublishes.swift), and their
+    /// deliveries on the route's shard.
+    public var messagesReplayed: UInt64 = 0
     /// Connections cut off because the shard's partial packets went over partial_packet_memory_limit.
     public var partialPacketsCutOff: UInt64 = 0
     /// Flow control: publishers throttled (their acknowledgements held) and for how long in all,
@@ -58,6 +61,7 @@ public struct ShardCounters: Sendable {
         droppedNoSharedMember &+= o.droppedNoSharedMember; droppedOverSizeLimit &+= o.droppedOverSizeLimit
         sessionsPersisted &+= o.sessionsPersisted; sessionsExpired &+= o.sessionsExpired; sessionsResumed &+= o.sessionsResumed
         partialPacketsCutOff &+= o.partialPacketsCutOff
+        messagesReplayed &+= o.messagesReplayed
         publishersThrottled &+= o.publishersThrottled; throttledNanoseconds &+= o.throttledNanoseconds
         publishersPaused &+= o.publishersPaused; stalledSubscribersDisconnected &+= o.stalledSubscribersDisconnected
     }
@@ -92,7 +96,7 @@ public final class ShardCore {
     /// Connected clients on this shard (the connection quota counts these).
     var connectedClients = 0
     /// Bytes the decoders of this shard's connections hold for partial packets (their storage).
-    public internal(set) var partialPacketBytes = 0
+    @exclusivity(unchecked) public internal(set) var partialPacketBytes = 0
     /// Client-id registry for the ids whose home is this shard (see ShardCore+ClientRegistry).
     var registry: [String: ClientHolder] = [:]
     @exclusivity(unchecked) var trie = SubscriptionTrie<RouteEntry>()
@@ -103,6 +107,13 @@ public final class ShardCore {
     /// The time of the input being processed (monotonic nanoseconds), for stamps.
     @exclusivity(unchecked) var currentTime: UInt64 = 0
     @exclusivity(unchecked) var matchScratch: [LocalSubscriber] = []
+    /// The earliest time the input being processed can have arrived: the runtime sets it to when
+    /// it last took completions before these (input taken now arrived after that). A SUBSCRIBE's
+    /// route carries it, so messages read on other shards since then are replayed to it
+    /// (RecentPublishes.swift); nil (tests driving the core directly): `currentTime`.
+    @exclusivity(unchecked) public var inputArrivedAfter: UInt64? = nil
+    /// The last messages routed from this shard's clients, for routes that arrive just after them.
+    @exclusivity(unchecked) var recent: RecentPublishes
     /// Trie matches by topic name (MatchCache.swift).
     @exclusivity(unchecked) var matchCache: MatchCache
     /// Shared groups matched by one message, reused.
@@ -135,10 +146,10 @@ public final class ShardCore {
     /// Route or shared-group records are in the outbox: the runtime moves the outbox into the
     /// mailboxes right after the input that caused them, not at the end of its completion batch,
     /// so a subscription takes effect on every shard as soon as possible. The runtime clears it.
-    public var hasUrgentShardRecords = false
+    @exclusivity(unchecked) public var hasUrgentShardRecords = false
     /// Slots whose input was paused or resumed by flow control (the runtime cancels or re-arms
     /// their receive).
-    public internal(set) var inputPauseChanges: [Int32] = []
+    @exclusivity(unchecked) public internal(set) var inputPauseChanges: [Int32] = []
 
     /// QoS 0 deliveries are dropped for a client with more than this many bytes pending.
     /// (QoS 1/2 deliveries are bounded by the inflight window and the queue instead.)
@@ -152,6 +163,7 @@ public final class ShardCore {
         self.shardOutbox = Array(repeating: ByteBuffer(), count: shardCount)
         matchScratch.reserveCapacity(64)
         matchCache = MatchCache(capacity: config.matchCacheEntries)
+        recent = RecentPublishes(enabled: shardCount > 1)
         // Address space for the expected connections up front: growing by copying would leave the
         // old arrays' pages resident (freed, but dirty in the allocator) and copy every slot.
         // Untouched capacity costs no memory.
@@ -163,6 +175,7 @@ public final class ShardCore {
         for i in shardOutbox.indices { shardOutbox[i].deallocate() }
         propertyScratch.deallocate()
         deliveryScratch.deallocate()
+        recent.deallocate()
     }
 
     // MARK: connection slots

@@ -10,8 +10,9 @@
 //   publish:      u8 flags (bits 0-1 qos, bit 2 retain), u8 origin shard, u16 topic length,
 //                 u32 properties length, u32 payload length, u64 origin connection,
 //                 topic bytes, v5 property bytes (no Topic Alias), payload bytes
-//   routeAdd:     u8 origin shard, u16 filter length, filter bytes
+//   routeAdd:     u8 origin shard, u16 filter length, filter bytes, u64 time the change was read
 //   routeRemove:  same as routeAdd
+//   replayPublish: a publish record (kind 15) followed by u16 filter length, filter
 //   barrier:      u8 origin shard, 3 bytes padding, u32 token
 //   barrierAck:   same as barrier (origin = the acknowledging shard)
 //   retain:       u8 origin shard, u8 qos, u16 topic length, u32 properties length,
@@ -63,13 +64,17 @@ public enum ShardMessageKind: UInt8, Sendable {
     case throttle = 13
     /// The answer to one earlier `throttle`: that subscriber no longer holds the publisher back.
     case unthrottle = 14
+    /// A message routed on the origin shard just after the SUBSCRIBE of a route it received late:
+    /// for the target's subscribers of exactly the filter that follows it (RecentPublishes.swift).
+    case replayPublish = 15
 }
 
 /// A decoded view of one mailbox record (pointers into the ring's memory).
 public enum ShardMessage {
     case publish(ForwardedPublish)
-    case routeAdd(origin: Int, filter: UnsafeRawBufferPointer)
-    case routeRemove(origin: Int, filter: UnsafeRawBufferPointer)
+    case routeAdd(origin: Int, filter: UnsafeRawBufferPointer, time: UInt64)
+    case routeRemove(origin: Int, filter: UnsafeRawBufferPointer, time: UInt64)
+    case replayPublish(ForwardedPublish, filter: UnsafeRawBufferPointer)
     case barrier(origin: Int, token: UInt32)
     case barrierAck(origin: Int, token: UInt32)
     case client(ClientMessage)
@@ -140,19 +145,38 @@ enum ShardMessageCodec {
         buffer.commitWritten(length)
     }
 
-    /// Appends a routeAdd or routeRemove record.
-    static func appendRoute(_ kind: ShardMessageKind, originShard: Int, filter: String, to buffer: inout ByteBuffer) {
+    /// Appends a routeAdd or routeRemove record; `time` is when the change was read (the
+    /// SUBSCRIBE's input), for replaying messages routed after it (RecentPublishes.swift).
+    static func appendRoute(_ kind: ShardMessageKind, originShard: Int, filter: String, time: UInt64, to buffer: inout ByteBuffer) {
         var f = filter
         f.withUTF8 { bytes in
-            let length = 4 + 1 + 1 + 2 + bytes.count
+            let length = 4 + 1 + 1 + 2 + bytes.count + 8
             let p = buffer.reserveWritable(length)
             p.storeBytes(of: UInt32(length), as: UInt32.self)
             p.storeBytes(of: kind.rawValue, toByteOffset: 4, as: UInt8.self)
             p.storeBytes(of: UInt8(originShard), toByteOffset: 5, as: UInt8.self)
             p.storeBytes(of: UInt16(bytes.count), toByteOffset: 6, as: UInt16.self)
             if bytes.count > 0 { (p + 8).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+            (p + 8 + bytes.count).storeBytes(of: time, as: UInt64.self)
             buffer.commitWritten(length)
         }
+    }
+
+    /// Appends a replayPublish record: a publish record with the filter appended.
+    static func appendReplayPublish(
+        qos: QoS, retain: Bool, originShard: Int, origin: ConnectionID, topic: UnsafeRawBufferPointer,
+        properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, filter: UnsafeRawBufferPointer, to buffer: inout ByteBuffer
+    ) {
+        let start = buffer.writerIndex - buffer.readerIndex
+        appendPublish(qos: qos, retain: retain, originShard: originShard, origin: origin, topic: topic,
+                      properties: properties, payload: payload, to: &buffer)
+        let tail = buffer.reserveWritable(2)
+        tail.storeBytes(of: UInt16(filter.count), as: UInt16.self)
+        buffer.commitWritten(2)
+        buffer.writeBytes(filter)
+        let p = buffer.base! + buffer.readerIndex + start
+        p.storeBytes(of: UInt32(buffer.writerIndex - buffer.readerIndex - start), as: UInt32.self)
+        p.storeBytes(of: ShardMessageKind.replayPublish.rawValue, toByteOffset: 4, as: UInt8.self)
     }
 
     /// Appends a barrier or barrierAck record.
@@ -310,7 +334,14 @@ enum ShardMessageCodec {
             let originShard = Int(p.load(fromByteOffset: 5, as: UInt8.self))
             let length = Int(p.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
             let filter = UnsafeRawBufferPointer(start: p + 8, count: length)
-            return kind == .routeAdd ? .routeAdd(origin: originShard, filter: filter) : .routeRemove(origin: originShard, filter: filter)
+            let time = p.loadUnaligned(fromByteOffset: 8 + length, as: UInt64.self)
+            return kind == .routeAdd ? .routeAdd(origin: originShard, filter: filter, time: time)
+                : .routeRemove(origin: originShard, filter: filter, time: time)
+        case .replayPublish:
+            guard case .publish(let message)? = decodePublish(p) else { return nil }
+            let end = publishHeader + message.topic.count + message.properties.count + message.payload.count
+            let filterLength = Int(p.loadUnaligned(fromByteOffset: end, as: UInt16.self))
+            return .replayPublish(message, filter: UnsafeRawBufferPointer(start: p + end + 2, count: filterLength))
         case .barrier, .barrierAck:
             let originShard = Int(p.load(fromByteOffset: 5, as: UInt8.self))
             let token = p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)

@@ -63,6 +63,8 @@ final class Shard {
     var loggedDrops = (queueFull: UInt64(0), qos0: UInt64(0), tooLarge: UInt64(0), overLimit: UInt64(0))
     static let bufferGroup: UInt16 = 0
     static let closeGraceNanoseconds: UInt64 = 2_000_000_000
+    /// A wait longer than this slept (an io_uring_enter that finds completions returns in a few µs).
+    static let sleptNanoseconds: UInt64 = 50_000
     /// After the last bytes and SHUT_WR, input is read and discarded for at most this long, so that
     /// the peer's late packets do not make the kernel answer with a reset that could destroy the
     /// DISCONNECT / CONNACK reason code before the peer read it.
@@ -108,6 +110,7 @@ final class Shard {
         // (DISCONNECT 0x8B), flush for at most this long, and close.
         var willsPublishedAt: UInt64? = nil
         var drainUntil: UInt64? = nil
+        var previousHarvest = now()
         while true {
             let before = now()
             if willsPublishedAt == nil && group.stopping.load(ordering: .relaxed) {
@@ -137,6 +140,13 @@ final class Shard {
             signals.sleeping.store(false, ordering: .relaxed)
 
             let current = now()
+            // When what is harvested now can have arrived at the earliest (a route's replay time,
+            // RecentPublishes.swift). A wait that slept was woken by it: it arrived just now. A
+            // wait that returned at once found it pending (with DEFER_TASKRUN, input that arrives
+            // while the loop works waits for the next io_uring_enter): it arrived after the
+            // previous harvest.
+            core.inputArrivedAfter = current &- before > Shard.sleptNanoseconds ? current : previousHarvest
+            previousHarvest = current
             processCompletions(now: current)
             logAuthenticationFailures()
             buffers.publishReturns()

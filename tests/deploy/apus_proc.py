@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -57,14 +58,26 @@ def http_get(port, path, timeout=2.0):
         return r.status, r.read().decode()
 
 
+def http_status(port, path, timeout=2.0):
+    """(status, body) for any answer, 503 included; (None, reason) when none comes."""
+    try:
+        return http_get(port, path, timeout)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return None, str(e)
+
+
 class Apus:
     """apus with the configuration text that make_config(mqtt_port, http_port) returns; wrapper
     is a command prefix that ends by exec'ing it (setpriv, seccomp_exec.py), so that the
-    process signalled is apus itself."""
+    process signalled is apus itself. env: variables added to the environment (APUS_<KEY>
+    settings, NOTIFY_SOCKET, fault injection)."""
 
-    def __init__(self, make_config, wrapper=()):
+    def __init__(self, make_config, wrapper=(), env=None):
         self.make_config = make_config
         self.wrapper = list(wrapper)
+        self.env = dict(os.environ, **(env or {}))
         self.proc = None
         self.dir = scratch_dir("apus-deploy-")
         os.chmod(self.dir, 0o755)  # readable by the unprivileged user a wrapper switches to
@@ -79,7 +92,7 @@ class Apus:
             log = open(self.log_path, "w")
             os.chmod(conf, 0o644)
             self.proc = subprocess.Popen([*self.wrapper, apus_bin(), "--config", conf],
-                                         stdout=log, stderr=subprocess.STDOUT)
+                                         stdout=log, stderr=subprocess.STDOUT, env=self.env)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:

@@ -11,7 +11,9 @@ whether io_uring works, since this machine has no systemd as PID 1 to start the 
   CapabilityBoundingSet= AmbientCapabilities=       bounding, inheritable and ambient sets
 
 The filter is loaded as seccomp (tests/deploy/seccomp_exec.py), as systemd loads it before it
-executes ExecStart=. Then: /health, a QoS 1 round trip, SIGHUP (ExecReload=) and SIGTERM.
+executes ExecStart=. Then: /health, a QoS 1 round trip, SIGHUP (ExecReload=) and SIGTERM, with
+this script on the other end of $NOTIFY_SOCKET as systemd would be (Type=notify, WatchdogSec=):
+READY=1 first, WATCHDOG=1 pings, STOPPING=1 at SIGTERM, all sent from inside the sandbox.
 The file-system and namespace options (ProtectSystem=, PrivateTmp=, ...) are not reproduced.
 """
 
@@ -19,6 +21,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +40,40 @@ failures = []
 def fail(message):
     failures.append(message)
     print("  FAIL " + message)
+
+
+# WATCHDOG_USEC for the run: the unit's WatchdogSec=10 would mean a ping every 5 s; the sandbox,
+# not the period, is what is checked here (tests/blackbox/test_17_deployment.py checks the rest).
+WATCHDOG_USEC = 1_000_000
+
+
+class NotifySocket:
+    """systemd's end of the notify protocol: an AF_UNIX datagram socket that apus, as the unit's
+    user, may send to."""
+
+    def __init__(self):
+        self.path = os.path.join(scratch_dir("apus-notify-"), "notify")
+        os.chmod(os.path.dirname(self.path), 0o755)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        os.chmod(self.path, 0o777)  # sendto() needs write permission on the socket file
+        self.messages = []
+
+    def receive(self, timeout):
+        """Every message that arrives within timeout seconds (kept in self.messages too)."""
+        got = []
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                got.append(self.sock.recv(4096).decode())
+            except socket.timeout:
+                break
+        self.messages += got
+        return got
+
+    def close(self):
+        self.sock.close()
 
 
 def unit_settings():
@@ -130,9 +167,29 @@ def main():
     if probe.returncode == 0:
         fail("an AF_NETLINK socket was created in the sandbox: the filter is not applied")
 
-    broker = Apus(lambda m, h: f"listener {m} 127.0.0.1\nhttp_listener {h}\n", wrapper=wrapper)
+    for key, want in (("Type", ["notify"]), ("NotifyAccess", ["main"])):
+        if settings.get(key) != want:
+            fail(f"{key}= is {settings.get(key)}, the unit is to be {want}")
+    if not settings.get("WatchdogSec"):
+        fail("the unit sets no WatchdogSec=")
+
+    notify = NotifySocket()
+    broker = Apus(lambda m, h: f"listener {m} 127.0.0.1\nhttp_listener {h}\n", wrapper=wrapper,
+                  env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": str(WATCHDOG_USEC)})
     try:
         broker.start()
+        first = notify.receive(0.5)
+        ready = next((m for m in first if m.startswith("READY=1")), None)
+        print(f"  notify: {ready!r}")
+        if not first or not first[0].startswith("READY=1"):
+            fail(f"the first notification is not READY=1: {first}")
+        elif f"MAINPID={broker.proc.pid}" not in first[0]:
+            fail(f"READY=1 names another MAINPID than {broker.proc.pid} (setpriv and the launcher exec): {first[0]!r}")
+        pings = notify.receive(2.2 * WATCHDOG_USEC / 1e6)
+        print(f"  notify: {len(pings)} x WATCHDOG=1 in {2.2 * WATCHDOG_USEC / 1e6:.1f} s "
+              f"(WATCHDOG_USEC={WATCHDOG_USEC})")
+        if len(pings) < 3 or any(p != "WATCHDOG=1" for p in pings):
+            fail(f"watchdog pings every {WATCHDOG_USEC / 2e6} s expected in the sandbox, got {pings}")
         status, body = http_get(broker.http_port, "/health")
         n = round_trip(broker.mqtt_port)
         print(f"  apus in the sandbox: /health {status} {body}; {n} of 10 QoS 1 messages delivered")
@@ -151,10 +208,15 @@ def main():
     print(f"  exit status after SIGTERM: {code}")
     if code != 0:
         fail(f"exit status {code} after SIGTERM in the sandbox:\n{broker.log()}")
+    last = [m for m in notify.messages + notify.receive(0.2) if m != "WATCHDOG=1"]
+    print(f"  notify: last message {last[-1] if last else None!r}")
+    if not last or last[-1] != "STOPPING=1":
+        fail(f"no STOPPING=1 after SIGTERM: {notify.messages}")
+    notify.close()
     if failures:
         print(f"check_unit_sandbox: {len(failures)} problem(s)")
         return 1
-    print("check_unit_sandbox: apus runs under the unit's system call filter and privileges")
+    print("check_unit_sandbox: apus runs under the unit's system call filter and privileges and speaks the notify protocol")
     return 0
 
 

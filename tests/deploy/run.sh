@@ -2,10 +2,12 @@
 # Checks the deployment files under deploy/ with the real tools, and against the real broker:
 #   1. hadolint           deploy/docker/Dockerfile
 #   2. systemd-analyze    deploy/systemd/ (verify, security, syscall filter keeps io_uring), and
-#                         check_unit_sandbox.py: a real apus in the unit's filter and privileges
+#                         check_unit_sandbox.py: a real apus in the unit's filter and privileges,
+#                         speaking the notify protocol (READY=1, WATCHDOG=1, STOPPING=1)
 #   3. kubernetes-validate deploy/kubernetes/apus.yaml (strict, oldest and newest schemas)
 #   4. check_dashboard.py deploy/grafana/apus.json against a real apus's /metrics
-#   5. check_configs.py   the shipped apus.conf files start a real apus; healthcheck.sh agrees
+#   5. check_configs.py   the shipped apus.conf files (and the StatefulSet's env) start a real
+#                         apus; /health/ready; healthcheck.sh agrees, also on a stalled shard
 #   6. check_seccomp.py   a real apus runs under deploy/seccomp/apus.json, and not without io_uring
 #   7. check_prometheus.py every dashboard query answers in a real Prometheus scraping a real apus
 # Usage: bash tests/deploy/run.sh   (APUS_BIN=path overrides .build/release/apus; it builds
@@ -106,13 +108,13 @@ check_systemd() {
   out=$(systemd-analyze verify "$work/unit/apus.service" 2>&1) || { echo "$out"; return 1; }
   [ -z "$out" ] || { echo "systemd-analyze verify apus.service:"; echo "$out"; return 1; }
   echo "verify apus.service: clean"
-  # With the drop-in for a binary without sd_notify (verify reads apus.service.d/ beside it).
-  systemd_copy "$work/dropin"
-  mkdir -p "$work/dropin/apus.service.d"
-  cp deploy/systemd/until-sd-notify.conf "$work/dropin/apus.service.d/"
-  out=$(systemd-analyze verify "$work/dropin/apus.service" 2>&1) || { echo "$out"; return 1; }
-  [ -z "$out" ] || { echo "systemd-analyze verify apus.service + until-sd-notify.conf:"; echo "$out"; return 1; }
-  echo "verify apus.service + apus.service.d/until-sd-notify.conf: clean"
+  # apus speaks the notify protocol: the unit waits for READY=1 and watches the pings.
+  local key
+  for key in Type=notify NotifyAccess=main; do
+    grep -qx "$key" deploy/systemd/apus.service || { echo "apus.service has no $key"; return 1; }
+  done
+  grep -Eq '^WatchdogSec=[1-9]' deploy/systemd/apus.service || { echo "apus.service has no WatchdogSec="; return 1; }
+  echo "Type=notify, NotifyAccess=main, $(grep '^WatchdogSec=' deploy/systemd/apus.service)"
   # The exposure score stays at 2.0 or below (--threshold counts tenths).
   systemd-analyze security --offline=yes --threshold=20 "$work/unit/apus.service" | tail -1
   # The system call filter keeps what apus needs: the rings, CPU pinning, sd_notify's socket.
