@@ -24,6 +24,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def rss_kib(pid):
+    """The resident memory of process `pid`, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
 def wait_until(condition, timeout=TIMEOUT, message="condition"):
     """Polls `condition` until it is truthy or `timeout` passes; fails the test then."""
     end = time.monotonic() + timeout

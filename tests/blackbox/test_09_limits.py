@@ -8,7 +8,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import BROKER, Client, Raw, connect_packet, unique, wait_until
+from conftest import BROKER, Client, Raw, connect_packet, rss_kib, unique, wait_until
 
 
 def test_max_connections_refused_with_connack(make_broker):
@@ -46,14 +46,6 @@ def test_message_size_limit(make_broker):
         sub.close()
         pub.close()
     wait_until(lambda: "message_size_limit" in b.log_tail(200), message="the drop to be logged")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 @pytest.mark.skipif(BROKER != "apus", reason="reads the apus process's RSS and log")

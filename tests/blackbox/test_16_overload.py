@@ -11,16 +11,8 @@ import urllib.request
 
 import pytest
 
-from conftest import BROKER, TIMEOUT, Client, Raw, connect_packet, free_port, unique, wait_until
+from conftest import BROKER, TIMEOUT, Client, Raw, connect_packet, free_port, rss_kib, unique, wait_until
 from mqtt5_raw import connect_props, publish_v5
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def metrics(port):
