@@ -31,13 +31,15 @@ let package = Package(
         ),
         // The few libc calls Swift's Glibc module hides (GNU extensions, variadics).
         .target(name: "CApusSys"),
+        // Buffers and shared primitives every layer uses: ByteBuffer, FNV-1a, SystemCallError.
+        .target(name: "ApusBase", swiftSettings: swiftSettings),
         .target(
             name: "IOUring",
-            dependencies: ["CLiburing", "CApusSys"],
+            dependencies: ["ApusBase", "CLiburing", "CApusSys"],
             swiftSettings: swiftSettings
         ),
-        .target(name: "Codec", swiftSettings: swiftSettings),
-        .target(name: "Router", swiftSettings: swiftSettings),
+        .target(name: "Codec", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
+        .target(name: "Router", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
         // Pure-Swift hashes, HMAC, PBKDF2 and Base64 for password files and SCRAM authentication.
         .target(name: "ApusCrypto", swiftSettings: swiftSettings),
         .target(
@@ -60,7 +62,7 @@ let package = Package(
         .target(
             name: "Shards",
             dependencies: [
-                "Broker", "Codec", "Router", "IOUring", "CApusSys", "HTTPAPI",
+                "ApusBase", "Broker", "Codec", "Router", "IOUring", "CApusSys", "HTTPAPI",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -87,6 +89,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "BenchKitTests", dependencies: ["BenchKit"], swiftSettings: swiftSettings),
+        .testTarget(name: "ApusBaseTests", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
         .testTarget(name: "CodecTests", dependencies: ["Codec"], swiftSettings: swiftSettings),
         .testTarget(name: "RouterTests", dependencies: ["Router"], swiftSettings: swiftSettings),
         .testTarget(name: "ApusCryptoTests", dependencies: ["ApusCrypto"], swiftSettings: swiftSettings),

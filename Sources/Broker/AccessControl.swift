@@ -11,6 +11,9 @@
 // grant. Rules are resolved per connection at CONNECT (`ClientAccess`), so checks on the data path
 // only walk that client's few filters, on the shard that owns the connection, without locks.
 
+import Codec
+import Router
+
 /// What a rule grants.
 public enum TopicAccess: Sendable, Equatable {
     case read, write, readWrite, deny
@@ -62,7 +65,7 @@ public struct AccessControlList: Sendable {
                     rest = rest[wordEnd...].drop(while: { $0 == " " || $0 == "\t" })
                 }
                 let filter = String(rest)
-                guard !filter.isEmpty, AccessControlList.isValidFilter(filter) else {
+                guard !filter.isEmpty, TopicValidation.isValidPlainFilter(Array(filter.utf8)) else {
                     throw AccessControlError(line: lineNumber, message: "invalid topic filter '\(filter)'")
                 }
                 let rule = Rule(access: access, filter: filter)
@@ -77,15 +80,6 @@ public struct AccessControlList: Sendable {
                 throw AccessControlError(line: lineNumber, message: "unknown keyword '\(key)' (user, topic, pattern)")
             }
         }
-    }
-
-    static func isValidFilter(_ filter: String) -> Bool {
-        let levels = filter.split(separator: "/", omittingEmptySubsequences: false)
-        for (i, level) in levels.enumerated() {
-            if level.contains("#") && (level != "#" || i != levels.count - 1) { return false }
-            if level.contains("+") && level != "+" { return false }
-        }
-        return true
     }
 
     /// The rules of one client, with `%c` and `%u` substituted (a pattern with `%u` does not apply to
@@ -118,20 +112,27 @@ public struct AccessControlError: Error, CustomStringConvertible {
 
 /// One client's resolved rules (topic filters split into levels).
 public final class ClientAccess: Sendable {
-    // A class: a connection slot holds one reference (8 bytes) instead of three arrays.
-    private let readFilters: [[Substring]]
-    private let writeFilters: [[Substring]]
-    private let denyFilters: [[Substring]]
+    // A class: a connection slot holds one reference (8 bytes) instead of the filter arrays.
+    // Topics are matched on the raw bytes by the broker's one matcher (Router's TopicMatch); the
+    // level arrays serve the filter-to-filter relations of `canSubscribe`.
+    private let readFilters: [[UInt8]]
+    private let writeFilters: [[UInt8]]
+    private let denyFilters: [[UInt8]]
+    private let readLevels: [[Substring]]
+    private let denyLevels: [[Substring]]
 
     init(rules: [AccessControlList.Rule]) {
-        var read: [[Substring]] = [], write: [[Substring]] = [], deny: [[Substring]] = []
+        var read: [[UInt8]] = [], write: [[UInt8]] = [], deny: [[UInt8]] = []
+        var readLevels: [[Substring]] = [], denyLevels: [[Substring]] = []
         for rule in rules {
+            let bytes = Array(rule.filter.utf8)
             let levels = rule.filter.split(separator: "/", omittingEmptySubsequences: false)
-            if rule.access == .deny { deny.append(levels) }
-            if rule.access.grantsRead { read.append(levels) }
-            if rule.access.grantsWrite { write.append(levels) }
+            if rule.access == .deny { deny.append(bytes); denyLevels.append(levels) }
+            if rule.access.grantsRead { read.append(bytes); readLevels.append(levels) }
+            if rule.access.grantsWrite { write.append(bytes) }
         }
         readFilters = read; writeFilters = write; denyFilters = deny
+        self.readLevels = readLevels; self.denyLevels = denyLevels
     }
 
     /// Whether any deny rule applies to this client.
@@ -139,17 +140,16 @@ public final class ClientAccess: Sendable {
 
     /// Whether the client may publish to `topic`.
     public func canPublish(_ topic: UnsafeRawBufferPointer) -> Bool {
-        let levels = Self.levels(topic)
-        for deny in denyFilters where Self.matches(filter: deny, topic: levels) { return false }
-        for grant in writeFilters where Self.matches(filter: grant, topic: levels) { return true }
-        return false
+        !Self.anyMatches(denyFilters, topic) && Self.anyMatches(writeFilters, topic)
     }
 
     /// Whether a message on `topic` may be delivered to the client.
     public func canReceive(_ topic: UnsafeRawBufferPointer) -> Bool {
-        let levels = Self.levels(topic)
-        for deny in denyFilters where Self.matches(filter: deny, topic: levels) { return false }
-        for grant in readFilters where Self.matches(filter: grant, topic: levels) { return true }
+        !Self.anyMatches(denyFilters, topic) && Self.anyMatches(readFilters, topic)
+    }
+
+    private static func anyMatches(_ filters: [[UInt8]], _ topic: UnsafeRawBufferPointer) -> Bool {
+        for filter in filters where filter.withUnsafeBytes({ TopicMatch.matches(filter: $0, topic: topic) }) { return true }
         return false
     }
 
@@ -161,30 +161,13 @@ public final class ClientAccess: Sendable {
     public func canSubscribe(_ filter: String) -> (allowed: Bool, needsDeliveryCheck: Bool) {
         let levels = filter.split(separator: "/", omittingEmptySubsequences: false)
         var partlyDenied = false
-        for deny in denyFilters {
+        for deny in denyLevels {
             if Self.covers(deny, levels) { return (false, false) }
             if Self.overlaps(deny, levels) { partlyDenied = true }
         }
-        if readFilters.contains(where: { Self.covers($0, levels) }) { return (true, partlyDenied) }
-        if readFilters.contains(where: { Self.overlaps($0, levels) }) { return (true, true) }
+        if readLevels.contains(where: { Self.covers($0, levels) }) { return (true, partlyDenied) }
+        if readLevels.contains(where: { Self.overlaps($0, levels) }) { return (true, true) }
         return (false, false)
-    }
-
-    static func levels(_ topic: UnsafeRawBufferPointer) -> [Substring] {
-        String(decoding: topic, as: UTF8.self).split(separator: "/", omittingEmptySubsequences: false)
-    }
-
-    /// MQTT matching of a topic name, with the `$` rule [MQTT-4.7.2-1].
-    static func matches(filter: [Substring], topic: [Substring]) -> Bool {
-        if let first = topic.first, first.hasPrefix("$"), let f = filter.first, f == "+" || f == "#" { return false }
-        var i = 0
-        while i < filter.count {
-            if filter[i] == "#" { return true }
-            guard i < topic.count else { return false }
-            if filter[i] != "+" && filter[i] != topic[i] { return false }
-            i += 1
-        }
-        return i == topic.count
     }
 
     /// Whether every topic that `inner` matches is matched by `outer`.

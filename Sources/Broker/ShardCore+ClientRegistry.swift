@@ -33,9 +33,7 @@ final class SessionBox: @unchecked Sendable {
 extension ShardCore {
     /// FNV-1a of a client id: places ids on home shards and spreads hash_clientid shared groups.
     static func clientIDHash(_ clientID: String) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in clientID.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-        return hash
+        FNV1a.hash(clientID.utf8)
     }
 
     /// The shard that keeps the registry entry of `clientID`.

@@ -193,10 +193,8 @@ extension ShardCore {
         return result + rest
     }
 
-    func connectedCount() -> Int {
-        // liveConnections counts sockets awaiting CONNECT too; the quota is about sessions.
-        connectedClients
-    }
+    /// Connected clients (the quota is about sessions, not sockets still awaiting CONNECT).
+    func connectedCount() -> Int { connectedClients }
 
     /// A client id for a client that sent an empty one: unique across shards and restarts.
     func makeClientID() -> String {

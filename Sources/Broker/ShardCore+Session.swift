@@ -22,7 +22,6 @@ extension ShardCore {
         let phase = connections[s].phase
         guard phase == .awaitingConnect || phase == .connecting || phase == .connected else { return }
         let id = ConnectionID(slot: Int32(s), generation: connections[s].generation)
-        liveConnections -= 1
         closeQueue.append(Int32(s))
         endFlowControl(slot: s)
         if phase == .awaitingConnect {

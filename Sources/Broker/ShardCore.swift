@@ -91,8 +91,6 @@ public final class ShardCore {
 
     @exclusivity(unchecked) var connections: [ClientConnection] = []
     var freeSlots: [Int32] = []
-    /// Connections with a live socket and session: phases awaitingConnect, connecting, connected.
-    public internal(set) var liveConnections = 0
     /// Connected clients on this shard (the connection quota counts these).
     var connectedClients = 0
     /// Bytes the decoders of this shard's connections hold for partial packets (their storage).
@@ -201,7 +199,6 @@ public final class ShardCore {
         connections[s].socketAttached = true
         connections[s].cleanStart = true
         connections[s].sessionExpiry = 0
-        liveConnections += 1
         counters.connectionsAccepted += 1
         return ConnectionID(slot: slot, generation: connections[s].generation)
     }

@@ -14,8 +14,6 @@ int apus_pin_current_thread(int cpu) {
     return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 }
 
-int apus_current_cpu(void) { return sched_getcpu(); }
-
 
 int apus_available_cpus(void) {
     cpu_set_t set;

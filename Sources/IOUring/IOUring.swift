@@ -2,17 +2,12 @@
 // SQE preparation for the operations Apus uses, and completion harvesting in batches.
 // Knows nothing of MQTT. Not Sendable: a ring lives on the thread that created it.
 
+import ApusBase
 import CLiburing
 @preconcurrency import Glibc
 
 
 /// An error from ring setup or a syscall, carrying the errno value.
-public struct IOUringError: Error, CustomStringConvertible, Sendable {
-    public var operation: String
-    public var errno: Int32
-    public init(_ operation: String, errno: Int32) { self.operation = operation; self.errno = errno }
-    public var description: String { "\(operation): \(String(cString: strerror(errno))) (errno \(errno))" }
-}
 
 /// One completion, copied out of the completion queue.
 public struct Completion: Sendable {
@@ -62,7 +57,7 @@ public final class IOUring {
     /// Tries SINGLE_ISSUER|DEFER_TASKRUN first, then SINGLE_ISSUER|COOP_TASKRUN, then COOP_TASKRUN,
     /// then no flags; `skipping` leaves out that many of the first (to measure what they bring).
     /// Must be called on the thread that will use the ring (SINGLE_ISSUER).
-    public init(entries: UInt32 = 1024, cqEntries: UInt32 = 8192, skipping: Int = 0) throws(IOUringError) {
+    public init(entries: UInt32 = 1024, cqEntries: UInt32 = 8192, skipping: Int = 0) throws(SystemCallError) {
         ring = .allocate(capacity: 1)
         ring.initialize(to: io_uring())
         let candidates: [UInt32] = [
@@ -83,7 +78,7 @@ public final class IOUring {
         }
         guard let flags = chosen else {
             ring.deallocate()
-            throw IOUringError("io_uring_queue_init_params", errno: lastError)
+            throw SystemCallError("io_uring_queue_init_params", errno: lastError)
         }
         fd = ring.pointee.ring_fd
         setup = RingSetup(flags: flags)
@@ -133,13 +128,6 @@ public final class IOUring {
     @inlinable public func prepareSend(fd socket: Int32, bytes: UnsafeRawPointer, count: Int, userData: UInt64) {
         let s = sqe()
         io_uring_prep_send(s, socket, bytes, count, Int32(MSG_NOSIGNAL))
-        io_uring_sqe_set_data64(s, userData)
-    }
-
-    /// Closes a file descriptor.
-    @inlinable public func prepareClose(fd: Int32, userData: UInt64) {
-        let s = sqe()
-        io_uring_prep_close(s, fd)
         io_uring_sqe_set_data64(s, userData)
     }
 

@@ -2,6 +2,7 @@
 // kernel picks from for multishot recv. liburing 2.3 has no io_uring_setup_buf_ring, so the ring
 // memory is mmap'd here and registered with io_uring_register_buf_ring.
 
+import ApusBase
 import CLiburing
 @preconcurrency import Glibc
 
@@ -27,7 +28,7 @@ public final class ProvidedBufferRing {
 
     /// Registers a ring for `count` (a power of two ≤ 32768) buffers of `bufferSize` bytes as group
     /// `group`, and provides the first `initial` of them (all by default).
-    public init(ring: IOUring, group: UInt16, count: UInt16, bufferSize: Int, initial: UInt16? = nil) throws(IOUringError) {
+    public init(ring: IOUring, group: UInt16, count: UInt16, bufferSize: Int, initial: UInt16? = nil) throws(SystemCallError) {
         precondition(count > 0 && count & (count - 1) == 0, "buffer count must be a power of two")
         self.group = group
         self.count = count
@@ -37,7 +38,7 @@ public final class ProvidedBufferRing {
         ringBytes = Int(count) * MemoryLayout<io_uring_buf>.stride
         guard let mem = mmap(nil, ringBytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0),
               mem != MAP_FAILED else {
-            throw IOUringError("mmap buffer ring", errno: Glibc.errno)
+            throw SystemCallError("mmap buffer ring", errno: Glibc.errno)
         }
         ringMemory = mem.bindMemory(to: io_uring_buf_ring.self, capacity: 1)
         // Mapped, not allocated: pages are only resident once the kernel writes into them, and
@@ -45,7 +46,7 @@ public final class ProvidedBufferRing {
         guard let region = mmap(nil, Int(count) * bufferSize, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0),
               region != MAP_FAILED else {
             munmap(mem, ringBytes)
-            throw IOUringError("mmap receive buffers", errno: Glibc.errno)
+            throw SystemCallError("mmap receive buffers", errno: Glibc.errno)
         }
         buffers = region
         mask = io_uring_buf_ring_mask(UInt32(count))
@@ -58,7 +59,7 @@ public final class ProvidedBufferRing {
         if rc < 0 {
             munmap(mem, ringBytes)
             munmap(buffers, Int(count) * bufferSize)
-            throw IOUringError("io_uring_register_buf_ring", errno: -rc)
+            throw SystemCallError("io_uring_register_buf_ring", errno: -rc)
         }
         for id in 0..<provided {
             io_uring_buf_ring_add(ringMemory, buffers + Int(id) * bufferSize, UInt32(bufferSize), id, mask, Int32(id))

@@ -2,6 +2,8 @@
 // against all filters in one walk without allocating. A value type: arrays give copy-on-write,
 // so a copy is a snapshot that later updates do not change.
 
+import ApusBase
+
 /// Receives the value of every filter that matches a topic. Generic, so matching specializes.
 public protocol TrieVisitor<Value> {
     associatedtype Value
@@ -53,18 +55,6 @@ public struct SubscriptionTrie<Value> {
         self.hashMask = hashMask
     }
 
-    // MARK: hashing
-
-    @inlinable static func fnv1a(_ bytes: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        var i = start
-        while i < end {
-            h = (h ^ UInt64(bytes[i])) &* 0x0000_0100_0000_01B3
-            i += 1
-        }
-        return h
-    }
-
     // MARK: matching
 
     /// Visits the value of every filter that matches `topic` (a topic name: UTF-8, no wildcards),
@@ -103,7 +93,7 @@ public struct SubscriptionTrie<Value> {
             if plusChild >= 0 { matchLevel(nodes, plusChild, topic, next, dollar, &visitor) }
         }
         if nodes[i].childCount == 0 { return }
-        let hash = SubscriptionTrie.fnv1a(topic, start, end) & hashMask
+        let hash = FNV1a.hash(topic, start, end) & hashMask
         guard var child = children.find(parent: index, hash: hash) else { return }
         let length = end - start
         while child >= 0 {
@@ -173,7 +163,7 @@ public struct SubscriptionTrie<Value> {
     func child(of parent: Int32, level: UnsafeRawBufferPointer) -> Int32? {
         if level.count == 1 && level[0] == UInt8(ascii: "+") { let c = nodes[Int(parent)].plusChild; return c >= 0 ? c : nil }
         if level.count == 1 && level[0] == UInt8(ascii: "#") { let c = nodes[Int(parent)].hashChild; return c >= 0 ? c : nil }
-        let hash = SubscriptionTrie.fnv1a(level, 0, level.count) & hashMask
+        let hash = FNV1a.hash(level, 0, level.count) & hashMask
         var c = children.find(parent: parent, hash: hash) ?? -1
         while c >= 0 {
             if nodes[Int(c)].level.withUnsafeBytes({ $0.elementsEqual(level) }) { return c }
@@ -224,7 +214,7 @@ public struct SubscriptionTrie<Value> {
 
     @inlinable
     mutating func addChild(of parent: Int32, level: UnsafeRawBufferPointer) -> Int32 {
-        let hash = SubscriptionTrie.fnv1a(level, 0, level.count) & hashMask
+        let hash = FNV1a.hash(level, 0, level.count) & hashMask
         let node = Node(level: Array(level), parent: parent, hash: hash)
         let index: Int32
         if let reused = freeNodes.popLast() {

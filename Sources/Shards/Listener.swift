@@ -1,14 +1,8 @@
 // TCP listening sockets: one per shard on the same address with SO_REUSEPORT, so the kernel
 // spreads incoming connections over the shards without an acceptor thread.
 
+import ApusBase
 @preconcurrency import Glibc
-
-/// Errors while setting up sockets.
-public struct SocketError: Error, CustomStringConvertible {
-    public var operation: String
-    public var errno: Int32
-    public var description: String { "\(operation): \(String(cString: strerror(errno)))" }
-}
 
 enum Listener {
     /// Opens `count` listening sockets bound to `host:port` with SO_REUSEPORT. Port 0 picks a free
@@ -22,7 +16,7 @@ enum Listener {
         do {
             for _ in 0..<count {
                 let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-                guard fd >= 0 else { throw SocketError(operation: "socket", errno: errno) }
+                guard fd >= 0 else { throw SystemCallError("socket", errno: errno) }
                 fds.append(fd)
                 var one: Int32 = 1
                 setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -32,15 +26,15 @@ enum Listener {
                 address.sin_family = sa_family_t(AF_INET)
                 address.sin_port = boundPort.bigEndian
                 guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
-                    throw SocketError(operation: "invalid IPv4 address \(host)", errno: EINVAL)
+                    throw SystemCallError("invalid IPv4 address \(host)", errno: EINVAL)
                 }
                 let rc = withUnsafePointer(to: &address) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                         bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
                     }
                 }
-                guard rc == 0 else { throw SocketError(operation: "bind \(host):\(boundPort)", errno: errno) }
-                guard listen(fd, backlog) == 0 else { throw SocketError(operation: "listen", errno: errno) }
+                guard rc == 0 else { throw SystemCallError("bind \(host):\(boundPort)", errno: errno) }
+                guard listen(fd, backlog) == 0 else { throw SystemCallError("listen", errno: errno) }
                 if boundPort == 0 {
                     var actual = sockaddr_in()
                     var length = socklen_t(MemoryLayout<sockaddr_in>.size)

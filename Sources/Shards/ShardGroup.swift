@@ -1,6 +1,7 @@
 // Starts and stops the shards: N pinned threads, each with its own ring, listener and core,
 // connected by one Mailbox per ordered pair of shards.
 
+import ApusBase
 import Broker
 import CApusSys
 import HTTPAPI
@@ -235,7 +236,7 @@ func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) throws ->
     }, context)
     guard rc == 0 else {
         Unmanaged<ThreadBody>.fromOpaque(context).release()
-        throw SocketError(operation: "pthread_create \(name)", errno: rc)
+        throw SystemCallError("pthread_create \(name)", errno: rc)
     }
     return thread
 }

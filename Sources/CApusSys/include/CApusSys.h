@@ -1,13 +1,11 @@
 // The few libc calls that Swift's Glibc module hides (GNU extensions): thread affinity,
-// the current CPU, thread names, a monotonic clock. Everything is prefixed apus_.
+// the CPUs this process may use, thread names, a monotonic clock. Everything is prefixed apus_.
 #ifndef CAPUSSYS_H
 #define CAPUSSYS_H
 #include <stdint.h>
 
 /// Pins the calling thread to `cpu`. Returns 0 or an errno value.
 int apus_pin_current_thread(int cpu);
-/// The CPU the calling thread runs on, or -1.
-int apus_current_cpu(void);
 /// The number of CPUs this process may run on (sched_getaffinity), at least 1.
 int apus_available_cpus(void);
 /// Sets the calling thread's name (at most 15 characters are kept).
