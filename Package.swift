@@ -53,10 +53,10 @@ let package = Package(
             dependencies: ["Broker", "ApusCrypto"],
             swiftSettings: swiftSettings
         ),
-        // The HTTP listener's pure parts: request parsing, JSON, the publish API's body.
+        // The HTTP listener's pure parts: request parsing, JSON, the publish API's body, the routes.
         .target(
             name: "HTTPAPI",
-            dependencies: ["Codec", "ApusCrypto"],
+            dependencies: ["Broker", "Codec", "ApusCrypto"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -94,7 +94,7 @@ let package = Package(
         .testTarget(name: "RouterTests", dependencies: ["Router"], swiftSettings: swiftSettings),
         .testTarget(name: "ApusCryptoTests", dependencies: ["ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "Codec"], swiftSettings: swiftSettings),
-        .testTarget(name: "HTTPAPITests", dependencies: ["HTTPAPI", "Codec", "ApusCrypto"], swiftSettings: swiftSettings),
+        .testTarget(name: "HTTPAPITests", dependencies: ["HTTPAPI", "Broker", "Codec", "ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "AuthTests", dependencies: ["Auth", "Broker", "ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "ShardsTests", dependencies: ["Shards", "IOUring"], swiftSettings: swiftSettings),
     ]

@@ -7,14 +7,13 @@ import Router
 extension ShardCore {
     func handlePublish(_ publish: Publish, slot s: Int) {
         counters.publishesReceived += 1
-        if publish.qos > config.maximumQoS {
-            // [MQTT-3.2.2-11]: above the Maximum QoS of CONNACK (max_qos).
-            protocolError(slot: s, reason: .qosNotSupported, decodeError: nil, why: "QoS above max_qos")
-            return
-        }
-        if publish.retain && !config.retainAvailable {
-            // [MQTT-3.2.2-14]: retain when CONNACK said Retain Available 0.
-            protocolError(slot: s, reason: .retainNotSupported, decodeError: nil, why: "retained messages are disabled")
+        switch config.refusal(qos: publish.qos, retain: publish.retain, payloadCount: publish.payload.count) {
+        case nil, .overSizeLimit?:
+            break  // an oversized payload is answered once the topic is resolved (handleResolvedPublish)
+        case let refusal?:
+            // Above the Maximum QoS of CONNACK, or retain when it said Retain Available 0: the
+            // client broke what CONNACK told it [MQTT-3.2.2-11, MQTT-3.2.2-14].
+            protocolError(slot: s, reason: refusal.reasonCode, decodeError: nil, why: refusal.explanation)
             return
         }
         if connections[s].version == .v5 {
@@ -86,49 +85,34 @@ extension ShardCore {
 
     func handleResolvedPublish(_ publish: Publish, slot s: Int) {
         let version = connections[s].version
-        if config.messageSizeLimit > 0 && publish.payload.count > config.messageSizeLimit {
+        if case .overSizeLimit? = config.refusal(qos: publish.qos, retain: publish.retain, payloadCount: publish.payload.count) {
             counters.droppedOverSizeLimit += 1
-            // 0x95 is not a PUBACK/PUBREC code; 0x97 (an imposed limit was exceeded) is.
-            let reason: ReasonCode = version == .v5 ? .quotaExceeded : .success
-            let properties = problemProperties(slot: s, "payload larger than message_size_limit")
-            switch publish.qos {
-            case .atMostOnce: break
-            case .atLeastOnce: queuePublishAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
-            case .exactlyOnce: queuePublishAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
-            }
+            // Not routed; v5 gets 0x97, 3.1.1 a normal acknowledgement (it has no way to say no).
+            acknowledge(publish, slot: s, reason: version == .v5 ? .quotaExceeded : .success,
+                        properties: problemProperties(slot: s, "payload larger than message_size_limit"))
             return
         }
         if version == .v5 && publish.properties.payloadFormatIndicator == 1
             && !TopicValidation.isValidMQTTString(publish.payload) {
             // The publisher said UTF-8 and it is not [MQTT-3.3.2-4]: refuse it (0x99).
-            switch publish.qos {
-            case .atMostOnce:
+            if publish.qos == .atMostOnce {
                 protocolError(slot: s, reason: .payloadFormatInvalid, decodeError: nil, why: "payload is not UTF-8 as its Payload Format Indicator says")
-            case .atLeastOnce:
-                queuePublishAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: .payloadFormatInvalid,
-                                            properties: problemProperties(slot: s, "payload is not UTF-8"))), slot: s)
-            case .exactlyOnce:
-                queuePublishAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: .payloadFormatInvalid,
-                                            properties: problemProperties(slot: s, "payload is not UTF-8"))), slot: s)
+            } else {
+                acknowledge(publish, slot: s, reason: .payloadFormatInvalid, properties: problemProperties(slot: s, "payload is not UTF-8"))
             }
             return
         }
         if connections[s].access != nil && !mayPublish(slot: s, topic: publish.topic) {
             // Not delivered; v5 gets 0x87, 3.1.1 a normal acknowledgement (it has no way to say no).
             counters.publishesDenied += 1
-            let reason: ReasonCode = version == .v5 ? .notAuthorized : .success
-            let properties = problemProperties(slot: s, "topic not allowed by the ACL")
-            switch publish.qos {
-            case .atMostOnce: break
-            case .atLeastOnce: queuePublishAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
-            case .exactlyOnce: queuePublishAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
-            }
+            acknowledge(publish, slot: s, reason: version == .v5 ? .notAuthorized : .success,
+                        properties: problemProperties(slot: s, "topic not allowed by the ACL"))
             return
         }
         if publish.qos == .exactlyOnce {
             if connections[s].awaitingRelease.contains(publish.packetID) {
                 // A resend before PUBREL: already routed once; acknowledge again only.
-                queuePublishAck(.pubrec(PublishAck(packetID: publish.packetID)), slot: s)
+                acknowledge(publish, slot: s)
                 return
             }
             if connections[s].awaitingRelease.count >= Int(config.receiveMaximum) {
@@ -143,21 +127,17 @@ extension ShardCore {
         if publish.retain { retain(topic: publish.topic, payload: publish.payload, qos: publish.qos, properties: properties) }
         let matched = route(qos: publish.qos, retain: publish.retain, topic: publish.topic, properties: properties,
                             payload: publish.payload, origin: origin, forwardToShards: true)
+        acknowledge(publish, slot: s, reason: matched || version != .v5 ? .success : .noMatchingSubscribers)
+    }
+
+    /// Answers a QoS 1 PUBLISH with PUBACK and a QoS 2 one with PUBREC (QoS 0: nothing), through
+    /// flow control, which may hold the answer back (ShardCore+FlowControl.swift).
+    @inline(__always)
+    func acknowledge(_ publish: Publish, slot s: Int, reason: ReasonCode = .success, properties: Properties = Properties()) {
         switch publish.qos {
-        case .atMostOnce:
-            break
-        case .atLeastOnce:
-            if matched || version != .v5 {
-                queuePublishAck(.puback(PublishAck(packetID: publish.packetID)), slot: s)
-            } else {
-                queuePublishAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: .noMatchingSubscribers)), slot: s)
-            }
-        case .exactlyOnce:
-            if matched || version != .v5 {
-                queuePublishAck(.pubrec(PublishAck(packetID: publish.packetID)), slot: s)
-            } else {
-                queuePublishAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: .noMatchingSubscribers)), slot: s)
-            }
+        case .atMostOnce: break
+        case .atLeastOnce: queuePublishAck(.puback(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
+        case .exactlyOnce: queuePublishAck(.pubrec(PublishAck(packetID: publish.packetID, reasonCode: reason, properties: properties)), slot: s)
         }
     }
 

@@ -1,6 +1,6 @@
-// The HTTP listener (`http_listener`): GET /metrics, GET /health, POST /api/v5/publish and
-// POST /api/v5/publish/bulk, served by shard 0 on its own io_uring ring, one request per
-// connection (answered with Connection: close).
+// The HTTP listener's sockets (`http_listener`), served by shard 0 on its own io_uring ring, one
+// request per connection (answered with Connection: close). The routes and answers are HTTPAPI's
+// (APIRoutes.swift); this file moves bytes and implements their `BrokerEndpoint` over the shard.
 // It is off the data path: a scrape or an API call costs shard 0 a few microseconds between two
 // batches of MQTT completions, and the publish API routes like a client's PUBLISH would.
 
@@ -89,7 +89,7 @@ extension Shard {
         case .incomplete:
             armHTTPRecv(slot)
         case .invalid(let status, let reason):
-            respond(slot, HTTPResponse(status: status, json: .object([("message", .string(reason))])))
+            respond(slot, APIRoutes.invalid(status: status, reason: reason))
         case .complete(let request):
             respond(slot, answer(request, now: now))
         }
@@ -162,125 +162,50 @@ extension Shard {
         http = []
     }
 
-    // MARK: routes
-
+    /// The answer to a request: the routes (HTTPAPI's APIRoutes) over this shard's endpoint.
     func answer(_ request: HTTPRequest, now: UInt64) -> HTTPResponse {
-        let routes: [(path: String, method: String)] = [
-            ("/metrics", "GET"), ("/health", "GET"), ("/health/ready", "GET"), ("/api/v5/publish", "POST"),
-            ("/api/v5/publish/bulk", "POST"),
-        ]
-        guard let route = routes.first(where: { $0.path == request.path }) else {
-            return HTTPResponse(status: 404, json: .object([("code", .string("NOT_FOUND")), ("message", .string("no such path"))]))
-        }
-        guard request.method == route.method else {
-            return HTTPResponse(status: 405, json: .object([("code", .string("METHOD_NOT_ALLOWED")),
-                                                            ("message", .string("use \(route.method)"))]))
-        }
-        if route.path.hasPrefix("/api/"), let credentials = group.config.httpCredentials, !credentials.authorizes(request) {
-            var response = HTTPResponse(status: 401, json: .object([
-                ("code", .string("BAD_API_KEY_OR_SECRET")), ("message", .string("HTTP Basic authentication with the API key required")),
-            ]))
-            response.headers.append(("WWW-Authenticate", "Basic realm=\"apus\""))
-            return response
-        }
-        switch route.path {
-        case "/metrics":
-            reportStats(now: now)  // this shard's own slot is fresh; the others are at most a second old
-            let text = PrometheusMetrics.render(group.stats.snapshot(), uptimeSeconds: (now - group.stats.startedAt) / 1_000_000_000,
-                                                version: group.config.version)
-            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Array(text.utf8))
-        case "/health":
-            // Liveness: every shard's loop ticked within the last second (a stuck shard: 503).
-            let ages = group.tickAges(now: now)
-            let stalled = ages.contains { $0 > ShardGroup.stallNanoseconds }
-            let perShard: [JSONValue] = ages.enumerated().map { i, age in
-                .object([("shard", .number(Double(i))), ("last_tick_ms", .number(Double(age / 1_000_000))),
-                         ("stalled", .bool(age > ShardGroup.stallNanoseconds))])
-            }
-            return HTTPResponse(status: stalled ? 503 : 200, json: .object([
-                ("status", .string(stalled ? "stalled" : "ok")), ("version", .string(group.config.version)),
-                ("shards", .number(Double(group.config.shards))),
-                ("uptime_seconds", .number(Double((now - group.stats.startedAt) / 1_000_000_000))),
-                ("shard_loops", .array(perShard)),
-            ]))
-        case "/health/ready":
-            // Readiness: every shard serves and every listener is bound.
-            let ready = group.ready.load(ordering: .acquiring)
-            return HTTPResponse(status: ready ? 200 : 503, json: .object([("status", .string(ready ? "ready" : "starting"))]))
-        case "/api/v5/publish/bulk":
-            return publishBatch(request)
-        default:
-            return publish(request)
-        }
+        var endpoint = ShardEndpoint(shard: self, now: now)
+        return APIRoutes.answer(request, endpoint: &endpoint)
+    }
+}
+
+/// The broker as the HTTP routes see it: shard 0's core, the stats board and the shard loops.
+struct ShardEndpoint: BrokerEndpoint {
+    unowned let shard: Shard
+    let now: UInt64
+
+    var credentials: HTTPCredentials? { shard.group.config.httpCredentials }
+
+    mutating func metricsText() -> String {
+        shard.reportStats(now: now)  // this shard's own slot is fresh; the others are at most a second old
+        return PrometheusMetrics.render(shard.group.stats.snapshot(), uptimeSeconds: (now - shard.group.stats.startedAt) / 1_000_000_000,
+                                        version: shard.group.config.version)
     }
 
-    private func bad(_ code: String, _ message: String) -> HTTPResponse {
-        HTTPResponse(status: 400, json: .object([("code", .string(code)), ("message", .string(message))]))
+    func health() -> HealthReport {
+        HealthReport(version: shard.group.config.version, uptimeSeconds: (now - shard.group.stats.startedAt) / 1_000_000_000,
+                     tickAges: shard.group.tickAges(now: now), stallNanoseconds: ShardGroup.stallNanoseconds)
     }
 
-    /// What the broker's settings refuse in a decoded publish request: (code, message), or nil.
-    private func refusal(_ request: PublishRequest) -> (code: String, message: String)? {
-        let config = core.config
-        if request.topic.utf8.first == UInt8(ascii: "$") { return ("BAD_TOPIC", "topics starting with $ are reserved") }
-        if config.messageSizeLimit > 0 && request.payload.count > config.messageSizeLimit {
-            return ("PACKET_TOO_LARGE", "payload over message_size_limit (\(config.messageSizeLimit) bytes)")
-        }
-        if request.qos.rawValue > config.maximumQoS.rawValue { return ("BAD_REQUEST", "qos above max_qos") }
-        if request.retain && !config.retainAvailable { return ("BAD_REQUEST", "retained messages are not available") }
-        return nil
+    var isReady: Bool { shard.group.ready.load(ordering: .acquiring) }
+
+    func refusal(_ request: PublishRequest) -> PublishRefusal? {
+        shard.core.config.refusal(qos: request.qos, retain: request.retain, payloadCount: request.payload.count)
     }
 
-    /// Routes one accepted request like a client's PUBLISH; its answer (200 with the message id,
-    /// or 202-style with reason code 16 when nobody is subscribed) and whether it reached anyone.
-    private func route(_ request: PublishRequest) -> (json: JSONValue, delivered: Bool) {
-        httpMessageCounter &+= 1
-        let id = hex(apus_monotonic_ns()) + hex(UInt64(httpMessageCounter))
-        let delivered = core.publishFromBroker(topic: request.topic, payload: request.payload, qos: request.qos,
-                                               retain: request.retain, properties: request.properties)
-        if delivered { return (.object([("id", .string(id))]), true) }
-        return (.object([("id", .string(id)), ("reason_code", .number(16)), ("message", .string("no_matching_subscribers"))]), false)
+    mutating func publish(_ request: PublishRequest) -> PublishOutcome {
+        shard.core.publishFromAPI(topic: request.topic, payload: request.payload, qos: request.qos,
+                                  retain: request.retain, properties: request.properties)
     }
 
-    /// POST /api/v5/publish: EMQX's body and answers (200 with the message id; 202 with reason
-    /// code 16 when nobody is subscribed; 400 with a message for a bad body).
-    private func publish(_ request: HTTPRequest) -> HTTPResponse {
-        let decoded: PublishRequest
-        switch PublishRequest.decode(request.body) {
-        case .failure(let error): return bad("BAD_REQUEST", error.message)
-        case .success(let value): decoded = value
-        }
-        if let refused = refusal(decoded) { return bad(refused.code, refused.message) }
-        let result = route(decoded)
-        // The message was queued by the core: start the sends now rather than after the next completion.
-        flushConnections()
-        return HTTPResponse(status: result.delivered ? 200 : 202, json: result.json)
+    mutating func nextMessageID() -> String {
+        shard.httpMessageCounter &+= 1
+        return Self.hex(apus_monotonic_ns()) + Self.hex(shard.httpMessageCounter)
     }
 
-    /// POST /api/v5/publish/bulk: an array of publish bodies, published in order. As EMQX: 400 and
-    /// nothing published when any element is bad; otherwise an array of per-message answers, with
-    /// status 200 when every message reached a subscriber and 202 when at least one reached none.
-    private func publishBatch(_ request: HTTPRequest) -> HTTPResponse {
-        let batch: [PublishRequest]
-        switch PublishRequest.decodeBatch(request.body) {
-        case .failure(let error): return bad("BAD_REQUEST", error.message)
-        case .success(let value): batch = value
-        }
-        for (i, message) in batch.enumerated() {
-            if let refused = refusal(message) { return bad(refused.code, "message \(i): \(refused.message)") }
-        }
-        var answers: [JSONValue] = []
-        answers.reserveCapacity(batch.count)
-        var all = true
-        for message in batch {
-            let result = route(message)
-            answers.append(result.json)
-            all = all && result.delivered
-        }
-        flushConnections()
-        return HTTPResponse(status: all ? 200 : 202, json: .array(answers))
-    }
+    mutating func didPublish() { shard.flushConnections() }
 
-    private func hex(_ value: UInt64) -> String {
+    static func hex(_ value: UInt64) -> String {
         let s = String(value, radix: 16, uppercase: true)
         return String(repeating: "0", count: 16 - s.count) + s
     }
