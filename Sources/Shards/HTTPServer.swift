@@ -9,6 +9,7 @@ import CApusSys
 import Codec
 import HTTPAPI
 import IOUring
+import Telemetry
 @preconcurrency import Glibc
 
 /// One HTTP connection of shard 0.

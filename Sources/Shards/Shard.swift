@@ -8,6 +8,7 @@ import Codec
 import IOUring
 import Logging
 import Synchronization
+import Telemetry
 @preconcurrency import Glibc
 
 /// The runtime's view of a connection slot's socket.
@@ -58,7 +59,7 @@ final class Shard {
     var receivesAtLastCheck: UInt64 = 0
     var bytesSent: UInt64 = 0
     var statsDue: UInt64 = 0
-    var sys: SysPublisher? = nil
+    var sys: SysTopics? = nil
     /// Drop counters already logged.
     var loggedDrops = (queueFull: UInt64(0), qos0: UInt64(0), tooLarge: UInt64(0), overLimit: UInt64(0))
     static let bufferGroup: UInt16 = 0
@@ -345,8 +346,13 @@ final class Shard {
         stats.packetsReceived = core.packetsReceived
         group.stats.update(shard: index, stats)
         if index == 0 {
-            if sys == nil { sys = SysPublisher(intervalSeconds: group.config.sysIntervalSeconds, now: now) }
-            sys!.publishIfDue(now: now, board: group.stats, core: core, version: group.config.version)
+            if sys == nil { sys = SysTopics(intervalSeconds: group.config.sysIntervalSeconds, now: now) }
+            if sys!.isDue(now: now) {
+                let totals = BrokerTotals(group.stats.snapshot())
+                for (topic, value) in sys!.values(now: now, startedAt: group.stats.startedAt, totals: totals, version: group.config.version) {
+                    core.publishFromBroker(topic: topic, payload: Array(value.utf8), retain: true)
+                }
+            }
         }
     }
 

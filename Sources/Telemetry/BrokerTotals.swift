@@ -1,0 +1,45 @@
+// What a shard reports about itself once a second, and the broker-wide sums that $SYS and
+// /metrics show (retained messages are replicated on every shard, so they are taken once).
+
+import Broker
+
+/// One shard's numbers as last reported.
+public struct ShardStats: Sendable {
+    public var gauges = ShardGauges()
+    public var bytesReceived: UInt64 = 0
+    public var bytesSent: UInt64 = 0
+    /// MQTT packets received (of any type).
+    public var packetsReceived: UInt64 = 0
+    public init() {}
+}
+
+/// Sums across shards (retained messages are replicated, so they are not summed).
+public struct BrokerTotals: Sendable {
+    public var connectedClients = 0
+    public var offlineSessions = 0
+    public var subscriptions = 0
+    public var retainedMessages = 0
+    public var storedMessages = 0
+    public var publishersThrottledNow = 0
+    public var partialPacketBytes = 0
+    public var bytesReceived: UInt64 = 0
+    public var bytesSent: UInt64 = 0
+    public var packetsReceived: UInt64 = 0
+    public var counters = ShardCounters()
+
+    public init(_ shards: [ShardStats]) {
+        for s in shards {
+            connectedClients += s.gauges.connectedClients
+            offlineSessions += s.gauges.offlineSessions
+            subscriptions += s.gauges.subscriptions
+            retainedMessages = max(retainedMessages, s.gauges.retainedMessages)
+            storedMessages += s.gauges.storedMessages
+            publishersThrottledNow += s.gauges.publishersThrottledNow
+            partialPacketBytes += s.gauges.partialPacketBytes
+            bytesReceived += s.bytesReceived
+            bytesSent += s.bytesSent
+            packetsReceived += s.packetsReceived
+            counters.add(s.gauges.counters)
+        }
+    }
+}
