@@ -38,6 +38,8 @@ let package = Package(
             dependencies: ["ApusBase", "CLiburing", "CApusSys"],
             swiftSettings: swiftSettings
         ),
+        // Sans-IO transport layers between a socket and its protocol (plain now; TLS, WebSocket).
+        .target(name: "Transport", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
         .target(name: "Codec", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
         .target(name: "Router", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
         // Pure-Swift hashes, HMAC, PBKDF2 and Base64 for password files and SCRAM authentication.
@@ -64,15 +66,21 @@ let package = Package(
         .target(
             name: "Shards",
             dependencies: [
-                "ApusBase", "Broker", "Codec", "Router", "IOUring", "CApusSys", "HTTPAPI", "Telemetry",
+                "ApusBase", "Broker", "Codec", "Router", "IOUring", "CApusSys", "HTTPAPI", "Telemetry", "Transport",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // The configuration keys (one table) and their sources: file, APUS_<KEY>, flags.
+        .target(
+            name: "Configuration",
+            dependencies: ["Shards", "Broker", "Codec", "Auth", "ApusCrypto", "HTTPAPI"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "apus",
             dependencies: [
-                "Shards", "Broker", "Auth", "ApusCrypto", "HTTPAPI",
+                "Configuration", "Shards", "Broker", "Auth", "ApusCrypto", "HTTPAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -92,6 +100,7 @@ let package = Package(
         ),
         .testTarget(name: "BenchKitTests", dependencies: ["BenchKit"], swiftSettings: swiftSettings),
         .testTarget(name: "ApusBaseTests", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "ApusBase"], swiftSettings: swiftSettings),
         .testTarget(name: "CodecTests", dependencies: ["Codec"], swiftSettings: swiftSettings),
         .testTarget(name: "RouterTests", dependencies: ["Router"], swiftSettings: swiftSettings),
         .testTarget(name: "ApusCryptoTests", dependencies: ["ApusCrypto"], swiftSettings: swiftSettings),
@@ -99,6 +108,7 @@ let package = Package(
         .testTarget(name: "HTTPAPITests", dependencies: ["HTTPAPI", "Broker", "Codec", "ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "AuthTests", dependencies: ["Auth", "Broker", "ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Broker"], swiftSettings: swiftSettings),
+        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Shards", "Broker"], swiftSettings: swiftSettings),
         .testTarget(name: "ShardsTests", dependencies: ["Shards", "IOUring"], swiftSettings: swiftSettings),
     ]
 )

@@ -64,14 +64,16 @@ final class WillBox {
 struct ClientConnection {
     var decoder = StreamDecoder()
     var nextPacketID: UInt16 = 1
-    /// Bytes queued for the client by the session logic.
+    /// Bytes (plaintext MQTT packets) queued for the client by the session logic; the runtime
+    /// takes them for the connection's transport (`ShardCore.takeOutbound`).
     var outbound = ByteBuffer()
-    /// Bytes handed to the kernel by the runtime (kept apart so they never move while in flight).
-    var sending = ByteBuffer()
     var clientID: String = ""
     var openedAt: UInt64 = 0
     var lastReceived: UInt64 = 0
     var generation: UInt32 = 0
+    /// Bytes the connection's transport holds for the client beyond `outbound` (what the runtime
+    /// took and the kernel has not; a TLS layer's records), as the runtime last reported them.
+    var transportBacklog: Int32 = 0
     /// Seconds the session outlives its connection: 0 = ends with it, UInt32.max = never expires.
     var sessionExpiry: UInt32 = 0
     /// Maximum Packet Size the client accepts (v5), or UInt32.max.
@@ -179,8 +181,8 @@ struct ClientConnection {
     /// Whether the session survives the end of its connection.
     var isPersistent: Bool { sessionExpiry > 0 }
 
-    /// Bytes waiting to reach the client (queued plus in flight).
-    var pendingOutboundBytes: Int { outbound.readableBytes + sending.readableBytes }
+    /// Bytes waiting to reach the client: queued here plus held by the transport and the kernel.
+    var pendingOutboundBytes: Int { outbound.readableBytes + Int(transportBacklog) }
 
     /// The next packet id not used by a message in flight.
     mutating func allocatePacketID() -> UInt16 {
@@ -195,7 +197,7 @@ struct ClientConnection {
     mutating func releaseSocketBuffers() {
         decoder.deallocate()
         outbound.deallocate()
-        sending.deallocate()
+        transportBacklog = 0
         extras?.held.deallocate()
         authExchange = nil
         pendingConnect = nil

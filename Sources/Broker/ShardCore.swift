@@ -243,26 +243,33 @@ public final class ShardCore {
 
     // MARK: outbound bytes (runtime side)
 
-    /// Moves queued bytes into the in-flight buffer when nothing is in flight; returns the bytes to
-    /// send (empty when nothing to send or a send is already in flight).
-    public func takeBytesToSend(_ id: ConnectionID) -> UnsafeRawBufferPointer {
-        let s = Int(id.slot)
-        if connections[s].sending.isEmpty {
-            let queued = connections[s].outbound
-            connections[s].outbound = connections[s].sending
-            connections[s].sending = queued
-        }
-        return connections[s].sending.readableView
+    /// Hands the runtime the bytes queued for the client: they are swapped with `buffer`, which
+    /// must be empty (its memory becomes the next queue: two buffers alternate, nothing is
+    /// copied or allocated). The connection's transport owns them from here; the runtime reports
+    /// what it still holds with `setTransportBacklog`.
+    @inline(__always)
+    public func takeOutbound(_ id: ConnectionID, swappingWith buffer: inout ByteBuffer) {
+        assert(buffer.isEmpty, "the transport's buffer still holds bytes")
+        swap(&connections[Int(id.slot)].outbound, &buffer)
     }
 
-    /// Records that the kernel took `count` bytes of the in-flight buffer.
-    public func didSend(_ id: ConnectionID, count: Int) {
-        connections[Int(id.slot)].sending.moveReaderIndex(forwardBy: count)
+    /// The bytes the connection's transport (and the kernel's send in flight) hold for the client:
+    /// counted with the queue against max_outbound_buffer and the QoS 0 drop limit.
+    @inline(__always)
+    public func setTransportBacklog(_ id: ConnectionID, bytes: Int) {
+        connections[Int(id.slot)].transportBacklog = Int32(clamping: bytes)
     }
 
-    /// True when the connection has bytes queued or in flight.
-    public func hasPendingOutput(_ id: ConnectionID) -> Bool {
-        connections[Int(id.slot)].pendingOutboundBytes > 0
+    /// True when the core queued bytes the runtime has not taken.
+    @inline(__always)
+    public func hasQueuedOutput(_ id: ConnectionID) -> Bool {
+        !connections[Int(id.slot)].outbound.isEmpty
+    }
+
+    /// True when the connection's queue holds no memory (the core gave it back after a quiet
+    /// second): the runtime may then give back its transport's buffers too.
+    public func outboundReleased(_ id: ConnectionID) -> Bool {
+        isCurrent(id) && connections[Int(id.slot)].outbound.capacity == 0
     }
 
     /// Hands the runtime the flush queue and starts a new one (the caller swaps an empty array in).
@@ -318,13 +325,13 @@ public final class ShardCore {
                     counters.stalledSubscribersDisconnected += 1
                     endSession(slot: s, publishWill: true, disconnectReason: .quotaExceeded,
                                reasonString: "no acknowledgement for subscriber_stall_timeout while publishers wait")
-                } else if connections[s].outbound.capacity | connections[s].sending.capacity != 0
-                            && connections[s].outbound.isEmpty && connections[s].sending.isEmpty
+                } else if connections[s].outbound.capacity != 0 && connections[s].outbound.isEmpty
+                            && connections[s].transportBacklog == 0
                             && now &- connections[s].lastReceived > 1_000_000_000 {
                     // Quiet for a second with nothing to send (none in flight either): give the
-                    // write buffers back, so idle connections hold no memory beyond their slot.
+                    // write buffer back, so idle connections hold no memory beyond their slot (the
+                    // runtime then frees its transport's buffers, `outboundReleased`).
                     connections[s].outbound.deallocate()
-                    connections[s].sending.deallocate()
                 }
             case .free, .closing:
                 break

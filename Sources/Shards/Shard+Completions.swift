@@ -49,7 +49,7 @@ extension Shard {
             if group.stopping.load(ordering: .relaxed) {
                 Glibc.close(completion.result)
             } else {
-                accepted(fd: completion.result, now: now)
+                accepted(fd: completion.result, listener: Int(UserData.slot(completion.userData)), now: now)
             }
         } else if completion.result != -ECANCELED {
             // EMFILE/ENFILE and friends: the listener stays; log and carry on.
@@ -110,14 +110,15 @@ extension Shard {
         sockets[slot].sendInFlight = false
         if completion.result > 0 {
             bytesSent &+= UInt64(completion.result)
-            core.didSend(id, count: Int(completion.result))
+            sockets[slot].wire.moveReaderIndex(forwardBy: Int(completion.result))
+            core.setTransportBacklog(id, bytes: sockets[slot].wire.readableBytes)
         } else if completion.result < 0 {
             // EPIPE / ECONNRESET: nothing more can reach this peer.
             if !sockets[slot].closing { core.connectionLost(id) }
             abortSocket(slot: slot)
             return
         }
-        if core.hasPendingOutput(id) && !sockets[slot].writeShut {
+        if hasUnsentOutput(slot: slot, id: id) && !sockets[slot].writeShut {
             startSend(slot: slot)
         } else if sockets[slot].closing {
             finishWriting(slot: slot, now: now)

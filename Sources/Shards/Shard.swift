@@ -8,6 +8,7 @@ import Codec
 import IOUring
 import Logging
 import Synchronization
+import Transport
 import Telemetry
 @preconcurrency import Glibc
 
@@ -15,6 +16,12 @@ import Telemetry
 struct SocketState {
     var fd: Int32 = -1
     var generation: UInt32 = 0
+    /// The bytes for the peer that the transport produced and the kernel has not taken: the send
+    /// in flight reads from here, so they never move until it completes.
+    var wire = ByteBuffer()
+    /// The listener the connection came from (index into the group's listeners) and its transport.
+    var listener: UInt16 = 0
+    var transport: Transport = .plain
     var recvArmed = false
     var sendInFlight = false
     /// The core ended the session: flush, then shut down and close.
@@ -186,12 +193,14 @@ final class Shard {
         ring.prepareMultishotAccept(fd: listeners[i], userData: UserData.make(.accept, ConnectionID(slot: Int32(i), generation: 0)))
     }
 
-    func accepted(fd: Int32, now: UInt64) {
+    /// A connection arrived on listener `listener`; it speaks that listener's transport.
+    func accepted(fd: Int32, listener: Int, now: UInt64) {
         // No Nagle delay (Apus batches its own writes): inherited from the listening socket.
         let id = core.accept(now: now)
         let slot = Int(id.slot)
         while sockets.count <= slot { sockets.append(SocketState()) }
-        sockets[slot] = SocketState(fd: fd, generation: id.generation)
+        sockets[slot] = SocketState(fd: fd, generation: id.generation, listener: UInt16(listener),
+                                    transport: group.config.listeners[listener].transport)
         armRecv(slot: slot)
     }
 
@@ -223,15 +232,31 @@ final class Shard {
 
     // MARK: sending
 
-    /// Starts a send of everything the core queued for `slot`, unless one is in flight.
+    /// Starts a send of everything the core queued for `slot`, unless one is in flight: the
+    /// transport turns the core's bytes into the socket's (`wire`), and the core is told what the
+    /// transport holds, so its limits count it.
     func startSend(slot: Int) {
-        let state = sockets[slot]
-        guard state.fd >= 0, !state.sendInFlight, !state.writeShut else { return }
-        let id = ConnectionID(slot: Int32(slot), generation: state.generation)
-        let bytes = core.takeBytesToSend(id)
-        guard bytes.count > 0 else { return }
-        ring.prepareSend(fd: state.fd, bytes: bytes.baseAddress!, count: bytes.count, userData: UserData.make(.send, id))
+        guard sockets[slot].fd >= 0, !sockets[slot].sendInFlight, !sockets[slot].writeShut else { return }
+        let id = ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)
+        if sockets[slot].wire.isEmpty {
+            switch sockets[slot].transport {
+            case .plain:
+                // The core's queue becomes the bytes to send, and the empty buffer its next queue.
+                core.takeOutbound(id, swappingWith: &sockets[slot].wire)
+            }
+            core.setTransportBacklog(id, bytes: sockets[slot].wire.readableBytes)
+        }
+        let count = sockets[slot].wire.readableBytes
+        guard count > 0 else { return }
+        ring.prepareSend(fd: sockets[slot].fd, bytes: sockets[slot].wire.readableView.baseAddress!, count: count,
+                         userData: UserData.make(.send, id))
         sockets[slot].sendInFlight = true
+    }
+
+    /// Bytes for the peer not yet handed to the kernel: the core's queue or the transport's.
+    @inline(__always)
+    func hasUnsentOutput(slot: Int, id: ConnectionID) -> Bool {
+        !sockets[slot].wire.isEmpty || core.hasQueuedOutput(id)
     }
 
     func flushConnections() {
@@ -251,7 +276,7 @@ final class Shard {
             sockets[slot].closeDeadline = now + Shard.closeGraceNanoseconds
             closingSlots.append(slot32)
             let id = ConnectionID(slot: slot32, generation: sockets[slot].generation)
-            if !sockets[slot].sendInFlight && !core.hasPendingOutput(id) {
+            if !sockets[slot].sendInFlight && !hasUnsentOutput(slot: slot, id: id) {
                 finishWriting(slot: slot, now: now)
             } else {
                 startSend(slot: slot)  // the last bytes (CONNACK refusal, DISCONNECT) go out first
@@ -291,6 +316,7 @@ final class Shard {
         guard state.fd >= 0, state.writeShut, !state.recvArmed, !state.sendInFlight else { return }
         Glibc.close(state.fd)
         core.release(ConnectionID(slot: Int32(slot), generation: state.generation))
+        sockets[slot].wire.deallocate()
         sockets[slot] = SocketState()
     }
 
@@ -329,11 +355,24 @@ final class Shard {
     /// has been read (a submit since the last harvest that completed a recv inline shows as a
     /// ready completion, and the pages stay).
     func releaseReceivePagesIfQuiet() {
+        releaseIdleWireBuffers()
         if ring.setup.defersTaskRun && receives &- receivesAtLastCheck < Shard.quietReceivesPerSecond
             && ring.readyCompletions == 0 {
             buffers.releasePages()
         }
         receivesAtLastCheck = receives
+    }
+
+    /// Gives back the send buffers of connections whose core queue went idle (a quiet second with
+    /// nothing to send: `ShardCore.tick` freed its buffer), so idle connections hold no memory
+    /// beyond their slots.
+    func releaseIdleWireBuffers() {
+        for slot in sockets.indices where sockets[slot].wire.capacity != 0 && sockets[slot].wire.isEmpty
+            && !sockets[slot].sendInFlight && sockets[slot].fd >= 0 {
+            if core.outboundReleased(ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)) {
+                sockets[slot].wire.deallocate()
+            }
+        }
     }
 
     /// Copies this shard's numbers to the stats board (once a second); shard 0 publishes $SYS.
@@ -360,7 +399,7 @@ final class Shard {
     func hasOutputInFlight() -> Bool {
         for slot in sockets.indices where sockets[slot].fd >= 0 && !sockets[slot].writeShut {
             if sockets[slot].sendInFlight { return true }
-            if core.hasPendingOutput(ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)) { return true }
+            if hasUnsentOutput(slot: slot, id: ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)) { return true }
         }
         return false
     }
@@ -394,6 +433,8 @@ final class Shard {
         for slot in sockets.indices where sockets[slot].fd >= 0 {
             Glibc.shutdown(sockets[slot].fd, Int32(SHUT_RDWR))
             Glibc.close(sockets[slot].fd)
+            // A buffer a send still in flight may read is left allocated (the process is stopping).
+            if !sockets[slot].sendInFlight { sockets[slot].wire.deallocate() }
         }
         buffers.unregister()
         logger.debug("stopped", metadata: [

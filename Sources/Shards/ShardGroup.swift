@@ -12,10 +12,8 @@ import Synchronization
 /// Runtime settings of a shard group.
 public struct ShardGroupConfig: Sendable {
     public var shards: Int
-    public var host: String = "127.0.0.1"
-    public var port: UInt16 = 1883
-    /// More MQTT listeners (mosquitto's repeated `listener PORT [ADDRESS]`), each on every shard.
-    public var extraListeners: [(host: String, port: UInt16)] = []
+    /// The MQTT listeners (mosquitto's repeated `listener PORT [ADDRESS]`), each on every shard.
+    public var listeners = [ListenerConfig(host: "127.0.0.1", port: 1883)]
     /// TCP_NODELAY on accepted sockets (Apus batches its writes per loop iteration, so Nagle's
     /// algorithm only adds latency).
     public var tcpNoDelay = true
@@ -35,7 +33,7 @@ public struct ShardGroupConfig: Sendable {
     /// The version reported in $SYS/broker/version and /metrics.
     public var version = "0.1.0"
     /// The HTTP listener (metrics, health, publish API), served by shard 0; nil: none.
-    public var httpListener: (host: String, port: UInt16)? = nil
+    public var httpListener: ListenerConfig? = nil
     /// When set, `/api/v5/...` requests need HTTP Basic authentication with this key and secret.
     public var httpCredentials: HTTPCredentials? = nil
     /// Pin shard i to the i-th CPU this process may use.
@@ -67,10 +65,10 @@ final class ShardSignals: Sendable {
 public final class ShardGroup: @unchecked Sendable {
     // Invariants: `threads` and `listeners` are touched only by the thread that calls start/stop.
     public let config: ShardGroupConfig
-    /// The port actually bound (differs from config.port when that is 0).
+    /// The first MQTT listener's bound port (differs from the configured one when that is 0).
     public let port: UInt16
-    /// Every MQTT listener's bound address, the first being `host:port`.
-    public let boundListeners: [(host: String, port: UInt16)]
+    /// Every MQTT listener as bound (ports picked for port 0 filled in), in configuration order.
+    public let boundListeners: [ListenerConfig]
     /// The HTTP listener's bound port (differs from the configured one when that is 0).
     public let httpPort: UInt16?
     let httpListenerFD: Int32?
@@ -95,16 +93,19 @@ public final class ShardGroup: @unchecked Sendable {
 
     public init(config: ShardGroupConfig, logger: Logger) throws {
         precondition(config.shards >= 1 && config.shards <= 64, "1...64 shards")
+        precondition(!config.listeners.isEmpty && config.listeners.allSatisfy { $0.protocolName == .mqtt }, "MQTT listeners")
         self.config = config
         self.logger = logger
         var perShard = Array(repeating: [Int32](), count: config.shards)
-        var bound: [(host: String, port: UInt16)] = []
+        var bound: [ListenerConfig] = []
         do {
-            for (host, port) in [(config.host, config.port)] + config.extraListeners {
-                let (fds, actual) = try Listener.open(host: host, port: port, count: config.shards,
-                                                          noDelay: config.tcpNoDelay)
+            for listener in config.listeners {
+                let (fds, actual) = try Listener.open(host: listener.host, port: listener.port, count: config.shards,
+                                                      noDelay: config.tcpNoDelay)
                 for shard in 0..<config.shards { perShard[shard].append(fds[shard]) }
-                bound.append((host, actual))
+                var boundListener = listener
+                boundListener.port = actual
+                bound.append(boundListener)
             }
             if let http = config.httpListener {
                 let (fds, actual) = try Listener.open(host: http.host, port: http.port, count: 1, backlog: 128)

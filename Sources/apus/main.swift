@@ -5,6 +5,7 @@ import ArgumentParser
 import Auth
 import Broker
 import CApusSys
+import Configuration
 import Logging
 import Shards
 @preconcurrency import Glibc
@@ -14,10 +15,10 @@ struct Apus: ParsableCommand {
         commandName: "apus",
         abstract: "A sharded, thread-per-core MQTT 3.1/3.1.1/5.0 broker on io_uring.")
 
-    @Option(name: .long, help: "TCP port to listen on (default 1883).")
+    @Option(name: .long, help: "TCP port to listen on (default 1883); the `port` key.")
     var port: UInt16?
 
-    @Option(name: .long, help: "IPv4 address to bind (default 127.0.0.1).")
+    @Option(name: .long, help: "IPv4 address to bind (default 127.0.0.1); the `bind_address` key.")
     var bind: String?
 
     @Option(name: .long, help: "Number of shards (threads, one ring each); default: one per CPU.")
@@ -50,6 +51,19 @@ struct Apus: ParsableCommand {
     @Option(name: .long, help: "How a shared subscription group picks a member: round_robin (default), random, hash_clientid.")
     var sharedSubscriptionStrategy: String?
 
+    @Option(name: .customLong("set"), help: ArgumentHelp(
+        "Any configuration key, as in the file (repeatable; after the named flags).", valueName: "KEY=VALUE"))
+    var settings: [String] = []
+
+    /// The named flags as configuration keys (flags > environment > file).
+    var flagKeys: [(key: String, value: String?)] {
+        [("port", port.map { "\($0)" }), ("bind_address", bind), ("shards", shards.map { "\($0)" }), ("log_level", logLevel),
+         ("connect_timeout", connectTimeout.map { "\($0)" }), ("max_packet_size", maxPacketSize.map { "\($0)" }),
+         ("max_connections", maxConnections.map { "\($0)" }), ("max_inflight_messages", maxInflightMessages.map { "\($0)" }),
+         ("max_queued_messages", maxQueuedMessages.map { "\($0)" }), ("message_size_limit", messageSizeLimit.map { "\($0)" }),
+         ("shared_subscription_strategy", sharedSubscriptionStrategy)]
+    }
+
     @Option(name: .customLong("scram-sha-256-entry"), help: ArgumentHelp(
         "Print a password_file line with a SCRAM-SHA-256 verifier for USER (password read from standard input), then exit.",
         valueName: "USER"))
@@ -63,28 +77,19 @@ struct Apus: ParsableCommand {
             print(PasswordFile.scramSHA256Entry(user: user, password: Array(password.utf8)))
             return
         }
-        var settings = Settings()
-        if let path = config { try settings.load(file: path) }
+        var configuration = Configuration()
         // Precedence: flags > environment (APUS_<KEY>) > file > built-in defaults.
-        let unknownVariables = try settings.applyEnvironment(Settings.processEnvironment())
-        if let port { settings.port = port }
-        if let bind { settings.bind = bind }
-        if let shards { settings.shards = shards }
-        if let logLevel { settings.logLevel = logLevel }
-        if let connectTimeout { settings.connectTimeout = connectTimeout }
-        if let maxPacketSize { settings.maxPacketSize = maxPacketSize == 0 ? 268_435_460 : maxPacketSize }
-        if let maxConnections { settings.maxConnections = maxConnections }
-        if let maxInflightMessages { settings.maxInflightMessages = maxInflightMessages }
-        if let maxQueuedMessages { settings.maxQueuedMessages = maxQueuedMessages }
-        if let messageSizeLimit { settings.messageSizeLimit = messageSizeLimit }
-        if let sharedSubscriptionStrategy {
-            try settings.apply(key: "shared_subscription_strategy", value: sharedSubscriptionStrategy, at: "--shared-subscription-strategy")
+        if let path = config { try configuration.load(file: path) }
+        let unknownVariables = try configuration.applyEnvironment(Configuration.processEnvironment())
+        for (key, value) in flagKeys {
+            if let value { try configuration.apply(key: key, value: value, at: "--" + String(key.map { $0 == "_" ? "-" : $0 })) }
         }
-        try settings.validate()
+        for setting in settings {
+            guard let eq = setting.firstIndex(of: "=") else { throw ConfigError("--set \(setting): KEY=VALUE") }
+            try configuration.apply(key: String(setting[..<eq]), value: String(setting[setting.index(after: eq)...]), at: "--set")
+        }
 
-        guard let level = Logger.Level(rawValue: settings.logLevel) else {
-            throw ValidationError("unknown log level \(settings.logLevel)")
-        }
+        let level = Logger.Level(rawValue: configuration.logLevel) ?? .info  // the key checked the name
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
@@ -104,27 +109,19 @@ struct Apus: ParsableCommand {
         sigaddset(&mask, SIGHUP)
         pthread_sigmask(SIG_BLOCK, &mask, nil)
 
-        let shardCount = settings.shards ?? Int(apus_available_cpus())
-        var groupConfig = ShardGroupConfig(shards: shardCount)
-        groupConfig.host = settings.bind
-        groupConfig.port = settings.port
-        groupConfig.extraListeners = settings.extraListeners
-        groupConfig.tcpNoDelay = settings.tcpNoDelay
+        var groupConfig = try configuration.groupConfig(availableCPUs: Int(apus_available_cpus()))
+        let shardCount = groupConfig.shards
         if let skip = getenv("APUS_RING_SETUP_SKIP").flatMap({ Int(String(cString: $0)) }) { groupConfig.ringSetupsSkipped = skip }
         if let stall = getenv("APUS_FAULT_STALL_SHARD").flatMap({ Int(String(cString: $0)) }) {
             groupConfig.faultStallShard = stall
             groupConfig.faultStallAfterSeconds = getenv("APUS_FAULT_STALL_AFTER").flatMap({ Double(String(cString: $0)) }) ?? 0
             logger.warning("fault injection: shard \(stall) will stop ticking after \(groupConfig.faultStallAfterSeconds) s")
         }
-        groupConfig.sysIntervalSeconds = settings.sysInterval
-        groupConfig.httpListener = settings.httpListener
-        groupConfig.httpCredentials = settings.httpCredentials
-        groupConfig.broker = try settings.brokerConfig(shards: shardCount)
         let group = try ShardGroup(config: groupConfig, logger: logger)
         try group.start()
-        let addresses = group.boundListeners.map { "\($0.host):\($0.port)" }.joined(separator: ", ")
+        let addresses = group.boundListeners.map(\.address).joined(separator: ", ")
         logger.info("apus listening on \(addresses) with \(shardCount) shard(s)")
-        if let http = settings.httpListener, let port = group.httpPort {
+        if let http = groupConfig.httpListener, let port = group.httpPort {
             logger.info("HTTP API and metrics on http://\(http.host):\(port)/")
         }
 
@@ -158,7 +155,7 @@ struct Apus: ParsableCommand {
             guard received == SIGHUP else { break }
             // mosquitto's SIGHUP: reload the password and ACL files; a broken file keeps the old ones.
             do {
-                group.reloadSecurity(try settings.securitySettings())
+                group.reloadSecurity(try configuration.securitySettings())
                 logger.notice("SIGHUP: password_file and acl_file reloaded")
             } catch {
                 logger.error("SIGHUP: reload failed, keeping the previous users and ACL: \(error)")

@@ -36,15 +36,12 @@ final class CoreHarness {
 
     /// Everything the broker queued for the client since the last call (and marks it sent).
     func output(_ client: Client) -> [UInt8] {
-        let core = cores[client.shard]
-        var all: [UInt8] = []
-        while true {
-            let bytes = core.takeBytesToSend(client.id)
-            if bytes.isEmpty { break }
-            all += Array(bytes)
-            core.didSend(client.id, count: bytes.count)
-        }
-        return all
+        // As the runtime's plain transport: the queue is swapped out, and the kernel takes it all.
+        var wire = ByteBuffer()
+        defer { wire.deallocate() }
+        cores[client.shard].takeOutbound(client.id, swappingWith: &wire)
+        cores[client.shard].setTransportBacklog(client.id, bytes: 0)
+        return wire.readableArray()
     }
 
     /// The v5 DISCONNECT the broker queued for the client: its reason code and Reason String.

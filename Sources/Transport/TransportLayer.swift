@@ -1,0 +1,51 @@
+// The layers between a socket and the protocol on it (MQTT, HTTP): plain TCP now; TLS and
+// WebSocket are to come, stackable (WebSocket over TLS). Every layer is sans-IO, as the MQTT core
+// is: bytes from the peer in → plaintext for the protocol and bytes for the peer out; plaintext
+// from the protocol in → bytes for the peer out. The runtime owns the socket, moves the bytes and
+// reports what a layer holds to the core, so the slow-consumer limits see everything queued for
+// a client, encrypted or not.
+//
+// Layers are concrete types held in the `Transport` enum and dispatched by a switch, never as
+// existentials: the plain case is the data path of most connections and stays free.
+
+import ApusBase
+
+/// What a layer says after input: go on, or the peer ended the layer (a TLS close_notify, a
+/// WebSocket close frame) or broke it (the reason is logged and the connection closed).
+public enum TransportStatus: Sendable, Equatable {
+    case open
+    case closed
+    case failed(String)
+}
+
+/// One sans-IO layer between the socket and the protocol above.
+public protocol TransportLayer {
+    /// Bytes that arrived from the peer: what they carry for the protocol above is appended to
+    /// `plaintext`; bytes the layer must answer with on its own (a handshake, a pong) to `wire`.
+    mutating func received(_ bytes: UnsafeRawBufferPointer, plaintext: inout ByteBuffer, wire: inout ByteBuffer) -> TransportStatus
+
+    /// The protocol's bytes for the peer: consumed from `plaintext`, appended to `wire` as the
+    /// layer frames or encrypts them. A layer still in its handshake may keep them (`heldBytes`).
+    mutating func send(_ plaintext: inout ByteBuffer, wire: inout ByteBuffer)
+
+    /// Bytes the layer holds for the peer outside `wire` (counted against the client's limits).
+    var heldBytes: Int { get }
+
+    /// Whether the layer has finished its handshake: before, the protocol above gets no input.
+    var isEstablished: Bool { get }
+}
+
+/// The transport of one connection, chosen by its listener.
+public enum Transport: Sendable, Equatable {
+    /// TCP only: the protocol's bytes are the socket's bytes. The runtime hands the provided
+    /// receive buffer straight to the protocol and swaps the core's queue into the socket's send
+    /// buffer (`PlainTransport` is the same, with copies, for tests and the generic path).
+    case plain
+
+    /// What a listener's settings name (`protocol mqtt` in the configuration).
+    public var name: String {
+        switch self {
+        case .plain: "tcp"
+        }
+    }
+}
