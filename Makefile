@@ -30,7 +30,7 @@ bench-build: deps
 # The standard suite against Apus and Mosquitto (about 7 minutes), compared with the latest
 # committed standard report (see docs/benchmarks.md).
 bench-standard: build bench-build
-	.build/release/apus-bench suite tests/load/standard.json --against mosquitto --out .build/standard-latest.json
+	.build/release/apus-bench suite IntegrationTests/load/standard.json --against mosquitto --out .build/standard-latest.json
 	.build/release/apus-bench compare reports/standard-20261202c.json .build/standard-latest.json --gate apus
 
 # The CI load suite against Apus and Mosquitto, compared with the committed baseline. Gates only on
@@ -38,11 +38,11 @@ bench-standard: build bench-build
 # checks that the gate fails on an injected regression, and that apus-bench's counts agree with
 # mosquitto_sub's.
 bench-ci: build bench-build
-	.build/release/apus-bench suite tests/load/ci.json --against mosquitto --out .build/ci-latest.json
+	.build/release/apus-bench suite IntegrationTests/load/ci.json --against mosquitto --out .build/ci-latest.json
 	.build/release/apus-bench compare reports/baseline.json .build/ci-latest.json --gate apus \
 	  --max-throughput-drop 60 --max-p99-rise 300
-	tests/load/compare-gate.sh .build/ci-latest.json
-	tests/load/agreement.sh
+	IntegrationTests/load/compare-gate.sh .build/ci-latest.json
+	IntegrationTests/load/agreement.sh
 
 # Micro-benchmarks (Benchmarks/, ordo-one/benchmark) with the malloc gate: fails when a benchmark
 # allocates more per operation than Benchmarks/malloc-limits.json allows (the publish path: 0).
@@ -66,10 +66,10 @@ unit-test:
 # seccomp and the unit's filter against the real apus, the Grafana dashboard's queries in a real
 # Prometheus scraping a real apus (docs/operations.md). Installs what it needs (~30 s after that).
 deploy-test: build
-	APUS_BIN=$(CURDIR)/$(RELEASE_BIN) bash tests/deploy/run.sh
+	APUS_BIN=$(CURDIR)/$(RELEASE_BIN) bash IntegrationTests/deploy/run.sh
 
 blackbox-test: build
-	APUS_BIN=$(CURDIR)/$(RELEASE_BIN) $(PYTHON) -m pytest -q tests/blackbox
+	APUS_BIN=$(CURDIR)/$(RELEASE_BIN) $(PYTHON) -m pytest -q IntegrationTests/blackbox
 
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh

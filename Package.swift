@@ -52,7 +52,7 @@ let package = Package(
         // Password files (mosquitto_passwd format) and SCRAM enhanced-authentication methods.
         .target(
             name: "Auth",
-            dependencies: ["Broker", "ApusCrypto"],
+            dependencies: ["ApusBase", "Broker", "ApusCrypto"],
             swiftSettings: swiftSettings
         ),
         // The HTTP listener's pure parts: request parsing, JSON, the publish API's body, the routes.
@@ -106,7 +106,7 @@ let package = Package(
         .testTarget(name: "ApusCryptoTests", dependencies: ["ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "Codec"], swiftSettings: swiftSettings),
         .testTarget(name: "HTTPAPITests", dependencies: ["HTTPAPI", "Broker", "Codec", "ApusCrypto"], swiftSettings: swiftSettings),
-        .testTarget(name: "AuthTests", dependencies: ["Auth", "Broker", "ApusCrypto"], swiftSettings: swiftSettings),
+        .testTarget(name: "AuthTests", dependencies: ["ApusBase", "Auth", "Broker", "ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Broker"], swiftSettings: swiftSettings),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Shards", "Broker"], swiftSettings: swiftSettings),
         .testTarget(name: "ShardsTests", dependencies: ["Shards", "IOUring"], swiftSettings: swiftSettings),

@@ -2,6 +2,7 @@
 // PBKDF2-SHA512), plus RFC 5803 SCRAM-SHA-256 entries (`user:SCRAM-SHA-256$iter:salt$StoredKey:ServerKey`)
 // for the SCRAM-SHA-256 method, which mosquitto's hashes cannot serve.
 
+import ApusBase
 import ApusCrypto
 import Broker
 
@@ -30,7 +31,7 @@ public enum StoredCredential: Sendable, Equatable {
     }
 }
 
-/// A parsed password file: user name → credential (the last line for a user wins).
+/// A parsed password file: user name → credentials (a user on several lines may log in with any of them).
 public struct PasswordFile: PasswordChecker {
     public private(set) var users: [String: [StoredCredential]] = [:]
 
@@ -38,19 +39,19 @@ public struct PasswordFile: PasswordChecker {
 
     /// Parses the file's text. Blank lines and `#` comments are skipped; anything else that is not
     /// a known entry is an error naming the line.
-    public init(text: String) throws(PasswordFileError) {
+    public init(text: String) throws(LineError) {
         var lineNumber = 0
         for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
             lineNumber += 1
             let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
             if line.isEmpty || line.first == "#" { continue }
             guard let colon = line.firstIndex(of: ":"), colon != line.startIndex else {
-                throw PasswordFileError(line: lineNumber, message: "expected user:hash")
+                throw LineError(line: lineNumber, message: "expected user:hash")
             }
             let user = String(line[..<colon])
             let entry = line[line.index(after: colon)...]
             guard let credential = Self.parse(entry) else {
-                throw PasswordFileError(line: lineNumber, message: "unsupported or malformed hash for user '\(user)' (expected $6$, $7$ or SCRAM-SHA-256$)")
+                throw LineError(line: lineNumber, message: "unsupported or malformed hash for user '\(user)' (expected $6$, $7$ or SCRAM-SHA-256$)")
             }
             users[user, default: []].append(credential)
         }
@@ -88,17 +89,11 @@ public struct PasswordFile: PasswordChecker {
         return credentials.contains { $0.matches(password: password) }
     }
 
-    /// A SCRAM-SHA-256 verifier line for the file (what `apus passwd --scram` prints).
+    /// A SCRAM-SHA-256 verifier line for the file (what `apus --scram-sha-256-entry USER` prints).
     public static func scramSHA256Entry(user: String, password: [UInt8], iterations: Int = 4096, salt: [UInt8] = SecureRandom.bytes(16)) -> String {
         let salted = PBKDF2<SHA256>.derive(password: password, salt: salt, iterations: iterations, keyLength: 32)
         let clientKey = HMAC<SHA256>.authenticate(key: salted, message: Array("Client Key".utf8))
         let serverKey = HMAC<SHA256>.authenticate(key: salted, message: Array("Server Key".utf8))
         return "\(user):SCRAM-SHA-256$\(iterations):\(Base64.encode(salt))$\(Base64.encode(SHA256.hash(clientKey))):\(Base64.encode(serverKey))"
     }
-}
-
-public struct PasswordFileError: Error, CustomStringConvertible {
-    public var line: Int
-    public var message: String
-    public var description: String { "line \(line): \(message)" }
 }

@@ -1,4 +1,4 @@
-// Load suites (tests/load/*.json): which scenarios to run, how long and how many rounds; and how
+// Load suites (IntegrationTests/load/*.json): which scenarios to run, how long and how many rounds; and how
 // the rounds of one scenario against one broker become the single entry of a suite report.
 
 /// A suite file.

@@ -11,6 +11,7 @@
 // grant. Rules are resolved per connection at CONNECT (`ClientAccess`), so checks on the data path
 // only walk that client's few filters, on the shard that owns the connection, without locks.
 
+import ApusBase
 import Codec
 import Router
 
@@ -38,7 +39,7 @@ public struct AccessControlList: Sendable {
     public init() {}
 
     /// Parses the file's text; errors name the line.
-    public init(text: String) throws(AccessControlError) {
+    public init(text: String) throws(LineError) {
         var currentUser: String? = nil
         var lineNumber = 0
         for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
@@ -52,7 +53,7 @@ public struct AccessControlList: Sendable {
             var rest = line[keyEnd...].drop(while: { $0 == " " || $0 == "\t" })
             switch key {
             case "user":
-                guard !rest.isEmpty else { throw AccessControlError(line: lineNumber, message: "user needs a name") }
+                guard !rest.isEmpty else { throw LineError(line: lineNumber, message: "user needs a name") }
                 currentUser = String(rest)
             case "topic", "pattern":
                 // `topic [read|write|readwrite|deny] FILTER`; the filter may contain spaces.
@@ -66,7 +67,7 @@ public struct AccessControlList: Sendable {
                 }
                 let filter = String(rest)
                 guard !filter.isEmpty, TopicValidation.isValidPlainFilter(Array(filter.utf8)) else {
-                    throw AccessControlError(line: lineNumber, message: "invalid topic filter '\(filter)'")
+                    throw LineError(line: lineNumber, message: "invalid topic filter '\(filter)'")
                 }
                 let rule = Rule(access: access, filter: filter)
                 if key == "pattern" {
@@ -77,7 +78,7 @@ public struct AccessControlList: Sendable {
                     anonymous.append(rule)
                 }
             default:
-                throw AccessControlError(line: lineNumber, message: "unknown keyword '\(key)' (user, topic, pattern)")
+                throw LineError(line: lineNumber, message: "unknown keyword '\(key)' (user, topic, pattern)")
             }
         }
     }
@@ -104,11 +105,6 @@ public struct AccessControlList: Sendable {
     }
 }
 
-public struct AccessControlError: Error, CustomStringConvertible {
-    public var line: Int
-    public var message: String
-    public var description: String { "line \(line): \(message)" }
-}
 
 /// One client's resolved rules (topic filters split into levels).
 public final class ClientAccess: Sendable {

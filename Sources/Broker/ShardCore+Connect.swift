@@ -199,7 +199,6 @@ extension ShardCore {
     /// A client id for a client that sent an empty one: unique across shards and restarts.
     func makeClientID() -> String {
         assignedIDCounter += 1
-        var random = SystemRandomNumberGenerator()
         let nonce = random.next() & 0xFFFF_FFFF
         return "apus-\(shardIndex)-\(assignedIDCounter)-\(String(nonce, radix: 16))"
     }

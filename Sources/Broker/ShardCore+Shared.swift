@@ -92,7 +92,7 @@ extension ShardCore {
                 k = sharedCursors[group.cursor] % total
                 sharedCursors[group.cursor] &+= 1
             case .random:
-                k = Int.random(in: 0..<total)
+                k = Int.random(in: 0..<total, using: &random)
             case .hashClientID:
                 let publisher = isCurrent(origin) ? connections[Int(origin.slot)].clientID : ""
                 k = Int(ShardCore.clientIDHash(publisher) % UInt64(total))

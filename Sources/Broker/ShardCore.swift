@@ -125,6 +125,9 @@ public final class ShardCore {
     /// Subscription Identifiers of one delivery, reused.
     @exclusivity(unchecked) var identifierScratch: [UInt32] = []
     var assignedIDCounter: UInt64 = 0
+    /// The core's randomness (random shared-group members, assigned client ids' nonces): handed in,
+    /// so a seeded test runs the same twice.
+    var random: SplitMix64
     /// Refused logins not yet taken by the runtime (which logs them with the peer's address).
     var authenticationFailureLog: [AuthenticationFailure] = []
     /// Route barriers (see ShardMessageKind.barrier): the last token issued, the last one every
@@ -153,8 +156,10 @@ public final class ShardCore {
     /// (QoS 1/2 deliveries are bounded by the inflight window and the queue instead.)
     @exclusivity(unchecked) public var softOutboundLimit = 4 << 20
 
-    public init(shardIndex: Int, shardCount: Int, config: BrokerConfig) {
+    /// `random`: where the core draws random numbers from (default: seeded by the system).
+    public init(shardIndex: Int, shardCount: Int, config: BrokerConfig, random: SplitMix64 = .seededBySystem()) {
         precondition(shardCount >= 1 && shardCount <= 64 && shardIndex < shardCount)
+        self.random = random
         self.shardIndex = shardIndex
         self.shardCount = shardCount
         self.config = config

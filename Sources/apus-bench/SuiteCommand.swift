@@ -11,7 +11,7 @@ import Foundation
 
 struct Suite: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Runs a suite file (tests/load/*.json) against Apus, and Mosquitto with --against mosquitto; writes one report.",
+        abstract: "Runs a suite file (IntegrationTests/load/*.json) against Apus, and Mosquitto with --against mosquitto; writes one report.",
         discussion: """
             Each run starts a fresh broker on a free port (Apus: APUS-BIN --port P
             --log-level warning; Mosquitto: mosquitto -c CONFIG, the config is written
@@ -25,7 +25,7 @@ struct Suite: ParsableCommand {
             """,
         helpNames: [.long])
 
-    @Argument(help: "Suite file (JSON), e.g. tests/load/ci.json.") var file: String
+    @Argument(help: "Suite file (JSON), e.g. IntegrationTests/load/ci.json.") var file: String
     @Option(name: .long, help: "Write the suite report (JSON) here.") var out: String
     @Option(name: .long, help: "Also run every scenario against this broker, started here: mosquitto.") var against: String?
     @Option(name: .long, help: "The apus binary to start.") var apusBin = ".build/release/apus"

@@ -11,7 +11,7 @@ struct ApusBench: ParsableCommand {
         discussion: """
             apus-bench pairs -p 1883 --pairs 10 -q 1 --duration 5
                 one scenario (`run` is the default subcommand)
-            apus-bench suite tests/load/standard.json --against mosquitto --out R.json
+            apus-bench suite IntegrationTests/load/standard.json --against mosquitto --out R.json
                 a suite against Apus and Mosquitto, started here
             apus-bench compare reports/baseline.json R.json
                 a Markdown table per scenario; exit 1 on a regression

@@ -84,3 +84,14 @@ final class SystemCallErrorTests: XCTestCase {
         XCTAssertEqual(error.description, "bind 127.0.0.1:1883: Address already in use (errno 98)")
     }
 }
+
+final class SplitMix64Tests: XCTestCase {
+    func testReferenceSequenceAndSeeding() {
+        // SplitMix64's reference output for seed 0 (as in Vigna's splitmix64.c).
+        var generator = SplitMix64(seed: 0)
+        XCTAssertEqual(generator.next(), 0xE220_A839_7B1D_CDAF)
+        XCTAssertEqual(generator.next(), 0x6E78_9E6A_A1B9_65F4)
+        var a = SplitMix64(seed: 42), b = SplitMix64(seed: 42)
+        XCTAssertEqual((0..<8).map { _ in Int.random(in: 0..<1000, using: &a) }, (0..<8).map { _ in Int.random(in: 0..<1000, using: &b) })
+    }
+}

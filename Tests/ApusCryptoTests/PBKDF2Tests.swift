@@ -41,16 +41,4 @@ final class PBKDF2Tests: XCTestCase {
     func testZeroLengthKey() {
         XCTAssertEqual(PBKDF2<SHA256>.derive(password: utf8("p"), salt: utf8("s"), iterations: 1, keyLength: 0), [])
     }
-
-    /// Prints timings to the test log; the brief asks for them, they are not asserted.
-    func testTiming() {
-        let clock = ContinuousClock()
-        let mosquitto = clock.measure {
-            _ = PBKDF2<SHA512>.derive(password: utf8("secret"), salt: utf8("0123456789ab"), iterations: 101, keyLength: 64)
-        }
-        let scram = clock.measure {
-            _ = PBKDF2<SHA256>.derive(password: utf8("pencil"), salt: utf8("0123456789abcdef"), iterations: 4096, keyLength: 32)
-        }
-        print("PBKDF2-SHA512 x101: \(mosquitto), PBKDF2-SHA256 x4096: \(scram)")
-    }
 }

@@ -1,6 +1,7 @@
 // Password files in mosquitto_passwd's format and the SCRAM exchanges, driven by a client written
 // from RFC 5802 in the test.
 
+import ApusBase
 import ApusCrypto
 import Auth
 import Broker
@@ -34,10 +35,10 @@ final class PasswordFileTests: XCTestCase {
 
     func testMalformedLineNamesTheLine() {
         XCTAssertThrowsError(try PasswordFile(text: "alice:$7$101$RFo0$\nbob:plain\n")) { error in
-            XCTAssertEqual((error as? PasswordFileError)?.line, 1)
+            XCTAssertEqual((error as? LineError)?.line, 1)
         }
         XCTAssertThrowsError(try PasswordFile(text: "# ok\nnocolon\n")) { error in
-            XCTAssertEqual((error as? PasswordFileError)?.line, 2)
+            XCTAssertEqual((error as? LineError)?.line, 2)
         }
     }
 }

@@ -79,10 +79,10 @@ final class AccessControlTests: XCTestCase {
 
     func testMalformedFileNamesTheLine() {
         XCTAssertThrowsError(try AccessControlList(text: "user a\ntopic read a/#/b\n")) { error in
-            XCTAssertEqual((error as? AccessControlError)?.line, 2)
+            XCTAssertEqual((error as? LineError)?.line, 2)
         }
         XCTAssertThrowsError(try AccessControlList(text: "topik read a\n")) { error in
-            XCTAssertEqual((error as? AccessControlError)?.line, 1)
+            XCTAssertEqual((error as? LineError)?.line, 1)
         }
     }
 

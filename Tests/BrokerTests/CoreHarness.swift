@@ -11,7 +11,8 @@ final class CoreHarness {
     var now: UInt64 = 1_000_000_000
 
     init(shards: Int, config: BrokerConfig = BrokerConfig()) {
-        cores = (0..<shards).map { ShardCore(shardIndex: $0, shardCount: shards, config: config) }
+        // Seeded: a test that draws randomness (random shared groups) runs the same every time.
+        cores = (0..<shards).map { ShardCore(shardIndex: $0, shardCount: shards, config: config, random: SplitMix64(seed: UInt64($0))) }
     }
 
     /// A client connection on a given shard.

@@ -13,7 +13,7 @@ run_broker() { # name -> starts broker on port 18850, sets P
 for b in before after mosquitto; do
   for r in 1 2 3; do
     run_broker $b
-    echo "{\"broker\": \"$b\", \"round\": $r, \"result\": $(timeout 90 python3 tests/load/overload-pairs.py --port 18850 --pid $P)}" >> $OUT/pairs-20x2000-acked.jsonl
+    echo "{\"broker\": \"$b\", \"round\": $r, \"result\": $(timeout 90 python3 IntegrationTests/load/overload-pairs.py --port 18850 --pid $P)}" >> $OUT/pairs-20x2000-acked.jsonl
     kill $P; wait $P 2>/dev/null
   done
 done

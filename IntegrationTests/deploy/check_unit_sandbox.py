@@ -10,7 +10,7 @@ whether io_uring works, since this machine has no systemd as PID 1 to start the 
   User=/Group=, NoNewPrivileges=yes,                setpriv: uid/gid 10001, no_new_privs, empty
   CapabilityBoundingSet= AmbientCapabilities=       bounding, inheritable and ambient sets
 
-The filter is loaded as seccomp (tests/deploy/seccomp_exec.py), as systemd loads it before it
+The filter is loaded as seccomp (IntegrationTests/deploy/seccomp_exec.py), as systemd loads it before it
 executes ExecStart=. Then: /health, a QoS 1 round trip, SIGHUP (ExecReload=) and SIGTERM, with
 this script on the other end of $NOTIFY_SOCKET as systemd would be (Type=notify, WatchdogSec=):
 READY=1 first, WATCHDOG=1 pings, STOPPING=1 at SIGTERM, all sent from inside the sandbox.
@@ -31,7 +31,7 @@ from apus_proc import REPO, Apus, http_get, scratch_dir  # noqa: E402
 from check_seccomp import round_trip  # noqa: E402
 
 UNIT = os.path.join(REPO, "deploy/systemd/apus.service")
-LAUNCHER = os.path.join(REPO, "tests/deploy/seccomp_exec.py")
+LAUNCHER = os.path.join(REPO, "IntegrationTests/deploy/seccomp_exec.py")
 FAMILIES = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10}
 PROT_WRITE, PROT_EXEC = 0x2, 0x4
 failures = []
@@ -43,7 +43,7 @@ def fail(message):
 
 
 # WATCHDOG_USEC for the run: the unit's WatchdogSec=10 would mean a ping every 5 s; the sandbox,
-# not the period, is what is checked here (tests/blackbox/test_17_deployment.py checks the rest).
+# not the period, is what is checked here (IntegrationTests/blackbox/test_17_deployment.py checks the rest).
 WATCHDOG_USEC = 1_000_000
 
 

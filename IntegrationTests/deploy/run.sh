@@ -10,7 +10,7 @@
 #                         apus; /health/ready; healthcheck.sh agrees, also on a stalled shard
 #   6. check_seccomp.py   a real apus runs under deploy/seccomp/apus.json, and not without io_uring
 #   7. check_prometheus.py every dashboard query answers in a real Prometheus scraping a real apus
-# Usage: bash tests/deploy/run.sh   (APUS_BIN=path overrides .build/release/apus; it builds
+# Usage: bash IntegrationTests/deploy/run.sh   (APUS_BIN=path overrides .build/release/apus; it builds
 # nothing; VERBOSE=1 shows every check's output, not only a failing one's). Installs missing
 # tools first: PyPI packages; Debian's systemd (systemd-analyze), python3-seccomp and prometheus
 # (on a host booted with systemd, installing Debian's prometheus also enables its service).
@@ -127,7 +127,7 @@ check_systemd() {
   echo "SystemCallFilter=${filter[*]}: $(wc -l <<<"$allowed") system calls, io_uring_setup/enter/register among them"
   systemd-sysusers --dry-run --root="$work/sysroot" "$PWD/deploy/systemd/apus.sysusers"
   # No systemd as PID 1 here to start the unit: the real apus in its seccomp filter and privileges.
-  "$PYTHON" tests/deploy/check_unit_sandbox.py
+  "$PYTHON" IntegrationTests/deploy/check_unit_sandbox.py
 }
 
 check_kubernetes() {
@@ -139,20 +139,20 @@ check_kubernetes() {
 }
 
 check_dashboard() {
-  "$PYTHON" tests/deploy/check_dashboard.py
+  "$PYTHON" IntegrationTests/deploy/check_dashboard.py
 }
 
 check_configs() {
-  "$PYTHON" tests/deploy/check_configs.py
+  "$PYTHON" IntegrationTests/deploy/check_configs.py
 }
 
 check_seccomp() {
-  "$PYTHON" tests/deploy/check_seccomp.py
+  "$PYTHON" IntegrationTests/deploy/check_seccomp.py
 }
 
 check_prometheus() {
   prometheus --version 2>&1 | head -1
-  "$PYTHON" tests/deploy/check_prometheus.py
+  "$PYTHON" IntegrationTests/deploy/check_prometheus.py
 }
 
 run_check hadolint check_hadolint

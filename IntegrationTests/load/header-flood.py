@@ -4,7 +4,7 @@ PUBLISH header declaring a 256,000,000-byte packet, then stream MIB MiB of its b
 broker's RSS before and after (its pid given), and how many bytes each client could send before
 the broker closed it.
 
-    tests/load/header-flood.py --port 1883 --pid BROKER_PID [--clients 10 --mib 30]
+    IntegrationTests/load/header-flood.py --port 1883 --pid BROKER_PID [--clients 10 --mib 30]
 """
 import argparse
 import json

@@ -9,7 +9,7 @@
 # and apus-bench must report nothing lost. At QoS 0 (paced below saturation) the difference is
 # printed; the bound is stated in docs/benchmarks.md.
 #
-#   tests/load/agreement.sh            # N=20000; APUS=.build/release/apus BENCH=.build/release/apus-bench
+#   IntegrationTests/load/agreement.sh            # N=20000; APUS=.build/release/apus BENCH=.build/release/apus-bench
 #                                      # TRACE=1 prints each step with a timestamp
 set -euo pipefail
 [ -n "${TRACE:-}" ] && PS4='+ $(date +%s.%N | cut -c7-14) ' && set -x

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Checks deploy/seccomp/apus.json against the real apus, loaded as runc loads a profile
-(tests/deploy/seccomp_exec.py, libseccomp) and as the image runs it (uid and gid 10001):
+(IntegrationTests/deploy/seccomp_exec.py, libseccomp) and as the image runs it (uid and gid 10001):
   - apus starts under it, carries MQTT traffic, serves /health, and exits 0 on SIGTERM;
   - the profile does filter: `unshare --user` fails under it;
   - the same profile with io_uring_setup/enter/register denied, as the runtimes' default
@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from apus_proc import REPO, Apus, http_get  # noqa: E402
 
 PROFILE = os.path.join(REPO, "deploy/seccomp/apus.json")
-LAUNCHER = os.path.join(REPO, "tests/deploy/seccomp_exec.py")
+LAUNCHER = os.path.join(REPO, "IntegrationTests/deploy/seccomp_exec.py")
 # The image's USER; setpriv (util-linux) switches to it before the profile is loaded (as root;
 # anyone else is unprivileged already and runs it as themselves).
 AS_IMAGE_USER = ["setpriv", "--reuid=10001", "--regid=10001", "--clear-groups"] if os.geteuid() == 0 else []

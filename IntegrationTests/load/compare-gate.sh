@@ -2,7 +2,7 @@
 # Proves that the CI gate bites: doctors a copy of a suite report (Apus's rates × 0.3, p99 ×5, one message lost at QoS 1) and checks that `apus-bench compare` with CI's flags
 # exits 1 against the original, and 0 against an undoctored copy.
 #
-#   tests/load/compare-gate.sh .build/ci-latest.json
+#   IntegrationTests/load/compare-gate.sh .build/ci-latest.json
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPORT=${1:-.build/ci-latest.json}

@@ -4,10 +4,10 @@ each publisher sending COUNT QoS 1 messages as fast as it can with at most WINDO
 (its PUBACKs pace it, as a real client's inflight window does), each subscriber acknowledging what
 it receives. Counts exactly which PUBACKed messages never arrived (60 s at most).
 
-    tests/load/overload-pairs.py --port 1883 [--pairs 20 --count 2000 --window 64] [--pid BROKER_PID]
+    IntegrationTests/load/overload-pairs.py --port 1883 [--pairs 20 --count 2000 --window 64] [--pid BROKER_PID]
 
 Prints one JSON object (acked, received, acked_not_received, seconds, broker RSS in KiB).
-The same loop is the black-box test tests/blackbox/test_16_overload.py.
+The same loop is the black-box test IntegrationTests/blackbox/test_16_overload.py.
 """
 import argparse
 import json

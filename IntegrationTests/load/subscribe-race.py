@@ -8,7 +8,7 @@ connections, so with two shards about half of the tries cross shards (the report
 `cross_shard_tries` counts them when --http-port is given: each connection's shard is found from
 /metrics' per-shard connection gauge as it connects).
 
-    tests/load/subscribe-race.py --port 1883 --tries 10000 [--http-port 8080] [--gap-us 50]
+    IntegrationTests/load/subscribe-race.py --port 1883 --tries 10000 [--http-port 8080] [--gap-us 50]
 
 Prints one JSON object: tries, misses, miss rate, cross-shard tries and misses when known.
 """

@@ -1,4 +1,4 @@
-"""Start and stop the real apus binary for the deployment checks (tests/deploy/run.sh).
+"""Start and stop the real apus binary for the deployment checks (IntegrationTests/deploy/run.sh).
 
 apus takes no port 0 for its HTTP listener, so a pair of free ports below 32768 (under the
 usual ephemeral range) is picked and, if the broker still fails to bind them, another pair.

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Runs a command under a seccomp profile in Docker's JSON format, as runc would load it, so
 that deploy/seccomp/apus.json can be checked against the real apus without a container engine:
-    /usr/bin/python3 tests/deploy/seccomp_exec.py PROFILE COMMAND [ARG...]
+    /usr/bin/python3 IntegrationTests/deploy/seccomp_exec.py PROFILE COMMAND [ARG...]
 Needs libseccomp's Python binding (Debian: python3-seccomp). Reads only what the profile uses:
 defaultAction, defaultErrnoRet and syscalls[] of names, action, errnoRet and args.
 """
