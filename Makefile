@@ -75,4 +75,4 @@ fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
 
 clean:
-	rm -rf .build fuzz/corpus-run fuzz/apus-fuzz-decoder
+	rm -rf .build fuzz/corpus-run fuzz/apus-fuzz-decoder fuzz/apus-fuzz-records

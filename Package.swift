@@ -42,11 +42,13 @@ let package = Package(
         .target(name: "Transport", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
         .target(name: "Codec", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
         .target(name: "Router", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
+        // The shard-to-shard contract: typed messages, their one codec, the serialised session.
+        .target(name: "ShardContract", dependencies: ["Codec"], swiftSettings: swiftSettings),
         // Pure-Swift hashes, HMAC, PBKDF2 and Base64 for password files and SCRAM authentication.
         .target(name: "ApusCrypto", swiftSettings: swiftSettings),
         .target(
             name: "Broker",
-            dependencies: ["Codec", "Router"],
+            dependencies: ["Codec", "Router", "ShardContract"],
             swiftSettings: swiftSettings
         ),
         // Password files (mosquitto_passwd format) and SCRAM enhanced-authentication methods.
@@ -66,7 +68,7 @@ let package = Package(
         .target(
             name: "Shards",
             dependencies: [
-                "ApusBase", "Broker", "Codec", "Router", "IOUring", "CApusSys", "HTTPAPI", "Telemetry", "Transport",
+                "ApusBase", "Broker", "Codec", "Router", "IOUring", "CApusSys", "HTTPAPI", "Telemetry", "Transport", "ShardContract",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -101,14 +103,15 @@ let package = Package(
         .testTarget(name: "BenchKitTests", dependencies: ["BenchKit"], swiftSettings: swiftSettings),
         .testTarget(name: "ApusBaseTests", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "ApusBase"], swiftSettings: swiftSettings),
+        .testTarget(name: "ShardContractTests", dependencies: ["ShardContract", "Codec"], swiftSettings: swiftSettings),
         .testTarget(name: "CodecTests", dependencies: ["Codec"], swiftSettings: swiftSettings),
         .testTarget(name: "RouterTests", dependencies: ["Router"], swiftSettings: swiftSettings),
         .testTarget(name: "ApusCryptoTests", dependencies: ["ApusCrypto"], swiftSettings: swiftSettings),
-        .testTarget(name: "BrokerTests", dependencies: ["Broker", "Codec"], swiftSettings: swiftSettings),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "Codec", "ShardContract"], swiftSettings: swiftSettings),
         .testTarget(name: "HTTPAPITests", dependencies: ["HTTPAPI", "Broker", "Codec", "ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "AuthTests", dependencies: ["ApusBase", "Auth", "Broker", "ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Broker"], swiftSettings: swiftSettings),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Shards", "Broker"], swiftSettings: swiftSettings),
-        .testTarget(name: "ShardsTests", dependencies: ["Shards", "IOUring"], swiftSettings: swiftSettings),
+        .testTarget(name: "ShardsTests", dependencies: ["Shards", "IOUring", "ShardContract"], swiftSettings: swiftSettings),
     ]
 )

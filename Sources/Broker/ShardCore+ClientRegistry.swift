@@ -6,28 +6,12 @@
 // answers `claimed` itself. CONNACK goes out when `claimed` arrives. Only one-way messages.
 
 import Codec
+import ShardContract
 
 /// Where a client id is held, as the home shard records it.
 struct ClientHolder: Equatable {
     var shard: Int
     var connection: ConnectionID
-}
-
-/// A session on its way between connections (moved by reference through a mailbox record).
-final class SessionBox: @unchecked Sendable {
-    // Invariant: owned by exactly one shard at a time (the record's sender gives it up).
-    var subscriptions: [(filter: String, options: SubscriptionOptions)]
-    var identifiers: [String: UInt32] = [:]
-    var inflight: [InflightMessage]
-    var queue: MessageQueue
-    var awaitingRelease: Set<UInt16>
-    var nextPacketID: UInt16
-
-    init(subscriptions: [(filter: String, options: SubscriptionOptions)], inflight: [InflightMessage], queue: MessageQueue,
-         awaitingRelease: Set<UInt16>, nextPacketID: UInt16) {
-        self.subscriptions = subscriptions; self.inflight = inflight; self.queue = queue
-        self.awaitingRelease = awaitingRelease; self.nextPacketID = nextPacketID
-    }
 }
 
 extension ShardCore {
@@ -45,57 +29,53 @@ extension ShardCore {
     /// Delivers a registry message to `shard` (this one included).
     func sendClientMessage(_ message: ClientMessage, to shard: Int) {
         if shard == shardIndex {
-            receiveClientMessage(message)
+            receiveClientMessage(message, from: shardIndex)
         } else {
-            ShardMessageCodec.appendClient(message, to: &shardOutbox[shard])
+            send(.client(message), to: shard)
         }
     }
 
     /// Connection `id` (in phase `connecting`) asks for `clientID`.
     func claimClientID(_ clientID: String, connection id: ConnectionID, cleanStart: Bool) {
-        sendClientMessage(ClientMessage(kind: .claim, origin: shardIndex, clientID: clientID, connection: id,
-                                        flags: cleanStart ? 1 : 0), to: homeShard(of: clientID))
+        sendClientMessage(ClientMessage(kind: .claim, clientID: clientID, connection: id, flags: cleanStart ? 1 : 0),
+                          to: homeShard(of: clientID))
     }
 
     /// Connection or session `id` no longer holds `clientID`.
     func releaseClientID(_ clientID: String, connection id: ConnectionID) {
-        sendClientMessage(ClientMessage(kind: .release, origin: shardIndex, clientID: clientID, connection: id),
-                          to: homeShard(of: clientID))
+        sendClientMessage(ClientMessage(kind: .release, clientID: clientID, connection: id), to: homeShard(of: clientID))
     }
 
-    func receiveClientMessage(_ m: ClientMessage) {
+    func receiveClientMessage(_ m: ClientMessage, from origin: Int) {
         switch m.kind {
         case .claim:
-            let claimant = ClientHolder(shard: m.origin, connection: m.connection)
+            let claimant = ClientHolder(shard: origin, connection: m.connection)
             let previous = registry[m.clientID]
             registry[m.clientID] = claimant
             if let previous, previous != claimant {
-                sendClientMessage(ClientMessage(kind: .evict, origin: shardIndex, clientID: m.clientID,
-                                                connection: previous.connection, otherConnection: m.connection,
-                                                otherShard: m.origin, flags: m.flags & 1 == 0 ? 1 : 0),
+                sendClientMessage(ClientMessage(kind: .evict, clientID: m.clientID, connection: previous.connection,
+                                                otherConnection: m.connection, other: ShardAddress(shard: origin),
+                                                flags: m.flags & 1 == 0 ? 1 : 0),
                                   to: previous.shard)
             } else {
-                sendClientMessage(ClientMessage(kind: .claimed, origin: shardIndex, clientID: m.clientID, connection: m.connection),
-                                  to: m.origin)
+                sendClientMessage(ClientMessage(kind: .claimed, clientID: m.clientID, connection: m.connection), to: origin)
             }
         case .release:
-            if registry[m.clientID] == ClientHolder(shard: m.origin, connection: m.connection) {
+            if registry[m.clientID] == ClientHolder(shard: origin, connection: m.connection) {
                 registry.removeValue(forKey: m.clientID)
             }
         case .evict:
             let session = evict(m.connection, clientID: m.clientID, handOver: m.flags & 1 != 0)
-            sendClientMessage(ClientMessage(kind: .claimed, origin: shardIndex, clientID: m.clientID,
-                                            connection: m.otherConnection, session: session), to: m.otherShard)
+            sendClientMessage(ClientMessage(kind: .claimed, clientID: m.clientID, connection: m.otherConnection, session: session),
+                              to: Int(m.other.shard))
         case .claimed:
             claimed(m.connection, clientID: m.clientID, session: m.session)
-        default:
-            break
         }
     }
 
     /// Holder side: ends the connection or offline session that lost its client id; returns its
     /// session when it is to be handed over and was persistent.
-    func evict(_ id: ConnectionID, clientID: String, handOver: Bool) -> SessionBox? {
+    func evict(_ id: ConnectionID, clientID: String, handOver: Bool) -> SessionSnapshot? {
         guard isCurrent(id) else { return nil }
         let s = Int(id.slot)
         guard connections[s].clientID == clientID else { return nil }
@@ -119,16 +99,24 @@ extension ShardCore {
     }
 
     /// Takes the session off an offline slot (its subscriptions leave this shard) and ends the slot.
-    func extractSession(slot s: Int) -> SessionBox {
+    func extractSession(slot s: Int) -> SessionSnapshot {
         connections[s].delayedWill = nil  // the client is back before the will delay passed
-        let box = SessionBox(
-            subscriptions: connections[s].subscriptions.map { ($0.key, $0.value) },
-            inflight: connections[s].inflight, queue: connections[s].queue,
-            awaitingRelease: connections[s].awaitingRelease, nextPacketID: connections[s].nextPacketID)
-        box.identifiers = connections[s].subscriptionIdentifiers
+        let snapshot = sessionSnapshot(slot: s)
         removeAllSubscriptions(slot: s)
         endOfflineSlot(s)
-        return box
+        return snapshot
+    }
+
+    /// The session of slot `s` in serialised form (times relative to now).
+    func sessionSnapshot(slot s: Int) -> SessionSnapshot {
+        let c = connections[s]
+        return SessionSnapshot(
+            nextPacketID: c.nextPacketID,
+            subscriptions: c.subscriptions.map { SessionSnapshot.Subscription(filter: $0.key, options: $0.value,
+                                                                              identifier: c.subscriptionIdentifiers[$0.key] ?? 0) },
+            awaitingRelease: Array(c.awaitingRelease),
+            inflight: c.inflight.map { SessionSnapshot.Inflight(packetID: $0.packetID, state: $0.state, message: $0.message?.snapshot(now: currentTime)) },
+            queue: c.queue.map { $0.snapshot(now: currentTime) })
     }
 
     /// An offline slot whose session moved or ended: free it, or let the runtime free it.
@@ -141,7 +129,7 @@ extension ShardCore {
     }
 
     /// Claimant side: the client id is ours; install the previous session (if any) and CONNACK.
-    func claimed(_ id: ConnectionID, clientID: String, session: SessionBox?) {
+    func claimed(_ id: ConnectionID, clientID: String, session: SessionSnapshot?) {
         guard isCurrent(id), connections[Int(id.slot)].clientID == clientID else {
             // The claimant is gone (and released the id, or will): the session ends here.
             return
@@ -161,14 +149,18 @@ extension ShardCore {
     }
 
     /// Moves a handed-over session into slot `s`: subscriptions, messages in flight and queued.
-    func installSession(_ box: SessionBox, slot s: Int) {
-        for (filter, options) in box.subscriptions {
-            addSubscription(slot: s, filter: filter, options: options, identifier: box.identifiers[filter] ?? 0)
+    func installSession(_ session: SessionSnapshot, slot s: Int) {
+        for subscription in session.subscriptions {
+            addSubscription(slot: s, filter: subscription.filter, options: subscription.options, identifier: subscription.identifier)
         }
-        connections[s].inflight = box.inflight
-        connections[s].queue = box.queue
-        connections[s].awaitingRelease = box.awaitingRelease
-        connections[s].nextPacketID = box.nextPacketID
+        connections[s].inflight = session.inflight.map {
+            InflightMessage(packetID: $0.packetID, state: $0.state, message: $0.message.map { StoredMessage(snapshot: $0, now: currentTime) })
+        }
+        var queue = MessageQueue()
+        for message in session.queue { queue.append(StoredMessage(snapshot: message, now: currentTime)) }
+        connections[s].queue = queue
+        connections[s].awaitingRelease = Set(session.awaitingRelease)
+        connections[s].nextPacketID = session.nextPacketID
         // The subscriptions were allowed for the previous connection; check what this one receives.
         if connections[s].access != nil { connections[s].accessCheckDeliveries = true }
         counters.sessionsResumed += 1

@@ -21,6 +21,7 @@
 // slot, so the publish path pays one byte test per delivery and per acknowledgement.
 
 import Codec
+import ShardContract
 
 /// Bits of `ClientConnection.flow`.
 enum FlowFlag {
@@ -62,8 +63,7 @@ extension ShardCore {
         if publisherShard == shardIndex {
             changeThrottle(publisher, by: 1)
         } else {
-            ShardMessageCodec.appendThrottle(.throttle, originShard: shardIndex, publisher: publisher,
-                                             to: &shardOutbox[publisherShard])
+            send(.throttle(publisher: publisher), to: publisherShard)
         }
     }
 
@@ -79,8 +79,7 @@ extension ShardCore {
             if Int(key.shard) == shardIndex {
                 changeThrottle(publisher, by: -1)
             } else {
-                ShardMessageCodec.appendThrottle(.unthrottle, originShard: shardIndex, publisher: publisher,
-                                                 to: &shardOutbox[Int(key.shard)])
+                send(.unthrottle(publisher: publisher), to: Int(key.shard))
             }
         }
         connections[s].dropUnusedExtras()

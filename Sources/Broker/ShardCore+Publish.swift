@@ -3,6 +3,7 @@
 
 import Codec
 import Router
+import ShardContract
 
 extension ShardCore {
     func handlePublish(_ publish: Publish, slot s: Int) {
@@ -204,9 +205,8 @@ extension ShardCore {
         }
         if forwardToShards && !remote.isEmpty {
             for target in remote {
-                ShardMessageCodec.appendPublish(
-                    qos: qos, retain: retain, originShard: shardIndex, origin: origin,
-                    topic: topic, properties: properties, payload: payload, to: &shardOutbox[target])
+                send(.publish(ForwardedPublish(qos: qos, retain: retain, origin: origin, topic: topic,
+                                               properties: properties, payload: payload)), to: target)
                 counters.publishesForwarded += 1
             }
         }
@@ -307,72 +307,26 @@ extension ShardCore {
     }
 
     /// Processes one record another shard sent through its mailbox (at `pointer`).
-    public func receiveShardMessage(_ pointer: UnsafeRawPointer) {
-        guard let message = ShardMessageCodec.decode(pointer) else { return }
-        switch message {
-        case .publish(let p):
-            route(qos: p.qos, retain: p.retain, topic: p.topic, properties: p.properties, payload: p.payload,
-                  origin: p.origin, originShard: p.originShard, forwardToShards: false)
-        case .routeAdd(let origin, let filter, let time):
-            trie.update(filter: filter) { entry in
-                var e = entry ?? RouteEntry()
-                e.remote.insert(origin)
-                entry = e
-            }
-            if time != .max { replayRecent(to: origin, filter: filter, since: time &- min(time, RecentPublishes.concurrencyNanoseconds)) }
-        case .replayPublish(let p, let filter):
-            deliverReplay(p, filter: filter)
-        case .routeRemove(let origin, let filter, _):
-            trie.update(filter: filter) { entry in
-                guard var e = entry else { return }
-                e.remote.remove(origin)
-                entry = e.isEmpty ? nil : e
-            }
-        case .barrier(let origin, let token):
-            ShardMessageCodec.appendBarrier(.barrierAck, originShard: shardIndex, token: token, to: &shardOutbox[origin])
-        case .barrierAck(_, let token):
-            barrierAcknowledged(token)
-        case .client(let clientMessage):
-            receiveClientMessage(clientMessage)
-        case .retain(let message):
-            applyRetained(message)
-        case .shareCount(let origin, let filter, let group, let count):
-            applyShareCount(origin: origin, filter: filter, group: group, count: count)
-        case .sharedPublish(let p, let filter, let group, let member):
-            deliverShared(p, filter: filter, group: group, member: member)
-        case .throttle(let publisher):
-            changeThrottle(publisher, by: 1)
-        case .unthrottle(let publisher):
-            changeThrottle(publisher, by: -1)
-        }
-    }
-
     /// A route from `shard` arrived for `filter`, whose SUBSCRIBE was read there at `since`: the
     /// messages routed here since then that it matches and that did not go there follow it
     /// (RecentPublishes.swift).
     func replayRecent(to shard: Int, filter: UnsafeRawBufferPointer, since: UInt64) {
         recent.forEach(since: since, notForwardedTo: shard, matching: filter) { origin, qos, retain, topic, properties, payload in
-            ShardMessageCodec.appendReplayPublish(qos: qos, retain: retain, originShard: shardIndex, origin: origin, topic: topic,
-                                                  properties: properties, payload: payload, filter: filter, to: &shardOutbox[shard])
+            send(.replayPublish(ForwardedPublish(qos: qos, retain: retain, origin: origin, topic: topic, properties: properties,
+                                                 payload: payload), filter: filter), to: shard)
             counters.messagesReplayed += 1
         }
     }
 
     /// A message replayed for the subscribers of exactly `filter` on this shard (the ones whose
     /// SUBSCRIBE was read before the message but whose route reached its shard after it).
-    func deliverReplay(_ p: ForwardedPublish, filter: UnsafeRawBufferPointer) {
+    func deliverReplay(_ p: ForwardedPublish, originShard: Int, filter: UnsafeRawBufferPointer) {
         guard let entry = trie.value(forFilter: filter) else { return }
         for subscriber in entry.local {
             deliver(to: subscriber.connection, qos: min(p.qos, subscriber.options.qos),
                     retain: p.retain && subscriber.options.retainAsPublished, topic: p.topic,
                     properties: withIdentifier(p.properties, subscriber.identifier), payload: p.payload,
-                    publisherShard: p.originShard, publisher: p.origin)
+                    publisherShard: originShard, publisher: p.origin)
         }
-    }
-
-    /// The length of the mailbox record at `pointer`.
-    @inline(__always)
-    public static func shardMessageLength(_ pointer: UnsafeRawPointer) -> Int {
-        ShardMessageCodec.recordLength(pointer)
     }
 }

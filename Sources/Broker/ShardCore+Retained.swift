@@ -4,6 +4,7 @@
 // shards converge on the same last message per topic even when two shards race.
 
 import Codec
+import ShardContract
 import Router
 
 /// One retained message (owned bytes: it outlives the packet it came from).
@@ -36,8 +37,14 @@ extension ShardCore {
         let message = RetainedMessage(topic: Array(topic), payload: Array(payload), qos: qos, properties: Array(properties),
                                       stamp: currentTime << 6 | UInt64(shardIndex))
         applyRetained(message)
-        for target in 0..<shardCount where target != shardIndex {
-            ShardMessageCodec.appendRetain(message, originShard: shardIndex, to: &shardOutbox[target])
+        guard shardCount > 1 else { return }
+        message.topic.withUnsafeBytes { topic in
+            message.properties.withUnsafeBytes { properties in
+                message.payload.withUnsafeBytes { payload in
+                    let update = RetainedUpdate(qos: qos, stamp: message.stamp, topic: topic, properties: properties, payload: payload)
+                    for target in 0..<shardCount where target != shardIndex { send(.retain(update), to: target) }
+                }
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 // publisher's client id — and sends the message to that member's shard only.
 
 import Codec
+import ShardContract
 import Router
 
 /// How a shared group's member is chosen for a message.
@@ -63,8 +64,7 @@ extension ShardCore {
         hasUrgentShardRecords = true
         guard shardCount > 1 else { return false }
         for target in 0..<shardCount where target != shardIndex {
-            ShardMessageCodec.appendShareCount(originShard: shardIndex, filter: shared.filter, group: shared.group,
-                                               count: count, to: &shardOutbox[target])
+            send(filter: shared.filter, group: shared.group, to: target) { .shareCount(filter: $0, group: $1, count: count) }
         }
         return true
     }
@@ -107,9 +107,8 @@ extension ShardCore {
                             properties: withIdentifier(properties, member.identifier), payload: payload,
                             publisherShard: shardIndex, publisher: origin)
                 } else {
-                    ShardMessageCodec.appendSharedPublish(
-                        qos: qos, originShard: shardIndex, origin: origin, topic: topic, properties: properties, payload: payload,
-                        filter: group.filter, group: group.name, member: k, to: &shardOutbox[shard])
+                    let message = ForwardedPublish(qos: qos, retain: false, origin: origin, topic: topic, properties: properties, payload: payload)
+                    send(filter: group.filter, group: group.name, to: shard) { .sharedPublish(message, filter: $0, group: $1, member: k) }
                     counters.publishesForwarded += 1
                 }
                 break
@@ -118,7 +117,7 @@ extension ShardCore {
     }
 
     /// A message for member `member` of a group on this shard.
-    func deliverShared(_ p: ForwardedPublish, filter: UnsafeRawBufferPointer, group: UnsafeRawBufferPointer, member: Int) {
+    func deliverShared(_ p: ForwardedPublish, originShard: Int, filter: UnsafeRawBufferPointer, group: UnsafeRawBufferPointer, member: Int) {
         guard let entry = trie.value(forFilter: filter), let g = entry.shared.first(where: { $0.name.utf8.elementsEqual(group) }),
               !g.local.isEmpty else {
             counters.droppedNoSharedMember += 1  // the member left while the message was on its way
@@ -127,6 +126,6 @@ extension ShardCore {
         let target = g.local[member % g.local.count]
         deliver(to: target.connection, qos: min(p.qos, target.options.qos), topic: p.topic,
                 properties: withIdentifier(p.properties, target.identifier), payload: p.payload,
-                publisherShard: p.originShard, publisher: p.origin)
+                publisherShard: originShard, publisher: p.origin)
     }
 }

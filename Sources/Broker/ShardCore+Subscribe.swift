@@ -1,6 +1,7 @@
 // SUBSCRIBE and UNSUBSCRIBE: the local trie, the route updates other shards receive, SUBACK/UNSUBACK.
 
 import Codec
+import ShardContract
 import Router
 
 extension ShardCore {
@@ -78,7 +79,7 @@ extension ShardCore {
         if newRoutes {
             lastBarrierIssued &+= 1
             for target in 0..<shardCount where target != shardIndex {
-                ShardMessageCodec.appendBarrier(.barrier, originShard: shardIndex, token: lastBarrierIssued, to: &shardOutbox[target])
+                send(.barrier(token: lastBarrierIssued), to: target)
             }
         }
         if lastBarrierCompleted == lastBarrierIssued {
@@ -204,13 +205,16 @@ extension ShardCore {
     }
 
     /// Tells every other shard that this shard gained or lost its last subscriber on `filter`.
-    func broadcastRoute(_ kind: ShardMessageKind, filter: String, time: UInt64) {
+    func broadcastRoute(_ kind: RouteChange, filter: String, time: UInt64) {
         hasUrgentShardRecords = true
         for target in 0..<shardCount where target != shardIndex {
-            ShardMessageCodec.appendRoute(kind, originShard: shardIndex, filter: filter, time: time, to: &shardOutbox[target])
+            send(filter: filter, to: target) { f, _ in kind == .routeAdd ? .routeAdd(filter: f, time: time) : .routeRemove(filter: f, time: time) }
         }
     }
 }
+
+/// Whether a shard gained its first or lost its last subscriber on a filter.
+enum RouteChange { case routeAdd, routeRemove }
 
 /// A SUBACK held back until the route barrier `token` completes.
 struct PendingSubAck {

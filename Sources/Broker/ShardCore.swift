@@ -3,6 +3,7 @@
 // records for other shards). Bytes in, actions out: no sockets, threads or clocks here.
 
 import Codec
+import ShardContract
 import Router
 
 /// Counters a shard keeps about its traffic.
@@ -38,6 +39,8 @@ public struct ShardCounters: Sendable {
     /// Messages replayed to a route that arrived just after them (RecentPublishes.swift), and their
     /// deliveries on the route's shard.
     public var messagesReplayed: UInt64 = 0
+    /// Shard records that did not decode (a bug: they come from this process), dropped.
+    public var shardRecordsRefused: UInt64 = 0
     /// Connections cut off because the shard's partial packets went over partial_packet_memory_limit.
     public var partialPacketsCutOff: UInt64 = 0
     /// Flow control: publishers throttled (their acknowledgements held) and for how long in all,
@@ -62,6 +65,7 @@ public struct ShardCounters: Sendable {
         sessionsPersisted &+= o.sessionsPersisted; sessionsExpired &+= o.sessionsExpired; sessionsResumed &+= o.sessionsResumed
         partialPacketsCutOff &+= o.partialPacketsCutOff
         messagesReplayed &+= o.messagesReplayed
+        shardRecordsRefused &+= o.shardRecordsRefused
         publishersThrottled &+= o.publishersThrottled; throttledNanoseconds &+= o.throttledNanoseconds
         publishersPaused &+= o.publishersPaused; stalledSubscribersDisconnected &+= o.stalledSubscribersDisconnected
     }
@@ -130,7 +134,7 @@ public final class ShardCore {
     var random: SplitMix64
     /// Refused logins not yet taken by the runtime (which logs them with the peer's address).
     var authenticationFailureLog: [AuthenticationFailure] = []
-    /// Route barriers (see ShardMessageKind.barrier): the last token issued, the last one every
+    /// Route barriers (see ShardMessage.barrier): the last token issued, the last one every
     /// other shard acknowledged, acknowledgements counted per outstanding token, and the SUBACKs
     /// waiting for them, in order.
     var lastBarrierIssued: UInt32 = 0

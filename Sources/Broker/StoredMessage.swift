@@ -2,6 +2,7 @@
 // behind the inflight window. QoS 0 deliveries are never stored.
 
 import Codec
+import ShardContract
 
 /// An application message owned by a session: topic, v5 properties and payload in one array.
 struct StoredMessage {
@@ -45,6 +46,29 @@ struct StoredMessage {
         self.qos = qos; self.retain = retain
     }
 
+    /// The message in serialised form (SessionSnapshot), its expiry relative to `now`.
+    func snapshot(now: UInt64) -> MessageSnapshot {
+        bytes.withUnsafeBytes { all in
+            MessageSnapshot(qos: qos, retain: retain, topic: Array(all[0..<topicLength]),
+                            properties: Array(all[topicLength..<(topicLength + propertiesLength)]),
+                            payload: Array(all[(topicLength + propertiesLength)...]),
+                            // One more than the nanoseconds left, so an expired message says 1, not 0 (none).
+                            expiresIn: expiresAt == 0 ? 0 : (expiresAt > now ? expiresAt - now + 1 : 1))
+        }
+    }
+
+    /// A message from its serialised form, expiring what was left of its expiry after `now`.
+    init(snapshot m: MessageSnapshot, now: UInt64) {
+        self = m.topic.withUnsafeBytes { topic in
+            m.properties.withUnsafeBytes { properties in
+                m.payload.withUnsafeBytes { payload in
+                    StoredMessage(topic: topic, properties: properties, payload: payload, qos: m.qos, retain: m.retain, now: now)
+                }
+            }
+        }
+        expiresAt = m.expiresIn == 0 ? 0 : now + m.expiresIn - 1
+    }
+
     /// Whether the message expired before it could be sent [MQTT-3.3.2-5].
     func isExpired(at now: UInt64) -> Bool { expiresAt != 0 && now >= expiresAt }
 
@@ -76,16 +100,6 @@ struct StoredMessage {
     }
 }
 
-/// Where an outbound QoS 1/2 message is in its acknowledgement flow.
-enum InflightState {
-    /// QoS 1, PUBLISH sent.
-    case awaitingPubAck
-    /// QoS 2, PUBLISH sent.
-    case awaitingPubRec
-    /// QoS 2, PUBREC received and PUBREL sent; the message itself is no longer needed.
-    case awaitingPubComp
-}
-
 /// One outbound message in flight.
 struct InflightMessage {
     var packetID: UInt16
@@ -102,6 +116,9 @@ struct MessageQueue {
     var isEmpty: Bool { head == items.count }
 
     mutating func append(_ message: StoredMessage) { items.append(message) }
+
+    /// The queued messages, oldest first, transformed.
+    func map<T>(_ transform: (StoredMessage) -> T) -> [T] { items[head...].map(transform) }
 
     mutating func popFirst() -> StoredMessage? {
         guard head < items.count else { return nil }

@@ -6,13 +6,6 @@ import Codec
 import IOUring
 @preconcurrency import Glibc
 
-/// A record too large for a mailbox travels on the heap: the mailbox carries this 16-byte stub.
-/// Layout: u32 length (16), u8 kind (0xFF), 3 bytes padding, u64 pointer to a malloc'd record.
-enum OutOfLineRecord {
-    static let kind: UInt8 = 0xFF
-    static let length = 16
-}
-
 extension Shard {
     func inboundMailboxesHaveRecords() -> Bool {
         for from in 0..<group.config.shards where from != index {
@@ -27,13 +20,7 @@ extension Shard {
             var any = false
             while let record = box.nextRecord() {
                 any = true
-                if record.load(fromByteOffset: 4, as: UInt8.self) == OutOfLineRecord.kind {
-                    let heap = UnsafeMutableRawPointer(bitPattern: UInt(record.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))!
-                    core.receiveShardMessage(UnsafeRawPointer(heap))
-                    heap.deallocate()
-                } else {
-                    core.receiveShardMessage(record)
-                }
+                core.receiveShardMessage(record)
             }
             if any { box.release() }
         }
@@ -56,12 +43,8 @@ extension Shard {
                 }
                 // Either the mailbox is full, or the next record is too large for it.
                 let length = ShardCore.shardMessageLength(view.baseAddress!)
-                guard length > box.maximumRecordLength else { break }
-                let heap = UnsafeMutableRawPointer.allocate(byteCount: length, alignment: 8)
-                heap.copyMemory(from: view.baseAddress!, byteCount: length)
-                var stub = (UInt32(OutOfLineRecord.length), OutOfLineRecord.kind, UInt8(0), UInt16(0), UInt64(UInt(bitPattern: heap)))
-                let stubWritten = withUnsafeBytes(of: &stub) { box.write(records: $0) }
-                if stubWritten == 0 { heap.deallocate(); break }
+                guard length > box.maximumRecordLength,
+                      box.writeOutOfLine(record: UnsafeRawBufferPointer(rebasing: view[0..<length])) else { break }
                 wrote = true
                 core.shardOutbox[target].moveReaderIndex(forwardBy: length)
             }

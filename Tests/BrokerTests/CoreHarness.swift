@@ -79,7 +79,7 @@ final class CoreHarness {
                         // Copy out like the mailbox does, so the record outlives the outbox buffer.
                         let copy = Array(UnsafeRawBufferPointer(rebasing: view[0..<length]))
                         cores[from].shardOutbox[to].moveReaderIndex(forwardBy: length)
-                        copy.withUnsafeBytes { cores[to].receiveShardMessage($0.baseAddress!) }
+                        copy.withUnsafeBytes { cores[to].receiveShardMessage($0) }
                         moved = true
                     }
                 }

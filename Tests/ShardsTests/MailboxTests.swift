@@ -99,3 +99,24 @@ final class MailboxTests: XCTestCase {
 final class DoneFlag: Sendable {
     let value = Atomic<Bool>(false)
 }
+
+final class MailboxOutOfLineTests: XCTestCase {
+    func testLargeRecordsTravelOnTheHeapInOrder() {
+        let box = Mailbox(capacity: 4096)
+        func record(_ length: Int, _ fill: UInt8) -> [UInt8] {
+            var r = [UInt8](repeating: fill, count: length)
+            withUnsafeBytes(of: UInt32(length).littleEndian) { r.replaceSubrange(0..<4, with: $0) }
+            return r
+        }
+        let small = record(16, 1), large = record(3000, 2)
+        XCTAssertGreaterThan(large.count, box.maximumRecordLength)
+        XCTAssertEqual(small.withUnsafeBytes { box.write(records: $0) }, 16)
+        XCTAssertEqual(large.withUnsafeBytes { box.write(records: $0) }, 0, "too large for the ring")
+        XCTAssertTrue(large.withUnsafeBytes { box.writeOutOfLine(record: $0) })
+        XCTAssertEqual(small.withUnsafeBytes { box.write(records: $0) }, 16)
+        var seen: [[UInt8]] = []
+        while let r = box.nextRecord() { seen.append(Array(r)) }
+        box.release()
+        XCTAssertEqual(seen, [small, large, small], "the consumer sees the record itself, in order")
+    }
+}
