@@ -40,13 +40,33 @@ public enum PublishOutcome: Sendable, Equatable {
     case refused(PublishRefusal)
 }
 
-extension BrokerConfig {
-    /// The settings' verdict on a PUBLISH: nil when it may be routed.
+extension PublishRefusal {
+    /// The verdict of the settings `maximumQoS`, `retainAvailable` and `messageSizeLimit` on a
+    /// PUBLISH: nil when it may be routed.
     @inline(__always)
-    public func refusal(qos: QoS, retain: Bool, payloadCount: Int) -> PublishRefusal? {
+    public static func check(qos: QoS, retain: Bool, payloadCount: Int,
+                             maximumQoS: QoS, retainAvailable: Bool, messageSizeLimit: Int) -> PublishRefusal? {
         if qos.rawValue > maximumQoS.rawValue { return .qosNotSupported }
         if retain && !retainAvailable { return .retainNotSupported }
         if messageSizeLimit > 0 && payloadCount > messageSizeLimit { return .overSizeLimit(messageSizeLimit) }
         return nil
+    }
+}
+
+extension BrokerConfig {
+    /// The settings' verdict on a PUBLISH: nil when it may be routed.
+    public func refusal(qos: QoS, retain: Bool, payloadCount: Int) -> PublishRefusal? {
+        PublishRefusal.check(qos: qos, retain: retain, payloadCount: payloadCount, maximumQoS: maximumQoS,
+                             retainAvailable: retainAvailable, messageSizeLimit: messageSizeLimit)
+    }
+}
+
+extension ShardCore {
+    /// `BrokerConfig.refusal` on the data path: the three fields read in place (calling a method
+    /// on `config`, a class's stored struct, would copy the whole configuration, retains and all).
+    @inline(__always)
+    func publishRefusal(qos: QoS, retain: Bool, payloadCount: Int) -> PublishRefusal? {
+        PublishRefusal.check(qos: qos, retain: retain, payloadCount: payloadCount, maximumQoS: config.maximumQoS,
+                             retainAvailable: config.retainAvailable, messageSizeLimit: config.messageSizeLimit)
     }
 }

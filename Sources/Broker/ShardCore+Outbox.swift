@@ -36,6 +36,17 @@ extension ShardCore {
     /// counted and dropped: the records come from this process's own code, so that is a bug,
     /// and the shard keeps serving.
     public func receiveShardMessage(_ record: UnsafeRawBufferPointer) {
+        if ShardRecordCodec.kind(record) == .publish {
+            // The data path: no ShardMessage is built.
+            do {
+                let (origin, p) = try ShardRecordCodec.decodePublish(record)
+                route(qos: p.qos, retain: p.retain, topic: p.topic, properties: p.properties, payload: p.payload,
+                      origin: p.origin, originShard: Int(origin.shard), forwardToShards: false)
+            } catch {
+                counters.shardRecordsRefused += 1
+            }
+            return
+        }
         let decoded: ShardRecord
         do {
             decoded = try ShardRecordCodec.decode(record)

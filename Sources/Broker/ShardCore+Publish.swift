@@ -8,7 +8,7 @@ import ShardContract
 extension ShardCore {
     func handlePublish(_ publish: Publish, slot s: Int) {
         counters.publishesReceived += 1
-        switch config.refusal(qos: publish.qos, retain: publish.retain, payloadCount: publish.payload.count) {
+        switch publishRefusal(qos: publish.qos, retain: publish.retain, payloadCount: publish.payload.count) {
         case nil, .overSizeLimit?:
             break  // an oversized payload is answered once the topic is resolved (handleResolvedPublish)
         case let refusal?:
@@ -86,7 +86,8 @@ extension ShardCore {
 
     func handleResolvedPublish(_ publish: Publish, slot s: Int) {
         let version = connections[s].version
-        if case .overSizeLimit? = config.refusal(qos: publish.qos, retain: publish.retain, payloadCount: publish.payload.count) {
+        if config.messageSizeLimit > 0 && publish.payload.count > config.messageSizeLimit {
+            // PublishRefusal.overSizeLimit (QoS and retain were checked in handlePublish).
             counters.droppedOverSizeLimit += 1
             // Not routed; v5 gets 0x97, 3.1.1 a normal acknowledgement (it has no way to say no).
             acknowledge(publish, slot: s, reason: version == .v5 ? .quotaExceeded : .success,
@@ -205,8 +206,10 @@ extension ShardCore {
         }
         if forwardToShards && !remote.isEmpty {
             for target in remote {
-                send(.publish(ForwardedPublish(qos: qos, retain: retain, origin: origin, topic: topic,
-                                               properties: properties, payload: payload)), to: target)
+                // The data path's record, encoded in place (what `send(.publish(...))` does).
+                ShardRecordCodec.encodePublish(ForwardedPublish(qos: qos, retain: retain, origin: origin, topic: topic,
+                                                                properties: properties, payload: payload),
+                                               origin: address, into: &shardOutbox[target])
                 counters.publishesForwarded += 1
             }
         }

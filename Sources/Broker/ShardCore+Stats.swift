@@ -68,7 +68,7 @@ extension ShardCore {
     /// Publishes a message that the HTTP API received: held to the same settings as a client's
     /// PUBLISH (`BrokerConfig.refusal`), then routed as `publishFromBroker` does.
     public func publishFromAPI(topic: String, payload: [UInt8], qos: QoS, retain: Bool, properties: [UInt8]) -> PublishOutcome {
-        if let refusal = config.refusal(qos: qos, retain: retain, payloadCount: payload.count) { return .refused(refusal) }
+        if let refusal = publishRefusal(qos: qos, retain: retain, payloadCount: payload.count) { return .refused(refusal) }
         return .routed(matched: publishFromBroker(topic: topic, payload: payload, qos: qos, retain: retain, properties: properties))
     }
 }

@@ -104,7 +104,7 @@ public enum ShardRecordCodec {
 
     /// The publish record, the data path's: one reservation, the fixed fields stored directly.
     @inlinable @inline(__always)
-    static func encodePublish(_ p: ForwardedPublish, origin: ShardAddress, into buffer: inout ByteBuffer) {
+    public static func encodePublish(_ p: ForwardedPublish, origin: ShardAddress, into buffer: inout ByteBuffer) {
         let length = headerLength + publishBodyLength + p.topic.count + p.properties.count + p.payload.count
         let w = buffer.reserveWritable(length)
         w.storeBytes(of: UInt32(length).littleEndian, as: UInt32.self)
@@ -208,6 +208,28 @@ public enum ShardRecordCodec {
         }
         guard r.remaining == 0 else { throw ShardRecordError("\(r.remaining) bytes after the \(kind) body") }
         return ShardRecord(origin: address, message: message)
+    }
+
+    /// The kind of the record (nil: unknown), to take the publish path without building a
+    /// `ShardMessage`.
+    @inlinable public static func kind(_ record: UnsafeRawBufferPointer) -> ShardMessageKind? {
+        record.count >= headerLength ? ShardMessageKind(rawValue: record[4]) : nil
+    }
+
+    /// Decodes a publish record (the data path's): its origin shard and the message.
+    @inlinable @inline(__always)
+    public static func decodePublish(_ record: UnsafeRawBufferPointer) throws(ShardRecordError) -> (origin: ShardAddress, message: ForwardedPublish) {
+        var r = RecordReader(record)
+        let h = try r.fixed(headerLength)
+        guard Int(UInt32(littleEndian: h.loadUnaligned(as: UInt32.self))) == record.count,
+              h.load(fromByteOffset: 4, as: UInt8.self) == ShardMessageKind.publish.rawValue else {
+            throw ShardRecordError("not a publish record of this length")
+        }
+        let origin = ShardAddress(node: UInt16(littleEndian: h.loadUnaligned(fromByteOffset: 6, as: UInt16.self)),
+                                  shard: Int(h.load(fromByteOffset: 5, as: UInt8.self)))
+        let message = try readPublish(&r)
+        guard r.remaining == 0 else { throw ShardRecordError("\(r.remaining) bytes after the publish body") }
+        return (origin, message)
     }
 
     @inlinable @inline(__always)

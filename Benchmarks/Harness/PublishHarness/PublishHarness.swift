@@ -29,8 +29,8 @@ public final class PublishHarness {
     /// The PUBLISH frame the publisher sends for every message.
     @exclusivity(unchecked) private var frame = UnsafeRawBufferPointer(start: nil, count: 0)
     @exclusivity(unchecked) private var flushScratch: [Int32] = []
-    /// Each connection's send buffer, as the runtime's (index: shard, then slot).
-    @exclusivity(unchecked) private var wires: [[ByteBuffer]]
+    /// Each connection's send buffer, as the runtime's (index: slot × shards + shard).
+    @exclusivity(unchecked) private var wires: [ByteBuffer] = []
     /// Packet ids the subscribers received at QoS 1 and acknowledge next: (subscriber, id).
     @exclusivity(unchecked) private var pendingAcks: [(Int, UInt16)] = []
     private let ackFrame = UnsafeMutableRawBufferPointer.allocate(byteCount: 4, alignment: 8)
@@ -47,13 +47,12 @@ public final class PublishHarness {
             (0..<shards).map { to in from == to ? nil : Mailbox(capacity: 4 << 20) }
         }
         subscriberSlots = Array(repeating: [:], count: shards)
-        wires = Array(repeating: [], count: shards)
         flushScratch.reserveCapacity(1024)
         pendingAcks.reserveCapacity(1024)
     }
 
     deinit {
-        for i in wires.indices { for j in wires[i].indices { wires[i][j].deallocate() } }
+        for i in wires.indices { wires[i].deallocate() }
         ackFrame.deallocate()
         if let base = frame.baseAddress { base.deallocate() }
     }
@@ -143,10 +142,11 @@ public final class PublishHarness {
             let id = core.connectionID(slot: slot)
             // As the runtime's plain transport: the queue is swapped with the slot's empty send
             // buffer, and the kernel takes it all.
-            while wires[shard].count <= Int(slot) { wires[shard].append(ByteBuffer()) }
-            core.takeOutbound(id, swappingWith: &wires[shard][Int(slot)])
-            inspect(wires[shard][Int(slot)].readableView, shard: shard, slot: slot)
-            wires[shard][Int(slot)].clear()
+            let w = Int(slot) * cores.count + shard
+            while wires.count <= w { wires.append(ByteBuffer()) }
+            core.takeOutbound(id, swappingWith: &wires[w])
+            inspect(wires[w].readableView, shard: shard, slot: slot)
+            wires[w].clear()
             core.setTransportBacklog(id, bytes: 0)
         }
         flushScratch.removeAll(keepingCapacity: true)
