@@ -115,7 +115,7 @@ extension ShardCore {
             subscriptions: c.subscriptions.map { SessionSnapshot.Subscription(filter: $0.key, options: $0.value,
                                                                               identifier: c.subscriptionIdentifiers[$0.key] ?? 0) },
             awaitingRelease: Array(c.awaitingRelease),
-            inflight: c.inflight.map { SessionSnapshot.Inflight(packetID: $0.packetID, state: $0.state, message: $0.message?.snapshot(now: currentTime)) },
+            inflight: c.inflight.map { SessionSnapshot.Inflight(packetID: $0.packetID, state: ShardContract.InflightState(rawValue: $0.state.rawValue)!, message: $0.message?.snapshot(now: currentTime)) },
             queue: c.queue.map { $0.snapshot(now: currentTime) })
     }
 
@@ -154,7 +154,7 @@ extension ShardCore {
             addSubscription(slot: s, filter: subscription.filter, options: subscription.options, identifier: subscription.identifier)
         }
         connections[s].inflight = session.inflight.map {
-            InflightMessage(packetID: $0.packetID, state: $0.state, message: $0.message.map { StoredMessage(snapshot: $0, now: currentTime) })
+            InflightMessage(packetID: $0.packetID, state: InflightState(rawValue: $0.state.rawValue)!, message: $0.message.map { StoredMessage(snapshot: $0, now: currentTime) })
         }
         var queue = MessageQueue()
         for message in session.queue { queue.append(StoredMessage(snapshot: message, now: currentTime)) }

@@ -100,6 +100,18 @@ struct StoredMessage {
     }
 }
 
+/// Where an outbound QoS 1/2 message is in its acknowledgement flow. The core's own enum (the
+/// contract's `ShardContract.InflightState` is its serialised form): a type of this module keeps
+/// `InflightMessage` copies inline on the PUBACK path (measured: value-witness copies otherwise).
+enum InflightState: UInt8 {
+    /// QoS 1, PUBLISH sent.
+    case awaitingPubAck = 0
+    /// QoS 2, PUBLISH sent.
+    case awaitingPubRec = 1
+    /// QoS 2, PUBREC received and PUBREL sent; the message itself is no longer needed.
+    case awaitingPubComp = 2
+}
+
 /// One outbound message in flight.
 struct InflightMessage {
     var packetID: UInt16
