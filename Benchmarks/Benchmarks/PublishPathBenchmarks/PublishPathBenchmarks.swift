@@ -116,29 +116,29 @@ final class HarnessHolder {
     var routeRecords: RouteRecords?
 }
 
-/// Mailbox records as shard 1 would send them (ShardMessage.swift's layout): routeAdd and
-/// routeRemove for 1024 filters that no shard subscribes to otherwise.
+/// Mailbox records as shard 1 would send them, encoded by the contract's codec: routeAdd and
+/// routeRemove for 1024 filters that no shard subscribes to otherwise (no replay time).
 final class RouteRecords {
-    var add: [UnsafeRawPointer] = []
-    var remove: [UnsafeRawPointer] = []
+    var add: [UnsafeRawBufferPointer] = []
+    var remove: [UnsafeRawBufferPointer] = []
 
     init() {
         for k in 0..<1024 {
             let filter = Array("tenant/\(k % 100)/device/\(k)/telemetry".utf8)
-            add.append(RouteRecords.record(kind: 2, filter: filter))
-            remove.append(RouteRecords.record(kind: 3, filter: filter))
+            filter.withUnsafeBytes { f in
+                add.append(RouteRecords.record(.routeAdd(filter: f, time: .max)))
+                remove.append(RouteRecords.record(.routeRemove(filter: f, time: .max)))
+            }
         }
     }
 
-    /// u32 length, u8 kind, u8 origin shard (1), u16 filter length, filter bytes.
-    static func record(kind: UInt8, filter: [UInt8]) -> UnsafeRawPointer {
-        let length = 8 + filter.count
-        let p = UnsafeMutableRawPointer.allocate(byteCount: length, alignment: 8)
-        p.storeBytes(of: UInt32(length), as: UInt32.self)
-        p.storeBytes(of: kind, toByteOffset: 4, as: UInt8.self)
-        p.storeBytes(of: UInt8(1), toByteOffset: 5, as: UInt8.self)
-        p.storeBytes(of: UInt16(filter.count), toByteOffset: 6, as: UInt16.self)
-        filter.withUnsafeBytes { (p + 8).copyMemory(from: $0.baseAddress!, byteCount: filter.count) }
-        return UnsafeRawPointer(p)
+    /// The record of `message` from shard 1, in memory of its own (kept for the whole run).
+    static func record(_ message: ShardMessage) -> UnsafeRawBufferPointer {
+        var buffer = ByteBuffer()
+        defer { buffer.deallocate() }
+        ShardRecordCodec.encode(message, origin: ShardAddress(shard: 1), into: &buffer)
+        let p = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.readableBytes, alignment: 8)
+        p.copyMemory(from: buffer.readableView)
+        return UnsafeRawBufferPointer(p)
     }
 }
