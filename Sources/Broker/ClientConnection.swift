@@ -1,5 +1,6 @@
-// The per-connection state a shard keeps: decoder, outbound bytes, and the MQTT session of the
-// client on it. Stored by value in the shard's connection table (no per-connection class).
+// The per-connection state a shard keeps: decoder, outbound bytes, aliases, keep alive, and the
+// MQTT session of the client on it (Session.swift). Stored by value in the shard's connection
+// table (no per-connection class).
 
 import Codec
 
@@ -24,8 +25,6 @@ public enum ConnectionPhase: Sendable {
 /// of the slot so that an idle connected client's slot stays small (136 bytes become 8).
 final class ConnectionExtras {
     var held = ByteBuffer()
-    var delayedWill: Will? = nil
-    var willDueAt: UInt64 = 0
     var offlineSince: UInt64 = 0
     var authExchange: (any AuthenticationExchange)? = nil
     var authMethod: String? = nil
@@ -43,18 +42,12 @@ final class ConnectionExtras {
 
     deinit { heldAcks.deallocate() }
 
-    /// Nothing here needs keeping (the times only mean something with a will, offline or throttled).
+    /// Nothing here needs keeping (the times only mean something offline or throttled).
     var isUnused: Bool {
-        held.capacity == 0 && delayedWill == nil && authExchange == nil && authMethod == nil
+        held.capacity == 0 && authExchange == nil && authMethod == nil
             && pendingConnect == nil && pendingConnAckProperties.isEmpty
             && throttledBy == 0 && heldAcks.capacity == 0 && throttling.isEmpty
     }
-}
-
-/// A will, out of line: most connections have none, and a slot then holds 8 bytes, not 40.
-final class WillBox {
-    let will: Will
-    init(_ will: Will) { self.will = will }
 }
 
 /// One client connection and its session (which stays on the slot, offline, when persistent).
@@ -63,7 +56,6 @@ final class WillBox {
 /// lays fields out in declaration order), and what few connections use is a reference.
 struct ClientConnection {
     var decoder = StreamDecoder()
-    var nextPacketID: UInt16 = 1
     /// Bytes (plaintext MQTT packets) queued for the client by the session logic; the runtime
     /// takes them for the connection's transport (`ShardCore.takeOutbound`).
     var outbound = ByteBuffer()
@@ -74,8 +66,6 @@ struct ClientConnection {
     /// Bytes the connection's transport holds for the client beyond `outbound` (what the runtime
     /// took and the kernel has not; a TLS layer's records), as the runtime last reported them.
     var transportBacklog: Int32 = 0
-    /// Seconds the session outlives its connection: 0 = ends with it, UInt32.max = never expires.
-    var sessionExpiry: UInt32 = 0
     /// Maximum Packet Size the client accepts (v5), or UInt32.max.
     var clientMaximumPacketSize: UInt32 = .max
     var keepAlive: UInt16 = 0
@@ -96,17 +86,9 @@ struct ClientConnection {
     var accessCheckDeliveries = false
     /// Flow-control state (FlowFlag bits; the rest is in `extras`).
     var flow: UInt8 = 0
-    var willBox: WillBox? = nil
-    /// This client's subscriptions: filter → options (to answer UNSUBSCRIBE and clean up).
-    var subscriptions: [String: SubscriptionOptions] = [:]
-    /// v5 Subscription Identifiers of those subscriptions that have one.
-    var subscriptionIdentifiers: [String: UInt32] = [:]
-    /// Inbound QoS 2 packet ids between PUBREC and PUBREL (exactly-once delivery).
-    var awaitingRelease: Set<UInt16> = []
-    /// Outbound QoS 1/2 messages sent and not yet acknowledged, in send order.
-    var inflight: [InflightMessage] = []
-    /// Outbound QoS 1/2 messages waiting for room in the inflight window, in order.
-    var queue = MessageQueue()
+    /// The MQTT session (subscriptions, messages in flight and queued, QoS 2 ids, expiry, will);
+    /// changed only through its methods (Session.swift).
+    var session = Session()
     /// Inbound v5 topic aliases of this connection: alias → topic name.
     var topicAliases: [UInt16: [UInt8]] = [:]
     /// Topic Aliases the broker assigned towards this connection (v5).
@@ -117,12 +99,6 @@ struct ClientConnection {
     var access: ClientAccess? = nil
     /// The last topic this client was allowed to publish to (skips re-checking a repeated topic).
     var lastAllowedTopic: [UInt8] = []
-
-    /// The will published when the connection ends without DISCONNECT 0x00.
-    var will: Will? {
-        get { willBox?.will }
-        set { willBox = newValue.map(WillBox.init) }
-    }
 
     /// What only a connecting, authenticating or offline session needs (see ConnectionExtras).
     var extras: ConnectionExtras? = nil
@@ -138,15 +114,6 @@ struct ClientConnection {
     var held: ByteBuffer {
         get { extras?.held ?? ByteBuffer() }
         _modify { let e = materializeExtras(); yield &e.held }
-    }
-    /// A v5 will waiting for its Will Delay Interval while the session is offline.
-    var delayedWill: Will? {
-        get { extras?.delayedWill }
-        set { if newValue != nil || extras != nil { materializeExtras().delayedWill = newValue } }
-    }
-    var willDueAt: UInt64 {
-        get { extras?.willDueAt ?? 0 }
-        set { materializeExtras().willDueAt = newValue }
     }
     var offlineSince: UInt64 {
         get { extras?.offlineSince ?? 0 }
@@ -178,20 +145,8 @@ struct ClientConnection {
         if let e = extras, e.isUnused { extras = nil }
     }
 
-    /// Whether the session survives the end of its connection.
-    var isPersistent: Bool { sessionExpiry > 0 }
-
     /// Bytes waiting to reach the client: queued here plus held by the transport and the kernel.
     var pendingOutboundBytes: Int { outbound.readableBytes + Int(transportBacklog) }
-
-    /// The next packet id not used by a message in flight.
-    mutating func allocatePacketID() -> UInt16 {
-        while true {
-            let id = nextPacketID
-            nextPacketID = nextPacketID == .max ? 1 : nextPacketID + 1
-            if inflight.isEmpty || !inflight.contains(where: { $0.packetID == id }) { return id }
-        }
-    }
 
     /// Frees what only a connected socket needs (an offline session keeps the rest).
     mutating func releaseSocketBuffers() {
@@ -209,14 +164,8 @@ struct ClientConnection {
     /// Frees buffers; the slot keeps its generation.
     mutating func releaseResources() {
         releaseSocketBuffers()
-        subscriptions = [:]
-        subscriptionIdentifiers = [:]
-        awaitingRelease = []
+        session.clear()
         topicAliases = [:]
-        inflight = []
-        queue = MessageQueue()
-        will = nil
-        delayedWill = nil
         clientID = ""
         authMethod = nil
         username = nil

@@ -81,9 +81,9 @@ extension ShardCore {
         guard connections[s].clientID == clientID else { return nil }
         switch connections[s].phase {
         case .connecting, .connected:
-            let wasPersistent = connections[s].isPersistent
+            let wasPersistent = connections[s].session.isPersistent
             // Keep the session through endSession, so that it can be extracted below.
-            connections[s].sessionExpiry = handOver && wasPersistent ? .max : 0
+            connections[s].session.setExpiry(handOver && wasPersistent ? .max : 0)
             endSession(slot: s, publishWill: true, disconnectReason: .sessionTakenOver)
             guard connections[s].phase == .offline else { return nil }
             return extractSession(slot: s)
@@ -100,7 +100,7 @@ extension ShardCore {
 
     /// Takes the session off an offline slot (its subscriptions leave this shard) and ends the slot.
     func extractSession(slot s: Int) -> SessionSnapshot {
-        connections[s].delayedWill = nil  // the client is back before the will delay passed
+        connections[s].session.takeDelayedWill()  // the client is back before the will delay passed: cancelled
         let snapshot = sessionSnapshot(slot: s)
         removeAllSubscriptions(slot: s)
         endOfflineSlot(s)
@@ -109,14 +109,7 @@ extension ShardCore {
 
     /// The session of slot `s` in serialised form (times relative to now).
     func sessionSnapshot(slot s: Int) -> SessionSnapshot {
-        let c = connections[s]
-        return SessionSnapshot(
-            nextPacketID: c.nextPacketID,
-            subscriptions: c.subscriptions.map { SessionSnapshot.Subscription(filter: $0.key, options: $0.value,
-                                                                              identifier: c.subscriptionIdentifiers[$0.key] ?? 0) },
-            awaitingRelease: Array(c.awaitingRelease),
-            inflight: c.inflight.map { SessionSnapshot.Inflight(packetID: $0.packetID, state: ShardContract.InflightState(rawValue: $0.state.rawValue)!, message: $0.message?.snapshot(now: currentTime)) },
-            queue: c.queue.map { $0.snapshot(now: currentTime) })
+        connections[s].session.snapshot(now: currentTime)
     }
 
     /// An offline slot whose session moved or ended: free it, or let the runtime free it.
@@ -153,14 +146,7 @@ extension ShardCore {
         for subscription in session.subscriptions {
             addSubscription(slot: s, filter: subscription.filter, options: subscription.options, identifier: subscription.identifier)
         }
-        connections[s].inflight = session.inflight.map {
-            InflightMessage(packetID: $0.packetID, state: InflightState(rawValue: $0.state.rawValue)!, message: $0.message.map { StoredMessage(snapshot: $0, now: currentTime) })
-        }
-        var queue = MessageQueue()
-        for message in session.queue { queue.append(StoredMessage(snapshot: message, now: currentTime)) }
-        connections[s].queue = queue
-        connections[s].awaitingRelease = Set(session.awaitingRelease)
-        connections[s].nextPacketID = session.nextPacketID
+        connections[s].session.restoreMessages(from: session, now: currentTime)
         // The subscriptions were allowed for the previous connection; check what this one receives.
         if connections[s].access != nil { connections[s].accessCheckDeliveries = true }
         counters.sessionsResumed += 1

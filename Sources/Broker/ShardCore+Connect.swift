@@ -98,16 +98,16 @@ extension ShardCore {
             connections[s].access = access
             connections[s].accessCheckDeliveries = access.hasDenyRules
         }
-        connections[s].will = connect.will
+        connections[s].session.setWill(connect.will)
         connections[s].cleanStart = connect.cleanStart
         if version == .v5 {
             let expiry = connect.properties.sessionExpiryInterval ?? 0
-            connections[s].sessionExpiry = expiry == 0xFFFF_FFFF ? .max : expiry
+            connections[s].session.setExpiry(expiry == 0xFFFF_FFFF ? .max : expiry)
         } else {
-            connections[s].sessionExpiry = connect.cleanStart ? 0 : .max  // 3.1.1: kept until a clean connect
+            connections[s].session.setExpiry(connect.cleanStart ? 0 : .max)  // 3.1.1: kept until a clean connect
         }
-        if connections[s].sessionExpiry == .max && config.persistentClientExpiration > 0 {
-            connections[s].sessionExpiry = config.persistentClientExpiration
+        if connections[s].session.expiry == .max && config.persistentClientExpiration > 0 {
+            connections[s].session.setExpiry(config.persistentClientExpiration)
         }
 
         var properties = Properties()
@@ -161,7 +161,7 @@ extension ShardCore {
         connections[s].pendingConnAckProperties = Properties()
         ack.encodePacket(version: connections[s].version, into: &connections[s].outbound)
         markFlush(s)
-        if !connections[s].inflight.isEmpty || !connections[s].queue.isEmpty { resendInflight(s) }
+        if !connections[s].session.inflight.isEmpty || !connections[s].session.queue.isEmpty { resendInflight(s) }
         if !connections[s].held.isEmpty {
             var held = connections[s].held
             connections[s].held = ByteBuffer()

@@ -91,7 +91,7 @@ extension ShardCore {
     func noteSubscriberProgress(_ s: Int) {
         guard connections[s].flow & FlowFlag.throttling != 0 else { return }
         connections[s].extras?.lastProgress = currentTime
-        if connections[s].queue.count <= releaseQueueLength { releaseThrottles(subscriber: s) }
+        if connections[s].session.queue.count <= releaseQueueLength { releaseThrottles(subscriber: s) }
     }
 
     /// At the tick: a throttling subscriber that acknowledged nothing for the stall timeout.

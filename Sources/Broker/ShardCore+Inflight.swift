@@ -16,8 +16,8 @@ extension ShardCore {
                          payload: UnsafeRawBufferPointer, qos: QoS, retain: Bool, publisherShard: Int, publisher: ConnectionID) {
         let message = StoredMessage(topic: topic, properties: properties, payload: payload, qos: qos, retain: retain,
                                     now: currentTime, reusing: messageBuffers.take())
-        if connections[s].phase == .connected && connections[s].queue.isEmpty
-            && connections[s].inflight.count < inflightWindow(s) {
+        if connections[s].phase == .connected && connections[s].session.queue.isEmpty
+            && connections[s].session.inflight.count < inflightWindow(s) {
             var out = takeOutbound(s)
             send(message, slot: s, into: &out)
             connections[s].outbound = out
@@ -32,7 +32,7 @@ extension ShardCore {
     /// session without a connection drops at max_queued_messages, counted.
     func enqueue(_ message: consuming StoredMessage, slot s: Int, publisherShard: Int = -1,
                  publisher: ConnectionID = ConnectionID(slot: -1, generation: 0)) {
-        let count = connections[s].queue.count
+        let count = connections[s].session.queue.count
         if connections[s].phase == .connected {
             if count >= throttleQueueLength && publisherShard >= 0 {
                 throttle(publisherShard: publisherShard, publisher: publisher, subscriber: s)
@@ -42,7 +42,7 @@ extension ShardCore {
             messageBuffers.recycle(message)
             return
         }
-        connections[s].queue.append(message)
+        connections[s].session.enqueue(message)
     }
 
     /// Moves the outbound buffer out of the table so that it can be written while the session
@@ -54,15 +54,13 @@ extension ShardCore {
         return out
     }
 
-    /// Records the message in flight under a new packet id and encodes it, with the Message
+    /// Encodes the message under a new packet id and records it in flight, with the Message
     /// Expiry Interval reduced by the time it waited. `buffer` must reach the client in order with
     /// the connection's outbound bytes unless `useAliases` is false.
     /// `message` is consumed: when its bytes are not shared, the expiry is updated in place.
     func send(_ message: consuming StoredMessage, slot s: Int, into buffer: inout ByteBuffer, useAliases: Bool = true) {
         message.updateRemainingExpiry(at: currentTime)
-        let packetID = connections[s].allocatePacketID()
-        connections[s].inflight.append(InflightMessage(
-            packetID: packetID, state: message.qos == .exactlyOnce ? .awaitingPubRec : .awaitingPubAck, message: message))
+        let packetID = connections[s].session.allocatePacketID()
         if useAliases, connections[s].outboundAliases.maximum > 0,
            let (alias, known) = message.withTopic({ connections[s].outboundAliases.alias(for: $0) }) {
             message.encode(version: connections[s].version, packetID: packetID, dup: false, topicAlias: alias, omitTopic: known,
@@ -70,15 +68,17 @@ extension ShardCore {
         } else {
             message.encode(version: connections[s].version, packetID: packetID, dup: false, into: &buffer)
         }
+        let state: InflightState = message.qos == .exactlyOnce ? .awaitingPubRec : .awaitingPubAck
+        connections[s].session.addInflight(message, packetID: packetID, state: state)
         counters.publishesDelivered += 1
     }
 
     /// Sends queued messages while the window has room.
     func pumpQueue(_ s: Int) {
         defer { noteSubscriberProgress(s) }
-        guard connections[s].phase == .connected, !connections[s].queue.isEmpty else { return }
+        guard connections[s].phase == .connected, !connections[s].session.queue.isEmpty else { return }
         var out = takeOutbound(s)
-        while connections[s].inflight.count < inflightWindow(s), let message = connections[s].queue.popFirst() {
+        while connections[s].session.inflight.count < inflightWindow(s), let message = connections[s].session.dequeue() {
             if message.isExpired(at: currentTime) {
                 counters.droppedExpired += 1  // expired while queued: deleted, not sent [MQTT-3.3.2-5]
                 messageBuffers.recycle(message)
@@ -98,22 +98,24 @@ extension ShardCore {
 
     /// PUBACK: QoS 1 delivery done.
     func handlePubAck(_ ack: PublishAck, slot s: Int) {
-        if let i = connections[s].inflight.firstIndex(where: { $0.packetID == ack.packetID && $0.state == .awaitingPubAck }) {
-            recycle(connections[s].inflight.remove(at: i))
+        if let entry = connections[s].session.removeInflight(ack.packetID, state: .awaitingPubAck) {
+            recycle(entry)
             pumpQueue(s)
         }
     }
 
     /// PUBREC: the client has the QoS 2 message; answer PUBREL (or drop it on a v5 error code).
     func handlePubRec(_ ack: PublishAck, slot s: Int) {
-        let index = connections[s].inflight.firstIndex(where: { $0.packetID == ack.packetID && $0.state != .awaitingPubAck })
+        let index = connections[s].session.qos2InflightIndex(ack.packetID)
         if ack.reasonCode.isError {
-            if let i = index { recycle(connections[s].inflight.remove(at: i)); pumpQueue(s) }
+            if let i = index {
+                recycle(connections[s].session.removeInflight(at: i))
+                pumpQueue(s)
+            }
             return
         }
         if let i = index {
-            connections[s].inflight[i].state = .awaitingPubComp
-            if let message = connections[s].inflight[i].message.take() { messageBuffers.recycle(message) }
+            if let message = connections[s].session.awaitPubComp(at: i) { messageBuffers.recycle(message) }
             queueAck(.pubrel(PublishAck(packetID: ack.packetID)), slot: s)
         } else {
             queueAck(.pubrel(PublishAck(packetID: ack.packetID, reasonCode: connections[s].version == .v5 ? .packetIdentifierNotFound : .success)), slot: s)
@@ -122,8 +124,7 @@ extension ShardCore {
 
     /// PUBCOMP: QoS 2 delivery done.
     func handlePubComp(_ ack: PublishAck, slot s: Int) {
-        if let i = connections[s].inflight.firstIndex(where: { $0.packetID == ack.packetID && $0.state == .awaitingPubComp }) {
-            connections[s].inflight.remove(at: i)
+        if connections[s].session.removeInflight(ack.packetID, state: .awaitingPubComp) != nil {
             pumpQueue(s)
         }
     }
@@ -133,7 +134,7 @@ extension ShardCore {
     func resendInflight(_ s: Int) {
         var out = takeOutbound(s)
         let version = connections[s].version
-        for entry in connections[s].inflight {
+        for entry in connections[s].session.inflight {
             switch entry.state {
             case .awaitingPubAck, .awaitingPubRec:
                 // A new connection: aliases start again, so a resend may assign one.

@@ -112,17 +112,17 @@ extension ShardCore {
             return
         }
         if publish.qos == .exactlyOnce {
-            if connections[s].awaitingRelease.contains(publish.packetID) {
+            if connections[s].session.awaitingRelease.contains(publish.packetID) {
                 // A resend before PUBREL: already routed once; acknowledge again only.
                 acknowledge(publish, slot: s)
                 return
             }
-            if connections[s].awaitingRelease.count >= Int(config.receiveMaximum) {
+            if connections[s].session.awaitingRelease.count >= Int(config.receiveMaximum) {
                 protocolError(slot: s, reason: .receiveMaximumExceeded, decodeError: nil,
                               why: "more QoS 2 PUBLISHes awaiting PUBREL than the Receive Maximum")
                 return
             }
-            connections[s].awaitingRelease.insert(publish.packetID)
+            connections[s].session.awaitRelease(publish.packetID)
         }
         let properties = version == .v5 ? publish.properties.raw : UnsafeRawBufferPointer(start: nil, count: 0)
         let origin = ConnectionID(slot: Int32(s), generation: connections[s].generation)

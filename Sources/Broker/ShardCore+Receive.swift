@@ -128,7 +128,7 @@ extension ShardCore {
         case .pubrec(let ack):
             handlePubRec(ack, slot: s)
         case .pubrel(let ack):
-            let known = connections[s].awaitingRelease.remove(ack.packetID) != nil
+            let known = connections[s].session.release(ack.packetID)
             if known || connections[s].version != .v5 {
                 queueAck(.pubcomp(PublishAck(packetID: ack.packetID)), slot: s)
             } else {
@@ -148,12 +148,12 @@ extension ShardCore {
         case .disconnect(let disconnect):
             if let expiry = disconnect.properties.sessionExpiryInterval {
                 // [MQTT-3.14.2-2]: a session that was to end with the connection cannot be extended.
-                if connections[s].sessionExpiry == 0 && expiry != 0 {
+                if connections[s].session.expiry == 0 && expiry != 0 {
                     protocolError(slot: s, reason: .protocolError, decodeError: nil,
                                   why: "Session Expiry Interval 0 cannot be changed at DISCONNECT")
                     return
                 }
-                connections[s].sessionExpiry = expiry == 0xFFFF_FFFF ? .max : expiry
+                connections[s].session.setExpiry(expiry == 0xFFFF_FFFF ? .max : expiry)
             }
             // A normal DISCONNECT discards the will; v5 reason 0x04 asks for it to be sent.
             let sendWill = connections[s].version == .v5 && disconnect.reasonCode == .disconnectWithWill

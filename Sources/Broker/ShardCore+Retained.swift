@@ -82,7 +82,7 @@ extension ShardCore {
                         }
                         let stored = StoredMessage(topic: topic, properties: properties, payload: payload, qos: qos, retain: true,
                                                    now: currentTime)
-                        if connections[s].queue.isEmpty && connections[s].inflight.count < inflightWindow(s) {
+                        if connections[s].session.queue.isEmpty && connections[s].session.inflight.count < inflightWindow(s) {
                             // `buffer` may wait behind a SUBACK barrier: no aliases here.
                             send(stored, slot: s, into: &buffer, useAliases: false)
                         } else {

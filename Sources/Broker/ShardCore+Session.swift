@@ -34,19 +34,17 @@ extension ShardCore {
             Packet.disconnect(Disconnect(reasonCode: reason, properties: properties)).encode(version: .v5, into: &connections[s].outbound)
             markFlush(s)
         }
-        if publishWill, let will = connections[s].will {
+        if let will = connections[s].session.takeWill(), publishWill {
             let delay = will.properties.willDelayInterval ?? 0
-            if delay > 0 && connections[s].isPersistent {
+            if delay > 0 && connections[s].session.isPersistent {
                 // v5 Will Delay: published when the delay passes or the session ends, whichever
                 // comes first, and not at all if the client reconnects before [MQTT-3.1.3-9].
-                connections[s].delayedWill = will
-                connections[s].willDueAt = currentTime + UInt64(delay) * 1_000_000_000
+                connections[s].session.delayWill(will, until: currentTime + UInt64(delay) * 1_000_000_000)
             } else {
                 publishWillMessage(will, origin: id)
             }
         }
-        connections[s].will = nil
-        if connections[s].isPersistent {
+        if connections[s].session.isPersistent {
             // The session outlives the connection [MQTT-3.1.2-4]: subscriptions stay in the trie,
             // QoS 1/2 messages queue, the registry keeps pointing here.
             connections[s].phase = .offline
@@ -67,8 +65,7 @@ extension ShardCore {
         for s in connections.indices {
             switch connections[s].phase {
             case .connected:
-                if let will = connections[s].will {
-                    connections[s].will = nil
+                if let will = connections[s].session.takeWill() {
                     publishWillMessage(will, origin: ConnectionID(slot: Int32(s), generation: connections[s].generation))
                 }
                 publishDelayedWill(slot: s)
@@ -106,13 +103,12 @@ extension ShardCore {
 
     /// Publishes a delayed will that is still pending on slot `s`.
     func publishDelayedWill(slot s: Int) {
-        guard let will = connections[s].delayedWill else { return }
-        connections[s].delayedWill = nil
+        guard let will = connections[s].session.takeDelayedWill() else { return }
         publishWillMessage(will, origin: ConnectionID(slot: Int32(s), generation: connections[s].generation))
     }
 
     func removeAllSubscriptions(slot s: Int) {
-        for filter in Array(connections[s].subscriptions.keys) {
+        for filter in Array(connections[s].session.subscriptions.keys) {
             removeSubscription(slot: s, filter: filter)
         }
     }

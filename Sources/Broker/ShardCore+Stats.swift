@@ -35,8 +35,8 @@ extension ShardCore {
                 continue
             }
             if c.flow & FlowFlag.acksHeld != 0 { g.publishersThrottledNow += 1 }
-            g.subscriptions += c.subscriptions.count
-            g.storedMessages += c.inflight.count + c.queue.count
+            g.subscriptions += c.session.subscriptions.count
+            g.storedMessages += c.session.inflight.count + c.session.queue.count
         }
         g.retainedMessages = retained.count
         g.partialPacketBytes = partialPacketBytes

@@ -52,7 +52,7 @@ extension ShardCore {
                 protocolError(slot: s, reason: .protocolError, decodeError: nil, why: "No Local on a shared subscription")
                 return
             }
-            let existed = connections[s].subscriptions[filter] != nil
+            let existed = connections[s].session.subscriptions[filter] != nil
             var options = request.options
             options.qos = min(options.qos, config.maximumQoS)
             if addSubscription(slot: s, filter: filter, options: options, identifier: identifier,
@@ -162,8 +162,7 @@ extension ShardCore {
     func addSubscription(slot s: Int, filter: String, options: SubscriptionOptions, identifier: UInt32 = 0,
                          readAt: UInt64 = .max) -> Bool {
         let id = ConnectionID(slot: Int32(s), generation: connections[s].generation)
-        connections[s].subscriptions[filter] = options
-        connections[s].subscriptionIdentifiers[filter] = identifier == 0 ? nil : identifier
+        connections[s].session.subscribe(filter, options: options, identifier: identifier)
         if let shared = SharedSubscriptionFilter(filter) {
             return addSharedMember(slot: s, shared: shared, options: options, identifier: identifier)
         }
@@ -186,8 +185,7 @@ extension ShardCore {
     /// Removes a subscription of a local connection; returns whether it existed.
     @discardableResult
     func removeSubscription(slot s: Int, filter: String) -> Bool {
-        guard connections[s].subscriptions.removeValue(forKey: filter) != nil else { return false }
-        connections[s].subscriptionIdentifiers.removeValue(forKey: filter)
+        guard connections[s].session.unsubscribe(filter) else { return false }
         if let shared = SharedSubscriptionFilter(filter) {
             removeSharedMember(slot: s, shared: shared)
             return true

@@ -201,13 +201,11 @@ public final class ShardCore {
         connections[s].decoder = StreamDecoder(version: .v3_1_1, maxPacketSize: config.maxPacketSize)
         connections[s].openedAt = now
         connections[s].lastReceived = now
-        connections[s].nextPacketID = 1
         connections[s].clientMaximumPacketSize = .max
         connections[s].clientReceiveMaximum = 65_535
         connections[s].requestProblemInformation = true
         connections[s].socketAttached = true
         connections[s].cleanStart = true
-        connections[s].sessionExpiry = 0
         counters.connectionsAccepted += 1
         return ConnectionID(slot: slot, generation: connections[s].generation)
     }
@@ -316,10 +314,10 @@ public final class ShardCore {
                     endSession(slot: s, publishWill: false, disconnectReason: nil)
                 }
             case .offline:
-                if connections[s].delayedWill != nil && now >= connections[s].willDueAt {
+                if let (_, dueAt) = connections[s].session.delayedWill, now >= dueAt {
                     publishDelayedWill(slot: s)
                 }
-                let expiry = connections[s].sessionExpiry
+                let expiry = connections[s].session.expiry
                 if expiry != .max && now &- connections[s].offlineSince > UInt64(expiry) * 1_000_000_000 {
                     discardSession(slot: s)
                 }

@@ -33,7 +33,7 @@ final class InflightTests: XCTestCase {
         for p in first.prefix(5) { h.send(sub, .puback(PublishAck(packetID: p.id))) }
         let next = publishes(try h.received(sub))
         XCTAssertEqual(next.map(\.payload), (20..<25).map { [UInt8($0)] })
-        XCTAssertEqual(h.cores[1].connections[Int(sub.id.slot)].queue.count, 5)
+        XCTAssertEqual(h.cores[1].connections[Int(sub.id.slot)].session.queue.count, 5)
     }
 
     func testConnectedSubscribersQueueIsNotCutItsPublisherIsThrottled() throws {
@@ -45,7 +45,7 @@ final class InflightTests: XCTestCase {
         for i in 0..<10 { sendPublish(h, pub, topic: "q/x", payload: [UInt8(i)], qos: .atLeastOnce, packetID: UInt16(i + 1)) }
         XCTAssertEqual(publishes(try h.received(sub)).count, 2)
         XCTAssertEqual(h.cores[0].counters.droppedQueueFull, 0, "acknowledged messages are never dropped for a connected client")
-        XCTAssertEqual(h.cores[0].connections[Int(sub.id.slot)].queue.count, 8)
+        XCTAssertEqual(h.cores[0].connections[Int(sub.id.slot)].session.queue.count, 8)
         // Past half of max_queued_messages the publisher's PUBACKs are held (flow control).
         let acks = h.output(pub).count / 4
         XCTAssertGreaterThan(acks, 0)
@@ -62,9 +62,9 @@ final class InflightTests: XCTestCase {
         let id = got[0].id
         h.send(sub, .pubrec(PublishAck(packetID: id)))
         XCTAssertEqual(h.output(sub), [0x62, 0x02, UInt8(id >> 8), UInt8(id & 0xFF)])
-        XCTAssertEqual(h.cores[1].connections[Int(sub.id.slot)].inflight.count, 1)
+        XCTAssertEqual(h.cores[1].connections[Int(sub.id.slot)].session.inflight.count, 1)
         h.send(sub, .pubcomp(PublishAck(packetID: id)))
-        XCTAssertEqual(h.cores[1].connections[Int(sub.id.slot)].inflight.count, 0)
+        XCTAssertEqual(h.cores[1].connections[Int(sub.id.slot)].session.inflight.count, 0)
     }
 
     func testReceiveMaximumOfV5Client() throws {

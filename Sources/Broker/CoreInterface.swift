@@ -1,0 +1,72 @@
+// The MQTT core's contract with the runtime, in one place: every input the runtime hands a shard's
+// core and every output it takes from it (as rumqttd lists its router's in two enums). The core is
+// sans-IO: it never touches a socket, a ring, a thread or a clock; the runtime (Shards) never looks
+// inside a session. `ShardCore` conforms, so this list cannot drift from the code, and a unit test
+// (CoreInterfaceTests) checks that the runtime uses nothing of the core that is not listed here.
+//
+// The runtime calls the concrete `ShardCore` (no existential on the data path); the protocol is the
+// listing and the check.
+
+import ApusBase
+import Codec
+
+public protocol ShardCoreInterface: AnyObject {
+    // MARK: inputs — connections (ShardCore.swift, ShardCore+Receive.swift, ShardCore+Session.swift)
+
+    /// A socket was accepted; the core gives it a connection slot.
+    func accept(now: UInt64) -> ConnectionID
+    /// Plaintext bytes from the connection's transport (any split; the decoder reassembles).
+    func receive(_ id: ConnectionID, bytes: UnsafeRawBufferPointer, now: UInt64)
+    /// EOF or a socket error: the session ends abnormally (its will is published).
+    func connectionLost(_ id: ConnectionID)
+    /// The runtime closed the socket; the slot is freed or keeps an offline session.
+    func release(_ id: ConnectionID)
+    /// What the connection's transport and the kernel still hold for the client (slow-consumer limits).
+    func setTransportBacklog(_ id: ConnectionID, bytes: Int)
+
+    // MARK: inputs — time, other shards, the broker itself
+
+    /// The timer: keep alive, connect timeouts, delayed wills, session expiry, stalled subscribers.
+    func tick(now: UInt64)
+    /// The earliest time the input being processed can have arrived (the subscribe-race replay).
+    var inputArrivedAfter: UInt64? { get set }
+    /// One record from another shard's mailbox (ShardContract's codec), and a record's length.
+    func receiveShardMessage(_ record: UnsafeRawBufferPointer)
+    static func shardMessageLength(_ pointer: UnsafeRawPointer) -> Int
+    /// $SYS topics (the broker as publisher) and the HTTP publish API (with a typed outcome).
+    func publishFromBroker(topic: String, payload: [UInt8], qos: QoS, retain: Bool, properties: [UInt8]) -> Bool
+    func publishFromAPI(topic: String, payload: [UInt8], qos: QoS, retain: Bool, properties: [UInt8]) -> PublishOutcome
+    /// SIGHUP: new password file, authenticators and ACL, applied between inputs.
+    func reloadSecurity(_ security: SecuritySettings)
+    /// Shutdown: wills first (on every shard), then DISCONNECT 0x8B to v5 clients.
+    func publishWillsAtShutdown()
+    func serverShuttingDown()
+
+    // MARK: outputs — what the runtime takes after each batch of inputs
+
+    /// Connections with bytes queued (their slots), swapped out; then their bytes, swapped out.
+    func swapFlushQueue(_ other: inout [Int32])
+    func takeOutbound(_ id: ConnectionID, swappingWith buffer: inout ByteBuffer)
+    func hasQueuedOutput(_ id: ConnectionID) -> Bool
+    func outboundReleased(_ id: ConnectionID) -> Bool
+    /// Connections whose session ended: the runtime flushes, closes, then calls `release`.
+    func swapCloseQueue(_ other: inout [Int32])
+    /// Connections whose input flow control paused or resumed (the runtime cancels or re-arms recv).
+    var inputPauseChanges: [Int32] { get }
+    func swapInputPauseChanges(_ other: inout [Int32])
+    func isInputPaused(_ id: ConnectionID) -> Bool
+    /// Records for each other shard (index = shard), and whether some must leave at once.
+    var shardOutbox: [ByteBuffer] { get set }
+    var hasUrgentShardRecords: Bool { get set }
+    /// Refused logins, for the runtime's log (it knows the peer's address).
+    func takeAuthenticationFailures() -> [AuthenticationFailure]
+
+    // MARK: outputs — what the broker reports (Telemetry renders them)
+
+    var config: BrokerConfig { get }
+    var counters: ShardCounters { get }
+    var packetsReceived: UInt64 { get }
+    func gauges() -> ShardGauges
+}
+
+extension ShardCore: ShardCoreInterface {}
