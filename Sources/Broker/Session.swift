@@ -101,8 +101,13 @@ struct Session {
     /// (its message's bytes go back to the pool), or nil when there is none.
     @inline(__always)
     mutating func removeInflight(_ packetID: UInt16, state: InflightState) -> InflightMessage? {
-        guard let i = inflight.firstIndex(where: { $0.packetID == packetID && $0.state == state }) else { return nil }
-        return inflight.remove(at: i)
+        // An index loop reads the two fields in place (`firstIndex(where:)` copied each element).
+        var i = 0
+        while i < inflight.count {
+            if inflight[i].packetID == packetID && inflight[i].state == state { return inflight.remove(at: i) }
+            i += 1
+        }
+        return nil
     }
 
     /// The index of the QoS 2 delivery in flight under `packetID` (waiting for PUBREC or PUBCOMP).

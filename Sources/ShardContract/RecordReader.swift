@@ -26,43 +26,48 @@ struct RecordReader {
 
     @inlinable var remaining: Int { end - offset }
 
-    @inlinable mutating func need(_ count: Int) throws(ShardRecordError) {
-        guard count >= 0, count <= end - offset else { throw ShardRecordError("truncated at byte \(offset)") }
+    /// Inlined on the data path: the error, which builds a String, is made out of line.
+    @inlinable @inline(__always) func need(_ count: Int) throws(ShardRecordError) {
+        guard _fastPath(count >= 0 && count <= end - offset) else { throw truncated() }
     }
 
-    @inlinable mutating func u8() throws(ShardRecordError) -> UInt8 {
+    @usableFromInline @inline(never) func truncated() -> ShardRecordError {
+        ShardRecordError("truncated at byte \(offset)")
+    }
+
+    @inlinable @inline(__always) mutating func u8() throws(ShardRecordError) -> UInt8 {
         try need(1)
         defer { offset += 1 }
         return base.load(fromByteOffset: offset, as: UInt8.self)
     }
 
-    @inlinable mutating func u16() throws(ShardRecordError) -> UInt16 {
+    @inlinable @inline(__always) mutating func u16() throws(ShardRecordError) -> UInt16 {
         try need(2)
         defer { offset += 2 }
         return UInt16(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
     }
 
-    @inlinable mutating func u32() throws(ShardRecordError) -> UInt32 {
+    @inlinable @inline(__always) mutating func u32() throws(ShardRecordError) -> UInt32 {
         try need(4)
         defer { offset += 4 }
         return UInt32(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
 
-    @inlinable mutating func u64() throws(ShardRecordError) -> UInt64 {
+    @inlinable @inline(__always) mutating func u64() throws(ShardRecordError) -> UInt64 {
         try need(8)
         defer { offset += 8 }
         return UInt64(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
 
     /// The start of the next `count` bytes (fixed fields the caller loads itself), checked once.
-    @inlinable mutating func fixed(_ count: Int) throws(ShardRecordError) -> UnsafeRawPointer {
+    @inlinable @inline(__always) mutating func fixed(_ count: Int) throws(ShardRecordError) -> UnsafeRawPointer {
         try need(count)
         defer { offset += count }
         return base + offset
     }
 
     /// The next `count` bytes, as a view into the record.
-    @inlinable mutating func bytes(_ count: Int) throws(ShardRecordError) -> UnsafeRawBufferPointer {
+    @inlinable @inline(__always) mutating func bytes(_ count: Int) throws(ShardRecordError) -> UnsafeRawBufferPointer {
         try need(count)
         defer { offset += count }
         return UnsafeRawBufferPointer(start: base + offset, count: count)

@@ -2,6 +2,7 @@
 // SO_REUSEPORT listener, receives into provided buffers, feeds the ShardCore, sends what the core
 // queued, and exchanges records with the other shards through the mailboxes.
 
+import ApusBase
 import Broker
 import CApusSys
 import Codec
@@ -227,7 +228,7 @@ final class Shard {
                 armRecv(slot: slot)
             }
         }
-        pauseScratch.removeAll(keepingCapacity: true)
+        pauseScratch.removeAllKeepingCapacity()
     }
 
     // MARK: sending
@@ -262,7 +263,7 @@ final class Shard {
     func flushConnections() {
         core.swapFlushQueue(&flushScratch)
         for slot in flushScratch { startSend(slot: Int(slot)) }
-        flushScratch.removeAll(keepingCapacity: true)
+        flushScratch.removeAllKeepingCapacity()
     }
 
     // MARK: closing
@@ -282,7 +283,7 @@ final class Shard {
                 startSend(slot: slot)  // the last bytes (CONNACK refusal, DISCONNECT) go out first
             }
         }
-        closeScratch.removeAll(keepingCapacity: true)
+        closeScratch.removeAllKeepingCapacity()
     }
 
     /// The last bytes are out: `shutdown(SHUT_WR)` sends FIN after them, and the socket stays open

@@ -149,7 +149,7 @@ public final class PublishHarness {
             wires[w].clear()
             core.setTransportBacklog(id, bytes: 0)
         }
-        flushScratch.removeAll(keepingCapacity: true)
+        while !flushScratch.isEmpty { flushScratch.removeLast() }
         return any
     }
 
