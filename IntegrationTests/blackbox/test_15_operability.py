@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -282,6 +283,54 @@ def test_bad_http_clients_do_not_hurt(ops):
         s.settimeout(5)
         assert s.recv(10) == b""
         s.close()
+    ops.assert_alive()
+
+
+def test_http_and_mqtt_connections_share_the_shard_table(ops):
+    """HTTP connections are entries of shard 0's one connection table beside MQTT clients: at most
+    64 open at once (the next is closed at once), never counted as clients, and their slots are
+    reused by MQTT clients and HTTP requests alike."""
+    base = metrics(ops)["apus_connections_count"]
+    # 70 at once (the idle ones are cut off only after 10 s): at least 6 are closed at once.
+    opened = [socket.create_connection(("127.0.0.1", ops.http_port)) for _ in range(70)]
+    refused = set()
+
+    def closed_at_once():
+        readable, _, _ = select.select([s for s in opened if s not in refused], [], [], 0.05)
+        for s in readable:
+            try:
+                if s.recv(10) == b"":
+                    refused.add(s)
+            except ConnectionResetError:
+                refused.add(s)
+        return len(refused) >= 6 or None
+    wait_until(closed_at_once, timeout=5, message="the connections past 64 closed")
+    held = [s for s in opened if s not in refused]
+    assert len(held) <= 64
+    clients = [V5(ops) for _ in range(4)]
+    assert all(c.rc == 0 for c in clients)
+    for s in held:
+        s.close()
+
+    def served():
+        try:
+            return http(ops, "GET", "/health")[0] == 200 or None
+        except (OSError, urllib.error.URLError):
+            return None
+    wait_until(served, message="HTTP served once the held connections closed")
+    # MQTT clients come and go on the same shards while requests are answered: slots freed by
+    # one protocol are taken by the other.
+    for i in range(100):
+        assert http(ops, "GET", "/health")[0] == 200
+        if i % 10 == 0:
+            c = V5(ops)
+            assert c.rc == 0
+            c.close()
+    m = wait_until(lambda: (lambda m: m if m["apus_connections_count"] == base + 4 else None)(metrics(ops)),
+                   message="4 more MQTT connections counted, no HTTP one")
+    assert m["apus_connections_count"] == base + 4
+    for c in clients:
+        c.close()
     ops.assert_alive()
 
 

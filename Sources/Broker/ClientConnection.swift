@@ -19,6 +19,9 @@ public enum ConnectionPhase: Sendable {
     case offline
     /// The session is over; the runtime is flushing the last bytes and closing the socket.
     case closing
+    /// A connection the runtime serves itself (the HTTP API, `acceptExternal`): it holds a slot
+    /// so that the shard has one connection table, and the core reads and writes nothing on it.
+    case external
 }
 
 /// The fields of a connection that only a connecting, authenticating or offline session uses, out

@@ -15,6 +15,9 @@ public protocol ShardCoreInterface: AnyObject {
 
     /// A socket was accepted; the core gives it a connection slot.
     func accept(now: UInt64) -> ConnectionID
+    /// A socket of another protocol (HTTP) that the runtime serves itself takes a slot of the same
+    /// table; the core ignores it until `release`.
+    func acceptExternal() -> ConnectionID
     /// Plaintext bytes from the connection's transport (any split; the decoder reassembles).
     func receive(_ id: ConnectionID, bytes: UnsafeRawBufferPointer, now: UInt64)
     /// EOF or a socket error: the session ends abnormally (its will is published).

@@ -11,7 +11,7 @@ extension ShardCore {
         switch connections[s].phase {
         case .awaitingConnect, .connecting, .connected:
             endSession(slot: s, publishWill: true, disconnectReason: nil)
-        case .closing, .offline, .free:
+        case .closing, .offline, .free, .external:
             break
         }
     }

@@ -210,6 +210,22 @@ public final class ShardCore {
         return ConnectionID(slot: slot, generation: connections[s].generation)
     }
 
+    /// A socket the runtime serves itself (another protocol than MQTT: the HTTP API) takes a slot
+    /// from the same table, so that every connection of the shard has one id space; the core's
+    /// timers, counts and limits skip it, and `release` frees it.
+    public func acceptExternal() -> ConnectionID {
+        let slot: Int32
+        if let reused = freeSlots.popLast() {
+            slot = reused
+        } else {
+            slot = Int32(connections.count)
+            connections.append(ClientConnection())
+        }
+        connections[Int(slot)].phase = .external
+        connections[Int(slot)].socketAttached = true
+        return ConnectionID(slot: slot, generation: connections[Int(slot)].generation)
+    }
+
     /// True when `id` names the current occupant of its slot.
     @inline(__always)
     public func isCurrent(_ id: ConnectionID) -> Bool {
@@ -340,7 +356,7 @@ public final class ShardCore {
                     // runtime then frees its transport's buffers, `outboundReleased`).
                     connections[s].outbound.deallocate()
                 }
-            case .free, .closing:
+            case .free, .closing, .external:
                 break
             }
         }

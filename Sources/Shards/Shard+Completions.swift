@@ -28,9 +28,6 @@ extension Shard {
         case .wake: break  // the mailboxes are drained every iteration
         case .wakeSent:
             logger.warning("MSG_RING wake failed: \(completion.result)")
-        case .httpAccept: httpAcceptCompleted(completion, now: now)
-        case .httpRecv: httpReceived(completion, now: now)
-        case .httpSend: httpSent(completion)
         case .cancel: break
         }
     }
@@ -45,17 +42,23 @@ extension Shard {
     }
 
     func acceptCompleted(_ completion: Completion, now: UInt64) {
+        let listener = Int(UserData.slot(completion.userData))
+        let http = listener == Int(Shard.httpListenerIndex)
         if completion.result >= 0 {
             if group.stopping.load(ordering: .relaxed) {
                 Glibc.close(completion.result)
+            } else if http {
+                acceptedHTTP(fd: completion.result, now: now)
             } else {
-                accepted(fd: completion.result, listener: Int(UserData.slot(completion.userData)), now: now)
+                accepted(fd: completion.result, listener: listener, now: now)
             }
         } else if completion.result != -ECANCELED {
             // EMFILE/ENFILE and friends: the listener stays; log and carry on.
-            logger.warning("accept failed: \(String(cString: strerror(-completion.result)))")
+            logger.warning("accept failed: \(String(cString: strerror(-completion.result)))", metadata: ["http": "\(http)"])
         }
-        if !completion.hasMore && !group.stopping.load(ordering: .relaxed) { armAccept(Int(UserData.slot(completion.userData))) }
+        if !completion.hasMore && !group.stopping.load(ordering: .relaxed) {
+            if http { armHTTPAccept() } else { armAccept(listener) }
+        }
     }
 
     func received(_ completion: Completion, now: UInt64) {
@@ -66,13 +69,18 @@ extension Shard {
         let result = completion.result
         if !completion.hasMore { sockets[slot].recvArmed = false }
         if result > 0, let bufferID {
-            bytesReceived &+= UInt64(result)
             receives &+= 1
+            let mqtt = sockets[slot].protocolName == .mqtt
+            if _fastPath(mqtt) { bytesReceived &+= UInt64(result) }  // the MQTT traffic ($SYS, metrics)
             if !sockets[slot].closing {
-                core.receive(id, bytes: buffers.bytes(id: bufferID, length: Int(result)), now: now)
-                // Route records leave at once: a subscription takes effect on the other shards
-                // as soon as they can apply it, not after the rest of this batch.
-                if core.hasUrgentShardRecords { sendOutbox() }
+                if _fastPath(mqtt) {
+                    core.receive(id, bytes: buffers.bytes(id: bufferID, length: Int(result)), now: now)
+                    // Route records leave at once: a subscription takes effect on the other shards
+                    // as soon as they can apply it, not after the rest of this batch.
+                    if core.hasUrgentShardRecords { sendOutbox() }
+                } else {
+                    httpReceived(slot: slot, bytes: buffers.bytes(id: bufferID, length: Int(result)), now: now)
+                }
             }
             // Closing sockets keep reading (and discarding) until the peer's EOF.
             if !sockets[slot].recvArmed && !sockets[slot].readShut && !core.isInputPaused(id) { armRecv(slot: slot) }
@@ -98,7 +106,11 @@ extension Shard {
         guard !sockets[slot].recvArmed else { return }
         sockets[slot].readShut = true
         if !sockets[slot].closing {
-            core.connectionLost(id)
+            if sockets[slot].protocolName == .mqtt {
+                core.connectionLost(id)
+            } else {
+                abortSocket(slot: slot)  // the HTTP client went away before its request was complete
+            }
         } else {
             finishCloseIfIdle(slot: slot)
         }
@@ -109,7 +121,7 @@ extension Shard {
         let id = ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)
         sockets[slot].sendInFlight = false
         if completion.result > 0 {
-            bytesSent &+= UInt64(completion.result)
+            if _fastPath(sockets[slot].protocolName == .mqtt) { bytesSent &+= UInt64(completion.result) }
             sockets[slot].wire.moveReaderIndex(forwardBy: Int(completion.result))
             core.setTransportBacklog(id, bytes: sockets[slot].wire.readableBytes)
         } else if completion.result < 0 {

@@ -23,6 +23,8 @@ struct SocketState {
     /// The listener the connection came from (index into the group's listeners) and its transport.
     var listener: UInt16 = 0
     var transport: Transport = .plain
+    /// MQTT (the core's) or HTTP (HTTPServer.swift's, `Shard.httpExchanges`).
+    var protocolName: ListenerProtocol = .mqtt
     var recvArmed = false
     var sendInFlight = false
     /// The core ended the session: flush, then shut down and close.
@@ -45,14 +47,16 @@ final class Shard {
     let core: ShardCore
     /// This shard's socket of each MQTT listener.
     let listeners: [Int32]
-    /// The HTTP listener's socket (shard 0, when `http_listener` is set) and its connections.
+    /// The HTTP listener's socket (shard 0, when `http_listener` is set), and the requests of its
+    /// connections (their sockets are entries of `sockets`, as every connection's).
     let httpListener: Int32?
-    var http: [HTTPConnection] = []
-    var httpFree: [Int] = []
+    var httpExchanges: [Int32: HTTPExchange] = [:]
     var httpMessageCounter: UInt64 = 0
     /// The security settings generation this shard runs with (see ShardGroup.reloadSecurity).
     var securityGeneration = 0
     var logger: Logger
+    /// The shard's connection table, indexed by the core's slot (`ConnectionID.slot`): every socket
+    /// of the shard, whatever its listener, protocol or transport.
     var sockets: [SocketState] = []
     let completions: UnsafeMutablePointer<Completion>
     let completionCapacity = 512
@@ -189,7 +193,8 @@ final class Shard {
 
     // MARK: accept
 
-    /// Arms the multishot accept of listener `i` (its index rides in the user data's slot field).
+    /// Arms the multishot accept of MQTT listener `i` (its index rides in the user data's slot
+    /// field; `httpListenerIndex` is the HTTP listener's, armHTTPAccept).
     func armAccept(_ i: Int) {
         ring.prepareMultishotAccept(fd: listeners[i], userData: UserData.make(.accept, ConnectionID(slot: Int32(i), generation: 0)))
     }
@@ -239,7 +244,7 @@ final class Shard {
     func startSend(slot: Int) {
         guard sockets[slot].fd >= 0, !sockets[slot].sendInFlight, !sockets[slot].writeShut else { return }
         let id = ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)
-        if sockets[slot].wire.isEmpty {
+        if sockets[slot].wire.isEmpty && sockets[slot].protocolName == .mqtt {
             switch sockets[slot].transport {
             case .plain:
                 // The core's queue becomes the bytes to send, and the empty buffer its next queue.
@@ -270,20 +275,23 @@ final class Shard {
 
     func processCloseQueue(now: UInt64) {
         core.swapCloseQueue(&closeScratch)
-        for slot32 in closeScratch {
-            let slot = Int(slot32)
-            guard sockets[slot].fd >= 0, !sockets[slot].closing else { continue }
-            sockets[slot].closing = true
-            sockets[slot].closeDeadline = now + Shard.closeGraceNanoseconds
-            closingSlots.append(slot32)
-            let id = ConnectionID(slot: slot32, generation: sockets[slot].generation)
-            if !sockets[slot].sendInFlight && !hasUnsentOutput(slot: slot, id: id) {
-                finishWriting(slot: slot, now: now)
-            } else {
-                startSend(slot: slot)  // the last bytes (CONNACK refusal, DISCONNECT) go out first
-            }
-        }
+        for slot in closeScratch { beginClose(slot: Int(slot), now: now) }
         closeScratch.removeAllKeepingCapacity()
+    }
+
+    /// The connection is over (the core ended the session, or an HTTP answer is queued): its last
+    /// bytes go out, then FIN.
+    func beginClose(slot: Int, now: UInt64) {
+        guard sockets[slot].fd >= 0, !sockets[slot].closing else { return }
+        sockets[slot].closing = true
+        sockets[slot].closeDeadline = now + Shard.closeGraceNanoseconds
+        closingSlots.append(Int32(slot))
+        let id = ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)
+        if !sockets[slot].sendInFlight && !hasUnsentOutput(slot: slot, id: id) {
+            finishWriting(slot: slot, now: now)
+        } else {
+            startSend(slot: slot)  // the last bytes (CONNACK refusal, DISCONNECT, an HTTP answer) go out first
+        }
     }
 
     /// The last bytes are out: `shutdown(SHUT_WR)` sends FIN after them, and the socket stays open
@@ -316,6 +324,7 @@ final class Shard {
         let state = sockets[slot]
         guard state.fd >= 0, state.writeShut, !state.recvArmed, !state.sendInFlight else { return }
         Glibc.close(state.fd)
+        if state.protocolName == .http { httpExchanges[Int32(slot)] = nil }
         core.release(ConnectionID(slot: Int32(slot), generation: state.generation))
         sockets[slot].wire.deallocate()
         sockets[slot] = SocketState()
@@ -430,7 +439,7 @@ final class Shard {
 
     func shutdown() {
         for fd in listeners { Glibc.close(fd) }
-        closeAllHTTP()
+        if let fd = httpListener { Glibc.close(fd) }
         for slot in sockets.indices where sockets[slot].fd >= 0 {
             Glibc.shutdown(sockets[slot].fd, Int32(SHUT_RDWR))
             Glibc.close(sockets[slot].fd)

@@ -12,10 +12,6 @@ enum OperationKind: UInt8 {
     case wake = 4
     /// The local completion of a MSG_RING we sent (only reported when it failed).
     case wakeSent = 5
-    /// The HTTP listener (shard 0 only) and its connections (slot = index in `Shard.http`).
-    case httpAccept = 6
-    case httpRecv = 7
-    case httpSend = 8
     /// An ASYNC_CANCEL of a connection's receive (flow control paused its input); its own
     /// completion says nothing the recv's -ECANCELED does not.
     case cancel = 9
