@@ -1,6 +1,6 @@
 // Retained messages. Every shard keeps a full replica of the retained store, so a SUBSCRIBE is
 // answered from local memory. A retained PUBLISH updates the local replica and is broadcast to
-// every other shard; replicas order updates by a stamp (monotonic time and origin shard), so all
+// every other shard; replicas order updates by a stamp (time and origin node and shard), so all
 // shards converge on the same last message per topic even when two shards race.
 
 import Codec
@@ -14,8 +14,8 @@ public struct RetainedMessage: Sendable {
     public var qos: QoS
     /// v5 PUBLISH properties (no Topic Alias), passed on when the message is sent.
     public var properties: [UInt8]
-    /// (monotonic nanoseconds << 6) | origin shard: the later stamp wins.
-    public var stamp: UInt64
+    /// When (the origin's monotonic nanoseconds) and where it was stored: the later stamp wins.
+    public var stamp: RetainedStamp
 
     /// The properties with the Message Expiry Interval set to what is left at `now`, or nil when
     /// the message has expired (and must not be sent any more [MQTT-3.3.2-5]).
@@ -23,7 +23,7 @@ public struct RetainedMessage: Sendable {
         var copy = properties
         let expiry = copy.withUnsafeBytes { PropertyBlock.messageExpiry($0) }
         guard let expiry else { return copy }
-        let expiresAt = (stamp >> 6) + UInt64(expiry.seconds) * 1_000_000_000
+        let expiresAt = stamp.time + UInt64(expiry.seconds) * 1_000_000_000
         guard now < expiresAt else { return nil }
         let remaining = UInt32(min((expiresAt - now + 999_999_999) / 1_000_000_000, UInt64(UInt32.max)))
         copy.withUnsafeMutableBytes { PropertyBlock.writeUInt32(remaining, at: $0.baseAddress! + expiry.offset) }
@@ -35,7 +35,7 @@ extension ShardCore {
     /// A PUBLISH with the retain flag from a local client: store or delete [MQTT-3.3.1-5, -10], replicate.
     func retain(topic: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, qos: QoS, properties: UnsafeRawBufferPointer) {
         let message = RetainedMessage(topic: Array(topic), payload: Array(payload), qos: qos, properties: Array(properties),
-                                      stamp: currentTime << 6 | UInt64(shardIndex))
+                                      stamp: RetainedStamp(time: currentTime, origin: address))
         applyRetained(message)
         guard shardCount > 1 else { return }
         message.topic.withUnsafeBytes { topic in

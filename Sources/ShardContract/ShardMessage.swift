@@ -98,16 +98,34 @@ public struct ForwardedPublish {
     }
 }
 
-/// A retained message for the replicas, ordered by `stamp` (the origin's monotonic time in
-/// nanoseconds shifted left 6, or'ed with its shard): the latest stamp wins on every replica.
+/// When and where a retained message was stored: replicas keep the message with the latest stamp
+/// (by time, then origin node, then origin shard, so two origins never tie), and every replica
+/// converges on the same one. `time` is the origin's clock in nanoseconds — the shard's monotonic
+/// clock, comparable between the shards of one process; updates between nodes need a clock the
+/// nodes share (wall clock or a hybrid logical clock), which the node link will supply.
+public struct RetainedStamp: Comparable, Hashable, Sendable {
+    public var time: UInt64
+    public var origin: ShardAddress
+
+    @inlinable public init(time: UInt64, origin: ShardAddress) {
+        self.time = time
+        self.origin = origin
+    }
+
+    @inlinable public static func < (a: RetainedStamp, b: RetainedStamp) -> Bool {
+        (a.time, a.origin.node, a.origin.shard) < (b.time, b.origin.node, b.origin.shard)
+    }
+}
+
+/// A retained message for the replicas; the latest `stamp` wins on every replica.
 public struct RetainedUpdate {
     public var qos: QoS
-    public var stamp: UInt64
+    public var stamp: RetainedStamp
     public var topic: UnsafeRawBufferPointer
     public var properties: UnsafeRawBufferPointer
     public var payload: UnsafeRawBufferPointer
 
-    @inlinable public init(qos: QoS, stamp: UInt64, topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer,
+    @inlinable public init(qos: QoS, stamp: RetainedStamp, topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer,
                            payload: UnsafeRawBufferPointer) {
         self.qos = qos; self.stamp = stamp; self.topic = topic; self.properties = properties; self.payload = payload
     }

@@ -9,8 +9,9 @@
 //   routeAdd/-Remove  u64 time the SUBSCRIBE was read (max: none), u16 filter length, filter
 //   barrier/-Ack   u32 token
 //   shareCount     u32 count, u16 filter length, u16 group length, filter, group
-//   retain         u8 QoS, u8 0, u16 topic length, u32 properties length, u32 payload length,
-//                  u64 stamp; topic, properties, payload (an empty payload deletes)
+//   retain         u8 QoS, u8 stamp's shard, u16 topic length, u32 properties length, u32 payload
+//                  length, u64 stamp's time, u16 stamp's node, u16 0; topic, properties, payload
+//                  (an empty payload deletes)
 //   throttle/un-   u64 publisher connection
 //   claim, release, evict, claimed
 //                  u64 connection, u64 other connection, u8 other shard, u8 flags, u16 other
@@ -82,11 +83,13 @@ public enum ShardRecordCodec {
         case .retain(let r):
             kind = .retain
             buffer.writeByte(r.qos.rawValue)
-            buffer.writeByte(0)
+            buffer.writeByte(r.stamp.origin.shard)
             buffer.writeLE(UInt16(r.topic.count))
             buffer.writeLE(UInt32(r.properties.count))
             buffer.writeLE(UInt32(r.payload.count))
-            buffer.writeLE(r.stamp)
+            buffer.writeLE(r.stamp.time)
+            buffer.writeLE(r.stamp.origin.node)
+            buffer.writeLE(UInt16(0))
             buffer.writeBytes(r.topic)
             buffer.writeBytes(r.properties)
             buffer.writeBytes(r.payload)
@@ -195,9 +198,12 @@ public enum ShardRecordCodec {
             message = .shareCount(filter: try r.bytes(filterLength), group: try r.bytes(groupLength), count: count)
         case .retain:
             guard let qos = QoS(rawValue: try r.u8()) else { throw ShardRecordError("bad QoS") }
-            _ = try r.u8()
+            let stampShard = try r.u8()
             let topicLength = Int(try r.u16()), propertiesLength = Int(try r.u32()), payloadLength = Int(try r.u32())
-            let stamp = try r.u64()
+            let stampTime = try r.u64()
+            let stampNode = try r.u16()
+            _ = try r.u16()
+            let stamp = RetainedStamp(time: stampTime, origin: ShardAddress(node: stampNode, shard: Int(stampShard)))
             message = .retain(RetainedUpdate(qos: qos, stamp: stamp, topic: try r.bytes(topicLength),
                                              properties: try r.bytes(propertiesLength), payload: try r.bytes(payloadLength)))
         case .throttle, .unthrottle:

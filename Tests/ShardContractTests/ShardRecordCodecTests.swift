@@ -71,9 +71,9 @@ final class ShardRecordCodecTests: XCTestCase {
                             }
                         }
                     }
-                    try roundTrip(.retain(RetainedUpdate(qos: .atLeastOnce, stamp: 42 << 6 | 3, topic: t, properties: p, payload: b))) { r, _ in
+                    try roundTrip(.retain(RetainedUpdate(qos: .atLeastOnce, stamp: RetainedStamp(time: 42, origin: ShardAddress(node: 513, shard: 3)), topic: t, properties: p, payload: b))) { r, _ in
                         guard case .retain(let u) = r.message else { return XCTFail("retain") }
-                        XCTAssertEqual(u.qos, .atLeastOnce); XCTAssertEqual(u.stamp, 42 << 6 | 3)
+                        XCTAssertEqual(u.qos, .atLeastOnce); XCTAssertEqual(u.stamp, RetainedStamp(time: 42, origin: ShardAddress(node: 513, shard: 3)))
                         XCTAssertEqual(Array(u.topic), topic); XCTAssertEqual(Array(u.payload), payload)
                     }
                 }
