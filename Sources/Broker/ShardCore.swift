@@ -189,13 +189,7 @@ public final class ShardCore {
 
     /// A new socket was accepted at `now` (nanoseconds, monotonic).
     public func accept(now: UInt64) -> ConnectionID {
-        let slot: Int32
-        if let reused = freeSlots.popLast() {
-            slot = reused
-        } else {
-            slot = Int32(connections.count)
-            connections.append(ClientConnection())
-        }
+        let slot = takeSlot()
         let s = Int(slot)
         connections[s].phase = .awaitingConnect
         connections[s].decoder = StreamDecoder(version: .v3_1_1, maxPacketSize: config.maxPacketSize)
@@ -214,16 +208,17 @@ public final class ShardCore {
     /// from the same table, so that every connection of the shard has one id space; the core's
     /// timers, counts and limits skip it, and `release` frees it.
     public func acceptExternal() -> ConnectionID {
-        let slot: Int32
-        if let reused = freeSlots.popLast() {
-            slot = reused
-        } else {
-            slot = Int32(connections.count)
-            connections.append(ClientConnection())
-        }
+        let slot = takeSlot()
         connections[Int(slot)].phase = .external
         connections[Int(slot)].socketAttached = true
         return ConnectionID(slot: slot, generation: connections[Int(slot)].generation)
+    }
+
+    /// A free slot of the table (reused first, else a new one).
+    private func takeSlot() -> Int32 {
+        if let reused = freeSlots.popLast() { return reused }
+        connections.append(ClientConnection())
+        return Int32(connections.count - 1)
     }
 
     /// True when `id` names the current occupant of its slot.

@@ -33,19 +33,13 @@ extension Shard {
         ring.prepareMultishotAccept(fd: fd, userData: UserData.make(.accept, ConnectionID(slot: Int32(Shard.httpListenerIndex), generation: 0)))
     }
 
-    /// A connection arrived on the HTTP listener: it takes a slot of the connection table and is
-    /// read as every connection is (multishot recv, provided buffers).
-    func acceptedHTTP(fd: Int32, now: UInt64) {
-        guard httpExchanges.count < Shard.httpMaxConnections else {
-            Glibc.close(fd)  // too many open at once: the client sees the connection reset
-            return
-        }
-        let id = core.acceptExternal()
-        let slot = Int(id.slot)
-        while sockets.count <= slot { sockets.append(SocketState()) }
-        sockets[slot] = SocketState(fd: fd, generation: id.generation, listener: Shard.httpListenerIndex, protocolName: .http)
+    /// True while fewer HTTP connections are open than the cap (the next is closed at accept).
+    var acceptsHTTP: Bool { httpExchanges.count < Shard.httpMaxConnections }
+
+    /// A connection arrived on the HTTP listener and took a slot of the connection table (it is
+    /// read as every connection is): its request must be complete in time.
+    func beginHTTPExchange(slot: Int, now: UInt64) {
         httpExchanges[Int32(slot)] = HTTPExchange(deadline: now + Shard.httpTimeoutNanoseconds)
-        armRecv(slot: slot)
     }
 
     /// Request bytes: parsed once complete, answered, and the connection closed after the answer

@@ -45,10 +45,8 @@ extension Shard {
         let listener = Int(UserData.slot(completion.userData))
         let http = listener == Int(Shard.httpListenerIndex)
         if completion.result >= 0 {
-            if group.stopping.load(ordering: .relaxed) {
-                Glibc.close(completion.result)
-            } else if http {
-                acceptedHTTP(fd: completion.result, now: now)
+            if group.stopping.load(ordering: .relaxed) || (http && !acceptsHTTP) {
+                Glibc.close(completion.result)  // stopping, or too many HTTP connections: the client sees the connection end
             } else {
                 accepted(fd: completion.result, listener: listener, now: now)
             }

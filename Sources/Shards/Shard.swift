@@ -199,14 +199,18 @@ final class Shard {
         ring.prepareMultishotAccept(fd: listeners[i], userData: UserData.make(.accept, ConnectionID(slot: Int32(i), generation: 0)))
     }
 
-    /// A connection arrived on listener `listener`; it speaks that listener's transport.
+    /// A connection arrived on listener `listener` (an MQTT listener's index, or
+    /// `httpListenerIndex`); it speaks that listener's protocol and transport.
     func accepted(fd: Int32, listener: Int, now: UInt64) {
         // No Nagle delay (Apus batches its own writes): inherited from the listening socket.
-        let id = core.accept(now: now)
+        let http = listener == Int(Shard.httpListenerIndex)
+        let id = http ? core.acceptExternal() : core.accept(now: now)
         let slot = Int(id.slot)
         while sockets.count <= slot { sockets.append(SocketState()) }
         sockets[slot] = SocketState(fd: fd, generation: id.generation, listener: UInt16(listener),
-                                    transport: group.config.listeners[listener].transport)
+                                    transport: http ? .plain : group.config.listeners[listener].transport,
+                                    protocolName: http ? .http : .mqtt)
+        if http { beginHTTPExchange(slot: slot, now: now) }
         armRecv(slot: slot)
     }
 
