@@ -93,6 +93,28 @@ def test_ready_watchdog_and_stopping(tmp_path):
         n.close()
 
 
+def test_watchdog_keeps_its_schedule_through_frequent_sighups(tmp_path):
+    """SIGHUPs more often than the ping period do not delay the pings (each used to restart the
+    wait): WATCHDOG_USEC 2 s means a ping every second, and a reload every 0.3 s must not starve it."""
+    n = Notified(tmp_path, watchdog_usec=2_000_000)
+    try:
+        assert n.message().startswith("READY=1")
+        start = time.monotonic()
+        pings = 0
+        n.sock.settimeout(0.3)
+        while time.monotonic() - start < 4.5:
+            n.proc.send_signal(signal.SIGHUP)
+            try:
+                if n.sock.recv(4096).decode() == "WATCHDOG=1":
+                    pings += 1
+            except socket.timeout:
+                pass
+        assert pings >= 3, f"{pings} pings in 4.5 s with a SIGHUP every 0.3 s\n{n.log_tail()}"
+        assert n.proc.poll() is None
+    finally:
+        n.close()
+
+
 def test_watchdog_stops_when_a_shard_stalls(tmp_path):
     # Fault injection (docs/operations.md): shard 1 stops ticking 1.5 s after start.
     n = Notified(tmp_path, watchdog_usec=400_000,

@@ -130,14 +130,16 @@ struct Apus: ParsableCommand {
         systemd.notify("READY=1\nSTATUS=listening on \(addresses) with \(shardCount) shard(s)\nMAINPID=\(getpid())")
         var received: Int32 = 0
         var watchdogWithheld = false
+        // The pings keep their schedule whatever signals arrive between them (a SIGHUP does not
+        // restart the wait: reloads more often than the period would otherwise starve systemd).
+        var nextPing = apus_monotonic_ns() + UInt64((systemd.watchdogInterval ?? 0) * 1e9)
         while true {
             if let interval = systemd.watchdogInterval {
-                // Wait for a signal at most half the watchdog period; ping only while every shard's
-                // loop ticks, so a shard stuck in a loop makes systemd restart the process.
-                var timeout = timespec(tv_sec: Int(interval), tv_nsec: Int((interval - Double(Int(interval))) * 1e9))
-                let signal = sigtimedwait(&mask, nil, &timeout)
-                if signal < 0 {
-                    let stalled = group.stalledShards(now: apus_monotonic_ns())
+                let now = apus_monotonic_ns()
+                if now >= nextPing {
+                    // Ping only while every shard's loop ticks, so a shard stuck in a loop makes
+                    // systemd restart the process.
+                    let stalled = group.stalledShards(now: now)
                     if stalled.isEmpty {
                         systemd.notify("WATCHDOG=1")
                         if watchdogWithheld { logger.notice("every shard ticks again: watchdog pings resumed") }
@@ -146,8 +148,13 @@ struct Apus: ParsableCommand {
                         logger.error("shard(s) \(stalled) stopped ticking: watchdog pings withheld (systemd will restart apus)")
                         watchdogWithheld = true
                     }
-                    continue
+                    nextPing = now + UInt64(interval * 1e9)
                 }
+                // Wait for a signal until the next ping is due (half the watchdog period apart).
+                let wait = nextPing - min(nextPing, apus_monotonic_ns())
+                var timeout = timespec(tv_sec: Int(wait / 1_000_000_000), tv_nsec: Int(wait % 1_000_000_000))
+                let signal = sigtimedwait(&mask, nil, &timeout)
+                if signal < 0 { continue }
                 received = signal
             } else {
                 sigwait(&mask, &received)
