@@ -357,6 +357,21 @@ def test_v5_remaining_length_in_more_bytes_than_needed_is_malformed(broker):
     assert r.bytes_until_close() == b""
 
 
+@pytest.mark.parametrize("packet", [
+    b"\x30\x05\x00\x01a\x80\x00",  # PUBLISH whose property length 0 takes two bytes
+    b"\x30\x07\x00\x01a\x03\x81\x00\x01",  # PUBLISH with property id 1 (payload format) in two bytes
+    b"\x82\x0a\x00\x01\x03\x0b\x81\x00\x00\x01a\x00",  # SUBSCRIBE, Subscription Identifier 1 in two bytes
+])
+def test_v5_property_integer_in_more_bytes_than_needed_is_malformed(broker, packet):
+    if BROKER != "apus":
+        pytest.skip("mosquitto 2.0 accepts it")
+    r = connected_v5(broker)
+    r.send(packet)  # every variable byte integer of 5.0 in its shortest form [MQTT-1.5.5-1]
+    first, body = r.read_packet()
+    assert first == 0xE0 and body[0] == 0x81, (hex(first), body)
+    assert r.bytes_until_close() == b""
+
+
 def test_bad_fixed_header_flags_refused_before_the_body(broker):
     # [MQTT-2.2.2-2]: a SUBSCRIBE with flags 0 declaring a large body is refused at its first
     # bytes, not held while its body trickles in.

@@ -42,6 +42,16 @@ struct ByteReader {
         throw .malformedVariableByteInteger
     }
 
+    /// A variable byte integer in its shortest encoding, as MQTT 5.0 requires of every one
+    /// [MQTT-1.5.5-1] (properties exist only in 5.0): a last byte of 0 after the first is longer
+    /// than needed.
+    @inlinable mutating func readMinimalVariableByteInteger() throws(DecodeError) -> Int {
+        let start = offset
+        let value = try readVariableByteInteger()
+        if offset - start > 1 && bytes[offset - 1] == 0 { throw .malformedVariableByteInteger }
+        return value
+    }
+
     @inlinable mutating func readBytes(_ count: Int) throws(DecodeError) -> UnsafeRawBufferPointer {
         guard count >= 0, offset + count <= bytes.count else { throw .truncated }
         defer { offset += count }

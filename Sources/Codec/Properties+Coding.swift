@@ -58,13 +58,13 @@ extension PropertyID {
 extension Properties {
     /// Decodes a property block (length prefix included) for a packet of `context`.
     static func decode(from reader: inout ByteReader, context: PropertyContext) throws(DecodeError) -> Properties {
-        let length = try reader.readVariableByteInteger()
+        let length = try reader.readMinimalVariableByteInteger()
         guard length <= reader.remaining else { throw .truncated }
         var block = ByteReader(try reader.readBytes(length))
         var p = Properties()
         var seen: UInt64 = 0
         while !block.isAtEnd {
-            let raw = try block.readVariableByteInteger()
+            let raw = try block.readMinimalVariableByteInteger()
             guard raw < 0x80, let id = PropertyID(rawValue: UInt8(raw)), id.isAllowed(in: context) else { throw .invalidProperty }
             let bit: UInt64 = 1 << UInt64(raw & 63)
             if seen & bit != 0 && !id.mayRepeat(in: context) { throw .duplicateProperty }
@@ -79,7 +79,7 @@ extension Properties {
                 p.responseTopic = String(decoding: view, as: UTF8.self)
             case .correlationData: p.correlationData = try block.readBinary()
             case .subscriptionIdentifier:
-                let v = try block.readVariableByteInteger()
+                let v = try block.readMinimalVariableByteInteger()
                 guard v > 0 else { throw .invalidPropertyValue }
                 p.subscriptionIdentifiers.append(UInt32(v))
             case .sessionExpiryInterval: p.sessionExpiryInterval = try block.readUInt32()
@@ -215,14 +215,14 @@ extension PublishProperties {
     /// keeping `raw` as a view: no allocation.
     @inlinable
     static func decode(from reader: inout ByteReader) throws(DecodeError) -> PublishProperties {
-        let length = try reader.readVariableByteInteger()
+        let length = try reader.readMinimalVariableByteInteger()
         guard length <= reader.remaining else { throw .truncated }
         let raw = try reader.readBytes(length)
         var block = ByteReader(raw)
         var p = PublishProperties(raw: raw)
         var seen: UInt64 = 0
         while !block.isAtEnd {
-            let rawID = try block.readVariableByteInteger()
+            let rawID = try block.readMinimalVariableByteInteger()
             guard rawID < 0x80, let id = PropertyID(rawValue: UInt8(rawID)), id.isAllowed(in: .publish) else { throw .invalidProperty }
             let bit: UInt64 = 1 << UInt64(rawID & 63)
             if seen & bit != 0 && !id.mayRepeat(in: .publish) { throw .duplicateProperty }
@@ -238,7 +238,7 @@ extension PublishProperties {
                 guard TopicValidation.isValidTopicName(try block.readStringView()) else { throw .invalidTopicName }
             case .correlationData: _ = try block.readBinaryView()
             case .subscriptionIdentifier:
-                guard try block.readVariableByteInteger() > 0 else { throw .invalidPropertyValue }
+                guard try block.readMinimalVariableByteInteger() > 0 else { throw .invalidPropertyValue }
                 p.subscriptionIdentifierCount += 1
             case .topicAlias:
                 let v = try block.readUInt16()

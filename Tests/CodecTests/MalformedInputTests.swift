@@ -49,6 +49,17 @@ final class MalformedInputTests: XCTestCase {
         XCTAssertNoThrow(try streamDecode([[0xC0, 0x80, 0x00]], .v3_1_1))
     }
 
+    func testV5PropertyIntegersInMoreBytesThanNeeded() {
+        // [MQTT-1.5.5-1] holds for every variable byte integer of 5.0, not only the remaining length.
+        expect(.malformedVariableByteInteger, [0x30, 0x05, 0x00, 0x01, 0x61, 0x80, 0x00], .v5)  // property length 0 in two bytes
+        expect(.malformedVariableByteInteger, [0x30, 0x07, 0x00, 0x01, 0x61, 0x03, 0x81, 0x00, 0x01], .v5)  // property id 1 in two bytes
+        // SUBSCRIBE with Subscription Identifier 1 in two bytes.
+        expect(.malformedVariableByteInteger, [0x82, 0x0A, 0x00, 0x01, 0x03, 0x0B, 0x81, 0x00, 0x00, 0x01, 0x61, 0x00], .v5)
+        // The shortest forms decode: no properties, and Subscription Identifier 128 in two bytes.
+        XCTAssertNoThrow(try streamDecode([[0x30, 0x04, 0x00, 0x01, 0x61, 0x00]], .v5))
+        XCTAssertNoThrow(try streamDecode([[0x82, 0x0A, 0x00, 0x01, 0x03, 0x0B, 0x80, 0x01, 0x00, 0x01, 0x61, 0x00]], .v5))
+    }
+
     func testQoS3() {
         expect(.invalidQoS, [0x36, 0x05, 0x00, 0x01, 0x61, 0x00, 0x01])
         expect(.invalidQoS, [0x82, 0x06, 0x00, 0x01, 0x00, 0x01, 0x61, 0x03])  // subscription QoS 3
