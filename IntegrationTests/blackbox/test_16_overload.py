@@ -372,6 +372,16 @@ def test_v5_property_integer_in_more_bytes_than_needed_is_malformed(broker, pack
     assert r.bytes_until_close() == b""
 
 
+def test_v5_client_disconnect_with_a_server_only_reason_code_is_a_protocol_error(broker):
+    if BROKER != "apus":
+        pytest.skip("mosquitto 2.0 accepts it")
+    r = connected_v5(broker)
+    r.send(b"\xe0\x01\x8b")  # DISCONNECT 0x8B Server shutting down: the server's code [MQTT-3.14.2-1]
+    first, body = r.read_packet()
+    assert first == 0xE0 and body[0] == 0x82, (hex(first), body)
+    assert r.bytes_until_close() == b""
+
+
 def test_bad_fixed_header_flags_refused_before_the_body(broker):
     # [MQTT-2.2.2-2]: a SUBSCRIBE with flags 0 declaring a large body is refused at its first
     # bytes, not held while its body trickles in.

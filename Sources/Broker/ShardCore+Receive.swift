@@ -146,6 +146,13 @@ extension ShardCore {
             connections[s].outbound.writeByte(0x00)
             markFlush(s)
         case .disconnect(let disconnect):
+            if connections[s].version == .v5 && ShardCore.serverOnlyDisconnectCodes.contains(disconnect.reasonCode.rawValue) {
+                // [MQTT-3.14.2-1]: the sender uses a code it may send; these are the server's
+                // (table 3-10), so the client's DISCONNECT is a protocol error and its will goes out.
+                protocolError(slot: s, reason: .protocolError, decodeError: nil,
+                              why: "DISCONNECT reason code only a server sends")
+                return
+            }
             if let expiry = disconnect.properties.sessionExpiryInterval {
                 // [MQTT-3.14.2-2]: a session that was to end with the connection cannot be extended.
                 if connections[s].session.expiry == 0 && expiry != 0 {
@@ -167,6 +174,10 @@ extension ShardCore {
             protocolError(slot: s, reason: .protocolError, decodeError: nil, why: "packet type only a server sends")
         }
     }
+
+    /// DISCONNECT reason codes only a server sends (MQTT 5.0 table 3-10, "Sent by: Server").
+    static let serverOnlyDisconnectCodes: Set<UInt8> = [0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F,
+                                                        0xA0, 0xA1, 0xA2]
 
     /// Appends an acknowledgement packet in the connection's version.
     @inline(__always)

@@ -73,6 +73,31 @@ final class ConnectTests: XCTestCase {
         XCTAssertTrue(h.isClosing(c))
     }
 
+    func testDisconnectWithAServerOnlyReasonCodeIsAProtocolError() throws {
+        // [MQTT-3.14.2-1]: 0x8B (Server shutting down) is the server's to send; the will goes out.
+        let h = CoreHarness(shards: 1)
+        let watcher = h.connect(shard: 0)
+        h.send(watcher, .connect(Connect(version: .v5, clientID: "watcher")), version: .v5)
+        h.send(watcher, .subscribe(Subscribe(packetID: 1, subscriptions: [
+            SubscriptionRequest(filter: "will/#", options: SubscriptionOptions(qos: .atMostOnce))])), version: .v5)
+        _ = h.output(watcher)
+        let c = h.connect(shard: 0)
+        h.send(c, .connect(Connect(version: .v5, clientID: "v5", will: Will(topic: "will/v5", payload: Array("gone".utf8)))), version: .v5)
+        _ = h.output(c)
+        h.send(c, [0xE0, 0x01, 0x8B])
+        XCTAssertEqual(h.disconnect(c)?.code, .protocolError)
+        XCTAssertTrue(h.isClosing(c))
+        XCTAssertEqual(try h.received(watcher, version: .v5).compactMap(\.publishTopic), ["will/v5"])
+
+        // A code a client may send (0x04, with will) is a normal end.
+        let d = h.connect(shard: 0)
+        h.send(d, .connect(Connect(version: .v5, clientID: "d")), version: .v5)
+        _ = h.output(d)
+        h.send(d, [0xE0, 0x01, 0x04])
+        XCTAssertEqual(h.output(d), [])
+        XCTAssertTrue(h.isClosing(d))
+    }
+
     func testGarbageClosesOnlyThatConnection() throws {
         let h = CoreHarness(shards: 1)
         let good = h.connect(shard: 0)
