@@ -101,18 +101,26 @@ struct Session {
     /// (its message's bytes go back to the pool), or nil when there is none.
     @inline(__always)
     mutating func removeInflight(_ packetID: UInt16, state: InflightState) -> InflightMessage? {
-        // An index loop reads the two fields in place (`firstIndex(where:)` copied each element).
-        var i = 0
-        while i < inflight.count {
-            if inflight[i].packetID == packetID && inflight[i].state == state { return inflight.remove(at: i) }
-            i += 1
-        }
-        return nil
+        guard let i = inflightIndex(packetID, where: { $0 == state }) else { return nil }
+        return inflight.remove(at: i)
     }
 
     /// The index of the QoS 2 delivery in flight under `packetID` (waiting for PUBREC or PUBCOMP).
     func qos2InflightIndex(_ packetID: UInt16) -> Int? {
-        inflight.firstIndex(where: { $0.packetID == packetID && $0.state != .awaitingPubAck })
+        inflightIndex(packetID, where: { $0 != .awaitingPubAck })
+    }
+
+    /// The index of the delivery under `packetID` whose state passes `accepts`. An index loop reads
+    /// the two fields in place (`firstIndex(where:)` copied each entry: +416 instructions per
+    /// message on fan-out QoS 1).
+    @inline(__always)
+    private func inflightIndex(_ packetID: UInt16, where accepts: (InflightState) -> Bool) -> Int? {
+        var i = 0
+        while i < inflight.count {
+            if inflight[i].packetID == packetID && accepts(inflight[i].state) { return i }
+            i += 1
+        }
+        return nil
     }
 
     /// Ends the delivery at `index` (an error PUBREC) and returns it.
