@@ -16,6 +16,7 @@ carries the raw count per sample (one sample = `scale` operations, see malloc-li
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -60,6 +61,14 @@ def load_results(path):
     return results
 
 
+def fractional_excess(metrics, limit, scale):
+    """True when the worst sample is over the limit by less than one allocation per operation."""
+    if not metrics or MALLOC not in metrics:
+        return False
+    worst = metrics[MALLOC]["scorePercentiles"]["100.0"]
+    return limit * scale < worst < (limit + 1) * scale
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limits", default=os.path.join(HERE, "malloc-limits.json"))
@@ -70,6 +79,21 @@ def main():
     config = json.load(open(args.limits))
     path = args.results or run_benchmarks(args.filter)
     results = load_results(path)
+    if not args.results:
+        # A worst sample with fewer allocations than operations cannot be an allocation per
+        # operation: it is either an amortised one (which recurs) or a stray from another thread
+        # of the process (jemalloc's counts are process-wide). Those benchmarks run once more,
+        # alone, and their second run is what is checked: a recurring allocation still fails.
+        strays = [(target, name) for target, limits in config["limits"].items() for name, limit in limits.items()
+                  if fractional_excess(results.get((target, name.replace(" ", "_"))), limit, config["scale"][target])]
+        if strays:
+            print("re-running (an allocation in one sample, fewer than one per operation):",
+                  ", ".join(f"{t}: {n}" for t, n in strays), flush=True)
+            again = load_results(run_benchmarks(["^" + re.sub(r"([.()\[\]{}*+?^$|\\])", r"\\\1", n) + "$" for _, n in strays]))
+            for target, name in strays:
+                key = (target, name.replace(" ", "_"))
+                if key in again:
+                    results[key] = again[key]
 
     failures = []
     rows = []
