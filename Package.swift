@@ -112,6 +112,6 @@ let package = Package(
         .testTarget(name: "AuthTests", dependencies: ["ApusBase", "Auth", "Broker", "ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Broker"], swiftSettings: swiftSettings),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Shards", "Broker"], swiftSettings: swiftSettings),
-        .testTarget(name: "ShardsTests", dependencies: ["Shards", "IOUring", "ShardContract"], swiftSettings: swiftSettings),
+        .testTarget(name: "ShardsTests", dependencies: ["Shards", "IOUring", "ShardContract", "CApusSys"], swiftSettings: swiftSettings),
     ]
 )

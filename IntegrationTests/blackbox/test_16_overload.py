@@ -1,11 +1,16 @@
 """16-overload: publishers faster than their subscribers lose no acknowledged QoS 1 message (flow
 control), a stalled subscriber is cut loose, a flood of huge packet headers and partial packets keeps
-memory bounded while others are served, and protocol violations end connections at once with the
-reason code readable by a client that is still sending."""
+memory bounded while others are served, protocol violations end connections at once with the
+reason code readable by a client that is still sending, and a subscription read just before a
+publish on another shard takes effect for it."""
+import json
+import pathlib
 import re
 import selectors
 import socket
 import struct
+import subprocess
+import sys
 import time
 import urllib.request
 
@@ -412,3 +417,26 @@ def test_v5_authentication_data_without_method_is_refused(broker):
     first, body = r.read_packet()
     assert first == 0x20 and body[1] == 0x82, body  # CONNACK Protocol Error [MQTT-3.1.2.11.10]
     assert r.bytes_until_close() == b""
+
+
+def test_subscription_read_before_a_publish_on_another_shard_is_never_missed(make_broker, tmp_path):
+    """2,000 tries of SUBSCRIBE on one connection then, back to back from the same thread, a PUBLISH
+    to its topic on another (IntegrationTests/load/subscribe-race.py, gap 0), while two busy loops
+    compete with the shards for the CPUs (a shard that wakes late must still date the SUBSCRIBE by
+    when it arrived: the kernel's receive time). The build before receive timestamps missed 35 and
+    42 of 2,000 this way; every message must reach its new subscriber."""
+    b = broker_with_http(make_broker, tmp_path)
+    busy = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(2)]
+    try:
+        run = subprocess.run([sys.executable, str(pathlib.Path(__file__).parents[1] / "load" / "subscribe-race.py"),
+                              "--port", str(b.port), "--http-port", str(b.http_port), "--tries", "2000", "--gap-us", "0"],
+                             capture_output=True, text=True, timeout=240)
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout)
+    assert result["tries"] == 2000 and result["cross_shard_tries"] >= 250, result
+    assert result["misses"] == 0, (result, run.stderr[-2000:])
+    b.assert_alive()

@@ -120,6 +120,16 @@ def main():
                 pool.append(connect_on_known_shard(args.host, args.port, args.http_port, cid))
             else:
                 pool.append((connect(args.host, args.port, cid), None))
+    if args.http_port:
+        # All on one shard (a 1 in 128 draw with two shards and pools of 4): replace publishers by
+        # new connections until one lands on another shard, so that some tries cross shards (the
+        # replaced ones stay open: the per-shard gauge that tells a connection's shard only grows).
+        spare = []
+        for attempt in range(64):
+            if len({shard for _, shard in subs + pubs}) > 1:
+                break
+            spare.append(pubs[attempt % len(pubs)])
+            pubs[attempt % len(pubs)] = connect_on_known_shard(args.host, args.port, args.http_port, f"{tag}-m{attempt}")
     misses = cross = cross_misses = 0
     for n in range(args.tries):
         s, s_shard = subs[n % len(subs)]

@@ -15,3 +15,7 @@
 #include <sched.h>
 #include <string.h>
 #include <liburing.h>
+
+/// SO_TIMESTAMPNS / SCM_TIMESTAMPNS as this libc defines them (an expression on some ABIs, which
+/// Swift does not import).
+static inline int apus_so_timestampns(void) { return SO_TIMESTAMPNS; }

@@ -117,6 +117,16 @@ public final class IOUring {
         io_uring_sqe_set_data64(s, userData)
     }
 
+    /// Multishot recvmsg choosing buffers from the provided buffer group `group`; each buffer is laid
+    /// out as `format` says (its msghdr must outlive the operation).
+    @inlinable public func prepareMultishotRecvMessage(fd socket: Int32, format: ReceiveMessageFormat, group: UInt16, userData: UInt64) {
+        let s = sqe()
+        io_uring_prep_recvmsg_multishot(s, socket, format.header, 0)
+        s.pointee.flags |= UInt8(1 << IOSQE_BUFFER_SELECT_BIT)
+        s.pointee.buf_group = group
+        io_uring_sqe_set_data64(s, userData)
+    }
+
     /// A single recv of at most `count` bytes into `buffer` (the memory must stay valid until completion).
     @inlinable public func prepareRecv(fd socket: Int32, buffer: UnsafeMutableRawPointer, count: Int, userData: UInt64) {
         let s = sqe()

@@ -105,6 +105,11 @@ public final class ProvidedBufferRing {
         UnsafeRawBufferPointer(start: buffers + Int(id) * bufferSize, count: length)
     }
 
+    /// The start of buffer `id`.
+    @inlinable public func start(id: UInt16) -> UnsafeRawPointer {
+        UnsafeRawPointer(buffers + Int(id) * bufferSize)
+    }
+
     /// Gives buffer `id` back to the kernel. Returns are published in batches by `publishReturns`.
     @inlinable public func recycle(id: UInt16) {
         io_uring_buf_ring_add(ringMemory, buffers + Int(id) * bufferSize, UInt32(bufferSize), id, mask, pendingReturns)

@@ -2,15 +2,17 @@
 // spreads incoming connections over the shards without an acceptor thread.
 
 import ApusBase
+import IOUring
 @preconcurrency import Glibc
 
 enum Listener {
     /// Opens `count` listening sockets bound to `host:port` with SO_REUSEPORT. Port 0 picks a free
     /// port (the first socket's) for all. Returns the descriptors and the bound port. With
     /// `noDelay`, TCP_NODELAY is set on the listening sockets: Linux copies it to every accepted
-    /// socket, which saves a setsockopt per connection.
+    /// socket, which saves a setsockopt per connection. With `receiveTimestamps`, SO_TIMESTAMPNS
+    /// (copied to accepted sockets the same way): every recvmsg carries the kernel's receive time.
     static func open(host: String, port: UInt16, count: Int, backlog: Int32 = 4096,
-                     noDelay: Bool = false) throws -> (fds: [Int32], port: UInt16) {
+                     noDelay: Bool = false, receiveTimestamps: Bool = false) throws -> (fds: [Int32], port: UInt16) {
         var fds: [Int32] = []
         var boundPort = port
         do {
@@ -22,6 +24,11 @@ enum Listener {
                 setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
                 setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
                 if noDelay { setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size)) }
+                if receiveTimestamps {
+                    guard setsockopt(fd, SOL_SOCKET, ReceiveMessageFormat.timestampType, &one, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+                        throw SystemCallError("setsockopt SO_TIMESTAMPNS", errno: errno)
+                    }
+                }
                 var address = sockaddr_in()
                 address.sin_family = sa_family_t(AF_INET)
                 address.sin_port = boundPort.bigEndian
@@ -56,6 +63,13 @@ enum Listener {
         var value: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
         return getsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &value, &length) == 0 && value != 0
+    }
+
+    /// Whether SO_TIMESTAMPNS is set on `fd`.
+    static func receiveTimestamps(_ fd: Int32) -> Bool {
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(fd, SOL_SOCKET, ReceiveMessageFormat.timestampType, &value, &length) == 0 && value != 0
     }
 
     /// `address:port` of the peer of a connected IPv4 socket.

@@ -64,20 +64,34 @@ extension Shard {
         defer { if let bufferID { buffers.recycle(id: bufferID) } }
         guard let slot = slot(of: completion) else { return }
         let id = ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)
-        let result = completion.result
+        var result = completion.result
         if !completion.hasMore { sockets[slot].recvArmed = false }
+        var bytes = UnsafeRawBufferPointer(start: nil, count: 0)
         if result > 0, let bufferID {
+            // A recvmsg buffer: header, the receive time, the payload (none: end of stream).
+            let message = receiveFormat.parse(buffers.start(id: bufferID), length: Int(result))
+            bytes = message.payload
+            result = Int32(truncatingIfNeeded: bytes.count)
+            if message.realtime != 0 {
+                // When the last of these bytes reached the socket, in the loop's clock; no later
+                // than now (the clocks' offset is a tick old).
+                core.inputArrivedAfter = min(message.realtime &- realtimeOffset, now)
+            } else {
+                core.inputArrivedAfter = turnArrival
+            }
+        }
+        if result > 0 {
             receives &+= 1
             let mqtt = sockets[slot].protocolName == .mqtt
             if _fastPath(mqtt) { bytesReceived &+= UInt64(result) }  // the MQTT traffic ($SYS, metrics)
             if !sockets[slot].closing {
                 if _fastPath(mqtt) {
-                    core.receive(id, bytes: buffers.bytes(id: bufferID, length: Int(result)), now: now)
+                    core.receive(id, bytes: bytes, now: now)
                     // Route records leave at once: a subscription takes effect on the other shards
                     // as soon as they can apply it, not after the rest of this batch.
                     if core.hasUrgentShardRecords { sendOutbox() }
                 } else {
-                    httpReceived(slot: slot, bytes: buffers.bytes(id: bufferID, length: Int(result)), now: now)
+                    httpReceived(slot: slot, bytes: bytes, now: now)
                 }
             }
             // Closing sockets keep reading (and discarding) until the peer's EOF.

@@ -44,6 +44,17 @@ final class Shard {
     unowned let group: ShardGroup
     let ring: IOUring
     let buffers: ProvidedBufferRing
+    /// The msghdr of every multishot recvmsg and the layout of what it leaves in `buffers`.
+    let receiveFormat = ReceiveMessageFormat()
+    /// CLOCK_REALTIME minus CLOCK_MONOTONIC (wrapping), taken at each tick: turns the kernel's
+    /// receive timestamps into the loop's clock. Both clocks are slewed alike; a step of the
+    /// realtime clock is picked up at the next tick (until then a route's replay starts too early,
+    /// replaying what the ring holds, or too late, clamped to the harvest time as without
+    /// timestamps).
+    var realtimeOffset: UInt64 = 0
+    /// When this loop turn's input can have arrived at the earliest, for input without a kernel
+    /// timestamp (see run()).
+    var turnArrival: UInt64 = 0
     let core: ShardCore
     /// This shard's socket of each MQTT listener.
     let listeners: [Int32]
@@ -124,6 +135,7 @@ final class Shard {
         var willsPublishedAt: UInt64? = nil
         var drainUntil: UInt64? = nil
         var previousHarvest = now()
+        realtimeOffset = apus_realtime_ns() &- now()
         while true {
             let before = now()
             if willsPublishedAt == nil && group.stopping.load(ordering: .relaxed) {
@@ -158,9 +170,13 @@ final class Shard {
             // wait that returned at once found it pending (with DEFER_TASKRUN, input that arrives
             // while the loop works waits for the next io_uring_enter): it arrived after the
             // previous harvest.
-            core.inputArrivedAfter = current &- before > Shard.sleptNanoseconds ? current : previousHarvest
+            // Input read from a socket carries the kernel's receive time instead (received(_:now:)),
+            // which a vCPU that was not running when the input woke it cannot delay.
+            turnArrival = current &- before > Shard.sleptNanoseconds ? current : previousHarvest
+            core.inputArrivedAfter = turnArrival
             previousHarvest = current
             processCompletions(now: current)
+            core.inputArrivedAfter = turnArrival
             logAuthenticationFailures()
             buffers.publishReturns()
             drainMailboxes()
@@ -170,6 +186,7 @@ final class Shard {
             sendOutbox()
             if current >= nextTick {
                 signals.lastTick.store(current, ordering: .relaxed)
+                realtimeOffset = apus_realtime_ns() &- now()
                 if let stall = group.config.faultStallShard, stall == index,
                    Double(current &- group.stats.startedAt) / 1e9 >= group.config.faultStallAfterSeconds {
                     // Fault injection (tests of the supervision): stuck, as a shard in a loop would be.
@@ -216,8 +233,8 @@ final class Shard {
 
     func armRecv(slot: Int) {
         let state = sockets[slot]
-        ring.prepareMultishotRecv(fd: state.fd, group: Shard.bufferGroup,
-                                  userData: UserData.make(.recv, ConnectionID(slot: Int32(slot), generation: state.generation)))
+        ring.prepareMultishotRecvMessage(fd: state.fd, format: receiveFormat, group: Shard.bufferGroup,
+                                         userData: UserData.make(.recv, ConnectionID(slot: Int32(slot), generation: state.generation)))
         sockets[slot].recvArmed = true
     }
 

@@ -101,7 +101,8 @@ public final class ShardGroup: @unchecked Sendable {
         do {
             for listener in config.listeners {
                 let (fds, actual) = try Listener.open(host: listener.host, port: listener.port, count: config.shards,
-                                                      noDelay: config.tcpNoDelay)
+                                                      noDelay: config.tcpNoDelay,
+                                                      receiveTimestamps: config.shards > 1)
                 for shard in 0..<config.shards { perShard[shard].append(fds[shard]) }
                 var boundListener = listener
                 boundListener.port = actual

@@ -1,5 +1,6 @@
 // The few libc calls that Swift's Glibc module hides (GNU extensions): thread affinity,
-// the CPUs this process may use, thread names, a monotonic clock. Everything is prefixed apus_.
+// the CPUs this process may use, thread names, the monotonic and the realtime clock. Everything
+// is prefixed apus_.
 #ifndef CAPUSSYS_H
 #define CAPUSSYS_H
 #include <stdint.h>
@@ -12,5 +13,7 @@ int apus_available_cpus(void);
 void apus_set_thread_name(const char *name);
 /// Monotonic clock in nanoseconds.
 uint64_t apus_monotonic_ns(void);
+/// CLOCK_REALTIME in nanoseconds (the clock of the kernel's receive timestamps, SO_TIMESTAMPNS).
+uint64_t apus_realtime_ns(void);
 
 #endif
