@@ -31,7 +31,8 @@ public protocol ShardCoreInterface: AnyObject {
 
     /// The timer: keep alive, connect timeouts, delayed wills, session expiry, stalled subscribers.
     func tick(now: UInt64)
-    /// The earliest time the input being processed can have arrived (the subscribe-race replay).
+    /// When the input being processed arrived (the kernel's receive time, or the earliest it can
+    /// have arrived): what dates a SUBSCRIBE for the subscribe-race replay.
     var inputArrivedAfter: UInt64? { get set }
     /// One record from another shard's mailbox (ShardContract's codec), and a record's length.
     func receiveShardMessage(_ record: UnsafeRawBufferPointer)

@@ -4,7 +4,7 @@
 //
 // Two shards read two sockets at the same time: a PUBLISH read on shard 0 a few microseconds
 // after a SUBSCRIBE was read on shard 1 is routed by shard 0 before shard 1's routeAdd arrives.
-// Every routeAdd carries the time its SUBSCRIBE was read; the shard that receives it replays the
+// Every routeAdd carries the time its SUBSCRIBE arrived; the shard that receives it replays the
 // messages it routed since then that the new filter matches and that did not go to that shard, to
 // the subscribers of exactly that filter there (`replayPublish`). Fixed memory, no allocation per
 // message: a ring of fixed-size slots; a message larger than a slot is not kept (it is not
@@ -14,9 +14,12 @@ import Codec
 import Router
 
 struct RecentPublishes {
-    /// Slack below a route's time. The time is already the earliest the SUBSCRIBE can have arrived
-    /// (the runtime's `inputArrivedAfter`), so a PUBLISH that arrived after it was read at or after
-    /// that time on any shard; the slack covers a sleeping shard's wake-up (about 5 µs). It stays
+    /// Slack below a route's time. The time is when the SUBSCRIBE arrived (the runtime's
+    /// `inputArrivedAfter`: the kernel's receive time, else the earliest it can have arrived), and
+    /// a message is kept with the time its shard harvested it, after it arrived; so a PUBLISH that
+    /// arrived after the SUBSCRIBE is kept with a later time on any shard. The slack covers the
+    /// realtime → monotonic conversion and, without a kernel time, a sleeping shard's wake-up
+    /// (about 5 µs). It stays
     /// below a PUBACK round trip (about 23 µs here), so a client that published, saw its PUBACK
     /// and then subscribed does not get that message. The price: while a shard is busy, a message
     /// read elsewhere during the same loop turn as a SUBSCRIBE — concurrent with it — may reach
