@@ -44,11 +44,13 @@ let package = Package(
         .target(name: "Router", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
         // The shard-to-shard contract: typed messages, their one codec, the serialised session.
         .target(name: "ShardContract", dependencies: ["Codec"], swiftSettings: swiftSettings),
+        // The durable store's pure parts: record frames with CRC-32C, typed records, recovery.
+        .target(name: "Store", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
         // Pure-Swift hashes, HMAC, PBKDF2 and Base64 for password files and SCRAM authentication.
         .target(name: "ApusCrypto", swiftSettings: swiftSettings),
         .target(
             name: "Broker",
-            dependencies: ["Codec", "Router", "ShardContract"],
+            dependencies: ["Codec", "Router", "ShardContract", "Store"],
             swiftSettings: swiftSettings
         ),
         // Password files (mosquitto_passwd format) and SCRAM enhanced-authentication methods.
@@ -104,6 +106,7 @@ let package = Package(
         .testTarget(name: "ApusBaseTests", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "ApusBase"], swiftSettings: swiftSettings),
         .testTarget(name: "ShardContractTests", dependencies: ["ShardContract", "Codec"], swiftSettings: swiftSettings),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "ApusBase"], swiftSettings: swiftSettings),
         .testTarget(name: "CodecTests", dependencies: ["Codec"], swiftSettings: swiftSettings),
         .testTarget(name: "RouterTests", dependencies: ["Router"], swiftSettings: swiftSettings),
         .testTarget(name: "ApusCryptoTests", dependencies: ["ApusCrypto"], swiftSettings: swiftSettings),

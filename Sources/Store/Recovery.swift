@@ -1,0 +1,118 @@
+// Recovery of one shard's log from its segment files, and the retained image the shards' logs
+// make together. Pure: the runtime reads the files, hands their bytes here, and applies the plan
+// (truncate torn tails, delete obsolete or abandoned segments, log what was skipped).
+
+/// The state recovered from every shard's log: the latest record per retained topic (deletions
+/// kept while merging, so that a deletion in one log hides an older message in another).
+public struct RetainedImage: Sendable {
+    public private(set) var entries: [[UInt8]: RetainedRecord] = [:]
+
+    public init() {}
+
+    public mutating func apply(_ record: RetainedRecord) {
+        if let existing = entries[record.topic], existing.isNewer(than: record) { return }
+        entries[record.topic] = record
+    }
+
+    public mutating func merge(_ other: RetainedImage) {
+        for (_, record) in other.entries { apply(record) }
+    }
+
+    /// The retained messages (deletions left out).
+    public var messages: [RetainedRecord] { entries.values.filter { !$0.isDeletion } }
+}
+
+/// One segment file of a shard's log, as read.
+public struct SegmentFile {
+    public var number: UInt64
+    public var bytes: UnsafeRawBufferPointer
+    public init(number: UInt64, bytes: UnsafeRawBufferPointer) { self.number = number; self.bytes = bytes }
+}
+
+/// What recovering one shard's log found and what the runtime must do with its files.
+public struct RecoveredLog: Sendable {
+    /// The segment the state comes from: the newest whose snapshot is complete (nil: none, the
+    /// shard starts empty).
+    public var base: UInt64?
+    /// Older segments (superseded by the base's snapshot) and newer ones whose snapshot was torn
+    /// (a compaction that did not finish): to delete.
+    public var obsolete: [UInt64] = []
+    public var abandoned: [UInt64] = []
+    /// Where the base segment's intact records end (a torn tail after it is cut there) and its size.
+    public var validEnd = 0
+    public var fileSize = 0
+    /// Damaged stretches skipped in the base segment (byte ranges), and records of unknown type or
+    /// with bodies that do not decode.
+    public var skipped: [Range<Int>] = []
+    public var undecodable = 0
+    public var lastSequence: UInt64 = 0
+    public var records = 0
+    /// The shard count the base segment was written with.
+    public var shardCount: UInt16 = 0
+}
+
+public enum LogRecovery {
+    /// Recovers a shard's state from its segments into `image`.
+    public static func recover(_ segments: [SegmentFile], into image: inout RetainedImage) -> RecoveredLog {
+        var result = RecoveredLog()
+        let newestFirst = segments.sorted { $0.number > $1.number }
+        for segment in newestFirst {
+            if result.base != nil {
+                result.obsolete.append(segment.number)
+                continue
+            }
+            var start: SegmentStart? = nil
+            var complete = false
+            var first = true
+            var records: [StoredRecord] = []
+            var lastSequence: UInt64 = 0
+            let scan = LogRecord.scan(segment.bytes) { record in
+                defer { first = false }
+                lastSequence = max(lastSequence, record.sequence)
+                if first {
+                    start = SegmentStart(record)
+                    return
+                }
+                guard start != nil else { return }
+                if record.type == StoreRecordType.snapshotEnd.rawValue { complete = true; return }
+                records.append(record)
+            }
+            guard let start, complete, start.segment == segment.number else {
+                result.abandoned.append(segment.number)
+                continue
+            }
+            result.base = segment.number
+            result.shardCount = start.shardCount
+            result.validEnd = scan.validEnd
+            result.fileSize = segment.bytes.count
+            result.skipped = scan.skipped
+            result.records = scan.records
+            result.lastSequence = lastSequence
+            for record in records {
+                if let retained = RetainedRecord(record) {
+                    image.apply(retained)
+                } else {
+                    result.undecodable += 1
+                }
+            }
+        }
+        return result
+    }
+}
+
+/// File names of the segments: `<prefix>-s<shard>-<segment, 10 digits>.log`.
+public enum SegmentName {
+    public static func make(prefix: String, shard: Int, segment: UInt64) -> String {
+        let digits = String(segment)
+        return "\(prefix)-s\(shard)-\(String(repeating: "0", count: max(0, 10 - digits.count)))\(digits).log"
+    }
+
+    /// (shard, segment) of a file name made by `make` with `prefix`.
+    public static func parse(_ name: String, prefix: String) -> (shard: Int, segment: UInt64)? {
+        guard name.hasPrefix(prefix + "-s"), name.hasSuffix(".log") else { return nil }
+        let middle = name.dropFirst(prefix.count + 2).dropLast(4)
+        let parts = middle.split(separator: "-")
+        guard parts.count == 2, let shard = Int(parts[0]), let segment = UInt64(parts[1]) else { return nil }
+        return (shard, segment)
+    }
+}

@@ -1,0 +1,150 @@
+// The store's record format and recovery, without files: CRC-32C against its check value, frames
+// that round-trip, torn tails cut at the last intact record, corrupt records skipped with the
+// records after them kept, and the newest complete snapshot chosen among a shard's segments.
+
+import ApusBase
+import XCTest
+@testable import Store
+
+final class StoreTests: XCTestCase {
+    func testCRC32CCheckValues() {
+        // The standard check value (RFC 3720 B.4 and every CRC catalogue): "123456789" → E3069283.
+        XCTAssertEqual(CRC32C.checksum(Array("123456789".utf8)), 0xE306_9283)
+        XCTAssertEqual(CRC32C.checksum([UInt8](repeating: 0, count: 32)), 0x8A91_36AA)  // RFC 3720 B.4
+        XCTAssertEqual(CRC32C.checksum([UInt8](repeating: 0xFF, count: 32)), 0x62A8_AB43)
+        XCTAssertEqual(CRC32C.checksum(Array(0...31)), 0x46DD_794E)
+        // Continuing gives the CRC of the whole.
+        let bytes = Array("The quick brown fox jumps over the lazy dog".utf8)
+        let whole = CRC32C.checksum(bytes)
+        let part = bytes.withUnsafeBytes { b in
+            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[13...]), continuing: CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[..<13])))
+        }
+        XCTAssertEqual(part, whole)
+    }
+
+    func retained(_ topic: String, _ payload: String, time: UInt64, shard: UInt8 = 0) -> RetainedRecord {
+        RetainedRecord(wallTime: time, node: 0, shard: shard, qos: 1, topic: Array(topic.utf8),
+                       properties: [0x02, 0, 0, 0, 60], payload: Array(payload.utf8))
+    }
+
+    /// A segment: start, the snapshot records, its end, then the appended records.
+    func segment(_ number: UInt64, snapshot: [RetainedRecord], appended: [RetainedRecord], completeSnapshot: Bool = true) -> [UInt8] {
+        var buffer = ByteBuffer()
+        var sequence: UInt64 = number * 1000
+        func next() -> UInt64 { sequence += 1; return sequence }
+        SegmentStart(shard: 0, shardCount: 2, segment: number, wallTime: 1).append(sequence: next(), into: &buffer)
+        for r in snapshot { r.append(sequence: next(), into: &buffer) }
+        if completeSnapshot { SnapshotEnd.append(records: UInt64(snapshot.count), sequence: next(), into: &buffer) }
+        for r in appended { r.append(sequence: next(), into: &buffer) }
+        defer { buffer.deallocate() }
+        return buffer.readableArray()
+    }
+
+    func records(_ bytes: [UInt8]) -> (types: [UInt8], scan: LogScan) {
+        var types: [UInt8] = []
+        let scan = bytes.withUnsafeBytes { LogRecord.scan($0) { types.append($0.type) } }
+        return (types, scan)
+    }
+
+    func testRecordsRoundTrip() throws {
+        let a = retained("a/b", "hello", time: 5, shard: 1)
+        let deletion = RetainedRecord(wallTime: 6, node: 3, shard: 1, qos: 0, topic: Array("a/b".utf8), properties: [], payload: [])
+        var buffer = ByteBuffer()
+        a.append(sequence: 1, into: &buffer)
+        deletion.append(sequence: 2, into: &buffer)
+        let bytes = buffer.readableArray()
+        buffer.deallocate()
+        var decoded: [RetainedRecord] = []
+        var sequences: [UInt64] = []
+        let scan = bytes.withUnsafeBytes { LogRecord.scan($0) { decoded.append(RetainedRecord($0)!); sequences.append($0.sequence) } }
+        XCTAssertEqual(decoded, [a, deletion])
+        XCTAssertEqual(sequences, [1, 2])
+        XCTAssertEqual(scan, LogScan(validEnd: bytes.count, skipped: [], outOfOrder: 0, records: 2))
+        XCTAssertTrue(decoded[1].isDeletion)
+        XCTAssertTrue(deletion.isNewer(than: a))
+    }
+
+    func testTornTailIsCutAtTheLastIntactRecord() {
+        let bytes = segment(1, snapshot: [retained("t/1", "one", time: 1)], appended: [retained("t/2", "two", time: 2)])
+        let whole = records(bytes).scan
+        XCTAssertEqual(whole.validEnd, bytes.count)
+        // Every cut inside the last record: the scan ends where that record began.
+        let lastStart = bytes.count - (LogRecord.headerSize + 24 + 3 + 5 + 3)
+        for cut in lastStart..<bytes.count {
+            let (types, scan) = records(Array(bytes[..<cut]))
+            XCTAssertEqual(types, [1, 16, 2], "cut at \(cut)")
+            XCTAssertEqual(scan.validEnd, lastStart)
+            XCTAssertEqual(scan.skipped, [])
+            XCTAssertEqual(scan.tornBytes(fileSize: cut), cut - lastStart)
+        }
+        // Zeros after the end (a preallocated or half-flushed page): a torn tail too.
+        let (types, scan) = records(bytes + [UInt8](repeating: 0, count: 100))
+        XCTAssertEqual(types, [1, 16, 2, 16])
+        XCTAssertEqual(scan.validEnd, bytes.count)
+    }
+
+    func testCorruptRecordIsSkippedAndTheRestKept() {
+        let records3 = [retained("t/1", "one", time: 1), retained("t/2", "two", time: 2), retained("t/3", "three", time: 3)]
+        var bytes = segment(1, snapshot: [], appended: records3)
+        let full = records(bytes)
+        XCTAssertEqual(full.types, [1, 2, 16, 16, 16])
+        // Flip one payload byte of the middle record ("two").
+        let second = bytes.count - (LogRecord.headerSize + 24 + 3 + 5 + 5) - (LogRecord.headerSize + 24 + 3 + 5 + 3)
+        bytes[second + LogRecord.headerSize + 24 + 3 + 5] ^= 0x40
+        let (types, scan) = records(bytes)
+        XCTAssertEqual(types, [1, 2, 16, 16], "the damaged record is gone, the one after it kept")
+        XCTAssertEqual(scan.skipped.count, 1)
+        XCTAssertEqual(scan.skipped[0].lowerBound, second)
+        XCTAssertEqual(scan.validEnd, bytes.count)
+        // A corrupt length field as well.
+        bytes[second] = 0xFF
+        XCTAssertEqual(records(bytes).types, [1, 2, 16, 16])
+    }
+
+    func testRecoveryTakesTheNewestCompleteSnapshotAndItsAppends() {
+        let old = segment(3, snapshot: [retained("t/old", "x", time: 1)], appended: [retained("t/a", "1", time: 2)])
+        let base = segment(4, snapshot: [retained("t/a", "1", time: 2), retained("t/b", "2", time: 3)],
+                           appended: [retained("t/b", "3", time: 4), RetainedRecord(wallTime: 5, node: 0, shard: 0, qos: 0, topic: Array("t/a".utf8), properties: [], payload: [])])
+        let torn = segment(5, snapshot: [retained("t/z", "never", time: 6)], appended: [], completeSnapshot: false)
+        var image = RetainedImage()
+        let result = old.withUnsafeBytes { o in
+            base.withUnsafeBytes { b in
+                torn.withUnsafeBytes { t in
+                    LogRecovery.recover([SegmentFile(number: 3, bytes: o), SegmentFile(number: 5, bytes: t), SegmentFile(number: 4, bytes: b)],
+                                        into: &image)
+                }
+            }
+        }
+        XCTAssertEqual(result.base, 4)
+        XCTAssertEqual(result.obsolete, [3])
+        XCTAssertEqual(result.abandoned, [5])
+        XCTAssertEqual(result.shardCount, 2)
+        XCTAssertEqual(result.validEnd, base.count)
+        XCTAssertEqual(result.undecodable, 0)
+        XCTAssertEqual(result.lastSequence, 4000 + 6)
+        XCTAssertEqual(image.messages.map { String(decoding: $0.payload, as: UTF8.self) }, ["3"], "t/a deleted, t/b overwritten")
+    }
+
+    func testImagesMergeByStamp() {
+        var zero = RetainedImage(), one = RetainedImage()
+        zero.apply(retained("t", "from 0", time: 10, shard: 0))
+        one.apply(RetainedRecord(wallTime: 11, node: 0, shard: 1, qos: 0, topic: Array("t".utf8), properties: [], payload: []))
+        one.apply(retained("u", "from 1", time: 12, shard: 1))
+        zero.apply(retained("u", "older", time: 9, shard: 0))
+        zero.merge(one)
+        XCTAssertEqual(zero.messages.map { String(decoding: $0.payload, as: UTF8.self) }, ["from 1"])
+        // Equal times: the higher shard wins, on every replica alike.
+        var a = RetainedImage()
+        a.apply(retained("v", "s1", time: 20, shard: 1))
+        a.apply(retained("v", "s0", time: 20, shard: 0))
+        XCTAssertEqual(a.messages.map { String(decoding: $0.payload, as: UTF8.self) }, ["s1"])
+    }
+
+    func testSegmentNames() {
+        XCTAssertEqual(SegmentName.make(prefix: "apus", shard: 3, segment: 42), "apus-s3-0000000042.log")
+        XCTAssertEqual(SegmentName.parse("apus-s3-0000000042.log", prefix: "apus")?.segment, 42)
+        XCTAssertEqual(SegmentName.parse("apus-s3-0000000042.log", prefix: "apus")?.shard, 3)
+        XCTAssertNil(SegmentName.parse("other-s3-0000000042.log", prefix: "apus"))
+        XCTAssertNil(SegmentName.parse("apus-s3-00x.log", prefix: "apus"))
+    }
+}
