@@ -70,7 +70,7 @@ let package = Package(
         .target(
             name: "Shards",
             dependencies: [
-                "ApusBase", "Broker", "Codec", "Router", "IOUring", "CApusSys", "HTTPAPI", "Telemetry", "Transport", "ShardContract",
+                "ApusBase", "Broker", "Codec", "Router", "IOUring", "CApusSys", "HTTPAPI", "Telemetry", "Transport", "ShardContract", "Store",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -110,7 +110,7 @@ let package = Package(
         .testTarget(name: "CodecTests", dependencies: ["Codec"], swiftSettings: swiftSettings),
         .testTarget(name: "RouterTests", dependencies: ["Router"], swiftSettings: swiftSettings),
         .testTarget(name: "ApusCryptoTests", dependencies: ["ApusCrypto"], swiftSettings: swiftSettings),
-        .testTarget(name: "BrokerTests", dependencies: ["Broker", "Codec", "ShardContract"], swiftSettings: swiftSettings),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "Codec", "ShardContract", "Store", "ApusBase"], swiftSettings: swiftSettings),
         .testTarget(name: "HTTPAPITests", dependencies: ["HTTPAPI", "Broker", "Codec", "ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "AuthTests", dependencies: ["ApusBase", "Auth", "Broker", "ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Broker"], swiftSettings: swiftSettings),

@@ -81,9 +81,25 @@ public struct BrokerConfig: Sendable {
     /// Seconds after which an offline session that would never expire (3.1/3.1.1 clean session 0,
     /// v5 Session Expiry 0xFFFFFFFF) is discarded (mosquitto's persistent_client_expiration); 0 = never.
     public var persistentClientExpiration: UInt32 = 0
+    /// Keep retained messages in the shards' logs (`persistence`).
+    public var persistence: Bool = false
+    /// When an acknowledgement of something stored goes out (`persistence_durability`).
+    public var durability: StoreDurability = .written
 
     /// How shared subscription groups pick a member.
     public var sharedSubscriptionStrategy: SharedSubscriptionStrategy = .roundRobin
 
     public init() {}
+}
+
+/// When the broker acknowledges what it stores (PUBACK / PUBREC of a retained message).
+public enum StoreDurability: String, Sendable, CaseIterable {
+    /// Not before the record was handed to the kernel (a completed write): survives kill -9 and
+    /// the OOM killer, not a power loss.
+    case written
+    /// Not before an fdatasync that covers the record: survives a power loss too.
+    case synced
+    /// At once; the record is written at the end of the loop turn: a crash may lose what was
+    /// acknowledged in the last moments.
+    case none
 }

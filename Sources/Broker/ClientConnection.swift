@@ -42,6 +42,8 @@ final class ConnectionExtras {
     var heldAckCount = 0
     var throttling: Set<PublisherKey> = []
     var lastProgress: UInt64 = 0
+    /// The store record its held acknowledgements wait for (ShardCore+Store.swift).
+    var storeWait: UInt64 = 0
 
     deinit { heldAcks.deallocate() }
 
@@ -49,7 +51,7 @@ final class ConnectionExtras {
     var isUnused: Bool {
         held.capacity == 0 && authExchange == nil && authMethod == nil
             && pendingConnect == nil && pendingConnAckProperties.isEmpty
-            && throttledBy == 0 && heldAcks.capacity == 0 && throttling.isEmpty
+            && throttledBy == 0 && heldAcks.capacity == 0 && throttling.isEmpty && storeWait == 0
     }
 }
 

@@ -9,6 +9,7 @@
 
 import ApusBase
 import Codec
+import Store
 
 public protocol ShardCoreInterface: AnyObject {
     // MARK: inputs — connections (ShardCore.swift, ShardCore+Receive.swift, ShardCore+Session.swift)
@@ -64,6 +65,21 @@ public protocol ShardCoreInterface: AnyObject {
     var hasUrgentShardRecords: Bool { get set }
     /// Refused logins, for the runtime's log (it knows the peer's address).
     func takeAuthenticationFailures() -> [AuthenticationFailure]
+
+    // MARK: the durable store (ShardCore+Store.swift)
+
+    /// Records for this shard's log (the runtime writes them) and the last sequence appended; the
+    /// runtime's own segment records take their sequence here too.
+    var storeRecords: ByteBuffer { get set }
+    var storeSequence: UInt64 { get set }
+    func nextStoreSequence() -> UInt64
+    /// Input: every record up to `sequence` is durable; the acknowledgements that waited go out.
+    func storeDurable(through sequence: UInt64)
+    /// A compaction's snapshot of what this shard owns; at start, the recovered retained messages.
+    func appendStoreSnapshot(into buffer: inout ByteBuffer) -> UInt64
+    func loadRetained(_ records: [RetainedRecord])
+    /// Realtime minus monotonic: stored stamps are wall-clock times.
+    var wallClockOffset: UInt64 { get set }
 
     // MARK: outputs — what the broker reports (Telemetry renders them)
 

@@ -31,6 +31,10 @@ enum FlowFlag {
     static let inputPaused: UInt8 = 2
     /// This subscriber throttles publishers (its extras list them).
     static let throttling: UInt8 = 4
+    /// A record this connection's next acknowledgement depends on is not durable yet: its
+    /// PUBACK / PUBREC are held (ShardCore+Store.swift).
+    static let acksAwaitStore: UInt8 = 8
+    static let acksHeldAny: UInt8 = acksHeld | acksAwaitStore
 }
 
 /// A publisher as a subscriber's shard names it: its shard and its connection there.
@@ -126,6 +130,13 @@ extension ShardCore {
         connections[p].flow &= ~FlowFlag.acksHeld
         guard let e = connections[p].extras else { return }
         counters.throttledNanoseconds &+= currentTime &- e.throttledSince
+        sendHeldAcks(p)
+    }
+
+    /// The held acknowledgements go out, in order, once nothing holds them any more (flow control
+    /// or the store), and the connection's input is read again.
+    func sendHeldAcks(_ p: Int) {
+        guard connections[p].flow & FlowFlag.acksHeldAny == 0, let e = connections[p].extras else { return }
         if !e.heldAcks.isEmpty {
             connections[p].outbound.writeBytes(e.heldAcks.readableView)
             markFlush(p)
@@ -139,7 +150,7 @@ extension ShardCore {
     /// PUBACK or PUBREC for an inbound PUBLISH: held while the publisher is throttled.
     @inline(__always)
     func queuePublishAck(_ packet: Packet, slot s: Int) {
-        guard connections[s].flow & FlowFlag.acksHeld != 0, let e = connections[s].extras else {
+        guard connections[s].flow & FlowFlag.acksHeldAny != 0, let e = connections[s].extras else {
             queueAck(packet, slot: s)
             return
         }

@@ -82,7 +82,7 @@ extension ShardCore {
             receiveClientMessage(clientMessage, from: origin)
         case .retain(let update):
             applyRetained(RetainedMessage(topic: Array(update.topic), payload: Array(update.payload), qos: update.qos,
-                                          properties: Array(update.properties), stamp: update.stamp))
+                                          properties: Array(update.properties), stamp: update.stamp), remote: true)
         case .shareCount(let filter, let group, let count):
             applyShareCount(origin: origin, filter: String(decoding: filter, as: UTF8.self),
                             group: String(decoding: group, as: UTF8.self), count: count)

@@ -126,7 +126,10 @@ extension ShardCore {
         }
         let properties = version == .v5 ? publish.properties.raw : UnsafeRawBufferPointer(start: nil, count: 0)
         let origin = ConnectionID(slot: Int32(s), generation: connections[s].generation)
-        if publish.retain { retain(topic: publish.topic, payload: publish.payload, qos: publish.qos, properties: properties) }
+        if publish.retain && retain(topic: publish.topic, payload: publish.payload, qos: publish.qos, properties: properties)
+            && publish.qos != .atMostOnce {
+            awaitStore(slot: s)  // its PUBACK / PUBREC once the record is durable
+        }
         let matched = route(qos: publish.qos, retain: publish.retain, topic: publish.topic, properties: properties,
                             payload: publish.payload, origin: origin, forwardToShards: true)
         acknowledge(publish, slot: s, reason: matched || version != .v5 ? .success : .noMatchingSubscribers)

@@ -32,12 +32,20 @@ public struct RetainedMessage: Sendable {
 }
 
 extension ShardCore {
-    /// A PUBLISH with the retain flag from a local client: store or delete [MQTT-3.3.1-5, -10], replicate.
-    func retain(topic: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, qos: QoS, properties: UnsafeRawBufferPointer) {
+    /// A PUBLISH with the retain flag from a local client: store or delete [MQTT-3.3.1-5, -10],
+    /// replicate. Returns whether a record for the durable store was appended (its
+    /// acknowledgement waits for it).
+    @discardableResult
+    func retain(topic: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, qos: QoS, properties: UnsafeRawBufferPointer) -> Bool {
         let message = RetainedMessage(topic: Array(topic), payload: Array(payload), qos: qos, properties: Array(properties),
                                       stamp: RetainedStamp(time: currentTime, origin: address))
-        applyRetained(message)
-        guard shardCount > 1 else { return }
+        applyRetained(message, remote: false)
+        let stored = storesRetained(topic: topic)
+        if stored {
+            storeRetained(topic: topic, payload: payload, qos: qos, properties: properties, stamp: message.stamp)
+            if payload.isEmpty { deletionsSinceSnapshot[message.topic] = message.stamp }
+        }
+        guard shardCount > 1 else { return stored }
         message.topic.withUnsafeBytes { topic in
             message.properties.withUnsafeBytes { properties in
                 message.payload.withUnsafeBytes { payload in
@@ -46,12 +54,25 @@ extension ShardCore {
                 }
             }
         }
+        return stored
     }
 
-    /// Applies an update to this shard's replica if it is newer than what is stored.
-    func applyRetained(_ message: RetainedMessage) {
+    /// Applies an update to this shard's replica if it is newer than what is stored. An update
+    /// from another shard that replaces or deletes a message this shard owns (and stored) is
+    /// stored here as that message's deletion, just before the update's stamp: this shard's log
+    /// then no longer brings it back, whatever becomes of the other shard's records.
+    func applyRetained(_ message: RetainedMessage, remote: Bool) {
         let topic = String(decoding: message.topic, as: UTF8.self)
-        if let existing = retained.value(forTopic: topic), existing.stamp > message.stamp { return }
+        let existing = retained.value(forTopic: topic)
+        if let existing, existing.stamp > message.stamp { return }
+        if remote, let existing, existing.stamp.origin == address, config.persistence {
+            let release = RetainedStamp(time: message.stamp.time &- 1, origin: address)
+            message.topic.withUnsafeBytes { t in
+                guard storesRetained(topic: t) else { return }
+                storeRetained(topic: t, payload: UnsafeRawBufferPointer(start: nil, count: 0), qos: .atMostOnce,
+                              properties: UnsafeRawBufferPointer(start: nil, count: 0), stamp: release)
+            }
+        }
         if message.payload.isEmpty {
             // An empty payload deletes; the deletion's stamp is not kept (a late older update may
             // resurrect the message on one replica, which needs two shards racing on one topic).

@@ -109,10 +109,11 @@ public final class ShardCore {
     /// The time of the input being processed (monotonic nanoseconds), for stamps.
     @exclusivity(unchecked) var currentTime: UInt64 = 0
     @exclusivity(unchecked) var matchScratch: [LocalSubscriber] = []
-    /// The earliest time the input being processed can have arrived: the runtime sets it to when
-    /// it last took completions before these (input taken now arrived after that). A SUBSCRIBE's
-    /// route carries it, so messages read on other shards since then are replayed to it
-    /// (RecentPublishes.swift); nil (tests driving the core directly): `currentTime`.
+    /// When the input being processed arrived: the runtime sets it to the kernel's receive time of
+    /// the read, or without one to the earliest it can have arrived (when it last took completions
+    /// before these). A SUBSCRIBE's route carries it, so messages read on other shards since then
+    /// are replayed to it (RecentPublishes.swift); nil (tests driving the core directly):
+    /// `currentTime`.
     @exclusivity(unchecked) public var inputArrivedAfter: UInt64? = nil
     /// The last messages routed from this shard's clients, for routes that arrive just after them.
     @exclusivity(unchecked) var recent: RecentPublishes
@@ -156,6 +157,23 @@ public final class ShardCore {
     /// their receive).
     @exclusivity(unchecked) public internal(set) var inputPauseChanges: [Int32] = []
 
+    // The durable store (ShardCore+Store.swift).
+    /// Records for this shard's log not yet taken by the runtime (which writes them, one write
+    /// per loop turn, and reports back with `storeDurable(through:)`).
+    @exclusivity(unchecked) public var storeRecords = ByteBuffer()
+    /// The sequence number of the last record appended.
+    @exclusivity(unchecked) public var storeSequence: UInt64 = 0
+    /// CLOCK_REALTIME minus the core's monotonic clock (wrapping), set by the runtime: stored
+    /// stamps are wall-clock times, which mean something after a restart.
+    @exclusivity(unchecked) public var wallClockOffset: UInt64 = 0
+    /// Connections whose acknowledgements wait for a record to be durable, in sequence order.
+    var storeWaiters: [(connection: ConnectionID, sequence: UInt64)] = []
+    /// Retained deletions this shard stored since its last snapshot and before it: a snapshot
+    /// repeats them (once more after the one that follows them), so a deletion outlives the
+    /// records of the message it deleted in the other shards' logs (ShardCore+Store.swift).
+    var deletionsSinceSnapshot: [[UInt8]: RetainedStamp] = [:]
+    var deletionsBeforeSnapshot: [[UInt8]: RetainedStamp] = [:]
+
     /// QoS 0 deliveries are dropped for a client with more than this many bytes pending.
     /// (QoS 1/2 deliveries are bounded by the inflight window and the queue instead.)
     @exclusivity(unchecked) public var softOutboundLimit = 4 << 20
@@ -183,6 +201,7 @@ public final class ShardCore {
         propertyScratch.deallocate()
         deliveryScratch.deallocate()
         recent.deallocate()
+        storeRecords.deallocate()
     }
 
     // MARK: connection slots

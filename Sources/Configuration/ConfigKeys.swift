@@ -115,6 +115,23 @@ public struct ConfigKey {
             custom("persistent_client_expiration") { c, v throws(ConfigError) in
                 c.group.broker.persistentClientExpiration = try duration("persistent_client_expiration", v)
             },
+            // Persistence
+            boolean("persistence", \.group.broker.persistence),
+            custom("persistence_location") { c, v throws(ConfigError) in c.store.directory = v },
+            custom("persistence_file") { c, v throws(ConfigError) in
+                // mosquitto names one file (mosquitto.db); Apus keeps segments named after it.
+                var name = Substring(v)
+                if name.hasSuffix(".db") { name = name.dropLast(3) }
+                guard !name.isEmpty, !name.contains("/") else { throw ConfigError("persistence_file needs a file name, got '\(v)'") }
+                c.store.prefix = String(name)
+            },
+            seconds("autosave_interval", \.store.autosaveIntervalSeconds, allowZero: true),
+            custom("persistence_durability") { c, v throws(ConfigError) in
+                guard let d = StoreDurability(rawValue: v) else {
+                    throw ConfigError("persistence_durability is \(StoreDurability.allCases.map(\.rawValue).joined(separator: ", ")), got '\(v)'")
+                }
+                c.group.broker.durability = d
+            },
             // Security
             custom("password_file") { c, v throws(ConfigError) in c.passwordFile = v },
             custom("acl_file") { c, v throws(ConfigError) in c.aclFile = v },

@@ -31,6 +31,9 @@ public struct Configuration {
     var listenerLines = 0
     /// The listener that listener keys apply to: the last `listener` line's (before any, the default one).
     var currentListener = 0
+    /// The store's files (`persistence_location`, `persistence_file`, `autosave_interval`); used
+    /// when `persistence` is true.
+    public var store = StoreConfig(directory: "")
 
     public init() {}
 
@@ -115,6 +118,7 @@ public struct Configuration {
         let http = listeners.filter { $0.protocolName == .http }
         if http.count > 1 { throw ConfigError("only one HTTP listener is supported, \(http.count) are configured") }
         if let listener = http.first { config.httpListener = listener }
+        config.store = config.broker.persistence ? store : nil
         if config.listeners.isEmpty { throw ConfigError("no MQTT listener: every listener is protocol http") }
         if maxConnections > 0 {
             // Connections land on shards at random (SO_REUSEPORT), so the limit is split evenly.

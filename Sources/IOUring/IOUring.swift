@@ -141,6 +141,21 @@ public final class IOUring {
         io_uring_sqe_set_data64(s, userData)
     }
 
+    /// A write of `count` bytes at `bytes` to `fd` at `offset` (the memory must stay valid until
+    /// completion).
+    @inlinable public func prepareWrite(fd: Int32, bytes: UnsafeRawPointer, count: Int, offset: UInt64, userData: UInt64) {
+        let s = sqe()
+        io_uring_prep_write(s, fd, bytes, UInt32(count), offset)
+        io_uring_sqe_set_data64(s, userData)
+    }
+
+    /// fdatasync (or fsync) of `fd`.
+    @inlinable public func prepareSync(fd: Int32, dataOnly: Bool, userData: UInt64) {
+        let s = sqe()
+        io_uring_prep_fsync(s, fd, dataOnly ? UInt32(IORING_FSYNC_DATASYNC) : 0)
+        io_uring_sqe_set_data64(s, userData)
+    }
+
     /// Cancels every operation whose user data is `target`.
     @inlinable public func prepareCancel(userData target: UInt64, userData: UInt64) {
         let s = sqe()

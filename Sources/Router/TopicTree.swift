@@ -56,6 +56,11 @@ public struct TopicTree<Value> {
         }
     }
 
+    /// Calls `body` with every stored value, `$` topics included, in no particular order.
+    public func forEachValue(_ body: (Value) throws -> Void) rethrows {
+        for node in nodes { if let value = node.value { try body(value) } }
+    }
+
     /// Every (topic, value) whose topic matches `filter` (with `+` and `#`). Topics starting with
     /// `$` are not matched by a first-level wildcard [MQTT-4.7.2-1].
     public func matches(filter: String) -> [(topic: String, value: Value)] {

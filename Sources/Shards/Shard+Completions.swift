@@ -29,6 +29,7 @@ extension Shard {
         case .wakeSent:
             logger.warning("MSG_RING wake failed: \(completion.result)")
         case .cancel: break
+        case .storeWrite, .storeSync: storeCompleted(completion, now: now)
         }
     }
 

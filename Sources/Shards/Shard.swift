@@ -56,6 +56,8 @@ final class Shard {
     /// timestamp (see run()).
     var turnArrival: UInt64 = 0
     let core: ShardCore
+    /// This shard's log of the durable store (nil: persistence off).
+    var storeLog: ShardLog? = nil
     /// This shard's socket of each MQTT listener.
     let listeners: [Int32]
     /// The HTTP listener's socket (shard 0, when `http_listener` is set), and the requests of its
@@ -111,6 +113,15 @@ final class Shard {
                                          count: config.receiveBufferCount, bufferSize: config.receiveBufferSize,
                                          initial: config.initialReceiveBuffers)
         core = ShardCore(shardIndex: index, shardCount: config.shards, config: config.broker)
+        realtimeOffset = apus_realtime_ns() &- apus_monotonic_ns()
+        core.wallClockOffset = realtimeOffset
+        if let store = config.store, let recovered = group.recoveredStore {
+            let segment = recovered.segments[index]
+            core.loadRetained(recovered.retained)
+            core.storeSequence = segment.lastSequence
+            storeLog = ShardLog(config: store, shard: index, shardCount: config.shards, durability: config.broker.durability,
+                                segment: segment, now: apus_monotonic_ns())
+        }
         completions = .allocate(capacity: completionCapacity)
         flushScratch.reserveCapacity(1024)
         sockets.reserveCapacity(min(config.broker.maxConnectionsPerShard, 1 << 16))  // as ShardCore's slots
@@ -135,7 +146,6 @@ final class Shard {
         var willsPublishedAt: UInt64? = nil
         var drainUntil: UInt64? = nil
         var previousHarvest = now()
-        realtimeOffset = apus_realtime_ns() &- now()
         while true {
             let before = now()
             if willsPublishedAt == nil && group.stopping.load(ordering: .relaxed) {
@@ -182,11 +192,13 @@ final class Shard {
             drainMailboxes()
             applyInputPauses()
             processCloseQueue(now: current)
+            storeAfterTurn(now: current)
             flushConnections()
             sendOutbox()
             if current >= nextTick {
                 signals.lastTick.store(current, ordering: .relaxed)
                 realtimeOffset = apus_realtime_ns() &- now()
+                core.wallClockOffset = realtimeOffset
                 if let stall = group.config.faultStallShard, stall == index,
                    Double(current &- group.stats.startedAt) / 1e9 >= group.config.faultStallAfterSeconds {
                     // Fault injection (tests of the supervision): stuck, as a shard in a loop would be.
@@ -428,6 +440,7 @@ final class Shard {
 
     /// True while some socket has a send in flight or bytes queued.
     func hasOutputInFlight() -> Bool {
+        if let log = storeLog, log.state != .idle || !core.storeRecords.isEmpty { return true }
         for slot in sockets.indices where sockets[slot].fd >= 0 && !sockets[slot].writeShut {
             if sockets[slot].sendInFlight { return true }
             if hasUnsentOutput(slot: slot, id: ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)) { return true }
@@ -467,6 +480,7 @@ final class Shard {
             // A buffer a send still in flight may read is left allocated (the process is stopping).
             if !sockets[slot].sendInFlight { sockets[slot].wire.deallocate() }
         }
+        flushStoreAtShutdown()
         buffers.unregister()
         logger.debug("stopped", metadata: [
             "received": "\(core.counters.publishesReceived)", "delivered": "\(core.counters.publishesDelivered)",

@@ -46,6 +46,8 @@ public struct ShardGroupConfig: Sendable {
     /// stuck in a loop would (it only notices the group stopping). nil: never.
     public var faultStallShard: Int? = nil
     public var faultStallAfterSeconds: Double = 0
+    /// The durable store's files (`persistence true`); nil: nothing is stored.
+    public var store: StoreConfig? = nil
 
     public init(shards: Int) { self.shards = shards }
 }
@@ -90,6 +92,8 @@ public final class ShardGroup: @unchecked Sendable {
     /// listeners[shard] = that shard's socket for each listener.
     var listeners: [[Int32]]
     var threads: [pthread_t] = []
+    /// What the store recovered at start (the retained messages are dropped once loaded).
+    let recoveredStore: RecoveredStore?
 
     public init(config: ShardGroupConfig, logger: Logger) throws {
         precondition(config.shards >= 1 && config.shards <= 64, "1...64 shards")
@@ -132,6 +136,16 @@ public final class ShardGroup: @unchecked Sendable {
             }
         }
         self.mailboxes = boxes
+        if let store = config.store {
+            do {
+                recoveredStore = try StoreFiles.recover(store, shards: config.shards, logger: logger)
+            } catch {
+                for fds in perShard { for fd in fds { close(fd) } }
+                throw error
+            }
+        } else {
+            recoveredStore = nil
+        }
     }
 
     /// Starts the shard threads and returns once every shard has its ring and is accepting.
@@ -173,6 +187,7 @@ public final class ShardGroup: @unchecked Sendable {
             stop()
             throw StartupError()
         }
+        recoveredStore?.retained = []  // every shard has its replica now
         ready.store(true, ordering: .releasing)
     }
 

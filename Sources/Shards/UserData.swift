@@ -15,6 +15,9 @@ enum OperationKind: UInt8 {
     /// An ASYNC_CANCEL of a connection's receive (flow control paused its input); its own
     /// completion says nothing the recv's -ECANCELED does not.
     case cancel = 9
+    /// A write of this shard's store log, and its fdatasync (Shard+Store.swift).
+    case storeWrite = 10
+    case storeSync = 11
 }
 
 /// `kind << 56 | (generation & 0xFFFFFF) << 32 | slot`.

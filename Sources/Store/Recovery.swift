@@ -49,6 +49,8 @@ public struct RecoveredLog: Sendable {
     public var records = 0
     /// The shard count the base segment was written with.
     public var shardCount: UInt16 = 0
+
+    public init() {}
 }
 
 public enum LogRecovery {

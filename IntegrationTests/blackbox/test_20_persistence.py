@@ -1,0 +1,190 @@
+"""20-persistence: with `persistence true`, retained messages (and their deletions, QoS, v5
+properties and message expiry) survive a SIGTERM restart and a kill -9 in the middle of a stream of
+QoS 1 retained PUBLISHes (every one that was PUBACKed is there afterwards), a torn tail and a
+corrupt record in a log do not stop the broker, and the disk stays bounded while retained messages
+are overwritten."""
+import glob
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from conftest import BROKER, TIMEOUT, Broker, Client, unique, wait_until
+
+pytestmark = pytest.mark.skipif(BROKER != "apus", reason="apus persistence settings")
+
+
+def start(directory, *extra):
+    return Broker(("--set", "persistence=true", "--set", f"persistence_location={directory}", *extra))
+
+
+def kill9(b):
+    b.proc.send_signal(signal.SIGKILL)
+    b.proc.wait(timeout=5)
+
+
+def retained(b, filter, count, protocol=mqtt.MQTTv311):
+    """The retained messages a new subscription to `filter` gets: {topic: (payload, qos, properties)}."""
+    got = {}
+    done = threading.Event()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=unique("r"), protocol=protocol)
+
+    def on_message(_c, _u, m):
+        assert m.retain
+        got[m.topic] = (m.payload, m.qos, getattr(m, "properties", None))
+        if len(got) >= count:
+            done.set()
+    c.on_message = on_message
+    c.connect(b.host, b.port)
+    c.loop_start()
+    c.subscribe(filter, 2)
+    done.wait(TIMEOUT if count else 0.5)
+    time.sleep(0.3)  # any more than `count` would arrive in this time too
+    c.disconnect()
+    c.loop_stop()
+    return got
+
+
+def test_retained_messages_survive_a_restart(tmp_path):
+    b = start(tmp_path)
+    c = Client(b, protocol=mqtt.MQTTv5)
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = [("k", "v")]
+    props.ContentType = "text/plain"
+    c.mqtt.publish("keep/props", b"with properties", 1, retain=True, properties=props).wait_for_publish(TIMEOUT)
+    expiring = Properties(PacketTypes.PUBLISH)
+    expiring.MessageExpiryInterval = 300
+    c.mqtt.publish("keep/expiry", b"expires", 1, retain=True, properties=expiring).wait_for_publish(TIMEOUT)
+    short = Properties(PacketTypes.PUBLISH)
+    short.MessageExpiryInterval = 1
+    c.mqtt.publish("keep/gone", b"expires soon", 1, retain=True, properties=short).wait_for_publish(TIMEOUT)
+    c.mqtt.publish("keep/deleted", b"x", 1, retain=True).wait_for_publish(TIMEOUT)
+    c.mqtt.publish("keep/deleted", b"", 1, retain=True).wait_for_publish(TIMEOUT)
+    c.mqtt.publish("keep/q2", b"exactly once", 2, retain=True).wait_for_publish(TIMEOUT)
+    c.mqtt.publish("keep/q0", b"at most once", 0, retain=True)
+    c.mqtt.publish("$SYS/keep", b"not stored", 0, retain=True)
+    c.close()
+    time.sleep(0.3)
+    b.stop()
+    time.sleep(1.1)  # keep/gone expires meanwhile
+    b = start(tmp_path)
+    try:
+        got = retained(b, "keep/#", 4, protocol=mqtt.MQTTv5)
+        assert set(got) == {"keep/props", "keep/expiry", "keep/q2", "keep/q0"}, got
+        payload, qos, p = got["keep/props"]
+        assert payload == b"with properties" and qos == 1
+        assert p.UserProperty == [("k", "v")] and p.ContentType == "text/plain"
+        assert 290 <= got["keep/expiry"][2].MessageExpiryInterval <= 300
+        assert got["keep/q2"][:2] == (b"exactly once", 2)
+        assert got["keep/q0"][:2] == (b"at most once", 0)
+        assert retained(b, "$SYS/keep", 0) == {}
+        assert "store: recovered" in open(b.log.name).read()
+    finally:
+        b.stop()
+
+
+def test_every_acknowledged_retained_message_survives_kill_9_under_load(tmp_path):
+    """A QoS 1 publisher runs open loop (64 in flight) over fresh topics and is cut off by kill -9:
+    every PUBLISH that was PUBACKed is a retained message after the restart."""
+    b = start(tmp_path)
+    acked = []
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=unique("p"))
+    pub.max_inflight_messages_set(64)
+    pub.max_queued_messages_set(0)
+    mids = {}
+    pub.on_publish = lambda c, u, mid, rc, props: acked.append(mids.get(mid))
+    pub.connect(b.host, b.port)
+    pub.loop_start()
+    stop = threading.Event()
+
+    def run():
+        n = 0
+        while not stop.is_set():
+            info = pub.publish(f"load/{n}", f"payload {n}".encode(), 1, retain=True)
+            mids[info.mid] = n
+            n += 1
+            if n % 64 == 0:
+                time.sleep(0.001)
+    t = threading.Thread(target=run)
+    t.start()
+    wait_until(lambda: len(acked) >= 2000, timeout=30, message="2,000 PUBACKs")
+    kill9(b)
+    stop.set()
+    t.join()
+    pub.loop_stop()
+    acked_now = [n for n in list(acked) if n is not None]
+    b = start(tmp_path)
+    try:
+        got = retained(b, "load/#", len(acked_now))
+        missing = [n for n in acked_now if got.get(f"load/{n}", (None,))[0] != f"payload {n}".encode()]
+        assert not missing, f"{len(missing)} of {len(acked_now)} PUBACKed retained messages missing, e.g. {missing[:5]}"
+    finally:
+        b.stop()
+
+
+def segments(directory):
+    return sorted(glob.glob(os.path.join(directory, "apus-s*-*.log")))
+
+
+def test_torn_tail_and_corrupt_record_do_not_stop_the_broker(tmp_path):
+    b = Broker(("--set", "persistence=true", "--set", f"persistence_location={tmp_path}"), shards=1)
+    c = Client(b)
+    for i in range(5):
+        c.mqtt.publish(f"t/{i}", f"value {i}".encode(), 1, retain=True).wait_for_publish(TIMEOUT)
+    c.close()
+    b.stop()
+    [log] = segments(tmp_path)
+    data = bytearray(open(log, "rb").read())
+    # Corrupt one byte inside the record of t/2 (its payload), and append half a record.
+    at = data.index(b"value 2")
+    data[at] ^= 0x20
+    data += data[-30:-10]
+    open(log, "wb").write(bytes(data))
+    b = Broker(("--set", "persistence=true", "--set", f"persistence_location={tmp_path}"), shards=1)
+    try:
+        got = retained(b, "t/#", 4)
+        assert set(got) == {"t/0", "t/1", "t/3", "t/4"}, got
+        text = open(b.log.name).read()
+        assert "torn_tail_bytes=20" in text, text
+        assert "corrupt records skipped" in text, text
+        # The broker wrote a fresh segment: the next restart finds no damage.
+        b.stop()
+        b = Broker(("--set", "persistence=true", "--set", f"persistence_location={tmp_path}"), shards=1)
+        assert set(retained(b, "t/#", 4)) == {"t/0", "t/1", "t/3", "t/4"}
+        assert "corrupt records skipped" not in open(b.log.name).read()
+    finally:
+        b.stop()
+
+
+def test_disk_stays_bounded_while_retained_messages_are_overwritten(tmp_path):
+    """100 MB of retained PUBLISHes to 10 topics: the logs are compacted as they grow (16 MiB and
+    four times the snapshot), so the directory stays a few tens of MB, and the last value of each
+    topic is what a restart brings back."""
+    b = start(tmp_path)
+    try:
+        line = "x" * 10_000
+        lines = "".join(f"{line}\n" for _ in range(1000))
+        for round in range(10):
+            for topic in range(10):
+                subprocess.run(["mosquitto_pub", "-p", str(b.port), "-t", f"big/{topic}", "-r", "-q", "1", "-l"],
+                               input=lines.encode(), check=True, timeout=60)
+            size = sum(os.path.getsize(p) for p in segments(tmp_path))
+            assert size < 48 << 20, f"{size} bytes on disk after {(round + 1) * 10} MB of retained messages"
+        for topic in range(10):
+            subprocess.run(["mosquitto_pub", "-p", str(b.port), "-t", f"big/{topic}", "-r", "-q", "1", "-m", f"last {topic}"],
+                           check=True, timeout=10)
+        assert max(int(p.rsplit("-", 1)[1][:-4]) for p in segments(tmp_path)) > 1, "no compaction happened"
+    finally:
+        b.stop()
+    b = start(tmp_path)
+    try:
+        got = retained(b, "big/#", 10)
+        assert {t: v[0] for t, v in got.items()} == {f"big/{i}": f"last {i}".encode() for i in range(10)}
+    finally:
+        b.stop()

@@ -1,0 +1,114 @@
+// What the core gives the durable store: records for its shard's log, acknowledgements held until
+// the runtime says those records are durable, a snapshot of what this shard owns, and the state
+// loaded at start. The core never touches a file; the runtime writes `storeRecords` (one write
+// per loop turn) and calls `storeDurable(through:)` (docs/architecture.md, "The store").
+//
+// Retained messages: the shard that a retained PUBLISH (or its deletion) arrived on stores it,
+// before it acknowledges it; each shard's log holds the retained messages it owns (the ones whose
+// stamp names it), so a snapshot is what its replica holds with its own stamp. A deletion
+// outlives what it deleted in another shard's log: that shard, applying the deletion of a
+// message it owned, stores the deletion too, and the deleting shard repeats its deletions in its
+// next two snapshots.
+
+import Codec
+import ShardContract
+import Store
+
+extension ShardCore {
+    /// Whether retained messages on `topic` are stored ($SYS topics are the broker's own, made
+    /// again after a start, as mosquitto does).
+    @inline(__always) func storesRetained(topic: UnsafeRawBufferPointer) -> Bool {
+        config.persistence && !(topic.count >= 4 && topic[0] == 0x24 && topic[1] == 0x53 && topic[2] == 0x59 && topic[3] == 0x53)
+    }
+
+    /// The next record's sequence number (the runtime's segment records take theirs here too).
+    @inline(__always) public func nextStoreSequence() -> UInt64 {
+        storeSequence &+= 1
+        return storeSequence
+    }
+
+    /// Appends a retained set (non-empty payload) or deletion record.
+    func storeRetained(topic: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, qos: QoS,
+                       properties: UnsafeRawBufferPointer, stamp: RetainedStamp) {
+        RetainedRecord.append(wallTime: stamp.time &+ wallClockOffset, node: stamp.origin.node, shard: stamp.origin.shard,
+                              qos: qos.rawValue, topic: topic, properties: properties, payload: payload,
+                              sequence: nextStoreSequence(), into: &storeRecords)
+    }
+
+    /// Holds connection `s`'s acknowledgements from now until the last record appended is durable.
+    func awaitStore(slot s: Int) {
+        guard config.durability != .none else { return }
+        let e = connections[s].materializeExtras()
+        e.storeWait = storeSequence
+        connections[s].flow |= FlowFlag.acksAwaitStore
+        storeWaiters.append((ConnectionID(slot: Int32(s), generation: connections[s].generation), storeSequence))
+    }
+
+    /// The runtime: every record up to `sequence` is durable (written, or synced, as configured).
+    /// The acknowledgements that waited for them go out.
+    public func storeDurable(through sequence: UInt64) {
+        var done = 0
+        while done < storeWaiters.count && storeWaiters[done].sequence <= sequence {
+            let waiter = storeWaiters[done]
+            done += 1
+            guard isCurrent(waiter.connection) else { continue }
+            let s = Int(waiter.connection.slot)
+            guard let e = connections[s].extras, e.storeWait == waiter.sequence else { continue }  // a later wait
+            e.storeWait = 0
+            connections[s].flow &= ~FlowFlag.acksAwaitStore
+            sendHeldAcks(s)
+            if connections[s].flow & FlowFlag.acksHeldAny == 0 { connections[s].dropUnusedExtras() }
+        }
+        if done > 0 { storeWaiters.removeFirst(done) }
+    }
+
+    /// Connections waiting for the store (a gauge; nonzero for long: the disk does not keep up
+    /// or fails).
+    public var storeWaitingConnections: Int { storeWaiters.count }
+
+    /// Appends this shard's snapshot: the retained messages it owns and its recent deletions.
+    /// Returns the number of records.
+    @discardableResult
+    public func appendStoreSnapshot(into buffer: inout ByteBuffer) -> UInt64 {
+        var count: UInt64 = 0
+        retained.forEachValue { message in
+            guard message.stamp.origin == address else { return }
+            message.topic.withUnsafeBytes { topic in
+                message.properties.withUnsafeBytes { properties in
+                    message.payload.withUnsafeBytes { payload in
+                        RetainedRecord.append(wallTime: message.stamp.time &+ wallClockOffset, node: message.stamp.origin.node,
+                                              shard: message.stamp.origin.shard, qos: message.qos.rawValue, topic: topic,
+                                              properties: properties, payload: payload, sequence: nextStoreSequence(), into: &buffer)
+                    }
+                }
+            }
+            count += 1
+        }
+        var deletions = deletionsBeforeSnapshot
+        deletions.merge(deletionsSinceSnapshot) { _, new in new }
+        for (topic, stamp) in deletions {
+            topic.withUnsafeBytes { t in
+                RetainedRecord.append(wallTime: stamp.time &+ wallClockOffset, node: stamp.origin.node, shard: stamp.origin.shard,
+                                      qos: 0, topic: t, properties: UnsafeRawBufferPointer(start: nil, count: 0),
+                                      payload: UnsafeRawBufferPointer(start: nil, count: 0), sequence: nextStoreSequence(), into: &buffer)
+            }
+            count += 1
+        }
+        deletionsBeforeSnapshot = deletionsSinceSnapshot
+        deletionsSinceSnapshot = [:]
+        return count
+    }
+
+    /// At start, before any client: the retained messages recovered from every shard's log. A
+    /// message's owner is the shard its stamp names (modulo the shard count, which may have
+    /// changed since); its time becomes this process's clock (times before it clamp to 0).
+    public func loadRetained(_ records: [RetainedRecord]) {
+        for record in records where !record.isDeletion {
+            let time = record.wallTime >= wallClockOffset ? record.wallTime &- wallClockOffset : 0
+            let origin = ShardAddress(node: record.node, shard: Int(record.shard) % shardCount)
+            let message = RetainedMessage(topic: record.topic, payload: record.payload, qos: QoS(rawValue: record.qos) ?? .atMostOnce,
+                                          properties: record.properties, stamp: RetainedStamp(time: time, origin: origin))
+            applyRetained(message, remote: false)
+        }
+    }
+}

@@ -1,0 +1,203 @@
+// A shard's log: the records its core appends (ShardCore+Store.swift) go out in one write per
+// loop turn through the shard's own ring (group commit: what accumulates while a write is in
+// flight goes in the next one), at the end of the segment; with `persistence_durability synced`
+// an fdatasync follows. Only then does the core hear that the records are durable and let the
+// acknowledgements that waited for them go. A segment grown past its compaction size (or older
+// than autosave_interval, if it changed) is replaced: a new segment starts with the core's
+// snapshot, is written and synced, and the old one is deleted. A failed write (a full disk) is
+// retried every second; meanwhile acknowledgements stay held and flow control stops reading the
+// publishers who wait for them.
+
+import ApusBase
+import CApusSys
+import Broker
+import IOUring
+import Logging
+import Store
+@preconcurrency import Glibc
+
+final class ShardLog {
+    let config: StoreConfig
+    let shard: Int
+    let shardCount: Int
+    let durability: StoreDurability
+    var fd: Int32
+    var segment: UInt64
+    /// Bytes of the segment written so far (where the next write goes).
+    var offset: UInt64
+    var snapshotBytes: UInt64
+    /// The records being written, and the sequence they bring the log up to.
+    var writing = ByteBuffer()
+    var covers: UInt64 = 0
+    enum State { case idle, writing, syncing }
+    var state = State.idle
+    /// A compaction in progress: the segment it replaces.
+    var replacing: (fd: Int32, segment: UInt64)? = nil
+    var lastCompaction: UInt64
+    var changedSinceCompaction = false
+    /// After a failed write or sync: when to try again.
+    var retryAt: UInt64? = nil
+    var failures: UInt64 = 0
+    var lastFailureLogged: UInt64 = 0
+
+    init(config: StoreConfig, shard: Int, shardCount: Int, durability: StoreDurability, segment: OpenSegment, now: UInt64) {
+        self.config = config
+        self.shard = shard
+        self.shardCount = shardCount
+        self.durability = durability
+        fd = segment.fd
+        self.segment = segment.segment
+        offset = segment.size
+        snapshotBytes = segment.snapshotBytes
+        lastCompaction = now
+    }
+
+    deinit { writing.deallocate() }
+}
+
+extension Shard {
+    /// End of a loop turn: start the next write if none is in flight (or a compaction when due).
+    func storeAfterTurn(now: UInt64) {
+        guard let log = storeLog, log.state == .idle else { return }
+        if let retry = log.retryAt {
+            guard now >= retry else { return }
+            log.retryAt = nil
+            if log.writing.isEmpty {
+                log.state = .syncing  // everything was written; the sync failed
+                ring.prepareSync(fd: log.fd, dataOnly: true, userData: UserData.make(.storeSync))
+            } else {
+                submitStoreWrite(log)  // what is left, at the same offset
+            }
+            return
+        }
+        if compactionDue(log, now: now) {
+            startCompaction(log, now: now)
+            return
+        }
+        guard !core.storeRecords.isEmpty else { return }
+        swap(&log.writing, &core.storeRecords)
+        log.covers = core.storeSequence
+        log.changedSinceCompaction = true
+        submitStoreWrite(log)
+    }
+
+    func compactionDue(_ log: ShardLog, now: UInt64) -> Bool {
+        if log.offset > max(log.config.compactionMinimumBytes, 4 * log.snapshotBytes) { return true }
+        let interval = log.config.autosaveIntervalSeconds
+        return interval > 0 && log.changedSinceCompaction && Double(now &- log.lastCompaction) / 1e9 >= interval
+    }
+
+    func submitStoreWrite(_ log: ShardLog) {
+        log.state = .writing
+        let view = log.writing.readableView
+        ring.prepareWrite(fd: log.fd, bytes: view.baseAddress!, count: view.count, offset: log.offset,
+                          userData: UserData.make(.storeWrite))
+    }
+
+    /// A new segment: the snapshot of what this shard owns (which covers every record appended so
+    /// far: those not written yet are dropped), then what follows.
+    func startCompaction(_ log: ShardLog, now: UInt64) {
+        let next = log.segment + 1
+        let path = log.config.file(shard: index, segment: next)
+        let newFD = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard newFD >= 0 else {
+            storeFailed(log, "open \(path)", errno: errno, now: now)
+            return
+        }
+        core.storeRecords.clear()
+        log.writing.clear()
+        SegmentStart(shard: UInt16(index), shardCount: UInt16(log.shardCount), segment: next, wallTime: apus_realtime_ns())
+            .append(sequence: core.nextStoreSequence(), into: &log.writing)
+        let records = core.appendStoreSnapshot(into: &log.writing)
+        SnapshotEnd.append(records: records, sequence: core.nextStoreSequence(), into: &log.writing)
+        log.covers = core.storeSequence
+        log.replacing = (log.fd, log.segment)
+        log.fd = newFD
+        log.segment = next
+        log.offset = 0
+        log.snapshotBytes = UInt64(log.writing.readableBytes)
+        log.lastCompaction = now
+        log.changedSinceCompaction = false
+        submitStoreWrite(log)
+    }
+
+    func storeCompleted(_ completion: Completion, now: UInt64) {
+        guard let log = storeLog else { return }
+        let result = Int(completion.result)
+        if log.state == .writing {
+            guard result >= 0 else {
+                storeFailed(log, "write \(log.config.file(shard: index, segment: log.segment))", errno: Int32(-result), now: now)
+                return
+            }
+            log.offset += UInt64(result)
+            log.writing.moveReaderIndex(forwardBy: result)
+            if !log.writing.isEmpty {
+                submitStoreWrite(log)  // a short write: the rest
+                return
+            }
+            if log.replacing != nil || log.durability == .synced {
+                log.state = .syncing
+                ring.prepareSync(fd: log.fd, dataOnly: true, userData: UserData.make(.storeSync))
+                return
+            }
+        } else if log.state == .syncing {
+            guard result >= 0 else {
+                storeFailed(log, "fdatasync \(log.config.file(shard: index, segment: log.segment))", errno: Int32(-result), now: now)
+                return
+            }
+            if let old = log.replacing {
+                Glibc.close(old.fd)
+                unlink(log.config.file(shard: index, segment: old.segment))
+                log.replacing = nil
+            }
+        }
+        log.state = .idle
+        log.writing.clear()
+        core.storeDurable(through: log.covers)
+        if log.failures > 0 && log.retryAt == nil {
+            logger.notice("store: writing again", metadata: ["failures": "\(log.failures)"])
+            log.failures = 0
+        }
+    }
+
+    /// A write or sync failed: keep what was to be written, try again in a second.
+    func storeFailed(_ log: ShardLog, _ operation: String, errno code: Int32, now: UInt64) {
+        log.failures += 1
+        log.state = .idle
+        log.retryAt = now + 1_000_000_000
+        if now &- log.lastFailureLogged > 10_000_000_000 || log.failures == 1 {
+            log.lastFailureLogged = now
+            logger.error("store: \(operation) failed: \(String(cString: strerror(code))); acknowledgements of stored messages wait, retrying every second",
+                         metadata: ["failures": "\(log.failures)"])
+        }
+    }
+
+    /// At stop: what is left goes out with plain writes, synced.
+    func flushStoreAtShutdown() {
+        guard let log = storeLog else { return }
+        if log.state == .idle && log.writing.isEmpty && !core.storeRecords.isEmpty {
+            swap(&log.writing, &core.storeRecords)
+        } else if !core.storeRecords.isEmpty {
+            log.writing.writeBytes(core.storeRecords.readableView)
+            core.storeRecords.clear()
+        }
+        var view = log.writing.readableView
+        var offset = log.offset
+        while !view.isEmpty {
+            let n = pwrite(log.fd, view.baseAddress!, view.count, off_t(offset))
+            if n < 0 {
+                if errno == EINTR { continue }
+                logger.error("store: write at stop failed: \(String(cString: strerror(errno)))")
+                break
+            }
+            offset += UInt64(n)
+            view = UnsafeRawBufferPointer(rebasing: view[n...])
+        }
+        _ = fdatasync(log.fd)
+        Glibc.close(log.fd)
+        if let old = log.replacing {
+            Glibc.close(old.fd)  // the new segment is complete now: the old one can go
+            unlink(log.config.file(shard: index, segment: old.segment))
+        }
+    }
+}

@@ -1,0 +1,200 @@
+// The store's files at start: every shard's log is read and recovered in parallel (one thread per
+// shard's files), the retained images merged, and each shard given a fresh segment holding the
+// snapshot of what it owns now, before the old segments are deleted and any client is served.
+// A restart therefore also compacts, and a change of the shard count re-homes the messages.
+// Start-up only: the shards append to their segments through their rings (Shard+Store.swift).
+
+import ApusBase
+import CApusSys
+import Logging
+import Store
+@preconcurrency import Glibc
+
+/// Where and how the shards keep their logs.
+public struct StoreConfig: Sendable {
+    /// The directory of the segment files (mosquitto's persistence_location; "" = the current one).
+    public var directory: String
+    /// The files' name prefix (from mosquitto's persistence_file).
+    public var prefix = "apus"
+    /// Seconds between compactions of a segment that changed (mosquitto's autosave_interval); 0: by
+    /// size only.
+    public var autosaveIntervalSeconds: Double = 1800
+    /// A segment is compacted once it is larger than this and four times its snapshot.
+    public var compactionMinimumBytes: UInt64 = 16 << 20
+
+    public init(directory: String) { self.directory = directory }
+
+    var path: String { directory.isEmpty ? "." : directory }
+    func file(shard: Int, segment: UInt64) -> String { "\(path)/\(SegmentName.make(prefix: prefix, shard: shard, segment: segment))" }
+}
+
+/// One shard's open segment, handed to the shard.
+struct OpenSegment: Sendable {
+    var fd: Int32
+    var segment: UInt64
+    var size: UInt64
+    var snapshotBytes: UInt64
+    var lastSequence: UInt64
+}
+
+/// What start-up recovered: the live retained messages and each shard's new segment.
+final class RecoveredStore: @unchecked Sendable {
+    /// Released once every shard loaded them.
+    var retained: [RetainedRecord]
+    let segments: [OpenSegment]
+    init(retained: [RetainedRecord], segments: [OpenSegment]) { self.retained = retained; self.segments = segments }
+}
+
+enum StoreFiles {
+    /// Reads and recovers every segment under `config`, writes each of `shards` shards its new
+    /// segment (synced), deletes the old ones, and returns the state to load.
+    static func recover(_ config: StoreConfig, shards: Int, logger: Logger) throws -> RecoveredStore {
+        if mkdir(config.path, 0o700) != 0 && errno != EEXIST {
+            throw SystemCallError("mkdir \(config.path)", errno: errno)
+        }
+        guard let dir = opendir(config.path) else { throw SystemCallError("opendir \(config.path)", errno: errno) }
+        var found: [Int: [UInt64]] = [:]
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if let parsed = SegmentName.parse(name, prefix: config.prefix) { found[parsed.shard, default: []].append(parsed.segment) }
+        }
+        closedir(dir)
+        let started = apus_monotonic_ns()
+
+        // Each shard's files on a thread of their own.
+        let results = found.keys.sorted().map { ShardRecovery(shard: $0, segments: found[$0]!) }
+        var threads: [pthread_t] = []
+        for r in results {
+            threads.append(try spawnThread(name: "apus-recover-\(r.shard)") { r.run(config) })
+        }
+        for t in threads { pthread_join(t, nil) }
+
+        var image = RetainedImage()
+        var lastSequence: UInt64 = 0
+        var newest: UInt64 = 0
+        var old: [String] = []
+        for r in results {
+            if let error = r.error { throw error }
+            image.merge(r.image)
+            lastSequence = max(lastSequence, r.log.lastSequence)
+            newest = max(newest, r.segments.max() ?? 0)
+            old += r.segments.map { config.file(shard: r.shard, segment: $0) }
+            let file = r.log.base.map { config.file(shard: r.shard, segment: $0) } ?? "-"
+            var metadata: Logger.Metadata = ["shard": "\(r.shard)", "file": "\(file)", "records": "\(r.log.records)"]
+            if r.log.validEnd < r.log.fileSize { metadata["torn_tail_bytes"] = "\(r.log.fileSize - r.log.validEnd)" }
+            logger.info("store: log recovered", metadata: metadata)
+            for range in r.log.skipped {
+                logger.warning("store: corrupt records skipped", metadata: ["file": "\(file)", "offset": "\(range.lowerBound)", "bytes": "\(range.count)"])
+            }
+            if r.log.undecodable > 0 { logger.warning("store: undecodable records skipped", metadata: ["file": "\(file)", "count": "\(r.log.undecodable)"]) }
+            for segment in r.log.abandoned {
+                logger.warning("store: segment with an incomplete snapshot ignored (a compaction that did not finish)",
+                               metadata: ["file": "\(config.file(shard: r.shard, segment: segment))"])
+            }
+        }
+        let retained = image.messages
+
+        // The new segments: each shard's snapshot of what it owns, synced, before anything old goes.
+        var segments: [OpenSegment] = []
+        let segment = newest + 1
+        for shard in 0..<shards {
+            var buffer = ByteBuffer()
+            defer { buffer.deallocate() }
+            var sequence = lastSequence
+            func next() -> UInt64 { sequence += 1; return sequence }
+            SegmentStart(shard: UInt16(shard), shardCount: UInt16(shards), segment: segment, wallTime: apus_realtime_ns()).append(sequence: next(), into: &buffer)
+            var count: UInt64 = 0
+            for record in retained where Int(record.shard) % shards == shard {
+                var owned = record
+                owned.shard = UInt8(shard)
+                owned.append(sequence: next(), into: &buffer)
+                count += 1
+            }
+            SnapshotEnd.append(records: count, sequence: next(), into: &buffer)
+            let path = config.file(shard: shard, segment: segment)
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw SystemCallError("open \(path)", errno: errno) }
+            try writeAll(fd, buffer.readableView, path: path)
+            guard fdatasync(fd) == 0 else { throw SystemCallError("fdatasync \(path)", errno: errno) }
+            segments.append(OpenSegment(fd: fd, segment: segment, size: UInt64(buffer.readableBytes),
+                                        snapshotBytes: UInt64(buffer.readableBytes), lastSequence: sequence))
+        }
+        syncDirectory(config.path)
+        for path in old { unlink(path) }
+        syncDirectory(config.path)
+        logger.info("store: recovered", metadata: [
+            "directory": "\(config.path)", "retained": "\(retained.count)", "segments_read": "\(old.count)",
+            "milliseconds": "\((apus_monotonic_ns() - started) / 1_000_000)",
+        ])
+        return RecoveredStore(retained: retained, segments: segments)
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemCallError("write \(path)", errno: errno)
+            }
+            done += n
+        }
+    }
+
+    static func syncDirectory(_ path: String) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 { _ = fsync(fd); close(fd) }
+    }
+}
+
+/// One shard's files, recovered on a thread of its own.
+final class ShardRecovery: @unchecked Sendable {
+    let shard: Int
+    let segments: [UInt64]
+    var image = RetainedImage()
+    var log = RecoveredLog()
+    var error: SystemCallError?
+
+    init(shard: Int, segments: [UInt64]) { self.shard = shard; self.segments = segments }
+
+    func run(_ config: StoreConfig) {
+        var contents: [(UInt64, [UInt8])] = []
+        for segment in segments {
+            let path = config.file(shard: shard, segment: segment)
+            do { contents.append((segment, try Self.readFile(path))) } catch { self.error = error; return }
+        }
+        func recover(_ index: Int, _ files: inout [SegmentFile]) {
+            if index == contents.count {
+                log = LogRecovery.recover(files, into: &image)
+                return
+            }
+            contents[index].1.withUnsafeBytes { bytes in
+                files.append(SegmentFile(number: contents[index].0, bytes: bytes))
+                recover(index + 1, &files)
+            }
+        }
+        var files: [SegmentFile] = []
+        recover(0, &files)
+    }
+
+    static func readFile(_ path: String) throws(SystemCallError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemCallError("open \(path)", errno: errno) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw SystemCallError("fstat \(path)", errno: errno) }
+        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + done, $0.count - done) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemCallError("read \(path)", errno: errno)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        if done < bytes.count { bytes.removeSubrange(done...) }
+        return bytes
+    }
+}
