@@ -9,13 +9,14 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
-from conftest import BROKER, TIMEOUT, Broker, Client, unique, wait_until
+from conftest import BROKER, TIMEOUT, Broker, Client, free_port, unique, wait_until
 
 pytestmark = pytest.mark.skipif(BROKER != "apus", reason="apus persistence settings")
 
@@ -166,7 +167,8 @@ def test_disk_stays_bounded_while_retained_messages_are_overwritten(tmp_path):
     """100 MB of retained PUBLISHes to 10 topics: the logs are compacted as they grow (16 MiB and
     four times the snapshot), so the directory stays a few tens of MB, and the last value of each
     topic is what a restart brings back."""
-    b = start(tmp_path)
+    http = free_port()
+    b = start(tmp_path, "--set", f"http_listener={http} 127.0.0.1")
     try:
         line = "x" * 10_000
         lines = "".join(f"{line}\n" for _ in range(1000))
@@ -180,6 +182,13 @@ def test_disk_stays_bounded_while_retained_messages_are_overwritten(tmp_path):
             subprocess.run(["mosquitto_pub", "-p", str(b.port), "-t", f"big/{topic}", "-r", "-q", "1", "-m", f"last {topic}"],
                            check=True, timeout=10)
         assert max(int(p.rsplit("-", 1)[1][:-4]) for p in segments(tmp_path)) > 1, "no compaction happened"
+        with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=TIMEOUT) as r:
+            metrics = dict(line.rsplit(" ", 1) for line in r.read().decode().splitlines() if line.startswith("apus_store_"))
+        assert int(metrics["apus_store_compactions_total"]) >= 2, metrics
+        assert int(metrics["apus_store_bytes_written_total"]) >= 100_000_000, metrics
+        assert int(metrics["apus_store_failures_total"]) == 0, metrics
+        assert int(metrics["apus_store_waiting_connections"]) == 0, metrics
+        assert int(metrics["apus_store_segment_bytes"]) < 48 << 20, metrics
     finally:
         b.stop()
     b = start(tmp_path)

@@ -78,6 +78,8 @@ public protocol ShardCoreInterface: AnyObject {
     /// A compaction's snapshot of what this shard owns; at start, the recovered retained messages.
     func appendStoreSnapshot(into buffer: inout ByteBuffer) -> UInt64
     func loadRetained(_ records: [RetainedRecord])
+    /// Connections whose acknowledgements wait for the store (a gauge).
+    var storeWaitingConnections: Int { get }
     /// Realtime minus monotonic: stored stamps are wall-clock times.
     var wallClockOffset: UInt64 { get set }
 

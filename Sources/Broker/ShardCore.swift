@@ -163,8 +163,9 @@ public final class ShardCore {
     @exclusivity(unchecked) public var storeRecords = ByteBuffer()
     /// The sequence number of the last record appended.
     @exclusivity(unchecked) public var storeSequence: UInt64 = 0
-    /// CLOCK_REALTIME minus the core's monotonic clock (wrapping), set by the runtime: stored
-    /// stamps are wall-clock times, which mean something after a restart.
+    /// CLOCK_REALTIME minus the core's monotonic clock (wrapping), set by the runtime at start,
+    /// the same for every shard: stored stamps are wall-clock times, which mean something after
+    /// a restart.
     @exclusivity(unchecked) public var wallClockOffset: UInt64 = 0
     /// Connections whose acknowledgements wait for a record to be durable, in sequence order.
     var storeWaiters: [(connection: ConnectionID, sequence: UInt64)] = []

@@ -39,6 +39,10 @@ final class ShardLog {
     var retryAt: UInt64? = nil
     var failures: UInt64 = 0
     var lastFailureLogged: UInt64 = 0
+    /// For /metrics.
+    var bytesWritten: UInt64 = 0
+    var totalFailures: UInt64 = 0
+    var compactions: UInt64 = 0
 
     init(config: StoreConfig, shard: Int, shardCount: Int, durability: StoreDurability, segment: OpenSegment, now: UInt64) {
         self.config = config
@@ -130,6 +134,7 @@ extension Shard {
                 return
             }
             log.offset += UInt64(result)
+            log.bytesWritten += UInt64(result)
             log.writing.moveReaderIndex(forwardBy: result)
             if !log.writing.isEmpty {
                 submitStoreWrite(log)  // a short write: the rest
@@ -149,6 +154,7 @@ extension Shard {
                 Glibc.close(old.fd)
                 unlink(log.config.file(shard: index, segment: old.segment))
                 log.replacing = nil
+                log.compactions += 1
             }
         }
         log.state = .idle
@@ -163,6 +169,7 @@ extension Shard {
     /// A write or sync failed: keep what was to be written, try again in a second.
     func storeFailed(_ log: ShardLog, _ operation: String, errno code: Int32, now: UInt64) {
         log.failures += 1
+        log.totalFailures += 1
         log.state = .idle
         log.retryAt = now + 1_000_000_000
         if now &- log.lastFailureLogged > 10_000_000_000 || log.failures == 1 {

@@ -114,7 +114,7 @@ final class Shard {
                                          initial: config.initialReceiveBuffers)
         core = ShardCore(shardIndex: index, shardCount: config.shards, config: config.broker)
         realtimeOffset = apus_realtime_ns() &- apus_monotonic_ns()
-        core.wallClockOffset = realtimeOffset
+        core.wallClockOffset = group.wallClockOffset
         if let store = config.store, let recovered = group.recoveredStore {
             let segment = recovered.segments[index]
             core.loadRetained(recovered.retained)
@@ -198,7 +198,6 @@ final class Shard {
             if current >= nextTick {
                 signals.lastTick.store(current, ordering: .relaxed)
                 realtimeOffset = apus_realtime_ns() &- now()
-                core.wallClockOffset = realtimeOffset
                 if let stall = group.config.faultStallShard, stall == index,
                    Double(current &- group.stats.startedAt) / 1e9 >= group.config.faultStallAfterSeconds {
                     // Fault injection (tests of the supervision): stuck, as a shard in a loop would be.
@@ -426,6 +425,13 @@ final class Shard {
         stats.bytesReceived = bytesReceived
         stats.bytesSent = bytesSent
         stats.packetsReceived = core.packetsReceived
+        if let log = storeLog {
+            stats.storeBytesWritten = log.bytesWritten
+            stats.storeFailures = log.totalFailures
+            stats.storeCompactions = log.compactions
+            stats.storeSegmentBytes = log.offset
+            stats.storeWaitingConnections = core.storeWaitingConnections
+        }
         group.stats.update(shard: index, stats)
         if index == 0 {
             if sys == nil { sys = SysTopics(intervalSeconds: group.config.sysIntervalSeconds, now: now) }

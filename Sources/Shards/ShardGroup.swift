@@ -94,6 +94,10 @@ public final class ShardGroup: @unchecked Sendable {
     var threads: [pthread_t] = []
     /// What the store recovered at start (the retained messages are dropped once loaded).
     let recoveredStore: RecoveredStore?
+    /// CLOCK_REALTIME minus CLOCK_MONOTONIC at start, one value for every shard and the whole
+    /// run: stored stamps (monotonic time plus this) then order exactly as the shards' stamps do,
+    /// whichever shard wrote them (a per-shard offset, taken a few nanoseconds apart, would not).
+    let wallClockOffset = apus_realtime_ns() &- apus_monotonic_ns()
 
     public init(config: ShardGroupConfig, logger: Logger) throws {
         precondition(config.shards >= 1 && config.shards <= 64, "1...64 shards")

@@ -10,6 +10,13 @@ public struct ShardStats: Sendable {
     public var bytesSent: UInt64 = 0
     /// MQTT packets received (of any type).
     public var packetsReceived: UInt64 = 0
+    /// The durable store's log (zeros without persistence): bytes written, failed writes or
+    /// syncs, compactions, the current segment's size, connections whose acknowledgements wait.
+    public var storeBytesWritten: UInt64 = 0
+    public var storeFailures: UInt64 = 0
+    public var storeCompactions: UInt64 = 0
+    public var storeSegmentBytes: UInt64 = 0
+    public var storeWaitingConnections = 0
     public init() {}
 }
 
@@ -25,6 +32,11 @@ public struct BrokerTotals: Sendable {
     public var bytesReceived: UInt64 = 0
     public var bytesSent: UInt64 = 0
     public var packetsReceived: UInt64 = 0
+    public var storeBytesWritten: UInt64 = 0
+    public var storeFailures: UInt64 = 0
+    public var storeCompactions: UInt64 = 0
+    public var storeSegmentBytes: UInt64 = 0
+    public var storeWaitingConnections = 0
     public var counters = ShardCounters()
 
     public init(_ shards: [ShardStats]) {
@@ -39,6 +51,11 @@ public struct BrokerTotals: Sendable {
             bytesReceived += s.bytesReceived
             bytesSent += s.bytesSent
             packetsReceived += s.packetsReceived
+            storeBytesWritten += s.storeBytesWritten
+            storeFailures += s.storeFailures
+            storeCompactions += s.storeCompactions
+            storeSegmentBytes += s.storeSegmentBytes
+            storeWaitingConnections += s.storeWaitingConnections
             counters.add(s.gauges.counters)
         }
     }

@@ -73,6 +73,15 @@ public enum PrometheusMetrics {
         metric("apus_partial_packet_bytes", "gauge", "Bytes held by partially received packets.", t.partialPacketBytes)
         metric("apus_partial_packet_cutoffs_total", "counter",
                "Connections cut off because partial packets went over partial_packet_memory_limit.", c.partialPacketsCutOff)
+        metric("apus_store_bytes_written_total", "counter", "Bytes the shards wrote to their store logs (persistence).",
+               t.storeBytesWritten)
+        metric("apus_store_failures_total", "counter",
+               "Store log writes or syncs that failed (a full disk); retried every second while acknowledgements wait.",
+               t.storeFailures)
+        metric("apus_store_compactions_total", "counter", "Store segments replaced by a snapshot.", t.storeCompactions)
+        metric("apus_store_segment_bytes", "gauge", "Bytes of the shards' current store segments.", t.storeSegmentBytes)
+        metric("apus_store_waiting_connections", "gauge",
+               "Connections whose acknowledgements wait for their records to be durable.", t.storeWaitingConnections)
         metric("apus_protocol_errors_total", "counter", "Connections ended for a protocol violation.", c.protocolErrors)
         metric("apus_subscriptions_denied_total", "counter", "Subscriptions refused by the ACL.", c.subscriptionsDenied)
         metric("apus_sessions_resumed_total", "counter", "Persistent sessions resumed by a reconnecting client.",
