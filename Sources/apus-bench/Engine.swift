@@ -23,6 +23,8 @@ struct EngineConfig: Sendable {
     /// not yet received everywhere. Then the broker's acknowledgements pace the publishers, and a
     /// broker that acknowledges what it later drops shows it as loss.
     var ackWindow = false
+    /// PUBLISH with the retain flag set.
+    var retain = false
     /// Messages per second per publisher; 0 = closed loop (window).
     var rate: Double
     var warmupNanoseconds: UInt64
@@ -279,7 +281,7 @@ final class Engine: @unchecked Sendable {
                 var t = topic
                 t.withUTF8 { topicBytes in
                     payload.withUnsafeBytes { body in
-                        PublishEncoder.encode(version: config.version, dup: false, qos: config.qos, retain: false,
+                        PublishEncoder.encode(version: config.version, dup: false, qos: config.qos, retain: config.retain,
                                               topic: UnsafeRawBufferPointer(topicBytes), packetID: packetID,
                                               properties: UnsafeRawBufferPointer(start: nil, count: 0), payload: body,
                                               into: &conns[c].out)

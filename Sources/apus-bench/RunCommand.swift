@@ -47,6 +47,8 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Closed loop: messages per publisher not yet received everywhere.") var window = 64
     @Flag(name: .long, help: "Closed loop, QoS 1/2: --window counts messages not yet acknowledged (PUBACK / PUBCOMP), as a client's inflight window does, instead of those not yet received; loss then shows messages the broker acknowledged and did not deliver.")
     var ackWindow = false
+    @Flag(name: .long, help: "Publish with the retain flag (each publisher overwrites its topic's retained message: with persistence, every message is a store record).")
+    var retain = false
     @Option(name: .long, help: "Paced: messages per second per publisher (0 = closed loop).") var rate: Double = 0
     @Option(name: .customShort("I"), help: ArgumentHelp("Paced: milliseconds between a publisher's messages (the same as --rate 1000/ms).", valueName: "ms"))
     var interval: Double?
@@ -108,6 +110,7 @@ struct Run: ParsableCommand {
                                       topicPrefix: "\(topic)/\(getpid())", topicAliasMaximum: topicAliasMaximum,
                                       count: UInt64(count ?? 0), session: session)
             config.ackWindow = ackWindow
+            config.retain = retain
             let driver = PubSubRun(scenario: Scenario(rawValue: scenario)!, config: config, pairs: pairs, pubs: pubs, subs: subs,
                                    threads: j, brokerPID: brokerPid, quiet: quiet)
             (report, histogramText) = try driver.run()
