@@ -63,22 +63,23 @@ extension ShardCore {
     /// then no longer brings it back, whatever becomes of the other shard's records.
     func applyRetained(_ message: RetainedMessage, remote: Bool) {
         let topic = String(decoding: message.topic, as: UTF8.self)
-        let existing = retained.value(forTopic: topic)
-        if let existing, existing.stamp > message.stamp { return }
-        if remote, let existing, existing.stamp.origin == address, config.persistence {
+        var releaseOwned = false
+        retained.update(forTopic: topic) { value in
+            if let stamp = value?.stamp {
+                if stamp > message.stamp { return }
+                releaseOwned = remote && stamp.origin == address
+            }
+            // An empty payload deletes; the deletion's stamp is not kept (a late older update may
+            // resurrect the message on one replica, which needs two shards racing on one topic).
+            value = message.payload.isEmpty ? nil : message
+        }
+        if releaseOwned && config.persistence {
             let release = RetainedStamp(time: message.stamp.time &- 1, origin: address)
             message.topic.withUnsafeBytes { t in
                 guard storesRetained(topic: t) else { return }
                 storeRetained(topic: t, payload: UnsafeRawBufferPointer(start: nil, count: 0), qos: .atMostOnce,
                               properties: UnsafeRawBufferPointer(start: nil, count: 0), stamp: release)
             }
-        }
-        if message.payload.isEmpty {
-            // An empty payload deletes; the deletion's stamp is not kept (a late older update may
-            // resurrect the message on one replica, which needs two shards racing on one topic).
-            retained.set(nil, forTopic: topic)
-        } else {
-            retained.set(message, forTopic: topic)
         }
     }
 

@@ -7,6 +7,8 @@ public struct TopicTree<Value> {
     struct Node {
         var children: [String: Int] = [:]
         var value: Value? = nil
+        /// `value != nil`, without copying the value out to test it.
+        var occupied = false
         var parent: Int
         var level: String
     }
@@ -29,13 +31,18 @@ public struct TopicTree<Value> {
 
     /// Stores (or with nil, removes) the value of a topic; removal prunes empty nodes.
     public mutating func set(_ value: Value?, forTopic topic: String) {
+        update(forTopic: topic) { $0 = value }
+    }
+
+    /// Calls `body` with the topic's value in place (nil: none), in one walk: it may read it, replace
+    /// it or remove it (nil); removal prunes empty nodes.
+    public mutating func update(forTopic topic: String, _ body: (inout Value?) -> Void) {
         var index = 0
         for level in topic.split(separator: "/", omittingEmptySubsequences: false) {
             let key = String(level)
             if let child = nodes[index].children[key] {
                 index = child
             } else {
-                guard value != nil else { return }  // removing something absent
                 let node = Node(parent: index, level: key)
                 let child: Int
                 if let reused = freeNodes.popLast() { child = reused; nodes[child] = node } else { child = nodes.count; nodes.append(node) }
@@ -43,11 +50,14 @@ public struct TopicTree<Value> {
                 index = child
             }
         }
-        let had = nodes[index].value != nil
-        nodes[index].value = value
-        count += (value != nil ? 1 : 0) - (had ? 1 : 0)
+        let had = nodes[index].occupied
+        body(&nodes[index].value)
+        let has: Bool
+        if case .some = nodes[index].value { has = true } else { has = false }
+        nodes[index].occupied = has
+        count += (has ? 1 : 0) - (had ? 1 : 0)
         // Prune.
-        while index != 0 && nodes[index].value == nil && nodes[index].children.isEmpty {
+        while index != 0 && !nodes[index].occupied && nodes[index].children.isEmpty {
             let parent = nodes[index].parent
             nodes[parent].children.removeValue(forKey: nodes[index].level)
             nodes[index] = Node(parent: -1, level: "")

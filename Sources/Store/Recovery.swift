@@ -2,24 +2,49 @@
 // make together. Pure: the runtime reads the files, hands their bytes here, and applies the plan
 // (truncate torn tails, delete obsolete or abandoned segments, log what was skipped).
 
+import ApusBase
+
 /// The state recovered from every shard's log: the latest record per retained topic (deletions
 /// kept while merging, so that a deletion in one log hides an older message in another).
 public struct RetainedImage: Sendable {
-    public private(set) var entries: [[UInt8]: RetainedRecord] = [:]
+    /// A topic as a dictionary key, hashed once with FNV-1a (the standard [UInt8] hash feeds the
+    /// hasher byte by byte, the largest cost of recovering a million messages).
+    public struct Key: Hashable, Sendable {
+        public var bytes: [UInt8]
+        let hash: UInt64
+        init(_ bytes: [UInt8]) { self.bytes = bytes; hash = bytes.withUnsafeBytes { FNV1a.hash($0, 0, $0.count) } }
+        public static func == (a: Key, b: Key) -> Bool { a.hash == b.hash && a.bytes == b.bytes }
+        public func hash(into hasher: inout Hasher) { hasher.combine(hash) }
+    }
+
+    public private(set) var entries: [Key: RetainedRecord] = [:]
 
     public init() {}
 
+    public var count: Int { entries.count }
+
     public mutating func apply(_ record: RetainedRecord) {
-        if let existing = entries[record.topic], existing.isNewer(than: record) { return }
-        entries[record.topic] = record
+        let key = Key(record.topic)
+        if let existing = entries[key], existing.isNewer(than: record) { return }
+        entries[key] = record
     }
 
     public mutating func merge(_ other: RetainedImage) {
+        if entries.isEmpty {
+            self = other
+            return
+        }
+        entries.reserveCapacity(entries.count + other.entries.count)
         for (_, record) in other.entries { apply(record) }
     }
 
     /// The retained messages (deletions left out).
-    public var messages: [RetainedRecord] { entries.values.filter { !$0.isDeletion } }
+    public var messages: [RetainedRecord] {
+        var out: [RetainedRecord] = []
+        out.reserveCapacity(entries.count)
+        for (_, record) in entries where !record.isDeletion { out.append(record) }
+        return out
+    }
 }
 
 /// One segment file of a shard's log, as read.
