@@ -77,7 +77,9 @@ public protocol ShardCoreInterface: AnyObject {
     func storeDurable(through sequence: UInt64)
     /// A compaction's snapshot of what this shard owns; at start, the recovered retained messages.
     func appendStoreSnapshot(into buffer: inout ByteBuffer) -> UInt64
-    func loadRetained(_ records: [RetainedRecord])
+    func loadRetained(_ records: [RetainedRecord], now: UInt64)
+    /// The current segment's salt (every record's CRC starts from it).
+    var storeSalt: UInt32 { get set }
     /// Connections whose acknowledgements wait for the store (a gauge).
     var storeWaitingConnections: Int { get }
     /// Realtime minus monotonic: stored stamps are wall-clock times.

@@ -59,8 +59,8 @@ extension ShardCore {
 
     /// Applies an update to this shard's replica if it is newer than what is stored. An update
     /// from another shard that replaces or deletes a message this shard owns (and stored) is
-    /// stored here as that message's deletion, just before the update's stamp: this shard's log
-    /// then no longer brings it back, whatever becomes of the other shard's records.
+    /// stored here too: this shard's log then no longer brings the old message back, whatever
+    /// becomes of the other shard's records.
     func applyRetained(_ message: RetainedMessage, remote: Bool) {
         let topic = String(decoding: message.topic, as: UTF8.self)
         var releaseOwned = false
@@ -74,11 +74,17 @@ extension ShardCore {
             value = message.payload.isEmpty ? nil : message
         }
         if releaseOwned && config.persistence {
-            let release = RetainedStamp(time: message.stamp.time &- 1, origin: address)
+            // This shard's log holds the message just replaced: it stores what replaced it (the
+            // other shard's message or deletion, with its stamp), so its log never brings the old
+            // one back, and if the other shard's record is not durable yet, a crash leaves the
+            // newer message, not neither.
             message.topic.withUnsafeBytes { t in
                 guard storesRetained(topic: t) else { return }
-                storeRetained(topic: t, payload: UnsafeRawBufferPointer(start: nil, count: 0), qos: .atMostOnce,
-                              properties: UnsafeRawBufferPointer(start: nil, count: 0), stamp: release)
+                message.payload.withUnsafeBytes { payload in
+                    message.properties.withUnsafeBytes { properties in
+                        storeRetained(topic: t, payload: payload, qos: message.qos, properties: properties, stamp: message.stamp)
+                    }
+                }
             }
         }
     }

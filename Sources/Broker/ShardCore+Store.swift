@@ -5,9 +5,9 @@
 //
 // Retained messages: the shard that a retained PUBLISH (or its deletion) arrived on stores it,
 // before it acknowledges it; each shard's log holds the retained messages it owns (the ones whose
-// stamp names it), so a snapshot is what its replica holds with its own stamp. A deletion
-// outlives what it deleted in another shard's log: that shard, applying the deletion of a
-// message it owned, stores the deletion too, and the deleting shard repeats its deletions in its
+// stamp names it), so a snapshot is what its replica holds with its own stamp. A replacement or
+// deletion outlives what it replaced in another shard's log: that shard, applying the update of
+// a message it owned, stores the update too, and the deleting shard repeats its deletions in its
 // next two snapshots.
 
 import Codec
@@ -32,7 +32,7 @@ extension ShardCore {
                        properties: UnsafeRawBufferPointer, stamp: RetainedStamp) {
         RetainedRecord.append(wallTime: stamp.time &+ wallClockOffset, node: stamp.origin.node, shard: stamp.origin.shard,
                               qos: qos.rawValue, topic: topic, properties: properties, payload: payload,
-                              sequence: nextStoreSequence(), into: &storeRecords)
+                              sequence: nextStoreSequence(), salt: storeSalt, into: &storeRecords)
     }
 
     /// Holds connection `s`'s acknowledgements from now until the last record appended is durable.
@@ -74,15 +74,17 @@ extension ShardCore {
         retained.forEachValue { message in
             guard message.stamp.origin == address else { return }
             message.topic.withUnsafeBytes { topic in
+                guard storesRetained(topic: topic) else { return }
                 message.properties.withUnsafeBytes { properties in
                     message.payload.withUnsafeBytes { payload in
                         RetainedRecord.append(wallTime: message.stamp.time &+ wallClockOffset, node: message.stamp.origin.node,
                                               shard: message.stamp.origin.shard, qos: message.qos.rawValue, topic: topic,
-                                              properties: properties, payload: payload, sequence: nextStoreSequence(), into: &buffer)
+                                              properties: properties, payload: payload, sequence: nextStoreSequence(),
+                                              salt: storeSalt, into: &buffer)
+                        count += 1
                     }
                 }
             }
-            count += 1
         }
         var deletions = deletionsBeforeSnapshot
         deletions.merge(deletionsSinceSnapshot) { _, new in new }
@@ -90,7 +92,8 @@ extension ShardCore {
             topic.withUnsafeBytes { t in
                 RetainedRecord.append(wallTime: stamp.time &+ wallClockOffset, node: stamp.origin.node, shard: stamp.origin.shard,
                                       qos: 0, topic: t, properties: UnsafeRawBufferPointer(start: nil, count: 0),
-                                      payload: UnsafeRawBufferPointer(start: nil, count: 0), sequence: nextStoreSequence(), into: &buffer)
+                                      payload: UnsafeRawBufferPointer(start: nil, count: 0), sequence: nextStoreSequence(),
+                                      salt: storeSalt, into: &buffer)
             }
             count += 1
         }
@@ -99,15 +102,26 @@ extension ShardCore {
         return count
     }
 
-    /// At start, before any client: the retained messages recovered from every shard's log. A
-    /// message's owner is the shard its stamp names (modulo the shard count, which may have
-    /// changed since); its time becomes this process's clock (times before it clamp to 0).
-    public func loadRetained(_ records: [RetainedRecord]) {
+    /// At start (`now`), before any client: the retained messages recovered from every shard's
+    /// log. A message's owner is the shard its stamp names (modulo the shard count, which may have
+    /// changed since). Its time becomes `now` (a stamp from before this boot, or from a wall clock
+    /// since stepped back, means nothing to this process's clock; the merge already ordered them),
+    /// and a Message Expiry Interval becomes what is left of it by the wall clock; an expired
+    /// message is dropped [MQTT-3.3.2-5].
+    public func loadRetained(_ records: [RetainedRecord], now: UInt64) {
+        let wallNow = now &+ wallClockOffset
         for record in records where !record.isDeletion {
-            let time = record.wallTime >= wallClockOffset ? record.wallTime &- wallClockOffset : 0
+            var properties = record.properties
+            if let expiry = properties.withUnsafeBytes({ PropertyBlock.messageExpiry($0) }) {
+                let elapsed = wallNow > record.wallTime ? (wallNow - record.wallTime) / 1_000_000_000 : 0
+                guard elapsed < UInt64(expiry.seconds) else { continue }
+                properties.withUnsafeMutableBytes {
+                    PropertyBlock.writeUInt32(expiry.seconds - UInt32(elapsed), at: $0.baseAddress! + expiry.offset)
+                }
+            }
             let origin = ShardAddress(node: record.node, shard: Int(record.shard) % shardCount)
             let message = RetainedMessage(topic: record.topic, payload: record.payload, qos: QoS(rawValue: record.qos) ?? .atMostOnce,
-                                          properties: record.properties, stamp: RetainedStamp(time: time, origin: origin))
+                                          properties: properties, stamp: RetainedStamp(time: now, origin: origin))
             applyRetained(message, remote: false)
         }
     }

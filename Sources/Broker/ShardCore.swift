@@ -167,6 +167,9 @@ public final class ShardCore {
     /// the same for every shard: stored stamps are wall-clock times, which mean something after
     /// a restart.
     @exclusivity(unchecked) public var wallClockOffset: UInt64 = 0
+    /// The current segment's salt, which every record's CRC starts from (set by the runtime when
+    /// a segment starts; StoreRecords.swift).
+    @exclusivity(unchecked) public var storeSalt: UInt32 = 0
     /// Connections whose acknowledgements wait for a record to be durable, in sequence order.
     var storeWaiters: [(connection: ConnectionID, sequence: UInt64)] = []
     /// Retained deletions this shard stored since its last snapshot and before it: a snapshot

@@ -37,6 +37,8 @@ final class ShardLog {
     var changedSinceCompaction = false
     /// After a failed write or sync: when to try again.
     var retryAt: UInt64? = nil
+    /// After a compaction could not open its new segment: not before this (appends go on).
+    var compactionRetryAt: UInt64 = 0
     var failures: UInt64 = 0
     var lastFailureLogged: UInt64 = 0
     /// For /metrics.
@@ -66,12 +68,7 @@ extension Shard {
         if let retry = log.retryAt {
             guard now >= retry else { return }
             log.retryAt = nil
-            if log.writing.isEmpty {
-                log.state = .syncing  // everything was written; the sync failed
-                ring.prepareSync(fd: log.fd, dataOnly: true, userData: UserData.make(.storeSync))
-            } else {
-                submitStoreWrite(log)  // what is left, at the same offset
-            }
+            submitStoreWrite(log)  // what is left (after a failed sync: the whole batch), at its offset
             return
         }
         if compactionDue(log, now: now) {
@@ -86,6 +83,7 @@ extension Shard {
     }
 
     func compactionDue(_ log: ShardLog, now: UInt64) -> Bool {
+        guard now >= log.compactionRetryAt else { return false }
         if log.offset > max(log.config.compactionMinimumBytes, 4 * log.snapshotBytes) { return true }
         let interval = log.config.autosaveIntervalSeconds
         return interval > 0 && log.changedSinceCompaction && Double(now &- log.lastCompaction) / 1e9 >= interval
@@ -105,15 +103,20 @@ extension Shard {
         let path = log.config.file(shard: index, segment: next)
         let newFD = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard newFD >= 0 else {
-            storeFailed(log, "open \(path)", errno: errno, now: now)
+            // No new segment (no descriptor, no inode): keep appending to this one, try later.
+            let code = errno
+            log.compactionRetryAt = now + 10_000_000_000
+            logger.error("store: cannot start a new segment: open \(path): \(String(cString: strerror(code))); compaction retried in 10 s")
             return
         }
         core.storeRecords.clear()
         log.writing.clear()
-        SegmentStart(shard: UInt16(index), shardCount: UInt16(log.shardCount), segment: next, wallTime: apus_realtime_ns())
+        let salt = UInt32.random(in: .min ... .max)
+        SegmentStart(shard: UInt16(index), shardCount: UInt16(log.shardCount), segment: next, wallTime: apus_realtime_ns(), salt: salt)
             .append(sequence: core.nextStoreSequence(), into: &log.writing)
+        core.storeSalt = salt  // the snapshot's records and every later one
         let records = core.appendStoreSnapshot(into: &log.writing)
-        SnapshotEnd.append(records: records, sequence: core.nextStoreSequence(), into: &log.writing)
+        SnapshotEnd.append(records: records, sequence: core.nextStoreSequence(), salt: salt, into: &log.writing)
         log.covers = core.storeSequence
         log.replacing = (log.fd, log.segment)
         log.fd = newFD
@@ -147,10 +150,16 @@ extension Shard {
             }
         } else if log.state == .syncing {
             guard result >= 0 else {
+                // After a failed sync the kernel may have dropped the dirty pages (and a second
+                // sync would succeed without them): write the whole batch again, then sync.
+                log.offset -= UInt64(log.writing.readerIndex)
+                log.writing.readerIndex = 0
                 storeFailed(log, "fdatasync \(log.config.file(shard: index, segment: log.segment))", errno: Int32(-result), now: now)
                 return
             }
             if let old = log.replacing {
+                // The new segment is synced; its name must be too before the old one goes.
+                StoreFiles.syncDirectory(log.config.path)
                 Glibc.close(old.fd)
                 unlink(log.config.file(shard: index, segment: old.segment))
                 log.replacing = nil
@@ -159,6 +168,7 @@ extension Shard {
         }
         log.state = .idle
         log.writing.clear()
+        core.inputArrivedAfter = turnArrival  // input the released acknowledgements resume is not a receive's
         core.storeDurable(through: log.covers)
         if log.failures > 0 && log.retryAt == nil {
             logger.notice("store: writing again", metadata: ["failures": "\(log.failures)"])
@@ -179,32 +189,38 @@ extension Shard {
         }
     }
 
-    /// At stop: what is left goes out with plain writes, synced.
+    /// At stop: what is left goes out with plain writes, synced. A write still in flight is
+    /// written again from its own buffer (the same bytes at the same offset), which is not touched
+    /// while the kernel may read it; the old segment of a compaction goes only if all of it worked.
     func flushStoreAtShutdown() {
         guard let log = storeLog else { return }
-        if log.state == .idle && log.writing.isEmpty && !core.storeRecords.isEmpty {
-            swap(&log.writing, &core.storeRecords)
-        } else if !core.storeRecords.isEmpty {
-            log.writing.writeBytes(core.storeRecords.readableView)
-            core.storeRecords.clear()
-        }
-        var view = log.writing.readableView
         var offset = log.offset
+        var ok = pwriteAll(log.fd, log.writing.readableView, at: &offset)
+        ok = ok && pwriteAll(log.fd, core.storeRecords.readableView, at: &offset)
+        ok = ok && fdatasync(log.fd) == 0
+        if !ok { logger.error("store: writing at stop failed: \(String(cString: strerror(errno)))") }
+        core.storeRecords.clear()
+        Glibc.close(log.fd)
+        if let old = log.replacing {
+            if ok {
+                StoreFiles.syncDirectory(log.config.path)
+                unlink(log.config.file(shard: index, segment: old.segment))
+            }
+            Glibc.close(old.fd)
+        }
+    }
+
+    func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: inout UInt64) -> Bool {
+        var view = bytes
         while !view.isEmpty {
-            let n = pwrite(log.fd, view.baseAddress!, view.count, off_t(offset))
+            let n = pwrite(fd, view.baseAddress!, view.count, off_t(offset))
             if n < 0 {
                 if errno == EINTR { continue }
-                logger.error("store: write at stop failed: \(String(cString: strerror(errno)))")
-                break
+                return false
             }
             offset += UInt64(n)
             view = UnsafeRawBufferPointer(rebasing: view[n...])
         }
-        _ = fdatasync(log.fd)
-        Glibc.close(log.fd)
-        if let old = log.replacing {
-            Glibc.close(old.fd)  // the new segment is complete now: the old one can go
-            unlink(log.config.file(shard: index, segment: old.segment))
-        }
+        return true
     }
 }

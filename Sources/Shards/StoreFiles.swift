@@ -32,6 +32,7 @@ public struct StoreConfig: Sendable {
 struct OpenSegment: Sendable {
     var fd: Int32
     var segment: UInt64
+    var salt: UInt32
     var size: UInt64
     var snapshotBytes: UInt64
     var lastSequence: UInt64
@@ -53,10 +54,12 @@ enum StoreFiles {
             throw SystemCallError("mkdir \(config.path)", errno: errno)
         }
         guard let dir = opendir(config.path) else { throw SystemCallError("opendir \(config.path)", errno: errno) }
-        var found: [Int: [UInt64]] = [:]
+        var found: [Int: [(segment: UInt64, name: String)]] = [:]
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if let parsed = SegmentName.parse(name, prefix: config.prefix) { found[parsed.shard, default: []].append(parsed.segment) }
+            if let parsed = SegmentName.parse(name, prefix: config.prefix), parsed.segment < UInt64.max / 2, parsed.shard >= 0 {
+                found[parsed.shard, default: []].append((parsed.segment, "\(config.path)/\(name)"))
+            }
         }
         closedir(dir)
         let started = apus_monotonic_ns()
@@ -73,13 +76,18 @@ enum StoreFiles {
         var lastSequence: UInt64 = 0
         var newest: UInt64 = 0
         var old: [String] = []
+        var damaged: [String] = []
         for r in results {
             if let error = r.error { throw error }
             image.merge(r.image)
             lastSequence = max(lastSequence, r.log.lastSequence)
-            newest = max(newest, r.segments.max() ?? 0)
-            old += r.segments.map { config.file(shard: r.shard, segment: $0) }
-            let file = r.log.base.map { config.file(shard: r.shard, segment: $0) } ?? "-"
+            newest = max(newest, r.segments.map(\.segment).max() ?? 0)
+            if r.log.incompleteBase {
+                damaged += r.segments.map(\.name)
+            } else {
+                old += r.segments.map(\.name)
+            }
+            let file = r.log.base.flatMap { base in r.segments.first { $0.segment == base }?.name } ?? "-"
             var metadata: Logger.Metadata = ["shard": "\(r.shard)", "file": "\(file)", "records": "\(r.log.records)"]
             if r.log.validEnd < r.log.fileSize { metadata["torn_tail_bytes"] = "\(r.log.fileSize - r.log.validEnd)" }
             logger.info("store: log recovered", metadata: metadata)
@@ -89,7 +97,11 @@ enum StoreFiles {
             if r.log.undecodable > 0 { logger.warning("store: undecodable records skipped", metadata: ["file": "\(file)", "count": "\(r.log.undecodable)"]) }
             for segment in r.log.abandoned {
                 logger.warning("store: segment with an incomplete snapshot ignored (a compaction that did not finish)",
-                               metadata: ["file": "\(config.file(shard: r.shard, segment: segment))"])
+                               metadata: ["file": "\(r.segments.first { $0.segment == segment }?.name ?? "?")"])
+            }
+            if r.log.incompleteBase {
+                logger.warning("store: no complete snapshot: the newest segment was taken as far as it is intact; its files are kept as .damaged",
+                               metadata: ["shard": "\(r.shard)", "file": "\(file)"])
             }
         }
         let retained = image.messages
@@ -102,25 +114,28 @@ enum StoreFiles {
             defer { buffer.deallocate() }
             var sequence = lastSequence
             func next() -> UInt64 { sequence += 1; return sequence }
-            SegmentStart(shard: UInt16(shard), shardCount: UInt16(shards), segment: segment, wallTime: apus_realtime_ns()).append(sequence: next(), into: &buffer)
+            let salt = UInt32.random(in: .min ... .max)
+            SegmentStart(shard: UInt16(shard), shardCount: UInt16(shards), segment: segment, wallTime: apus_realtime_ns(), salt: salt)
+                .append(sequence: next(), into: &buffer)
             var count: UInt64 = 0
             for record in retained where Int(record.shard) % shards == shard {
                 var owned = record
                 owned.shard = UInt8(shard)
-                owned.append(sequence: next(), into: &buffer)
+                owned.append(sequence: next(), salt: salt, into: &buffer)
                 count += 1
             }
-            SnapshotEnd.append(records: count, sequence: next(), into: &buffer)
+            SnapshotEnd.append(records: count, sequence: next(), salt: salt, into: &buffer)
             let path = config.file(shard: shard, segment: segment)
             let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw SystemCallError("open \(path)", errno: errno) }
             try writeAll(fd, buffer.readableView, path: path)
             guard fdatasync(fd) == 0 else { throw SystemCallError("fdatasync \(path)", errno: errno) }
-            segments.append(OpenSegment(fd: fd, segment: segment, size: UInt64(buffer.readableBytes),
+            segments.append(OpenSegment(fd: fd, segment: segment, salt: salt, size: UInt64(buffer.readableBytes),
                                         snapshotBytes: UInt64(buffer.readableBytes), lastSequence: sequence))
         }
         syncDirectory(config.path)
         for path in old { unlink(path) }
+        for path in damaged { rename(path, path + ".damaged") }
         syncDirectory(config.path)
         logger.info("store: recovered", metadata: [
             "directory": "\(config.path)", "retained": "\(retained.count)", "segments_read": "\(old.count)",
@@ -150,17 +165,16 @@ enum StoreFiles {
 /// One shard's files, recovered on a thread of its own.
 final class ShardRecovery: @unchecked Sendable {
     let shard: Int
-    let segments: [UInt64]
+    let segments: [(segment: UInt64, name: String)]
     var image = RetainedImage()
     var log = RecoveredLog()
     var error: SystemCallError?
 
-    init(shard: Int, segments: [UInt64]) { self.shard = shard; self.segments = segments }
+    init(shard: Int, segments: [(segment: UInt64, name: String)]) { self.shard = shard; self.segments = segments }
 
     func run(_ config: StoreConfig) {
         var contents: [(UInt64, [UInt8])] = []
-        for segment in segments {
-            let path = config.file(shard: shard, segment: segment)
+        for (segment, path) in segments {
             do { contents.append((segment, try Self.readFile(path))) } catch { self.error = error; return }
         }
         func recover(_ index: Int, _ files: inout [SegmentFile]) {

@@ -2,9 +2,11 @@
 //
 //     u32 body length | u32 CRC-32C of the rest | u8 type | u8 0 | u16 0 | u64 sequence | body
 //
-// little-endian, 20 bytes of header. The CRC covers type, sequence and body, so a record that was
-// torn (a short write before a crash), overwritten or bit-rotted is recognised; the sequence
-// numbers of one shard's log only grow. Bodies are typed records (StoreRecords.swift); a reader
+// little-endian, 20 bytes of header. The CRC covers type, sequence and body and starts from the
+// segment's salt (a random number in its first record, whose own CRC starts from 0), so a record
+// that was torn (a short write before a crash), overwritten or bit-rotted is recognised, and a
+// frame a client hid in a payload cannot pass for a record when the scan looks for the next one
+// after damage. The sequence numbers of one shard's log only grow. Bodies are typed records (StoreRecords.swift); a reader
 // skips types it does not know, so a newer writer's additions do not stop an older reader.
 
 import ApusBase
@@ -17,7 +19,7 @@ public enum LogRecord {
 
     /// Appends one record to `buffer`; `body` writes the body and returns nothing.
     @inlinable
-    public static func append(type: UInt8, sequence: UInt64, bodySize: Int, into buffer: inout ByteBuffer,
+    public static func append(type: UInt8, sequence: UInt64, salt: UInt32 = 0, bodySize: Int, into buffer: inout ByteBuffer,
                               body: (UnsafeMutableRawPointer) -> Void) {
         let p = buffer.reserveWritable(headerSize + bodySize)
         p.storeBytes(of: UInt32(bodySize).littleEndian, toByteOffset: 0, as: UInt32.self)
@@ -26,21 +28,24 @@ public enum LogRecord {
         p.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
         p.storeBytes(of: sequence.littleEndian, toByteOffset: 12, as: UInt64.self)
         body(p + headerSize)
-        let crc = CRC32C.checksum(UnsafeRawBufferPointer(start: p + 8, count: headerSize - 8 + bodySize))
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(start: p + 8, count: headerSize - 8 + bodySize), continuing: salt)
         p.storeBytes(of: crc.littleEndian, toByteOffset: 4, as: UInt32.self)
         buffer.commitWritten(headerSize + bodySize)
     }
 
-    /// The record at `offset` of `bytes` if a whole, intact one is there.
-    public static func record(in bytes: UnsafeRawBufferPointer, at offset: Int) -> StoredRecord? {
+    /// The record at `offset` of `bytes` if a whole, intact one is there (its CRC started from
+    /// `salt`; with `knownTypes`, only a record of a type this version writes).
+    public static func record(in bytes: UnsafeRawBufferPointer, at offset: Int, salt: UInt32 = 0,
+                              knownTypes: Bool = false) -> StoredRecord? {
         guard offset >= 0, bytes.count - offset >= headerSize, let base = bytes.baseAddress else { return nil }
         let p = base + offset
         let length = Int(UInt32(littleEndian: p.loadUnaligned(as: UInt32.self)))
         guard length <= maximumBodySize, length <= bytes.count - offset - headerSize,
               p.load(fromByteOffset: 9, as: UInt8.self) == 0,
               p.loadUnaligned(fromByteOffset: 10, as: UInt16.self) == 0 else { return nil }
+        if knownTypes && StoreRecordType(rawValue: p.load(fromByteOffset: 8, as: UInt8.self)) == nil { return nil }
         let crc = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
-        guard CRC32C.checksum(UnsafeRawBufferPointer(start: p + 8, count: headerSize - 8 + length)) == crc else { return nil }
+        guard CRC32C.checksum(UnsafeRawBufferPointer(start: p + 8, count: headerSize - 8 + length), continuing: salt) == crc else { return nil }
         return StoredRecord(type: p.load(fromByteOffset: 8, as: UInt8.self),
                             sequence: UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt64.self)),
                             offset: offset,
@@ -73,15 +78,17 @@ public struct LogScan: Equatable, Sendable {
 }
 
 extension LogRecord {
-    /// Walks the records of `bytes` in order, calling `visit` for each intact one. A stretch that
-    /// is not a record is skipped up to the next intact record (found by trying each following
-    /// offset: the CRC makes a false match a 1 in 2³² event); if none follows, it is the torn tail.
-    public static func scan(_ bytes: UnsafeRawBufferPointer, visit: (StoredRecord) -> Void) -> LogScan {
+    /// Walks the records of `bytes` in order, calling `visit` for each intact one; the first
+    /// record's CRC starts from 0, the others' from `salt`. A stretch that is not a record is
+    /// skipped up to the next intact record of a known type (found by trying each following
+    /// offset: the salted CRC makes a false match a 1 in 2³² event); if none follows, it is the
+    /// torn tail.
+    public static func scan(_ bytes: UnsafeRawBufferPointer, salt: UInt32 = 0, visit: (StoredRecord) -> Void) -> LogScan {
         var result = LogScan(validEnd: 0, skipped: [], outOfOrder: 0, records: 0)
         var offset = 0
         var lastSequence: UInt64? = nil
         while offset < bytes.count {
-            if let r = record(in: bytes, at: offset) {
+            if let r = record(in: bytes, at: offset, salt: offset == 0 ? 0 : salt) {
                 if let last = lastSequence, r.sequence <= last { result.outOfOrder += 1 }
                 lastSequence = r.sequence
                 visit(r)
@@ -91,7 +98,7 @@ extension LogRecord {
                 continue
             }
             var next = offset + 1
-            while next + headerSize <= bytes.count && record(in: bytes, at: next) == nil { next += 1 }
+            while next + headerSize <= bytes.count && record(in: bytes, at: next, salt: salt, knownTypes: true) == nil { next += 1 }
             guard next + headerSize <= bytes.count else { break }  // nothing intact follows: the tail
             result.skipped.append(offset..<next)
             offset = next

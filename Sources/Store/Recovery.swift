@@ -74,6 +74,10 @@ public struct RecoveredLog: Sendable {
     public var records = 0
     /// The shard count the base segment was written with.
     public var shardCount: UInt16 = 0
+    /// The base has no complete snapshot (its end, or the segment's first record after it, was
+    /// damaged): what it holds was taken as far as it is intact, and the files should be kept
+    /// for inspection.
+    public var incompleteBase = false
 
     public init() {}
 }
@@ -83,47 +87,60 @@ public enum LogRecovery {
     public static func recover(_ segments: [SegmentFile], into image: inout RetainedImage) -> RecoveredLog {
         var result = RecoveredLog()
         let newestFirst = segments.sorted { $0.number > $1.number }
+        var fallback: (segment: SegmentFile, start: SegmentStart, scan: LogScan, records: [StoredRecord], last: UInt64)? = nil
         for segment in newestFirst {
             if result.base != nil {
                 result.obsolete.append(segment.number)
                 continue
             }
-            var start: SegmentStart? = nil
+            // The first record says the salt of the others' CRCs.
+            let start = LogRecord.record(in: segment.bytes, at: 0).flatMap(SegmentStart.init)
             var complete = false
-            var first = true
             var records: [StoredRecord] = []
             var lastSequence: UInt64 = 0
-            let scan = LogRecord.scan(segment.bytes) { record in
-                defer { first = false }
+            let scan = LogRecord.scan(segment.bytes, salt: start?.salt ?? 0) { record in
                 lastSequence = max(lastSequence, record.sequence)
-                if first {
-                    start = SegmentStart(record)
-                    return
-                }
-                guard start != nil else { return }
+                if record.offset == 0 { return }
                 if record.type == StoreRecordType.snapshotEnd.rawValue { complete = true; return }
                 records.append(record)
             }
-            guard let start, complete, start.segment == segment.number else {
+            guard let start, start.segment == segment.number else {
                 result.abandoned.append(segment.number)
                 continue
             }
-            result.base = segment.number
-            result.shardCount = start.shardCount
-            result.validEnd = scan.validEnd
-            result.fileSize = segment.bytes.count
-            result.skipped = scan.skipped
-            result.records = scan.records
-            result.lastSequence = lastSequence
-            for record in records {
-                if let retained = RetainedRecord(record) {
-                    image.apply(retained)
-                } else {
-                    result.undecodable += 1
-                }
+            guard complete else {
+                result.abandoned.append(segment.number)
+                if fallback == nil { fallback = (segment, start, scan, records, lastSequence) }
+                continue
             }
+            apply(segment: segment, start: start, scan: scan, records: records, lastSequence: lastSequence, to: &result, image: &image)
+        }
+        if result.base == nil, let f = fallback {
+            // No complete snapshot anywhere (its end was damaged): the newest segment's intact
+            // records are the best there is.
+            result.abandoned.removeAll { $0 == f.segment.number }
+            apply(segment: f.segment, start: f.start, scan: f.scan, records: f.records, lastSequence: f.last, to: &result, image: &image)
+            result.incompleteBase = true
         }
         return result
+    }
+
+    static func apply(segment: SegmentFile, start: SegmentStart, scan: LogScan, records: [StoredRecord], lastSequence: UInt64,
+                      to result: inout RecoveredLog, image: inout RetainedImage) {
+        result.base = segment.number
+        result.shardCount = start.shardCount
+        result.validEnd = scan.validEnd
+        result.fileSize = segment.bytes.count
+        result.skipped = scan.skipped
+        result.records = scan.records
+        result.lastSequence = lastSequence
+        for record in records {
+            if let retained = RetainedRecord(record) {
+                image.apply(retained)
+            } else {
+                result.undecodable += 1
+            }
+        }
     }
 }
 

@@ -6,7 +6,9 @@
 import ApusBase
 
 public enum StoreRecordType: UInt8, Sendable {
-    /// u16 format version, u16 shard, u16 shard count, u16 0, u64 segment number, u64 wall time.
+    /// u16 format version, u16 shard, u16 shard count, u16 0, u64 segment number, u64 wall time,
+    /// u32 salt (what the CRCs of the segment's other records start from), u32 0. Its own CRC
+    /// starts from 0.
     case segmentStart = 1
     /// u64 number of records in the snapshot.
     case snapshotEnd = 2
@@ -27,34 +29,37 @@ public struct SegmentStart: Equatable, Sendable {
     public var shardCount: UInt16
     public var segment: UInt64
     public var wallTime: UInt64
+    public var salt: UInt32
 
-    public init(shard: UInt16, shardCount: UInt16, segment: UInt64, wallTime: UInt64) {
-        self.shard = shard; self.shardCount = shardCount; self.segment = segment; self.wallTime = wallTime
+    public init(shard: UInt16, shardCount: UInt16, segment: UInt64, wallTime: UInt64, salt: UInt32) {
+        self.shard = shard; self.shardCount = shardCount; self.segment = segment; self.wallTime = wallTime; self.salt = salt
     }
 
     public func append(sequence: UInt64, into buffer: inout ByteBuffer) {
-        LogRecord.append(type: StoreRecordType.segmentStart.rawValue, sequence: sequence, bodySize: 24, into: &buffer) { p in
+        LogRecord.append(type: StoreRecordType.segmentStart.rawValue, sequence: sequence, bodySize: 32, into: &buffer) { p in
             p.storeBytes(of: StoreFormat.version.littleEndian, toByteOffset: 0, as: UInt16.self)
             p.storeBytes(of: shard.littleEndian, toByteOffset: 2, as: UInt16.self)
             p.storeBytes(of: shardCount.littleEndian, toByteOffset: 4, as: UInt16.self)
             p.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
             p.storeBytes(of: segment.littleEndian, toByteOffset: 8, as: UInt64.self)
             p.storeBytes(of: wallTime.littleEndian, toByteOffset: 16, as: UInt64.self)
+            p.storeBytes(of: salt.littleEndian, toByteOffset: 24, as: UInt32.self)
+            p.storeBytes(of: UInt32(0), toByteOffset: 28, as: UInt32.self)
         }
     }
 
     public init?(_ record: StoredRecord) {
-        guard record.type == StoreRecordType.segmentStart.rawValue, record.body.count >= 24 else { return nil }
+        guard record.type == StoreRecordType.segmentStart.rawValue, record.body.count >= 32 else { return nil }
         var r = BodyReader(record.body)
         guard r.u16() == StoreFormat.version else { return nil }
         shard = r.u16(); shardCount = r.u16(); _ = r.u16()
-        segment = r.u64(); wallTime = r.u64()
+        segment = r.u64(); wallTime = r.u64(); salt = r.u32()
     }
 }
 
 public enum SnapshotEnd {
-    public static func append(records: UInt64, sequence: UInt64, into buffer: inout ByteBuffer) {
-        LogRecord.append(type: StoreRecordType.snapshotEnd.rawValue, sequence: sequence, bodySize: 8, into: &buffer) { p in
+    public static func append(records: UInt64, sequence: UInt64, salt: UInt32, into buffer: inout ByteBuffer) {
+        LogRecord.append(type: StoreRecordType.snapshotEnd.rawValue, sequence: sequence, salt: salt, bodySize: 8, into: &buffer) { p in
             p.storeBytes(of: records.littleEndian, toByteOffset: 0, as: UInt64.self)
         }
     }
@@ -87,9 +92,9 @@ public struct RetainedRecord: Equatable, Sendable {
     /// Appends a set (payload non-empty) or delete record from borrowed bytes.
     public static func append(wallTime: UInt64, node: UInt16, shard: UInt8, qos: UInt8, topic: UnsafeRawBufferPointer,
                               properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
-                              sequence: UInt64, into buffer: inout ByteBuffer) {
+                              sequence: UInt64, salt: UInt32 = 0, into buffer: inout ByteBuffer) {
         if payload.isEmpty {
-            LogRecord.append(type: StoreRecordType.retainedDelete.rawValue, sequence: sequence, bodySize: 16 + topic.count, into: &buffer) { p in
+            LogRecord.append(type: StoreRecordType.retainedDelete.rawValue, sequence: sequence, salt: salt, bodySize: 16 + topic.count, into: &buffer) { p in
                 p.storeBytes(of: wallTime.littleEndian, toByteOffset: 0, as: UInt64.self)
                 p.storeBytes(of: node.littleEndian, toByteOffset: 8, as: UInt16.self)
                 p.storeBytes(of: shard, toByteOffset: 10, as: UInt8.self)
@@ -100,7 +105,7 @@ public struct RetainedRecord: Equatable, Sendable {
             return
         }
         let size = 24 + topic.count + properties.count + payload.count
-        LogRecord.append(type: StoreRecordType.retainedSet.rawValue, sequence: sequence, bodySize: size, into: &buffer) { p in
+        LogRecord.append(type: StoreRecordType.retainedSet.rawValue, sequence: sequence, salt: salt, bodySize: size, into: &buffer) { p in
             p.storeBytes(of: wallTime.littleEndian, toByteOffset: 0, as: UInt64.self)
             p.storeBytes(of: node.littleEndian, toByteOffset: 8, as: UInt16.self)
             p.storeBytes(of: shard, toByteOffset: 10, as: UInt8.self)
@@ -114,12 +119,12 @@ public struct RetainedRecord: Equatable, Sendable {
         }
     }
 
-    public func append(sequence: UInt64, into buffer: inout ByteBuffer) {
+    public func append(sequence: UInt64, salt: UInt32 = 0, into buffer: inout ByteBuffer) {
         topic.withUnsafeBytes { t in
             properties.withUnsafeBytes { pr in
                 payload.withUnsafeBytes { pl in
                     Self.append(wallTime: wallTime, node: node, shard: shard, qos: qos, topic: t, properties: pr, payload: pl,
-                                sequence: sequence, into: &buffer)
+                                sequence: sequence, salt: salt, into: &buffer)
                 }
             }
         }

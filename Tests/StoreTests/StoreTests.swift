@@ -28,21 +28,22 @@ final class StoreTests: XCTestCase {
     }
 
     /// A segment: start, the snapshot records, its end, then the appended records.
-    func segment(_ number: UInt64, snapshot: [RetainedRecord], appended: [RetainedRecord], completeSnapshot: Bool = true) -> [UInt8] {
+    func segment(_ number: UInt64, snapshot: [RetainedRecord], appended: [RetainedRecord], completeSnapshot: Bool = true,
+                 salt: UInt32 = 0x5A17) -> [UInt8] {
         var buffer = ByteBuffer()
         var sequence: UInt64 = number * 1000
         func next() -> UInt64 { sequence += 1; return sequence }
-        SegmentStart(shard: 0, shardCount: 2, segment: number, wallTime: 1).append(sequence: next(), into: &buffer)
-        for r in snapshot { r.append(sequence: next(), into: &buffer) }
-        if completeSnapshot { SnapshotEnd.append(records: UInt64(snapshot.count), sequence: next(), into: &buffer) }
-        for r in appended { r.append(sequence: next(), into: &buffer) }
+        SegmentStart(shard: 0, shardCount: 2, segment: number, wallTime: 1, salt: salt).append(sequence: next(), into: &buffer)
+        for r in snapshot { r.append(sequence: next(), salt: salt, into: &buffer) }
+        if completeSnapshot { SnapshotEnd.append(records: UInt64(snapshot.count), sequence: next(), salt: salt, into: &buffer) }
+        for r in appended { r.append(sequence: next(), salt: salt, into: &buffer) }
         defer { buffer.deallocate() }
         return buffer.readableArray()
     }
 
-    func records(_ bytes: [UInt8]) -> (types: [UInt8], scan: LogScan) {
+    func records(_ bytes: [UInt8], salt: UInt32 = 0x5A17) -> (types: [UInt8], scan: LogScan) {
         var types: [UInt8] = []
-        let scan = bytes.withUnsafeBytes { LogRecord.scan($0) { types.append($0.type) } }
+        let scan = bytes.withUnsafeBytes { LogRecord.scan($0, salt: salt) { types.append($0.type) } }
         return (types, scan)
     }
 
@@ -81,6 +82,45 @@ final class StoreTests: XCTestCase {
         let (types, scan) = records(bytes + [UInt8](repeating: 0, count: 100))
         XCTAssertEqual(types, [1, 16, 2, 16])
         XCTAssertEqual(scan.validEnd, bytes.count)
+        // Read with another salt, nothing after the first record is a record.
+        XCTAssertEqual(records(bytes, salt: 1).types, [1])
+    }
+
+    func testAFrameHiddenInAPayloadIsNotTakenForARecordAfterDamage() {
+        // A client's payload that is itself a well-formed (unsalted) frame of a retained message.
+        var inner = ByteBuffer()
+        retained("evil/topic", "planted", time: .max).append(sequence: 99, into: &inner)
+        var carrier = retained("t/carrier", "x", time: 1)
+        carrier.payload = inner.readableArray()
+        inner.deallocate()
+        var bytes = segment(1, snapshot: [], appended: [carrier, retained("t/after", "kept", time: 2)])
+        var offsets: [Int] = []
+        _ = bytes.withUnsafeBytes { LogRecord.scan($0, salt: 0x5A17) { offsets.append($0.offset) } }
+        XCTAssertEqual(offsets.count, 4)  // start, snapshot end, carrier, after
+        // Damage the carrier's CRC: the scan must look for the next record, past the planted frame.
+        bytes[offsets[2] + 4] ^= 0xFF
+        var topics: [String] = []
+        _ = bytes.withUnsafeBytes { LogRecord.scan($0, salt: 0x5A17) { if let r = RetainedRecord($0) { topics.append(String(decoding: r.topic, as: UTF8.self)) } } }
+        XCTAssertEqual(topics, ["t/after"], "the planted frame's CRC does not start from the segment's salt")
+        // Unsalted, the same damage would have let the planted frame in: the test would see it.
+        var unsalted = segment(1, snapshot: [], appended: [carrier, retained("t/after", "kept", time: 2)], salt: 0)
+        unsalted[offsets[2] + 4] ^= 0xFF
+        var seen: [String] = []
+        _ = unsalted.withUnsafeBytes { LogRecord.scan($0, salt: 0) { if let r = RetainedRecord($0) { seen.append(String(decoding: r.topic, as: UTF8.self)) } } }
+        XCTAssertEqual(seen, ["evil/topic", "t/after"])
+    }
+
+    func testWithoutACompleteSnapshotTheNewestSegmentIsTakenAsFarAsItIsIntact() {
+        var bytes = segment(7, snapshot: [retained("t/a", "1", time: 1)], appended: [retained("t/b", "2", time: 2)])
+        // Damage the snapshotEnd record (the third record): no complete snapshot anywhere.
+        let end = LogRecord.headerSize + 32 + LogRecord.headerSize + 24 + 3 + 5 + 1
+        bytes[end + LogRecord.headerSize] ^= 0x01
+        var image = RetainedImage()
+        let result = bytes.withUnsafeBytes { LogRecovery.recover([SegmentFile(number: 7, bytes: $0)], into: &image) }
+        XCTAssertEqual(result.base, 7)
+        XCTAssertTrue(result.incompleteBase)
+        XCTAssertEqual(result.skipped.count, 1)
+        XCTAssertEqual(Set(image.messages.map { String(decoding: $0.topic, as: UTF8.self) }), ["t/a", "t/b"])
     }
 
     func testCorruptRecordIsSkippedAndTheRestKept() {
