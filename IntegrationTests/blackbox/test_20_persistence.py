@@ -1,8 +1,8 @@
 """20-persistence: with `persistence true`, retained messages (and their deletions, QoS, v5
 properties and message expiry) survive a SIGTERM restart and a kill -9 in the middle of a stream of
 QoS 1 retained PUBLISHes (every one that was PUBACKed is there afterwards), a torn tail and a
-corrupt record in a log do not stop the broker, and the disk stays bounded while retained messages
-are overwritten."""
+corrupt record in a log do not stop the broker (unless persistence_strict, which names the file and
+offset), and the disk stays bounded while retained messages are overwritten."""
 import glob
 import os
 import signal
@@ -16,7 +16,7 @@ import pytest
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
-from conftest import BROKER, TIMEOUT, Broker, Client, free_port, unique, wait_until
+from conftest import APUS_BIN, BROKER, TIMEOUT, Broker, Client, free_port, unique, wait_until
 
 pytestmark = pytest.mark.skipif(BROKER != "apus", reason="apus persistence settings")
 
@@ -147,6 +147,13 @@ def test_torn_tail_and_corrupt_record_do_not_stop_the_broker(tmp_path):
     data[at] ^= 0x20
     data += data[-30:-10]
     open(log, "wb").write(bytes(data))
+    # persistence_strict: the start is refused, naming the file and the offset.
+    strict = subprocess.run([APUS_BIN, "--port", "0", "--shards", "1", "--set", "persistence=true",
+                             "--set", f"persistence_location={tmp_path}", "--set", "persistence_strict=true"],
+                            capture_output=True, text=True, timeout=30)
+    assert strict.returncode != 0
+    assert f"{log}: corrupt record at offset" in strict.stderr, strict.stderr
+    assert open(log, "rb").read() == bytes(data), "a refused start leaves the files as they were"
     b = Broker(("--set", "persistence=true", "--set", f"persistence_location={tmp_path}"), shards=1)
     try:
         got = retained(b, "t/#", 4)

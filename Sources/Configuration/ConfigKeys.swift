@@ -126,6 +126,7 @@ public struct ConfigKey {
                 c.store.prefix = String(name)
             },
             seconds("autosave_interval", \.store.autosaveIntervalSeconds, allowZero: true),
+            boolean("persistence_strict", \.store.strict),
             custom("persistence_durability") { c, v throws(ConfigError) in
                 guard let d = StoreDurability(rawValue: v) else {
                     throw ConfigError("persistence_durability is \(StoreDurability.allCases.map(\.rawValue).joined(separator: ", ")), got '\(v)'")

@@ -21,6 +21,10 @@ public struct StoreConfig: Sendable {
     public var autosaveIntervalSeconds: Double = 1800
     /// A segment is compacted once it is larger than this and four times its snapshot.
     public var compactionMinimumBytes: UInt64 = 16 << 20
+    /// Refuse to start on a damaged log (corrupt records before its end, no complete snapshot),
+    /// naming the file and offset, instead of skipping what is damaged. A torn tail is cut either
+    /// way (it is what a crash during a write leaves).
+    public var strict = false
 
     public init(directory: String) { self.directory = directory }
 
@@ -72,6 +76,20 @@ enum StoreFiles {
         }
         for t in threads { pthread_join(t, nil) }
 
+        if config.strict {
+            for r in results {
+                let file = r.log.base.flatMap { base in r.segments.first { $0.segment == base }?.name } ?? "?"
+                if let range = r.log.skipped.first {
+                    throw StoreDamageError(description: "\(file): corrupt record at offset \(range.lowerBound) (\(range.count) bytes; \(r.log.skipped.count) damaged stretch(es)); persistence_strict is on")
+                }
+                if r.log.undecodable > 0 {
+                    throw StoreDamageError(description: "\(file): \(r.log.undecodable) record(s) that do not decode; persistence_strict is on")
+                }
+                if r.log.incompleteBase {
+                    throw StoreDamageError(description: "\(file): no complete snapshot; persistence_strict is on")
+                }
+            }
+        }
         var image = RetainedImage()
         var lastSequence: UInt64 = 0
         var newest: UInt64 = 0
@@ -160,6 +178,11 @@ enum StoreFiles {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd >= 0 { _ = fsync(fd); close(fd) }
     }
+}
+
+/// `persistence_strict`: the store is damaged and the broker does not start.
+public struct StoreDamageError: Error, CustomStringConvertible {
+    public var description: String
 }
 
 /// One shard's files, recovered on a thread of its own.
