@@ -10,24 +10,6 @@ import XCTest
 @testable import Shards
 
 final class ReceiveTimestampTests: XCTestCase {
-    /// A connected pair through a listener opened with `timestamps`: (client, accepted).
-    func connectedPair(timestamps: Bool) throws -> (Int32, Int32) {
-        let (fds, port) = try Listener.open(host: "127.0.0.1", port: 0, count: 1, backlog: 8, receiveTimestamps: timestamps)
-        defer { close(fds[0]) }
-        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        XCTAssertEqual(rc, 0)
-        let accepted = accept(fds[0], nil, nil)
-        XCTAssertGreaterThanOrEqual(accepted, 0)
-        return (client, accepted)
-    }
-
     /// Waits for one completion.
     func next(_ ring: IOUring, _ out: UnsafeMutablePointer<Completion>) -> Completion {
         while ring.harvest(into: out, capacity: 1) == 0 { _ = ring.submitAndWait(timeoutNanoseconds: 1_000_000_000) }
@@ -35,7 +17,7 @@ final class ReceiveTimestampTests: XCTestCase {
     }
 
     func receive(timestamps: Bool) throws {
-        let (client, accepted) = try connectedPair(timestamps: timestamps)
+        let (client, accepted) = try loopbackPair(timestamps: timestamps)
         defer { close(accepted) }
         XCTAssertEqual(Listener.receiveTimestamps(accepted), timestamps)
         let ring = try IOUring(entries: 8, cqEntries: 16)
