@@ -195,8 +195,8 @@ extension Shard {
     func flushStoreAtShutdown() {
         guard let log = storeLog else { return }
         var offset = log.offset
-        var ok = pwriteAll(log.fd, log.writing.readableView, at: &offset)
-        ok = ok && pwriteAll(log.fd, core.storeRecords.readableView, at: &offset)
+        var ok = StoreFiles.pwriteAll(log.fd, log.writing.readableView, at: &offset)
+        ok = ok && StoreFiles.pwriteAll(log.fd, core.storeRecords.readableView, at: &offset)
         ok = ok && fdatasync(log.fd) == 0
         if !ok { logger.error("store: writing at stop failed: \(String(cString: strerror(errno)))") }
         core.storeRecords.clear()
@@ -208,19 +208,5 @@ extension Shard {
             }
             Glibc.close(old.fd)
         }
-    }
-
-    func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: inout UInt64) -> Bool {
-        var view = bytes
-        while !view.isEmpty {
-            let n = pwrite(fd, view.baseAddress!, view.count, off_t(offset))
-            if n < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            offset += UInt64(n)
-            view = UnsafeRawBufferPointer(rebasing: view[n...])
-        }
-        return true
     }
 }

@@ -146,7 +146,8 @@ enum StoreFiles {
             let path = config.file(shard: shard, segment: segment)
             let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw SystemCallError("open \(path)", errno: errno) }
-            try writeAll(fd, buffer.readableView, path: path)
+            var written: UInt64 = 0
+            guard pwriteAll(fd, buffer.readableView, at: &written) else { throw SystemCallError("write \(path)", errno: errno) }
             guard fdatasync(fd) == 0 else { throw SystemCallError("fdatasync \(path)", errno: errno) }
             segments.append(OpenSegment(fd: fd, segment: segment, salt: salt, size: UInt64(buffer.readableBytes),
                                         snapshotBytes: UInt64(buffer.readableBytes), lastSequence: sequence))
@@ -162,16 +163,19 @@ enum StoreFiles {
         return RecoveredStore(retained: retained, segments: segments)
     }
 
-    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+    /// Writes all of `bytes` at `offset` (advanced past them); false on an error (errno says which).
+    static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: inout UInt64) -> Bool {
+        var view = bytes
+        while !view.isEmpty {
+            let n = pwrite(fd, view.baseAddress!, view.count, off_t(offset))
             if n < 0 {
                 if errno == EINTR { continue }
-                throw SystemCallError("write \(path)", errno: errno)
+                return false
             }
-            done += n
+            offset += UInt64(n)
+            view = UnsafeRawBufferPointer(rebasing: view[n...])
         }
+        return true
     }
 
     static func syncDirectory(_ path: String) {
