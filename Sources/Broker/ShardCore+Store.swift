@@ -110,7 +110,8 @@ extension ShardCore {
     /// message is dropped [MQTT-3.3.2-5].
     public func loadRetained(_ records: [RetainedRecord], now: UInt64) {
         let wallNow = now &+ wallClockOffset
-        for record in records where !record.isDeletion {
+        for i in records.indices where !records[i].payload.isEmpty {
+            let record = records[i]
             var properties = record.properties
             if let expiry = properties.withUnsafeBytes({ PropertyBlock.messageExpiry($0) }) {
                 let elapsed = wallNow > record.wallTime ? (wallNow - record.wallTime) / 1_000_000_000 : 0
