@@ -3,6 +3,7 @@
 # (default 60) on a copy of its seed corpus. Exits non-zero on a crash.
 #   apus-fuzz-decoder  the MQTT decoder (Codec)
 #   apus-fuzz-records  the shard contract's records and serialised sessions (ShardContract)
+#   apus-fuzz-store    the store's segment scan and recovery (Store)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
@@ -36,6 +37,8 @@ run() {  # binary, corpus, max_len, what
 
 build fuzz/apus-fuzz-decoder "${base_and_codec[@]}" fuzz/DecoderFuzz.swift
 build fuzz/apus-fuzz-records "${base_and_codec[@]}" Sources/ShardContract/*.swift fuzz/RecordFuzz.swift
+build fuzz/apus-fuzz-store Sources/ApusBase/*.swift Sources/Store/*.swift fuzz/StoreFuzz.swift
 run fuzz/apus-fuzz-decoder fuzz/corpus 4096 "the decoder"
 run fuzz/apus-fuzz-records fuzz/records-corpus 4096 "the shard records"
+run fuzz/apus-fuzz-store fuzz/store-corpus 8192 "the store's recovery"
 echo "fuzz run clean"
