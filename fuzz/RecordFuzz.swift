@@ -41,6 +41,8 @@ func kindOf(_ message: ShardMessage) -> String {
     case .routeRemove: "routeRemove"
     case .barrier: "barrier"
     case .barrierAck: "barrierAck"
+    case .storeBarrier: "storeBarrier"
+    case .storeBarrierAck: "storeBarrierAck"
     case .shareCount: "shareCount"
     case .retain: "retain"
     case .throttle: "throttle"

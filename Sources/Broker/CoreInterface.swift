@@ -78,6 +78,13 @@ public protocol ShardCoreInterface: AnyObject {
     /// A compaction's snapshot of what this shard owns; at start, the recovered retained messages.
     func appendStoreSnapshot(into buffer: inout ByteBuffer) -> UInt64
     func loadRetained(_ records: [RetainedRecord], now: UInt64)
+    /// At start, the persistent sessions recovered for this shard.
+    func loadSessions(_ records: [SessionRecord], now: UInt64)
+    /// The last sequence known durable (the runtime sets the recovered one at start).
+    var storeDurableSequence: UInt64 { get set }
+    /// End of a loop turn, before the outbox goes and the log is written: this turn's store
+    /// ticket goes to the shards it waits for (ShardCore+SessionStore.swift).
+    func storeEndOfTurn()
     /// The current segment's salt (every record's CRC starts from it).
     var storeSalt: UInt32 { get set }
     /// Connections whose acknowledgements wait for the store (a gauge).

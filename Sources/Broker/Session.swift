@@ -35,6 +35,12 @@ struct Session {
     /// Outbound QoS 1/2 messages waiting for room in the inflight window, in order.
     private(set) var queue = MessageQueue()
     private var willBox: WillBox? = nil
+    /// The session's key in the shard's log while it is stored there, or 0
+    /// (ShardCore+SessionStore.swift).
+    private(set) var storeKey: UInt64 = 0
+    /// When this copy of the session began to be stored (wall ns): of two copies a crash left in
+    /// two shards' logs, the later one is the session.
+    private(set) var storeStamp: UInt64 = 0
 
     /// Whether the session survives the end of its connection.
     @inline(__always) var isPersistent: Bool { expiry > 0 }
@@ -94,7 +100,8 @@ struct Session {
     /// is moved in, not copied.
     @inline(__always)
     mutating func addInflight(_ message: consuming StoredMessage, packetID: UInt16, state: InflightState) {
-        inflight.append(InflightMessage(packetID: packetID, state: state, message: message))
+        let id = message.storeID
+        inflight.append(InflightMessage(packetID: packetID, state: state, message: message, storeID: id))
     }
 
     /// Ends the delivery in flight under `packetID` in `state` (PUBACK, PUBCOMP) and returns it
@@ -158,6 +165,37 @@ struct Session {
 
     /// Drops what the session holds (its message bytes are freed, not pooled).
     mutating func clear() { self = Session() }
+
+    // MARK: the store
+
+    /// The session is stored under `key` (0: no longer).
+    mutating func setStoreKey(_ key: UInt64, stamp: UInt64 = 0) { storeKey = key; storeStamp = stamp }
+
+    /// Gives every message in flight and queued an id in the log, from `next` on (a session that
+    /// is stored whole: new in this log).
+    mutating func assignStoreIDs(from next: inout UInt64) {
+        for i in inflight.indices {
+            next += 1
+            inflight[i].storeID = next
+            inflight[i].message?.storeID = next
+        }
+        queue.forEachInPlace { next += 1; $0.storeID = next }
+    }
+
+    /// Installs a session loaded from the store (the caller adds its subscriptions, which also
+    /// enter the trie).
+    mutating func restore(expiry: UInt32, nextPacketID: UInt16, awaitingRelease: [UInt16], inflight: [InflightMessage],
+                          queue: [StoredMessage], storeKey: UInt64, storeStamp: UInt64) {
+        self.expiry = expiry
+        self.nextPacketID = nextPacketID
+        self.awaitingRelease = Set(awaitingRelease)
+        self.inflight = inflight
+        var restored = MessageQueue()
+        for message in queue { restored.append(message) }
+        self.queue = restored
+        self.storeKey = storeKey
+        self.storeStamp = storeStamp
+    }
 
     // MARK: serialised form (ShardContract.SessionSnapshot)
 

@@ -65,7 +65,7 @@ extension ShardCore {
                 registry.removeValue(forKey: m.clientID)
             }
         case .evict:
-            let session = evict(m.connection, clientID: m.clientID, handOver: m.flags & 1 != 0)
+            let session = evict(m.connection, clientID: m.clientID, handOver: m.flags & 1 != 0, to: Int(m.other.shard))
             sendClientMessage(ClientMessage(kind: .claimed, clientID: m.clientID, connection: m.otherConnection, session: session),
                               to: Int(m.other.shard))
         case .claimed:
@@ -75,7 +75,7 @@ extension ShardCore {
 
     /// Holder side: ends the connection or offline session that lost its client id; returns its
     /// session when it is to be handed over and was persistent.
-    func evict(_ id: ConnectionID, clientID: String, handOver: Bool) -> SessionSnapshot? {
+    func evict(_ id: ConnectionID, clientID: String, handOver: Bool, to claimantShard: Int) -> SessionSnapshot? {
         guard isCurrent(id) else { return nil }
         let s = Int(id.slot)
         guard connections[s].clientID == clientID else { return nil }
@@ -86,11 +86,12 @@ extension ShardCore {
             connections[s].session.setExpiry(handOver && wasPersistent ? .max : 0)
             endSession(slot: s, publishWill: true, disconnectReason: .sessionTakenOver)
             guard connections[s].phase == .offline else { return nil }
-            return extractSession(slot: s)
+            return extractSession(slot: s, to: claimantShard)
         case .offline:
-            if handOver { return extractSession(slot: s) }
+            if handOver { return extractSession(slot: s, to: claimantShard) }
             publishDelayedWill(slot: s)  // a clean start ends the old session: its will is due
             removeAllSubscriptions(slot: s)
+            storeSessionEnd(slot: s)
             endOfflineSlot(s)
             return nil
         default:
@@ -99,9 +100,10 @@ extension ShardCore {
     }
 
     /// Takes the session off an offline slot (its subscriptions leave this shard) and ends the slot.
-    func extractSession(slot s: Int) -> SessionSnapshot {
+    func extractSession(slot s: Int, to claimantShard: Int) -> SessionSnapshot {
         connections[s].session.takeDelayedWill()  // the client is back before the will delay passed: cancelled
         let snapshot = sessionSnapshot(slot: s)
+        storeSessionMoved(slot: s, to: claimantShard)
         removeAllSubscriptions(slot: s)
         endOfflineSlot(s)
         return snapshot
@@ -132,10 +134,17 @@ extension ShardCore {
         case .connecting:
             let present = session != nil && !connections[s].cleanStart
             if present, let session { installSession(session, slot: s) }
+            storeSessionImage(slot: s)
+            if connections[s].session.storeKey != 0 && config.durability != .none {
+                // CONNACK once the session is stored (its messages, and what it has in flight).
+                connectWaiters.append((id, storeSequence, present))
+                return
+            }
             finishConnect(slot: s, sessionPresent: present)
         case .offline:
             // The connection died while waiting; its persistent session takes the old one over.
             if let session, !connections[s].cleanStart { installSession(session, slot: s) }
+            storeSessionImage(slot: s)
         default:
             break
         }

@@ -3,6 +3,7 @@
 // PUBACK / PUBREC / PUBREL / PUBCOMP handling that frees the window.
 
 import Codec
+import Store
 
 extension ShardCore {
     /// How many QoS 1/2 messages may be unacknowledged towards this client.
@@ -42,6 +43,9 @@ extension ShardCore {
             messageBuffers.recycle(message)
             return
         }
+        if connections[s].session.storeKey != 0 && message.storeID == 0 {
+            storeMessageAdded(slot: s, message: &message, packetID: 0, state: .queued)
+        }
         connections[s].session.enqueue(message)
     }
 
@@ -69,6 +73,14 @@ extension ShardCore {
             message.encode(version: connections[s].version, packetID: packetID, dup: false, into: &buffer)
         }
         let state: InflightState = message.qos == .exactlyOnce ? .awaitingPubRec : .awaitingPubAck
+        if connections[s].session.storeKey != 0 {
+            let stored: StoredMessageState = state == .awaitingPubRec ? .awaitingPubRec : .awaitingPubAck
+            if message.storeID == 0 {
+                storeMessageAdded(slot: s, message: &message, packetID: packetID, state: stored)
+            } else {
+                storeMessageStep(slot: s, id: message.storeID, packetID: packetID, state: stored)
+            }
+        }
         connections[s].session.addInflight(message, packetID: packetID, state: state)
         counters.publishesDelivered += 1
     }
@@ -81,6 +93,7 @@ extension ShardCore {
         while connections[s].session.inflight.count < inflightWindow(s), let message = connections[s].session.dequeue() {
             if message.isExpired(at: currentTime) {
                 counters.droppedExpired += 1  // expired while queued: deleted, not sent [MQTT-3.3.2-5]
+                storeMessageDone(slot: s, id: message.storeID)
                 messageBuffers.recycle(message)
                 continue
             }
@@ -99,6 +112,7 @@ extension ShardCore {
     /// PUBACK: QoS 1 delivery done.
     func handlePubAck(_ ack: PublishAck, slot s: Int) {
         if let entry = connections[s].session.removeInflight(ack.packetID, state: .awaitingPubAck) {
+            storeMessageDone(slot: s, id: entry.storeID)
             recycle(entry)
             pumpQueue(s)
         }
@@ -109,12 +123,15 @@ extension ShardCore {
         let index = connections[s].session.qos2InflightIndex(ack.packetID)
         if ack.reasonCode.isError {
             if let i = index {
-                recycle(connections[s].session.removeInflight(at: i))
+                let entry = connections[s].session.removeInflight(at: i)
+                storeMessageDone(slot: s, id: entry.storeID)
+                recycle(entry)
                 pumpQueue(s)
             }
             return
         }
         if let i = index {
+            storeMessageStep(slot: s, id: connections[s].session.inflight[i].storeID, packetID: ack.packetID, state: .awaitingPubComp)
             if let message = connections[s].session.awaitPubComp(at: i) { messageBuffers.recycle(message) }
             queueAck(.pubrel(PublishAck(packetID: ack.packetID)), slot: s)
         } else {
@@ -124,7 +141,8 @@ extension ShardCore {
 
     /// PUBCOMP: QoS 2 delivery done.
     func handlePubComp(_ ack: PublishAck, slot s: Int) {
-        if connections[s].session.removeInflight(ack.packetID, state: .awaitingPubComp) != nil {
+        if let entry = connections[s].session.removeInflight(ack.packetID, state: .awaitingPubComp) {
+            storeMessageDone(slot: s, id: entry.storeID)
             pumpQueue(s)
         }
     }

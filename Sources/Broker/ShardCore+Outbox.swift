@@ -78,6 +78,10 @@ extension ShardCore {
             send(.barrierAck(token: token), to: origin)
         case .barrierAck(let token):
             barrierAcknowledged(token)
+        case .storeBarrier(let token):
+            receiveStoreBarrier(token, from: origin)
+        case .storeBarrierAck(let token):
+            storeBarrierAcknowledged(token)
         case .client(let clientMessage):
             receiveClientMessage(clientMessage, from: origin)
         case .retain(let update):

@@ -123,6 +123,7 @@ extension ShardCore {
                 return
             }
             connections[s].session.awaitRelease(publish.packetID)
+            storeQoS2(slot: s, packetID: publish.packetID, received: true)
         }
         let properties = version == .v5 ? publish.properties.raw : UnsafeRawBufferPointer(start: nil, count: 0)
         let origin = ConnectionID(slot: Int32(s), generation: connections[s].generation)
@@ -130,8 +131,15 @@ extension ShardCore {
             && publish.qos != .atMostOnce {
             awaitStore(slot: s)  // its PUBACK / PUBREC once the record is durable
         }
+        let storedBefore = storeSequence
+        forwardedTo = ShardSet()
         let matched = route(qos: publish.qos, retain: publish.retain, topic: publish.topic, properties: properties,
                             payload: publish.payload, origin: origin, forwardToShards: true)
+        if publish.qos != .atMostOnce && storesSessions && (storeSequence != storedBefore || !forwardedTo.isEmpty) {
+            // Acknowledged means stored: by this shard's persistent subscribers, and by the other
+            // shards' it went to (ShardCore+SessionStore.swift).
+            awaitStore(slot: s, remote: forwardedTo)
+        }
         acknowledge(publish, slot: s, reason: matched || version != .v5 ? .success : .noMatchingSubscribers)
     }
 
@@ -208,6 +216,7 @@ extension ShardCore {
                           topic: topic, properties: properties, payload: payload)
         }
         if forwardToShards && !remote.isEmpty {
+            forwardedTo.formUnion(remote)
             for target in remote {
                 // The data path's record, encoded in place (what `send(.publish(...))` does).
                 ShardRecordCodec.encodePublish(ForwardedPublish(qos: qos, retain: retain, origin: origin, topic: topic,

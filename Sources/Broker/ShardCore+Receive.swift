@@ -129,8 +129,9 @@ extension ShardCore {
             handlePubRec(ack, slot: s)
         case .pubrel(let ack):
             let known = connections[s].session.release(ack.packetID)
+            if known { storeQoS2(slot: s, packetID: ack.packetID, received: false) }
             if known || connections[s].version != .v5 {
-                queueAck(.pubcomp(PublishAck(packetID: ack.packetID)), slot: s)
+                queueAckAfterStore(.pubcomp(PublishAck(packetID: ack.packetID)), slot: s)
             } else {
                 queueAck(.pubcomp(PublishAck(packetID: ack.packetID, reasonCode: .packetIdentifierNotFound,
                                              properties: problemProperties(slot: s, "no QoS 2 message with this Packet Identifier"))), slot: s)

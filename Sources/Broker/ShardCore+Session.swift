@@ -50,7 +50,9 @@ extension ShardCore {
             connections[s].phase = .offline
             connections[s].offlineSince = currentTime
             counters.sessionsPersisted += 1
+            storeSessionState(slot: s)
         } else {
+            storeSessionEnd(slot: s)
             removeAllSubscriptions(slot: s)
             releaseClientID(connections[s].clientID, connection: id)
             connections[s].phase = .closing
@@ -67,6 +69,7 @@ extension ShardCore {
             case .connected:
                 if let will = connections[s].session.takeWill() {
                     publishWillMessage(will, origin: ConnectionID(slot: Int32(s), generation: connections[s].generation))
+                    storeSessionState(slot: s)  // published: not again after a restart
                 }
                 publishDelayedWill(slot: s)
             case .offline, .closing:
@@ -91,6 +94,7 @@ extension ShardCore {
     func discardSession(slot s: Int) {
         let id = ConnectionID(slot: Int32(s), generation: connections[s].generation)
         publishDelayedWill(slot: s)  // the session ends before the will delay: publish now
+        storeSessionEnd(slot: s)
         removeAllSubscriptions(slot: s)
         releaseClientID(connections[s].clientID, connection: id)
         counters.sessionsExpired += 1
@@ -105,6 +109,7 @@ extension ShardCore {
     func publishDelayedWill(slot s: Int) {
         guard let will = connections[s].session.takeDelayedWill() else { return }
         publishWillMessage(will, origin: ConnectionID(slot: Int32(s), generation: connections[s].generation))
+        storeSessionState(slot: s)
     }
 
     func removeAllSubscriptions(slot s: Int) {

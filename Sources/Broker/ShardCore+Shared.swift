@@ -109,6 +109,7 @@ extension ShardCore {
                 } else {
                     let message = ForwardedPublish(qos: qos, retain: false, origin: origin, topic: topic, properties: properties, payload: payload)
                     send(filter: group.filter, group: group.name, to: shard) { .sharedPublish(message, filter: $0, group: $1, member: k) }
+                    forwardedTo.insert(shard)
                     counters.publishesForwarded += 1
                 }
                 break

@@ -12,6 +12,7 @@
 
 import Codec
 import ShardContract
+import Router
 import Store
 
 extension ShardCore {
@@ -35,25 +36,59 @@ extension ShardCore {
                               sequence: nextStoreSequence(), salt: storeSalt, into: &storeRecords)
     }
 
-    /// Holds connection `s`'s acknowledgements from now until the last record appended is durable.
-    func awaitStore(slot s: Int) {
+    /// Holds connection `s`'s acknowledgements from now until the last record appended is durable,
+    /// and, with `remote`, until those shards answered this turn's store ticket.
+    func awaitStore(slot s: Int, remote: ShardSet = ShardSet()) {
         guard config.durability != .none else { return }
+        var ticket: UInt64 = 0
+        if !remote.isEmpty {
+            storeTicketTargets.formUnion(remote)
+            ticket = openStoreTicket
+        } else if storeSequence <= storeDurableSequence {
+            return
+        }
         let e = connections[s].materializeExtras()
-        e.storeWait = storeSequence
+        storeWaitSerial &+= 1
+        e.storeWait = storeWaitSerial
         connections[s].flow |= FlowFlag.acksAwaitStore
-        storeWaiters.append((ConnectionID(slot: Int32(s), generation: connections[s].generation), storeSequence))
+        storeWaiters.append((ConnectionID(slot: Int32(s), generation: connections[s].generation), storeSequence, ticket, storeWaitSerial))
     }
 
     /// The runtime: every record up to `sequence` is durable (written, or synced, as configured).
-    /// The acknowledgements that waited for them go out.
+    /// The acknowledgements, CONNACKs and other shards' store barriers that waited for them go out.
     public func storeDurable(through sequence: UInt64) {
+        storeDurableSequence = max(storeDurableSequence, sequence)
+        releaseStoreWaiters()
+        if !storeBarrierWaiters.isEmpty {
+            var done = 0
+            while done < storeBarrierWaiters.count && storeBarrierWaiters[done].sequence <= sequence {
+                send(.storeBarrierAck(token: storeBarrierWaiters[done].token), to: storeBarrierWaiters[done].origin)
+                done += 1
+            }
+            if done > 0 { storeBarrierWaiters.removeFirst(done) }
+        }
+        if !connectWaiters.isEmpty {
+            var done = 0
+            while done < connectWaiters.count && connectWaiters[done].sequence <= sequence {
+                let waiter = connectWaiters[done]
+                done += 1
+                guard isCurrent(waiter.connection), connections[Int(waiter.connection.slot)].phase == .connecting else { continue }
+                finishConnect(slot: Int(waiter.connection.slot), sessionPresent: waiter.sessionPresent)
+            }
+            if done > 0 { connectWaiters.removeFirst(done) }
+        }
+    }
+
+    /// Sends the held acknowledgements of the waiters whose records are durable, in order.
+    func releaseStoreWaiters() {
         var done = 0
-        while done < storeWaiters.count && storeWaiters[done].sequence <= sequence {
+        while done < storeWaiters.count && storeWaiters[done].sequence <= storeDurableSequence
+                && storeWaiters[done].ticket <= remoteStoreDone {
             let waiter = storeWaiters[done]
             done += 1
             guard isCurrent(waiter.connection) else { continue }
             let s = Int(waiter.connection.slot)
-            guard let e = connections[s].extras, e.storeWait == waiter.sequence else { continue }  // a later wait
+            guard let e = connections[s].extras, e.storeWait == waiter.serial else { continue }  // a later wait
             e.storeWait = 0
             connections[s].flow &= ~FlowFlag.acksAwaitStore
             sendHeldAcks(s)
@@ -66,7 +101,8 @@ extension ShardCore {
     /// or fails).
     public var storeWaitingConnections: Int { storeWaiters.count }
 
-    /// Appends this shard's snapshot: the retained messages it owns and its recent deletions.
+    /// Appends this shard's snapshot: the retained messages it owns, its recent deletions and its
+    /// stored sessions.
     /// Returns the number of records.
     @discardableResult
     public func appendStoreSnapshot(into buffer: inout ByteBuffer) -> UInt64 {
@@ -99,6 +135,7 @@ extension ShardCore {
         }
         deletionsBeforeSnapshot = deletionsSinceSnapshot
         deletionsSinceSnapshot = [:]
+        count += appendSessionSnapshot(into: &buffer)
         return count
     }
 

@@ -67,6 +67,10 @@ extension ShardCore {
             case .doNotSend: break
             }
         }
+        if connections[s].session.storeKey != 0 {
+            storeSessionState(slot: s)
+            awaitStore(slot: s)  // SUBACK once the subscriptions are stored
+        }
         // SUBACK first, then the retained messages, as one block of bytes.
         var reply = ByteBuffer()
         defer { reply.deallocate() }
@@ -83,8 +87,7 @@ extension ShardCore {
             }
         }
         if lastBarrierCompleted == lastBarrierIssued {
-            connections[s].outbound.writeBytes(reply.readableView)
-            markFlush(s)
+            writeAckBytesAfterStore(reply.readableView, slot: s)
         } else {
             // Another shard may not know the new route yet: SUBACK once every shard has applied it.
             pendingSubAcks.append(PendingSubAck(
@@ -128,8 +131,7 @@ extension ShardCore {
             released += 1
             guard isCurrent(pending.connection), connections[Int(pending.connection.slot)].phase == .connected else { continue }
             let s = Int(pending.connection.slot)
-            connections[s].outbound.writeBytes(pending.bytes)
-            markFlush(s)
+            pending.bytes.withUnsafeBytes { writeAckBytesAfterStore($0, slot: s) }
         }
         pendingSubAcks.removeFirst(released)
     }
@@ -150,7 +152,11 @@ extension ShardCore {
             let existed = removeSubscription(slot: s, filter: filter)
             codes.append(existed ? .success : .noSubscriptionExisted)
         }
-        queueAck(.unsuback(UnsubAck(packetID: unsubscribe.packetID, reasonCodes: version == .v5 ? codes : [])), slot: s)
+        if connections[s].session.storeKey != 0 {
+            storeSessionState(slot: s)
+            awaitStore(slot: s)
+        }
+        queueAckAfterStore(.unsuback(UnsubAck(packetID: unsubscribe.packetID, reasonCodes: version == .v5 ? codes : [])), slot: s)
     }
 
     /// Adds or replaces [MQTT-3.8.4-3] a subscription of a local connection. Returns true when the

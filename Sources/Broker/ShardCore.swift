@@ -170,8 +170,35 @@ public final class ShardCore {
     /// The current segment's salt, which every record's CRC starts from (set by the runtime when
     /// a segment starts; StoreRecords.swift).
     @exclusivity(unchecked) public var storeSalt: UInt32 = 0
-    /// Connections whose acknowledgements wait for a record to be durable, in sequence order.
-    var storeWaiters: [(connection: ConnectionID, sequence: UInt64)] = []
+    /// Connections whose acknowledgements wait for a record to be durable (here, and with a
+    /// ticket, on the shards it names), in the order they began to wait; `serial` tells the
+    /// connection's latest wait.
+    var storeWaiters: [(connection: ConnectionID, sequence: UInt64, ticket: UInt64, serial: UInt64)] = []
+    var storeWaitSerial: UInt64 = 0
+    /// The last sequence the runtime reported durable (it sets the recovered one at start).
+    @exclusivity(unchecked) public var storeDurableSequence: UInt64 = 0
+    /// Keys of stored sessions and ids of their messages given out in this shard's log (the
+    /// runtime's load sets where they continue).
+    var storeSessionKeys: UInt64 = 0
+    var storeMessageIDs: UInt64 = 0
+    /// Store tickets (ShardCore+SessionStore.swift): the one open in this loop turn and the
+    /// shards it waits for; the ones sent, with the answers missing; every ticket up to
+    /// `remoteStoreDone` is answered by all its shards.
+    var openStoreTicket: UInt64 = 1
+    @exclusivity(unchecked) var storeTicketTargets = ShardSet()
+    var pendingStoreTickets: [(ticket: UInt64, remaining: Int)] = []
+    var remoteStoreDone: UInt64 = 0
+    /// Other shards' store barriers waiting for this shard's log to be durable up to `sequence`.
+    var storeBarrierWaiters: [(origin: Int, token: UInt64, sequence: UInt64)] = []
+    /// Connections whose CONNACK waits for their stored session to be durable.
+    var connectWaiters: [(connection: ConnectionID, sequence: UInt64, sessionPresent: Bool)] = []
+    /// Stored sessions that moved to another shard: their end is stored once the ticket says
+    /// the other shard stored them; the ones that moved within this shard, at the end of the turn.
+    var movedSessionEnds: [(ticket: UInt64, key: UInt64)] = []
+    var localMovedSessionEnds: [UInt64] = []
+    /// The other shards the message being routed went to (a QoS 1/2 PUBLISH's acknowledgement
+    /// waits for them when sessions are stored).
+    @exclusivity(unchecked) var forwardedTo = ShardSet()
     /// Retained deletions this shard stored since its last snapshot and before it: a snapshot
     /// repeats them (once more after the one that follows them), so a deletion outlives the
     /// records of the message it deleted in the other shards' logs (ShardCore+Store.swift).

@@ -16,6 +16,8 @@ struct StoredMessage {
     var expiresAt: UInt64 = 0
     /// Where the 4-byte Message Expiry Interval value sits in `bytes`, or -1.
     var expiryOffset = -1
+    /// Its id in the shard's log when its session is stored (ShardCore+SessionStore.swift), or 0.
+    var storeID: UInt64 = 0
 
     /// Copies the message into `reusing` (an array from the shard's `MessageBufferPool`, whose
     /// capacity is kept) or into a new array.
@@ -117,6 +119,8 @@ struct InflightMessage {
     var packetID: UInt16
     var state: InflightState
     var message: StoredMessage?
+    /// The message's id in the shard's log (kept once the message itself is gone at PUBREC), or 0.
+    var storeID: UInt64 = 0
 }
 
 /// A FIFO of stored messages (an array with a moving head, compacted now and then).
@@ -128,6 +132,12 @@ struct MessageQueue {
     var isEmpty: Bool { head == items.count }
 
     mutating func append(_ message: StoredMessage) { items.append(message) }
+
+    /// Calls `body` on each queued message, oldest first, in place.
+    mutating func forEachInPlace(_ body: (inout StoredMessage) -> Void) {
+        var i = head
+        while i < items.count { body(&items[i]); i += 1 }
+    }
 
     /// The queued messages, oldest first, transformed.
     func map<T>(_ transform: (StoredMessage) -> T) -> [T] { items[head...].map(transform) }

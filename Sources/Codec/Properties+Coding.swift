@@ -254,3 +254,12 @@ extension PublishProperties {
         return p
     }
 }
+
+extension Properties {
+    /// Decodes a property block with its length prefix, as `encode(into:)` writes it (a will's
+    /// properties kept by the store).
+    public init(decodingBlock bytes: UnsafeRawBufferPointer, context: PropertyContext) throws(DecodeError) {
+        var reader = ByteReader(bytes)
+        self = try Properties.decode(from: &reader, context: context)
+    }
+}

@@ -34,6 +34,8 @@ public enum ShardMessageKind: UInt8, Sendable, CaseIterable {
     case throttle = 13
     case unthrottle = 14
     case replayPublish = 15
+    case storeBarrier = 16
+    case storeBarrierAck = 17
 }
 
 /// One message between shards. Byte fields are views into the record (valid while the record
@@ -65,6 +67,12 @@ public enum ShardMessage {
     case throttle(publisher: ConnectionID)
     /// The answer to one earlier `throttle`: that subscriber no longer holds the publisher back.
     case unthrottle(publisher: ConnectionID)
+    /// "Acknowledge when what you stored because of everything I sent before this is durable":
+    /// answered with storeBarrierAck once the target's log is written (or synced) that far. A
+    /// publisher's PUBACK waits for it when its message went to another shard, whose persistent
+    /// sessions may have stored it (ShardCore+SessionStore.swift).
+    case storeBarrier(token: UInt64)
+    case storeBarrierAck(token: UInt64)
     /// Client-id registry traffic (claim, release, evict, claimed).
     case client(ClientMessage)
 }

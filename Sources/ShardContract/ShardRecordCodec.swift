@@ -8,6 +8,7 @@
 //   sharedPublish  a publish body, then u32 member, u16 filter length, u16 group length, filter, group
 //   routeAdd/-Remove  u64 time the SUBSCRIBE was read (max: none), u16 filter length, filter
 //   barrier/-Ack   u32 token
+//   storeBarrier/-Ack  u64 token
 //   shareCount     u32 count, u16 filter length, u16 group length, filter, group
 //   retain         u8 QoS, u8 stamp's shard, u16 topic length, u32 properties length, u32 payload
 //                  length, u64 stamp's time, u16 stamp's node, u16 0; topic, properties, payload
@@ -72,6 +73,9 @@ public enum ShardRecordCodec {
             buffer.writeBytes(filter)
         case .barrier(let token), .barrierAck(let token):
             if case .barrier = message { kind = .barrier } else { kind = .barrierAck }
+            buffer.writeLE(token)
+        case .storeBarrier(let token), .storeBarrierAck(let token):
+            if case .storeBarrier = message { kind = .storeBarrier } else { kind = .storeBarrierAck }
             buffer.writeLE(token)
         case .shareCount(let filter, let group, let count):
             kind = .shareCount
@@ -192,6 +196,9 @@ public enum ShardRecordCodec {
         case .barrier, .barrierAck:
             let token = try r.u32()
             message = kind == .barrier ? .barrier(token: token) : .barrierAck(token: token)
+        case .storeBarrier, .storeBarrierAck:
+            let token = try r.u64()
+            message = kind == .storeBarrier ? .storeBarrier(token: token) : .storeBarrierAck(token: token)
         case .shareCount:
             let count = Int(try r.u32())
             let filterLength = Int(try r.u16()), groupLength = Int(try r.u16())

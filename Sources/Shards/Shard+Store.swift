@@ -64,7 +64,9 @@ final class ShardLog {
 extension Shard {
     /// End of a loop turn: start the next write if none is in flight (or a compaction when due).
     func storeAfterTurn(now: UInt64) {
-        guard let log = storeLog, log.state == .idle else { return }
+        guard let log = storeLog else { return }
+        core.storeEndOfTurn()
+        guard log.state == .idle else { return }
         if let retry = log.retryAt {
             guard now >= retry else { return }
             log.retryAt = nil

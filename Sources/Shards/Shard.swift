@@ -118,7 +118,9 @@ final class Shard {
         if let store = config.store, let recovered = group.recoveredStore {
             let segment = recovered.segments[index]
             core.loadRetained(recovered.retained, now: apus_monotonic_ns())
+            core.loadSessions(recovered.sessions[index], now: apus_monotonic_ns())
             core.storeSequence = segment.lastSequence
+            core.storeDurableSequence = segment.lastSequence
             core.storeSalt = segment.salt
             storeLog = ShardLog(config: store, shard: index, shardCount: config.shards, durability: config.broker.durability,
                                 segment: segment, now: apus_monotonic_ns())

@@ -192,6 +192,7 @@ public final class ShardGroup: @unchecked Sendable {
             throw StartupError()
         }
         recoveredStore?.retained = []  // every shard has its replica now
+        recoveredStore?.sessions = []
         ready.store(true, ordering: .releasing)
     }
 

@@ -42,12 +42,16 @@ struct OpenSegment: Sendable {
     var lastSequence: UInt64
 }
 
-/// What start-up recovered: the live retained messages and each shard's new segment.
+/// What start-up recovered: the live retained messages, each shard's persistent sessions and
+/// each shard's new segment.
 final class RecoveredStore: @unchecked Sendable {
     /// Released once every shard loaded them.
     var retained: [RetainedRecord]
+    var sessions: [[SessionRecord]]
     let segments: [OpenSegment]
-    init(retained: [RetainedRecord], segments: [OpenSegment]) { self.retained = retained; self.segments = segments }
+    init(retained: [RetainedRecord], sessions: [[SessionRecord]], segments: [OpenSegment]) {
+        self.retained = retained; self.sessions = sessions; self.segments = segments
+    }
 }
 
 enum StoreFiles {
@@ -91,6 +95,7 @@ enum StoreFiles {
             }
         }
         var image = RetainedImage()
+        var sessionImages: [SessionImage] = []
         var lastSequence: UInt64 = 0
         var newest: UInt64 = 0
         var old: [String] = []
@@ -98,6 +103,7 @@ enum StoreFiles {
         for r in results {
             if let error = r.error { throw error }
             image.merge(r.image)
+            sessionImages.append(r.sessions)
             lastSequence = max(lastSequence, r.log.lastSequence)
             newest = max(newest, r.segments.map(\.segment).max() ?? 0)
             if r.log.incompleteBase {
@@ -123,6 +129,25 @@ enum StoreFiles {
             }
         }
         let retained = image.messages
+        // Sessions go to their client id's home shard (its registry then holds them), with keys
+        // and message ids numbered again in each shard's new log.
+        var sessions = Array(repeating: [SessionRecord](), count: shards)
+        for var session in SessionImage.merge(sessionImages) {
+            let shard = shards > 1 ? Int(FNV1a.hash(session.clientID) % UInt64(shards)) : 0
+            session.key = UInt64(sessions[shard].count + 1)
+            sessions[shard].append(session)
+        }
+        var messageCount = 0
+        for shard in 0..<shards {
+            var id: UInt64 = 0
+            for i in sessions[shard].indices {
+                for j in sessions[shard][i].messages.indices {
+                    id += 1
+                    sessions[shard][i].messages[j].id = id
+                }
+                messageCount += sessions[shard][i].messages.count
+            }
+        }
 
         // The new segments: each shard's snapshot of what it owns, synced, before anything old goes.
         var segments: [OpenSegment] = []
@@ -142,6 +167,10 @@ enum StoreFiles {
                 owned.append(sequence: next(), salt: salt, into: &buffer)
                 count += 1
             }
+            for session in sessions[shard] {
+                session.appendImage(sequence: next(), salt: salt, into: &buffer)
+                count += 1
+            }
             SnapshotEnd.append(records: count, sequence: next(), salt: salt, into: &buffer)
             let path = config.file(shard: shard, segment: segment)
             let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -157,10 +186,11 @@ enum StoreFiles {
         for path in damaged { rename(path, path + ".damaged") }
         syncDirectory(config.path)
         logger.info("store: recovered", metadata: [
-            "directory": "\(config.path)", "retained": "\(retained.count)", "segments_read": "\(old.count)",
+            "directory": "\(config.path)", "retained": "\(retained.count)", "sessions": "\(sessions.reduce(0) { $0 + $1.count })",
+            "session_messages": "\(messageCount)", "segments_read": "\(old.count)",
             "milliseconds": "\((apus_monotonic_ns() - started) / 1_000_000)",
         ])
-        return RecoveredStore(retained: retained, segments: segments)
+        return RecoveredStore(retained: retained, sessions: sessions, segments: segments)
     }
 
     /// Writes all of `bytes` at `offset` (advanced past them); false on an error (errno says which).
@@ -194,6 +224,7 @@ final class ShardRecovery: @unchecked Sendable {
     let shard: Int
     let segments: [(segment: UInt64, name: String)]
     var image = RetainedImage()
+    var sessions = SessionImage()
     var log = RecoveredLog()
     var error: SystemCallError?
 
@@ -206,7 +237,7 @@ final class ShardRecovery: @unchecked Sendable {
         }
         func recover(_ index: Int, _ files: inout [SegmentFile]) {
             if index == contents.count {
-                log = LogRecovery.recover(files, into: &image)
+                log = LogRecovery.recover(files, into: &image, sessions: &sessions)
                 return
             }
             contents[index].1.withUnsafeBytes { bytes in

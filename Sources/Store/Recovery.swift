@@ -85,6 +85,12 @@ public struct RecoveredLog: Sendable {
 public enum LogRecovery {
     /// Recovers a shard's state from its segments into `image`.
     public static func recover(_ segments: [SegmentFile], into image: inout RetainedImage) -> RecoveredLog {
+        var sessions = SessionImage()
+        return recover(segments, into: &image, sessions: &sessions)
+    }
+
+    /// Recovers a shard's retained messages into `image` and its sessions into `sessions`.
+    public static func recover(_ segments: [SegmentFile], into image: inout RetainedImage, sessions: inout SessionImage) -> RecoveredLog {
         var result = RecoveredLog()
         let newestFirst = segments.sorted { $0.number > $1.number }
         var fallback: (segment: SegmentFile, start: SegmentStart, scan: LogScan, records: [StoredRecord], last: UInt64)? = nil
@@ -113,20 +119,22 @@ public enum LogRecovery {
                 if fallback == nil { fallback = (segment, start, scan, records, lastSequence) }
                 continue
             }
-            apply(segment: segment, start: start, scan: scan, records: records, lastSequence: lastSequence, to: &result, image: &image)
+            apply(segment: segment, start: start, scan: scan, records: records, lastSequence: lastSequence, to: &result, image: &image,
+                  sessions: &sessions)
         }
         if result.base == nil, let f = fallback {
             // No complete snapshot anywhere (its end was damaged): the newest segment's intact
             // records are the best there is.
             result.abandoned.removeAll { $0 == f.segment.number }
-            apply(segment: f.segment, start: f.start, scan: f.scan, records: f.records, lastSequence: f.last, to: &result, image: &image)
+            apply(segment: f.segment, start: f.start, scan: f.scan, records: f.records, lastSequence: f.last, to: &result, image: &image,
+                  sessions: &sessions)
             result.incompleteBase = true
         }
         return result
     }
 
     static func apply(segment: SegmentFile, start: SegmentStart, scan: LogScan, records: [StoredRecord], lastSequence: UInt64,
-                      to result: inout RecoveredLog, image: inout RetainedImage) {
+                      to result: inout RecoveredLog, image: inout RetainedImage, sessions: inout SessionImage) {
         result.base = segment.number
         result.shardCount = start.shardCount
         result.validEnd = scan.validEnd
@@ -137,6 +145,8 @@ public enum LogRecovery {
         for record in records {
             if let retained = RetainedRecord(record) {
                 image.apply(retained)
+            } else if sessions.apply(record) {
+                continue
             } else {
                 result.undecodable += 1
             }

@@ -17,6 +17,14 @@ public enum StoreRecordType: UInt8, Sendable {
     case retainedSet = 16
     /// u64 wall time, u16 origin node, u8 origin shard, u8 0, u32 topic length; topic.
     case retainedDelete = 17
+    /// Persistent sessions (SessionRecords.swift).
+    case sessionImage = 32
+    case sessionState = 33
+    case sessionEnd = 34
+    case qos2Received = 35
+    case messageAdd = 36
+    case messageState = 37
+    case messageDone = 38
 }
 
 public enum StoreFormat {
