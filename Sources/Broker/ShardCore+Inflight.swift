@@ -131,9 +131,14 @@ extension ShardCore {
             return
         }
         if let i = index {
-            storeMessageStep(slot: s, id: connections[s].session.inflight[i].storeID, packetID: ack.packetID, state: .awaitingPubComp)
+            if connections[s].session.storeKey != 0 {
+                // PUBREL once the step is stored: after a restart the session sends PUBREL again,
+                // not the PUBLISH the client already passed on [MQTT-4.4.0-1].
+                storeMessageStep(slot: s, id: connections[s].session.inflight[i].storeID, packetID: ack.packetID, state: .awaitingPubComp)
+                awaitStore(slot: s)
+            }
             if let message = connections[s].session.awaitPubComp(at: i) { messageBuffers.recycle(message) }
-            queueAck(.pubrel(PublishAck(packetID: ack.packetID)), slot: s)
+            queueAckAfterStore(.pubrel(PublishAck(packetID: ack.packetID)), slot: s)
         } else {
             queueAck(.pubrel(PublishAck(packetID: ack.packetID, reasonCode: connections[s].version == .v5 ? .packetIdentifierNotFound : .success)), slot: s)
         }
