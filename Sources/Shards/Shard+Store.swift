@@ -45,6 +45,8 @@ final class ShardLog {
     var bytesWritten: UInt64 = 0
     var totalFailures: UInt64 = 0
     var compactions: UInt64 = 0
+    /// Fault injection: when the records waiting now began to wait (0: none wait).
+    var pendingSince: UInt64 = 0
 
     init(config: StoreConfig, shard: Int, shardCount: Int, durability: StoreDurability, segment: OpenSegment, now: UInt64) {
         self.config = config
@@ -78,6 +80,12 @@ extension Shard {
             return
         }
         guard !core.storeRecords.isEmpty else { return }
+        let delay = group.config.faultStoreWriteDelayNanoseconds
+        if delay > 0 {
+            if log.pendingSince == 0 { log.pendingSince = now }
+            guard now &- log.pendingSince >= delay else { return }
+            log.pendingSince = 0
+        }
         swap(&log.writing, &core.storeRecords)
         log.covers = core.storeSequence
         log.changedSinceCompaction = true

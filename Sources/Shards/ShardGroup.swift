@@ -46,6 +46,9 @@ public struct ShardGroupConfig: Sendable {
     /// stuck in a loop would (it only notices the group stopping). nil: never.
     public var faultStallShard: Int? = nil
     public var faultStallAfterSeconds: Double = 0
+    /// Fault injection (tests of the store): a shard's log write waits this long after its first
+    /// record (a slow disk), so that what is acknowledged before the write would be lost by kill -9.
+    public var faultStoreWriteDelayNanoseconds: UInt64 = 0
     /// The durable store's files (`persistence true`); nil: nothing is stored.
     public var store: StoreConfig? = nil
 

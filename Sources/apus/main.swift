@@ -117,6 +117,10 @@ struct Apus: ParsableCommand {
             groupConfig.faultStallAfterSeconds = getenv("APUS_FAULT_STALL_AFTER").flatMap({ Double(String(cString: $0)) }) ?? 0
             logger.warning("fault injection: shard \(stall) will stop ticking after \(groupConfig.faultStallAfterSeconds) s")
         }
+        if let delay = getenv("APUS_FAULT_STORE_WRITE_DELAY_MS").flatMap({ UInt64(String(cString: $0)) }) {
+            groupConfig.faultStoreWriteDelayNanoseconds = delay * 1_000_000
+            logger.warning("fault injection: the store's writes wait \(delay) ms")
+        }
         let group = try ShardGroup(config: groupConfig, logger: logger)
         try group.start()
         let addresses = group.boundListeners.map(\.address).joined(separator: ", ")
