@@ -171,7 +171,7 @@ def test_torn_tail_and_corrupt_record_do_not_stop_the_broker(tmp_path):
 
 
 def test_disk_stays_bounded_while_retained_messages_are_overwritten(tmp_path):
-    """100 MB of retained PUBLISHes to 10 topics: the logs are compacted as they grow (16 MiB and
+    """1 GB of retained PUBLISHes to 10 topics: the logs are compacted as they grow (16 MiB and
     four times the snapshot), so the directory stays a few tens of MB, and the last value of each
     topic is what a restart brings back."""
     http = free_port()
@@ -184,13 +184,17 @@ def test_disk_stays_bounded_while_retained_messages_are_overwritten(tmp_path):
                 subprocess.run(["mosquitto_pub", "-p", str(b.port), "-t", f"big/{topic}", "-r", "-q", "1", "-l"],
                                input=lines.encode(), check=True, timeout=60)
             size = sum(os.path.getsize(p) for p in segments(tmp_path))
-            assert size < 48 << 20, f"{size} bytes on disk after {(round + 1) * 10} MB of retained messages"
+            assert size < 48 << 20, f"{size} bytes on disk after {(round + 1) * 100} MB of retained messages"
         for topic in range(10):
             subprocess.run(["mosquitto_pub", "-p", str(b.port), "-t", f"big/{topic}", "-r", "-q", "1", "-m", f"last {topic}"],
                            check=True, timeout=10)
         assert max(int(p.rsplit("-", 1)[1][:-4]) for p in segments(tmp_path)) > 1, "no compaction happened"
-        with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=TIMEOUT) as r:
-            metrics = dict(line.rsplit(" ", 1) for line in r.read().decode().splitlines() if line.startswith("apus_store_"))
+        def store_metrics():
+            with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=TIMEOUT) as r:
+                return dict(line.rsplit(" ", 1) for line in r.read().decode().splitlines() if line.startswith("apus_store_"))
+        # The shards report their gauges once a second: wait for a report after the last PUBACK.
+        metrics = wait_until(lambda: (m := store_metrics())["apus_store_waiting_connections"] == "0" and m,
+                             message="no connection waiting for the store")
         assert int(metrics["apus_store_compactions_total"]) >= 2, metrics
         assert int(metrics["apus_store_bytes_written_total"]) >= 100_000_000, metrics
         assert int(metrics["apus_store_failures_total"]) == 0, metrics
