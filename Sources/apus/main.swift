@@ -69,6 +69,11 @@ struct Apus: ParsableCommand {
         valueName: "USER"))
     var scramSha256Entry: String?
 
+    @Option(name: .customLong("import-mosquitto"), help: ArgumentHelp(
+        "Import Mosquitto's persistence file (retained messages, persistent sessions) into the store at persistence_location (which must hold none), print a verification summary, then exit.",
+        valueName: "mosquitto.db"))
+    var importMosquitto: String?
+
     func run() throws {
         if let user = scramSha256Entry {
             guard let password = readLine(strippingNewline: true), !password.isEmpty else {
@@ -87,6 +92,20 @@ struct Apus: ParsableCommand {
         for setting in settings {
             guard let eq = setting.firstIndex(of: "=") else { throw ConfigError("--set \(setting): KEY=VALUE") }
             try configuration.apply(key: String(setting[..<eq]), value: String(setting[setting.index(after: eq)...]), at: "--set")
+        }
+
+        if let source = importMosquitto {
+            let r = try StoreImport.importMosquitto(source, into: configuration.store)
+            print("imported \(source) into \(r.file)")
+            print("  retained messages      \(r.retained)")
+            print("  persistent sessions    \(r.sessions) (\(r.subscriptions) subscriptions, \(r.messages) queued or in-flight messages, \(r.awaitingRelease) QoS 2 ids awaiting PUBREL)")
+            if r.released > 0 { print("  inbound QoS 2 messages Mosquitto held until PUBREL, queued for matching sessions: \(r.released)") }
+            if r.skipped > 0 { print("  skipped (expired, or naming what the file does not hold): \(r.skipped)") }
+            print("  read back              \(r.readBackRetained) retained, \(r.readBackSessions) sessions, \(r.readBackMessages) messages")
+            print("  checksum               imported \(hex(r.imported)), second read of the source \(hex(r.secondRead)), store read back \(hex(r.readBack))")
+            print(r.verified ? "verified: the store holds what the file holds" : "VERIFICATION FAILED")
+            if !r.verified { throw ExitCode.failure }
+            return
         }
 
         let level = Logger.Level(rawValue: configuration.logLevel) ?? .info  // the key checked the name
@@ -180,3 +199,8 @@ struct Apus: ParsableCommand {
 }
 
 Apus.main()
+
+func hex(_ value: UInt64) -> String {
+    let digits = String(value, radix: 16)
+    return String(repeating: "0", count: 16 - digits.count) + digits
+}
