@@ -189,6 +189,23 @@ public enum MosquittoDB {
                 out.released += 1
             }
         }
+        // Mosquitto adds the Subscription Identifiers when it sends; Apus keeps them with the
+        // message (it adds them when it routes): the ones of the session's matching subscriptions.
+        for i in out.sessions.indices {
+            let identified = out.sessions[i].subscriptions.filter { $0.identifier != 0 }
+            guard !identified.isEmpty else { continue }
+            for j in out.sessions[i].messages.indices where out.sessions[i].messages[j].state != .awaitingPubComp {
+                for sub in identified where TopicFilter.matches(sub.filter, topic: out.sessions[i].messages[j].topic) {
+                    var id = sub.identifier
+                    var property: [UInt8] = [0x0B]
+                    repeat {
+                        property.append(UInt8(id & 0x7F) | (id > 0x7F ? 0x80 : 0))
+                        id >>= 7
+                    } while id > 0
+                    out.sessions[i].messages[j].properties += property
+                }
+            }
+        }
         // In flight first (their send order), then the queue, as a session keeps them.
         for i in out.sessions.indices {
             let inflight = out.sessions[i].messages.filter { $0.state != .queued }
