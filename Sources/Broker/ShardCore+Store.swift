@@ -147,6 +147,7 @@ extension ShardCore {
     /// message is dropped [MQTT-3.3.2-5].
     public func loadRetained(_ records: [RetainedRecord], now: UInt64) {
         let wallNow = now &+ wallClockOffset
+        retained.reserveCapacity(records.count)
         for i in records.indices where !records[i].payload.isEmpty {
             let record = records[i]
             var properties = record.properties

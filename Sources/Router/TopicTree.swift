@@ -25,6 +25,11 @@ public struct TopicTree<Value> {
 
     public init() {}
 
+    /// Room for about `topics` more topics (a load at start), so the node table grows once.
+    @inlinable public mutating func reserveCapacity(_ topics: Int) {
+        nodes.reserveCapacity(nodes.count + topics + topics / 8)
+    }
+
     /// The value stored for exactly this topic.
     @inlinable public func value(forTopic topic: String) -> Value? {
         var index = 0

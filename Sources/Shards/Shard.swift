@@ -117,8 +117,11 @@ final class Shard {
         core.wallClockOffset = group.wallClockOffset
         if let store = config.store, let recovered = group.recoveredStore {
             let segment = recovered.segments[index]
+            let loadStarted = apus_monotonic_ns()
             core.loadRetained(recovered.retained, now: apus_monotonic_ns())
             core.loadSessions(recovered.sessions[index], now: apus_monotonic_ns())
+            logger.info("store: loaded", metadata: ["sessions": "\(recovered.sessions[index].count)",
+                                                   "milliseconds": "\((apus_monotonic_ns() - loadStarted) / 1_000_000)"])
             core.storeSequence = segment.lastSequence
             core.storeDurableSequence = segment.lastSequence
             core.storeSalt = segment.salt

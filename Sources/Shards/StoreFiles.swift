@@ -79,6 +79,7 @@ enum StoreFiles {
             threads.append(try spawnThread(name: "apus-recover-\(r.shard)") { r.run(config) })
         }
         for t in threads { pthread_join(t, nil) }
+        let read = apus_monotonic_ns()
 
         if config.strict {
             for r in results {
@@ -128,7 +129,8 @@ enum StoreFiles {
                                metadata: ["shard": "\(r.shard)", "file": "\(file)"])
             }
         }
-        let retained = image.messages
+        var retained = image.messages
+        let merged = apus_monotonic_ns()
         // Sessions go to their client id's home shard (its registry then holds them), with keys
         // and message ids numbered again in each shard's new log.
         var sessions = Array(repeating: [SessionRecord](), count: shards)
@@ -149,38 +151,32 @@ enum StoreFiles {
             }
         }
 
-        // The new segments: each shard's snapshot of what it owns, synced, before anything old goes.
-        var segments: [OpenSegment] = []
-        let segment = newest + 1
-        for shard in 0..<shards {
-            var buffer = ByteBuffer()
-            defer { buffer.deallocate() }
-            var sequence = lastSequence
-            func next() -> UInt64 { sequence += 1; return sequence }
-            let salt = UInt32.random(in: .min ... .max)
-            SegmentStart(shard: UInt16(shard), shardCount: UInt16(shards), segment: segment, wallTime: apus_realtime_ns(), salt: salt)
-                .append(sequence: next(), into: &buffer)
-            var count: UInt64 = 0
-            for record in retained where Int(record.shard) % shards == shard {
-                var owned = record
-                owned.shard = UInt8(shard)
-                owned.append(sequence: next(), salt: salt, into: &buffer)
-                count += 1
-            }
-            for session in sessions[shard] {
-                session.appendImage(sequence: next(), salt: salt, into: &buffer)
-                count += 1
-            }
-            SnapshotEnd.append(records: count, sequence: next(), salt: salt, into: &buffer)
-            let path = config.file(shard: shard, segment: segment)
-            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw SystemCallError("open \(path)", errno: errno) }
-            var written: UInt64 = 0
-            guard pwriteAll(fd, buffer.readableView, at: &written) else { throw SystemCallError("write \(path)", errno: errno) }
-            guard fdatasync(fd) == 0 else { throw SystemCallError("fdatasync \(path)", errno: errno) }
-            segments.append(OpenSegment(fd: fd, segment: segment, salt: salt, size: UInt64(buffer.readableBytes),
-                                        snapshotBytes: UInt64(buffer.readableBytes), lastSequence: sequence))
+        // The new segments: each shard's snapshot of what it owns, synced, before anything old goes,
+        // one thread per shard. Retained messages get their owners by topic (FNV-1a modulo the
+        // shard count), so every shard's log carries a share and the next recovery is parallel
+        // (the shard they were published on may have been one for all of them).
+        var retainedByShard = Array(repeating: [Int](), count: shards)
+        for i in retained.indices {
+            let owner = shards > 1 ? Int(FNV1a.hash(retained[i].topic) % UInt64(shards)) : 0
+            retained[i].shard = UInt8(owner)
+            retainedByShard[owner].append(i)
         }
+        let segment = newest + 1
+        let writers = (0..<shards).map { shard in
+            SegmentWriter(shard: shard, shards: shards, segment: segment, firstSequence: lastSequence, path: config.file(shard: shard, segment: segment))
+        }
+        let input = SegmentInput(retained: retained, retainedByShard: retainedByShard, sessions: sessions)
+        var writerThreads: [pthread_t] = []
+        for w in writers {
+            writerThreads.append(try spawnThread(name: "apus-store-\(w.shard)") { w.run(input) })
+        }
+        for t in writerThreads { pthread_join(t, nil) }
+        var segments: [OpenSegment] = []
+        for w in writers {
+            if let error = w.error { throw error }
+            segments.append(w.result!)
+        }
+        let wrote = apus_monotonic_ns()
         syncDirectory(config.path)
         for path in old { unlink(path) }
         for path in damaged { rename(path, path + ".damaged") }
@@ -188,7 +184,8 @@ enum StoreFiles {
         logger.info("store: recovered", metadata: [
             "directory": "\(config.path)", "retained": "\(retained.count)", "sessions": "\(sessions.reduce(0) { $0 + $1.count })",
             "session_messages": "\(messageCount)", "segments_read": "\(old.count)",
-            "milliseconds": "\((apus_monotonic_ns() - started) / 1_000_000)",
+            "milliseconds": "\((apus_monotonic_ns() - started) / 1_000_000)", "read_ms": "\((read - started) / 1_000_000)",
+            "merge_ms": "\((merged - read) / 1_000_000)", "write_ms": "\((wrote - merged) / 1_000_000)",
         ])
         return RecoveredStore(retained: retained, sessions: sessions, segments: segments)
     }
@@ -268,5 +265,53 @@ final class ShardRecovery: @unchecked Sendable {
         }
         if done < bytes.count { bytes.removeSubrange(done...) }
         return bytes
+    }
+}
+
+/// What the segment writers share (read only while they run).
+final class SegmentInput: @unchecked Sendable {
+    let retained: [RetainedRecord]
+    let retainedByShard: [[Int]]
+    let sessions: [[SessionRecord]]
+    init(retained: [RetainedRecord], retainedByShard: [[Int]], sessions: [[SessionRecord]]) {
+        self.retained = retained; self.retainedByShard = retainedByShard; self.sessions = sessions
+    }
+}
+
+/// One shard's fresh segment at start, written and synced on a thread of its own.
+final class SegmentWriter: @unchecked Sendable {
+    let shard: Int, shards: Int, segment: UInt64, firstSequence: UInt64, path: String
+    var result: OpenSegment?
+    var error: SystemCallError?
+
+    init(shard: Int, shards: Int, segment: UInt64, firstSequence: UInt64, path: String) {
+        self.shard = shard; self.shards = shards; self.segment = segment; self.firstSequence = firstSequence; self.path = path
+    }
+
+    func run(_ input: SegmentInput) {
+        var buffer = ByteBuffer()
+        defer { buffer.deallocate() }
+        var sequence = firstSequence
+        func next() -> UInt64 { sequence += 1; return sequence }
+        let salt = UInt32.random(in: .min ... .max)
+        SegmentStart(shard: UInt16(shard), shardCount: UInt16(shards), segment: segment, wallTime: apus_realtime_ns(), salt: salt)
+            .append(sequence: next(), into: &buffer)
+        var count: UInt64 = 0
+        for i in input.retainedByShard[shard] {
+            input.retained[i].append(sequence: next(), salt: salt, into: &buffer)
+            count += 1
+        }
+        for session in input.sessions[shard] {
+            session.appendImage(sequence: next(), salt: salt, into: &buffer)
+            count += 1
+        }
+        SnapshotEnd.append(records: count, sequence: next(), salt: salt, into: &buffer)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { error = SystemCallError("open \(path)", errno: errno); return }
+        var written: UInt64 = 0
+        guard StoreFiles.pwriteAll(fd, buffer.readableView, at: &written) else { error = SystemCallError("write \(path)", errno: errno); return }
+        guard fdatasync(fd) == 0 else { error = SystemCallError("fdatasync \(path)", errno: errno); return }
+        result = OpenSegment(fd: fd, segment: segment, salt: salt, size: UInt64(buffer.readableBytes),
+                             snapshotBytes: UInt64(buffer.readableBytes), lastSequence: sequence)
     }
 }
