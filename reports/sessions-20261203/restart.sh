@@ -27,9 +27,17 @@ kill -TERM $P; wait $P
 t=$(date +%s%N)
 "$bin" "${args[@]}" >"$dir.apus2.log" 2>&1 & P=$!
 wait_log "$dir.apus2.log"
-echo "apus serves again after $(ms $t) ms; $(grep 'store: recovered' "$dir.apus2.log" | grep -o 'milliseconds=[0-9]*\|sessions=[0-9]*\|session_messages=[0-9]*' | tr '\n' ' ')"
+echo "apus serves again after $(ms $t) ms; $(grep 'store: recovered' "$dir.apus2.log" | grep -o 'milliseconds=[0-9]*\|read_ms=[0-9]*\|merge_ms=[0-9]*\|write_ms=[0-9]*\|sessions=[0-9]*\|session_messages=[0-9]*' | tr '\n' ' ')"
 sleep 1.5
 echo "apus rss after restart: $(rss $P) KiB; disk: $(du -sb "$dir" | cut -f1) bytes; $(curl -s http://127.0.0.1:18082/metrics | grep '^apus_retained_count\|^apus_sessions_count' | tr '\n' ' ')"
+kill -TERM $P; wait $P
+# Once more: the first start spread the retained messages over the shards' logs.
+t=$(date +%s%N)
+"$bin" "${args[@]}" >"$dir.apus3.log" 2>&1 & P=$!
+wait_log "$dir.apus3.log"
+echo "apus serves again (second restart) after $(ms $t) ms; $(grep 'store: recovered' "$dir.apus3.log" | grep -o 'milliseconds=[0-9]*\|read_ms=[0-9]*\|merge_ms=[0-9]*\|write_ms=[0-9]*' | tr '\n' ' ')"
+sleep 1.5
+echo "apus rss after the second restart: $(rss $P) KiB"
 kill -TERM $P; wait $P
 
 rm -rf "$dir"; mkdir -p "$dir"; chmod 777 "$dir"  # mosquitto drops to its own user
@@ -47,5 +55,10 @@ wait_port 18881
 echo "mosquitto serves again after $(ms $t) ms"
 sleep 1.5
 echo "mosquitto rss after restart: $(rss $P) KiB; $(timeout 5 mosquitto_sub -p 18881 -t '$SYS/broker/retained messages/count' -t '$SYS/broker/clients/disconnected' -C 2 -v | tr '\n' ' ')"
+kill -TERM $P; wait $P
+t=$(date +%s%N)
+mosquitto -c /tmp/mosquitto-restart.conf >/dev/null 2>&1 & P=$!
+wait_port 18881
+echo "mosquitto serves again (second restart) after $(ms $t) ms"
 kill -TERM $P; wait $P
 rm -rf "$dir" "$dir".apus*.log
