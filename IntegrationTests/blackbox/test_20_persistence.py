@@ -208,3 +208,70 @@ def test_disk_stays_bounded_while_retained_messages_are_overwritten(tmp_path):
         assert {t: v[0] for t, v in got.items()} == {f"big/{i}": f"last {i}".encode() for i in range(10)}
     finally:
         b.stop()
+
+
+def test_a_full_disk_stops_acknowledging_and_recovers(tmp_path):
+    """The store's file system fills up: a 3.1.1 QoS 1 retained PUBLISH is not acknowledged (it
+    cannot say no) and a v5 one gets PUBACK 0x97; the failures show in /metrics. When space comes
+    back the held PUBACK goes out by itself, v5 PUBLISHes are taken again, and a restart has the
+    message that was held."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        http = free_port()
+        b = Broker(("--set", "persistence=true", "--set", f"persistence_location={disk}/store",
+                    "--set", f"http_listener={http} 127.0.0.1"), shards=1)
+
+        def metric(name):
+            with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=TIMEOUT) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith(name):
+                        return int(line.rsplit(" ", 1)[1])
+        try:
+            filler = disk / "filler"
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+            for chunk in (65536, 4096):
+                try:
+                    while True:
+                        os.write(fd, b"\0" * chunk)
+                except OSError:
+                    pass
+            os.close(fd)
+            old = Client(b)
+            big = b"held while full" + b"." * 100_000  # more than the segment's last page can take
+            held = old.mqtt.publish("full/held", big, 1, retain=True)
+            wait_until(lambda: metric("apus_store_failures_total") > 0, message="a failed write in /metrics")
+            wait_until(lambda: metric("apus_store_waiting_connections") == 1, message="the 3.1.1 publisher waiting")
+            assert not held.is_published(), "PUBACK before the record was written"
+            v5 = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=unique("v5"), protocol=mqtt.MQTTv5)
+            codes = []
+            v5.on_publish = lambda c, u, mid, rc, props: codes.append(rc)
+            v5.connect(b.host, b.port)
+            v5.loop_start()
+            v5.publish("full/v5", b"refused", 1, retain=True)
+            wait_until(lambda: codes, message="PUBACK for the v5 publisher")
+            assert codes[0].value == 0x97, codes
+            os.unlink(filler)  # space again: the writes resume by themselves
+            held.wait_for_publish(TIMEOUT)
+            assert held.is_published()
+            taken = v5.publish("full/v5", b"taken", 1, retain=True)
+            taken.wait_for_publish(TIMEOUT)
+            assert len(codes) == 2 and codes[1].value < 0x80, f"v5 PUBLISHes taken again: {codes}"  # 0x10: no subscribers
+            wait_until(lambda: metric("apus_messages_dropped_total{reason=\"store_unavailable\"}") == 1,
+                       message="the refusal counted")
+            v5.disconnect()
+            v5.loop_stop()
+            old.close()
+        finally:
+            b.stop()
+        b = Broker(("--set", "persistence=true", "--set", f"persistence_location={disk}/store"), shards=1)
+        try:
+            got = retained(b, "full/#", 2)
+            assert got["full/held"][0] == big
+            assert got["full/v5"][0] == b"taken"
+        finally:
+            b.stop()
+    finally:
+        subprocess.run(["umount", str(disk)])

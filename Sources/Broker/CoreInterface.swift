@@ -80,6 +80,8 @@ public protocol ShardCoreInterface: AnyObject {
     func loadRetained(_ records: [RetainedRecord], now: UInt64)
     /// At start, the persistent sessions recovered for this shard.
     func loadSessions(_ records: [SessionRecord], now: UInt64)
+    /// Set while this shard's log cannot be written (v5 QoS 1/2 PUBLISHes get 0x97 meanwhile).
+    var storeUnavailable: Bool { get set }
     /// The last sequence known durable (the runtime sets the recovered one at start).
     var storeDurableSequence: UInt64 { get set }
     /// End of a loop turn, before the outbox goes and the log is written: this turn's store

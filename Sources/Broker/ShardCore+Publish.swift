@@ -117,6 +117,10 @@ extension ShardCore {
                 acknowledge(publish, slot: s)
                 return
             }
+            if storeUnavailable && version == .v5 {
+                refuseUnstorable(publish, slot: s)
+                return
+            }
             if connections[s].session.awaitingRelease.count >= Int(config.receiveMaximum) {
                 protocolError(slot: s, reason: .receiveMaximumExceeded, decodeError: nil,
                               why: "more QoS 2 PUBLISHes awaiting PUBREL than the Receive Maximum")
@@ -124,6 +128,10 @@ extension ShardCore {
             }
             connections[s].session.awaitRelease(publish.packetID)
             storeQoS2(slot: s, packetID: publish.packetID, received: true)
+        }
+        if storeUnavailable && version == .v5 && publish.qos == .atLeastOnce {
+            refuseUnstorable(publish, slot: s)
+            return
         }
         let properties = version == .v5 ? publish.properties.raw : UnsafeRawBufferPointer(start: nil, count: 0)
         let origin = ConnectionID(slot: Int32(s), generation: connections[s].generation)
@@ -141,6 +149,15 @@ extension ShardCore {
             awaitStore(slot: s, remote: forwardedTo)
         }
         acknowledge(publish, slot: s, reason: matched || version != .v5 ? .success : .noMatchingSubscribers)
+    }
+
+    /// The store cannot write (a full disk): a v5 QoS 1/2 PUBLISH is not taken (not routed) and
+    /// gets 0x97 Quota exceeded, so the client knows it was not accepted; a 3.1.1 client has no
+    /// way to hear no, and waits for its acknowledgement until the store writes again.
+    func refuseUnstorable(_ publish: Publish, slot s: Int) {
+        counters.publishesRefusedUnstorable += 1
+        acknowledge(publish, slot: s, reason: .quotaExceeded,
+                    properties: problemProperties(slot: s, "the broker cannot store messages now (its disk is full or failing)"))
     }
 
     /// Answers a QoS 1 PUBLISH with PUBACK and a QoS 2 one with PUBREC (QoS 0: nothing), through

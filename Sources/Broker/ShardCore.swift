@@ -31,6 +31,8 @@ public struct ShardCounters: Sendable {
     public var droppedNoSharedMember: UInt64 = 0
     /// PUBLISHes refused for a payload over message_size_limit.
     public var droppedOverSizeLimit: UInt64 = 0
+    /// v5 QoS 1/2 PUBLISHes refused (0x97) while the store could not write.
+    public var publishesRefusedUnstorable: UInt64 = 0
     /// Persistent sessions that went offline, and offline sessions that expired.
     public var sessionsPersisted: UInt64 = 0
     public var sessionsExpired: UInt64 = 0
@@ -62,6 +64,7 @@ public struct ShardCounters: Sendable {
         droppedQoS0 &+= o.droppedQoS0; droppedQueueFull &+= o.droppedQueueFull; droppedTooLarge &+= o.droppedTooLarge
         protocolErrors &+= o.protocolErrors; droppedExpired &+= o.droppedExpired
         droppedNoSharedMember &+= o.droppedNoSharedMember; droppedOverSizeLimit &+= o.droppedOverSizeLimit
+        publishesRefusedUnstorable &+= o.publishesRefusedUnstorable
         sessionsPersisted &+= o.sessionsPersisted; sessionsExpired &+= o.sessionsExpired; sessionsResumed &+= o.sessionsResumed
         partialPacketsCutOff &+= o.partialPacketsCutOff
         messagesReplayed &+= o.messagesReplayed
@@ -74,6 +77,7 @@ public struct ShardCounters: Sendable {
     public var dropped: UInt64 {
         var total = droppedQoS0 &+ droppedQueueFull &+ droppedTooLarge &+ droppedExpired
         total = total &+ droppedNoSharedMember &+ droppedOverSizeLimit &+ publishesDenied &+ deliveriesDenied
+        total = total &+ publishesRefusedUnstorable
         return total
     }
 }
@@ -175,6 +179,9 @@ public final class ShardCore {
     /// connection's latest wait.
     var storeWaiters: [(connection: ConnectionID, sequence: UInt64, ticket: UInt64, serial: UInt64)] = []
     var storeWaitSerial: UInt64 = 0
+    /// The runtime: this shard's log cannot be written now (a full disk, write errors). v5 QoS 1/2
+    /// PUBLISHes are refused with 0x97 meanwhile; 3.1.1 ones wait for their acknowledgement.
+    @exclusivity(unchecked) public var storeUnavailable = false
     /// The last sequence the runtime reported durable (it sets the recovered one at start).
     @exclusivity(unchecked) public var storeDurableSequence: UInt64 = 0
     /// Keys of stored sessions and ids of their messages given out in this shard's log (the

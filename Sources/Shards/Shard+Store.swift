@@ -178,6 +178,7 @@ extension Shard {
         }
         log.state = .idle
         log.writing.clear()
+        core.storeUnavailable = false
         core.inputArrivedAfter = turnArrival  // input the released acknowledgements resume is not a receive's
         core.storeDurable(through: log.covers)
         if log.failures > 0 && log.retryAt == nil {
@@ -188,6 +189,7 @@ extension Shard {
 
     /// A write or sync failed: keep what was to be written, try again in a second.
     func storeFailed(_ log: ShardLog, _ operation: String, errno code: Int32, now: UInt64) {
+        core.storeUnavailable = true
         log.failures += 1
         log.totalFailures += 1
         log.state = .idle

@@ -44,6 +44,7 @@ public enum PrometheusMetrics {
             ("packet_too_large", c.droppedTooLarge), ("expired", c.droppedExpired),
             ("no_shared_member", c.droppedNoSharedMember), ("message_size_limit", c.droppedOverSizeLimit),
             ("publish_not_authorized", c.publishesDenied), ("delivery_not_authorized", c.deliveriesDenied),
+            ("store_unavailable", c.publishesRefusedUnstorable),
         ]
         for (reason, value) in reasons { sample("apus_messages_dropped_total", "reason=\"\(reason)\"", value) }
         metric("apus_packets_received_total", "counter", "MQTT packets of any type received.", t.packetsReceived)

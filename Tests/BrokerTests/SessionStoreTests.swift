@@ -166,4 +166,32 @@ final class SessionStoreTests: XCTestCase {
         publish(h2, pub2, "t/4", "m4", id: 1)
         XCTAssertEqual(try h2.received(back).compactMap(\.publishTopic), ["t/4"])
     }
+
+    func testWhileTheStoreCannotWriteV5PublishersHearNo() throws {
+        let h = CoreHarness(shards: 1, config: config)
+        let sub = h.connect(shard: 0)
+        h.send(sub, .connect(Connect(clientID: "s")))
+        subscribe(h, sub, "t")
+        _ = h.output(sub)
+        h.cores[0].storeUnavailable = true
+        let v5 = h.connect(shard: 0)
+        h.send(v5, .connect(Connect(version: .v5, clientID: "p5")), version: .v5)
+        _ = h.output(v5)
+        var t = Array("t".utf8), p = Array("x".utf8)
+        t.withUnsafeBytes { tb in p.withUnsafeBytes { pb in
+            h.send(v5, .publish(Publish(qos: .atLeastOnce, topic: tb, packetID: 4, payload: pb)), version: .v5)
+        } }
+        _ = (t, p)
+        let ack = try XCTUnwrap(try h.received(v5, version: .v5).first)
+        guard case .other("puback", let bytes) = ack else { return XCTFail("\(ack)") }
+        XCTAssertEqual(bytes[4], ReasonCode.quotaExceeded.rawValue, "0x97")
+        XCTAssertEqual(try h.received(sub), [], "not taken: not delivered")
+        XCTAssertEqual(h.cores[0].counters.publishesRefusedUnstorable, 1)
+        // A 3.1.1 publisher cannot hear no: its message is taken (its PUBACK waits where it must).
+        let old = h.connect(shard: 0)
+        h.send(old, .connect(Connect(clientID: "p3")))
+        _ = h.output(old)
+        publish(h, old, "t", "y", id: 5)
+        XCTAssertEqual(try h.received(sub).count, 1)
+    }
 }
