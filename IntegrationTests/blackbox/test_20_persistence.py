@@ -275,3 +275,24 @@ def test_a_full_disk_stops_acknowledging_and_recovers(tmp_path):
             b.stop()
     finally:
         subprocess.run(["umount", str(disk)])
+
+
+def test_an_http_api_publish_is_answered_once_stored(tmp_path, monkeypatch):
+    """POST /api/v5/publish of a retained message is answered, like a PUBACK, only once its record
+    is written: with a slow disk (writes wait 500 ms, fault injection), a kill -9 right after the
+    answer still finds the message after the restart."""
+    import json
+    http = free_port()
+    monkeypatch.setenv("APUS_FAULT_STORE_WRITE_DELAY_MS", "500")
+    b = start(tmp_path, "--set", f"http_listener={http} 127.0.0.1")
+    monkeypatch.delenv("APUS_FAULT_STORE_WRITE_DELAY_MS")
+    request = urllib.request.Request(f"http://127.0.0.1:{http}/api/v5/publish", method="POST",
+                                     data=json.dumps({"topic": "api/kept", "payload": "via http", "retain": True, "qos": 1}).encode())
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as r:
+        assert r.status in (200, 202)
+    kill9(b)
+    b = start(tmp_path)
+    try:
+        assert retained(b, "api/#", 1)["api/kept"][0] == b"via http"
+    finally:
+        b.stop()

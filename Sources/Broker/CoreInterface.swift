@@ -80,6 +80,9 @@ public protocol ShardCoreInterface: AnyObject {
     func loadRetained(_ records: [RetainedRecord], now: UInt64)
     /// At start, the persistent sessions recovered for this shard.
     func loadSessions(_ records: [SessionRecord], now: UInt64)
+    /// The HTTP API's answer to a publish waits for the store as a PUBACK does.
+    func takeAPIStoreWait() -> StoreWait?
+    func isDurable(_ wait: StoreWait) -> Bool
     /// Set while this shard's log cannot be written (v5 QoS 1/2 PUBLISHes get 0x97 meanwhile).
     var storeUnavailable: Bool { get set }
     /// The last sequence known durable (the runtime sets the recovered one at start).

@@ -21,6 +21,13 @@ import ShardContract
 import Router
 import Store
 
+/// A point in the store an answer waits for: this shard's log durable up to `sequence`, and store
+/// ticket `ticket` (0: none) answered by the shards it went to.
+public struct StoreWait: Sendable {
+    public var sequence: UInt64
+    public var ticket: UInt64
+}
+
 extension ShardCore {
     /// Whether persistent sessions are stored.
     @inline(__always) var storesSessions: Bool { config.persistence }
@@ -167,6 +174,17 @@ extension ShardCore {
     }
 
     // MARK: acknowledgements after the store
+
+    /// The runtime (the HTTP API's answer): what the last API publish waits for, taken.
+    public func takeAPIStoreWait() -> StoreWait? {
+        defer { apiStoreWait = nil }
+        return apiStoreWait
+    }
+
+    /// Whether everything `wait` names is durable, here and on the other shards.
+    public func isDurable(_ wait: StoreWait) -> Bool {
+        wait.sequence <= storeDurableSequence && wait.ticket <= remoteStoreDone
+    }
 
     /// An acknowledgement that must not overtake the records before it (SUBACK, UNSUBACK, PUBCOMP
     /// of a stored session): held with the PUBACKs while they wait for the store.

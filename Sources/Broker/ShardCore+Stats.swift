@@ -2,6 +2,7 @@
 // ($SYS topics, the HTTP publish API).
 
 import Codec
+import Router
 
 /// A shard's state at one moment: gauges computed on demand plus its counters.
 public struct ShardGauges: Sendable {
@@ -69,6 +70,18 @@ extension ShardCore {
     /// PUBLISH (`BrokerConfig.refusal`), then routed as `publishFromBroker` does.
     public func publishFromAPI(topic: String, payload: [UInt8], qos: QoS, retain: Bool, properties: [UInt8]) -> PublishOutcome {
         if let refusal = publishRefusal(qos: qos, retain: retain, payloadCount: payload.count) { return .refused(refusal) }
-        return .routed(matched: publishFromBroker(topic: topic, payload: payload, qos: qos, retain: retain, properties: properties))
+        let storedBefore = storeSequence
+        forwardedTo = ShardSet()
+        let matched = publishFromBroker(topic: topic, payload: payload, qos: qos, retain: retain, properties: properties)
+        if config.persistence && config.durability != .none && (storeSequence != storedBefore || (qos != .atMostOnce && !forwardedTo.isEmpty)) {
+            // The answer, like a PUBACK, waits for what the message caused to be stored.
+            var ticket: UInt64 = 0
+            if qos != .atMostOnce && !forwardedTo.isEmpty {
+                storeTicketTargets.formUnion(forwardedTo)
+                ticket = openStoreTicket
+            }
+            apiStoreWait = StoreWait(sequence: storeSequence, ticket: ticket)
+        }
+        return .routed(matched: matched)
     }
 }

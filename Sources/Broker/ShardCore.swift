@@ -197,6 +197,8 @@ public final class ShardCore {
     var remoteStoreDone: UInt64 = 0
     /// Other shards' store barriers waiting for this shard's log to be durable up to `sequence`.
     var storeBarrierWaiters: [(origin: Int, token: UInt64, sequence: UInt64)] = []
+    /// What the last HTTP API publish waits for before its answer (the runtime takes it).
+    var apiStoreWait: StoreWait? = nil
     /// Connections whose CONNACK waits for their stored session to be durable.
     var connectWaiters: [(connection: ConnectionID, sequence: UInt64, sessionPresent: Bool)] = []
     /// Stored sessions that moved to another shard: their end is stored once the ticket says

@@ -60,8 +60,29 @@ extension Shard {
             response = answer(request, now: now)
         }
         httpExchanges[key] = HTTPExchange(deadline: exchange.deadline)  // the slot stays counted until it closes
+        if let wait = core.takeAPIStoreWait(), !core.isDurable(wait) {
+            // A published message is answered once it is stored, as a PUBACK would be.
+            httpStoreWaits.append((slot, sockets[slot].generation, response.bytes, wait))
+            return
+        }
         sockets[slot].wire.writeBytes(response.bytes)
         beginClose(slot: slot, now: now)
+    }
+
+    /// At the end of a loop turn: the HTTP answers whose messages are stored now go out.
+    func releaseHTTPStoreWaits(now: UInt64) {
+        guard !httpStoreWaits.isEmpty else { return }
+        var kept: [(slot: Int, generation: UInt32, bytes: [UInt8], wait: StoreWait)] = []
+        for w in httpStoreWaits {
+            guard sockets[w.slot].generation == w.generation, sockets[w.slot].fd >= 0, !sockets[w.slot].closing else { continue }
+            if core.isDurable(w.wait) {
+                sockets[w.slot].wire.writeBytes(w.bytes)
+                beginClose(slot: w.slot, now: now)
+            } else {
+                kept.append(w)
+            }
+        }
+        httpStoreWaits = kept
     }
 
     /// Cuts off connections whose request is not complete in time (slow or idle clients).

@@ -64,6 +64,8 @@ final class Shard {
     /// connections (their sockets are entries of `sockets`, as every connection's).
     let httpListener: Int32?
     var httpExchanges: [Int32: HTTPExchange] = [:]
+    /// HTTP answers waiting for the store (HTTPServer.swift).
+    var httpStoreWaits: [(slot: Int, generation: UInt32, bytes: [UInt8], wait: StoreWait)] = []
     var httpMessageCounter: UInt64 = 0
     /// The security settings generation this shard runs with (see ShardGroup.reloadSecurity).
     var securityGeneration = 0
@@ -199,6 +201,7 @@ final class Shard {
             applyInputPauses()
             processCloseQueue(now: current)
             storeAfterTurn(now: current)
+            releaseHTTPStoreWaits(now: current)
             flushConnections()
             sendOutbox()
             if current >= nextTick {
