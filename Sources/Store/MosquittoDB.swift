@@ -113,8 +113,8 @@ public enum MosquittoDB {
                 let clientID = Array(body[24..<24 + idLength])
                 // Offline since: the expiry time less the interval (Mosquitto keeps when it ends).
                 var offline = now
-                if interval != .max && expiryTime > 0 {
-                    offline = UInt64(max(0, expiryTime - Int64(interval))) * 1_000_000_000
+                if interval != .max && expiryTime > Int64(interval) {
+                    offline = nanoseconds(UInt64(expiryTime - Int64(interval)))
                 }
                 sessionIndex[clientID] = out.sessions.count
                 out.sessions.append(SessionRecord(key: UInt64(out.sessions.count + 1), stamp: now, offlineSince: offline, expiry: interval,
@@ -126,7 +126,7 @@ public enum MosquittoDB {
         }
         func expiresAt(_ m: Message) -> UInt64? {
             guard m.expiry > 0 else { return 0 }
-            return m.expiry > nowSeconds ? UInt64(m.expiry) * 1_000_000_000 : nil
+            return m.expiry > nowSeconds ? nanoseconds(UInt64(m.expiry)) : nil
         }
         for id in retainedIDs {
             guard let m = messages[id], let expires = expiresAt(m) else { out.skipped += 1; continue }
@@ -228,6 +228,12 @@ public enum MosquittoDB {
         }
         guard length == block.count - i else { throw MosquittoDBError("a property block of \(length) bytes in \(block.count - i)") }
         return Array(block[i...])
+    }
+
+    /// Seconds as nanoseconds, saturating (a hostile file's times do not overflow).
+    static func nanoseconds(_ seconds: UInt64) -> UInt64 {
+        let (ns, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? .max : ns
     }
 
     static func be16(_ b: UnsafeRawBufferPointer, _ at: Int) -> UInt16 { UInt16(b[at]) << 8 | UInt16(b[at + 1]) }
