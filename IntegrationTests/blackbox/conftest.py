@@ -271,3 +271,43 @@ def connect_packet(client_id, version=4, clean=True, keepalive=60):
         body += b"\x00"  # no properties
     body += len(cid).to_bytes(2, "big") + cid
     return bytes([0x10, len(body)]) + body
+
+
+class OpenLoopPublisher:
+    """A QoS 1 publisher running open loop (64 in flight; paho queues up to 1,000 more, so that its
+    packet ids do not wrap) until `cut_off()`: `message(n)` gives the (topic, payload, retain) of
+    the n-th message; `acked()` the numbers whose PUBACK arrived."""
+
+    def __init__(self, broker, message):
+        import threading
+        self._acked = []
+        self._mids = {}
+        self.pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=unique("p"))
+        self.pub.max_inflight_messages_set(64)
+        self.pub.max_queued_messages_set(0)
+        self.pub.on_publish = lambda c, u, mid, rc, props: self._acked.append(self._mids.get(mid))
+        self.pub.connect(broker.host, broker.port)
+        self.pub.loop_start()
+        self._stop = threading.Event()
+
+        def run():
+            n = 0
+            while not self._stop.is_set():
+                topic, payload, retain = message(n)
+                info = self.pub.publish(topic, payload, 1, retain=retain)
+                self._mids[info.mid] = n
+                n += 1
+                while n - len(self._acked) > 1000 and not self._stop.is_set():
+                    time.sleep(0.001)
+        self._thread = threading.Thread(target=run)
+        self._thread.start()
+
+    def wait_for(self, count, timeout=60):
+        wait_until(lambda: len(self._acked) >= count, timeout=timeout, message=f"{count} PUBACKs")
+
+    def cut_off(self):
+        """After the broker died: stops publishing; returns the PUBACKed numbers."""
+        self._stop.set()
+        self._thread.join()
+        self.pub.loop_stop()
+        return [n for n in list(self._acked) if n is not None]

@@ -16,7 +16,7 @@ import pytest
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
-from conftest import APUS_BIN, BROKER, TIMEOUT, Broker, Client, free_port, unique, wait_until
+from conftest import APUS_BIN, BROKER, TIMEOUT, Broker, Client, OpenLoopPublisher, free_port, unique, wait_until
 
 pytestmark = pytest.mark.skipif(BROKER != "apus", reason="apus persistence settings")
 
@@ -94,32 +94,10 @@ def test_every_acknowledged_retained_message_survives_kill_9_under_load(tmp_path
     """A QoS 1 publisher runs open loop (64 in flight) over fresh topics and is cut off by kill -9:
     every PUBLISH that was PUBACKed is a retained message after the restart."""
     b = start(tmp_path)
-    acked = []
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=unique("p"))
-    pub.max_inflight_messages_set(64)
-    pub.max_queued_messages_set(0)
-    mids = {}
-    pub.on_publish = lambda c, u, mid, rc, props: acked.append(mids.get(mid))
-    pub.connect(b.host, b.port)
-    pub.loop_start()
-    stop = threading.Event()
-
-    def run():
-        n = 0
-        while not stop.is_set():
-            info = pub.publish(f"load/{n}", f"payload {n}".encode(), 1, retain=True)
-            mids[info.mid] = n
-            n += 1
-            while n - len(acked) > 1000 and not stop.is_set():
-                time.sleep(0.001)  # paho queues the rest; packet ids (mids) must not wrap
-    t = threading.Thread(target=run)
-    t.start()
-    wait_until(lambda: len(acked) >= 2000, timeout=30, message="2,000 PUBACKs")
+    pub = OpenLoopPublisher(b, lambda n: (f"load/{n}", f"payload {n}".encode(), True))
+    pub.wait_for(2000, timeout=30)
     kill9(b)
-    stop.set()
-    t.join()
-    pub.loop_stop()
-    acked_now = [n for n in list(acked) if n is not None]
+    acked_now = pub.cut_off()
     b = start(tmp_path)
     try:
         got = retained(b, "load/#", len(acked_now))

@@ -14,7 +14,7 @@ import pytest
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
-from conftest import BROKER, TIMEOUT, Broker, Client, Raw, connect_packet, free_port, unique, wait_until
+from conftest import BROKER, TIMEOUT, Broker, Client, OpenLoopPublisher, Raw, connect_packet, free_port, unique, wait_until
 
 pytestmark = pytest.mark.skipif(BROKER != "apus", reason="apus persistence settings")
 
@@ -259,33 +259,10 @@ def test_every_acknowledged_message_reaches_the_persistent_subscribers_after_kil
     b = start(tmp_path)
     monkeypatch.delenv("APUS_FAULT_STORE_WRITE_DELAY_MS", raising=False)
     subs = subscribers_on_both_shards(b, "load/q1")
-    acked = []
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=unique("p"))
-    pub.max_inflight_messages_set(64)
-    pub.max_queued_messages_set(0)
-    mids = {}
-    pub.on_publish = lambda c, u, mid, rc, props: acked.append(mids.get(mid))
-    pub.connect(b.host, b.port)
-    pub.loop_start()
-    stop = threading.Event()
-
-    def run():
-        n = 0
-        while not stop.is_set():
-            info = pub.publish("load/q1", str(n).encode(), 1)
-            mids[info.mid] = n
-            n += 1
-            while n - len(acked) > 1000 and not stop.is_set():
-                time.sleep(0.001)  # paho queues the rest; packet ids (mids) must not wrap
-    t = threading.Thread(target=run)
-    t.start()
-    wanted = 1000 if write_delay_ms else 3000
-    wait_until(lambda: len(acked) >= wanted, timeout=60, message=f"{wanted} PUBACKs")
+    pub = OpenLoopPublisher(b, lambda n: ("load/q1", str(n).encode(), False))
+    pub.wait_for(1000 if write_delay_ms else 3000)
     kill9(b)
-    stop.set()
-    t.join()
-    pub.loop_stop()
-    acked_now = {n for n in list(acked) if n is not None}
+    acked_now = set(pub.cut_off())
     before = []
     for s in subs:
         s.drop()
