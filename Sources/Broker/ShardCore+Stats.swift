@@ -73,14 +73,10 @@ extension ShardCore {
         let storedBefore = storeSequence
         forwardedTo = ShardSet()
         let matched = publishFromBroker(topic: topic, payload: payload, qos: qos, retain: retain, properties: properties)
-        if config.persistence && config.durability != .none && (storeSequence != storedBefore || (qos != .atMostOnce && !forwardedTo.isEmpty)) {
+        let remote = qos != .atMostOnce ? forwardedTo : ShardSet()
+        if config.persistence && (storeSequence != storedBefore || !remote.isEmpty) {
             // The answer, like a PUBACK, waits for what the message caused to be stored.
-            var ticket: UInt64 = 0
-            if qos != .atMostOnce && !forwardedTo.isEmpty {
-                storeTicketTargets.formUnion(forwardedTo)
-                ticket = openStoreTicket
-            }
-            apiStoreWait = StoreWait(sequence: storeSequence, ticket: ticket)
+            apiStoreWait = storeWait(remote: remote)
         }
         return .routed(matched: matched)
     }

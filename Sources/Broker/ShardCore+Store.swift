@@ -39,19 +39,26 @@ extension ShardCore {
     /// Holds connection `s`'s acknowledgements from now until the last record appended is durable,
     /// and, with `remote`, until those shards answered this turn's store ticket.
     func awaitStore(slot s: Int, remote: ShardSet = ShardSet()) {
-        guard config.durability != .none else { return }
+        guard let wait = storeWait(remote: remote) else { return }
+        let e = connections[s].materializeExtras()
+        storeWaitSerial &+= 1
+        e.storeWait = storeWaitSerial
+        connections[s].flow |= FlowFlag.acksAwaitStore
+        storeWaiters.append((ConnectionID(slot: Int32(s), generation: connections[s].generation), wait.sequence, wait.ticket, storeWaitSerial))
+    }
+
+    /// What an answer given now waits for: the records appended so far and, with `remote`, this
+    /// turn's store ticket to those shards (which it joins); nil when nothing is pending.
+    func storeWait(remote: ShardSet) -> StoreWait? {
+        guard config.durability != .none else { return nil }
         var ticket: UInt64 = 0
         if !remote.isEmpty {
             storeTicketTargets.formUnion(remote)
             ticket = openStoreTicket
         } else if storeSequence <= storeDurableSequence {
-            return
+            return nil
         }
-        let e = connections[s].materializeExtras()
-        storeWaitSerial &+= 1
-        e.storeWait = storeWaitSerial
-        connections[s].flow |= FlowFlag.acksAwaitStore
-        storeWaiters.append((ConnectionID(slot: Int32(s), generation: connections[s].generation), storeSequence, ticket, storeWaitSerial))
+        return StoreWait(sequence: storeSequence, ticket: ticket)
     }
 
     /// The runtime: every record up to `sequence` is durable (written, or synced, as configured).
