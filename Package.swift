@@ -45,7 +45,9 @@ let package = Package(
         // The shard-to-shard contract: typed messages, their one codec, the serialised session.
         .target(name: "ShardContract", dependencies: ["Codec"], swiftSettings: swiftSettings),
         // The durable store's pure parts: record frames with CRC-32C, typed records, recovery.
-        .target(name: "Store", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
+        // The CRC-32C instruction (the store's checksums), behind a processor check.
+        .target(name: "CCRC32C"),
+        .target(name: "Store", dependencies: ["ApusBase", "CCRC32C"], swiftSettings: swiftSettings),
         // Pure-Swift hashes, HMAC, PBKDF2 and Base64 for password files and SCRAM authentication.
         .target(name: "ApusCrypto", swiftSettings: swiftSettings),
         .target(

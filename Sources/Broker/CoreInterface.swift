@@ -78,6 +78,7 @@ public protocol ShardCoreInterface: AnyObject {
     /// A compaction's snapshot of what this shard owns; at start, the recovered retained messages.
     func appendStoreSnapshot(into buffer: inout ByteBuffer) -> UInt64
     func loadRetained(_ records: [RetainedRecord], now: UInt64)
+    func reserveRetained(_ count: Int)
     /// At start, the persistent sessions recovered for this shard.
     func loadSessions(_ records: [SessionRecord], now: UInt64)
     /// The HTTP API's answer to a publish waits for the store as a PUBACK does.

@@ -62,16 +62,18 @@ extension ShardCore {
     /// stored here too: this shard's log then no longer brings the old message back, whatever
     /// becomes of the other shard's records.
     func applyRetained(_ message: RetainedMessage, remote: Bool) {
-        let topic = String(decoding: message.topic, as: UTF8.self)
         var releaseOwned = false
-        retained.update(forTopic: topic) { value in
-            if let stamp = value?.stamp {
-                if stamp > message.stamp { return }
-                releaseOwned = remote && stamp.origin == address
+        let address = self.address
+        message.topic.withUnsafeBytes { topic in
+            retained.update(forTopic: topic) { value in
+                if let stamp = value?.stamp {
+                    if stamp > message.stamp { return }
+                    releaseOwned = remote && stamp.origin == address
+                }
+                // An empty payload deletes; the deletion's stamp is not kept (a late older update may
+                // resurrect the message on one replica, which needs two shards racing on one topic).
+                value = message.payload.isEmpty ? nil : message
             }
-            // An empty payload deletes; the deletion's stamp is not kept (a late older update may
-            // resurrect the message on one replica, which needs two shards racing on one topic).
-            value = message.payload.isEmpty ? nil : message
         }
         if releaseOwned && config.persistence {
             // This shard's log holds the message just replaced: it stores what replaced it (the
@@ -93,7 +95,7 @@ extension ShardCore {
     /// retain flag set [MQTT-3.3.1-8] at min(message QoS, granted QoS).
     func encodeRetained(matching filter: String, granted: QoS, slot s: Int, into buffer: inout ByteBuffer) {
         let version = connections[s].version
-        for (_, message) in retained.matches(filter: filter) {
+        for message in retained.values(matching: filter) {
             if connections[s].accessCheckDeliveries, let access = connections[s].access,
                !message.topic.withUnsafeBytes({ access.canReceive($0) }) { continue }
             let qos = min(message.qos, granted)

@@ -152,9 +152,11 @@ extension ShardCore {
     /// since stepped back, means nothing to this process's clock; the merge already ordered them),
     /// and a Message Expiry Interval becomes what is left of it by the wall clock; an expired
     /// message is dropped [MQTT-3.3.2-5].
+    /// Room for `count` more retained messages (a load at start, before `loadRetained`).
+    public func reserveRetained(_ count: Int) { retained.reserveCapacity(count) }
+
     public func loadRetained(_ records: [RetainedRecord], now: UInt64) {
         let wallNow = now &+ wallClockOffset
-        retained.reserveCapacity(records.count)
         for i in records.indices where !records[i].payload.isEmpty {
             let record = records[i]
             var properties = record.properties

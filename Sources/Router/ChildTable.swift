@@ -86,9 +86,19 @@
         count -= 1
     }
 
-    mutating func grow() {
+    /// Room for `entries` entries without growing.
+    @usableFromInline
+    mutating func reserveCapacity(_ entries: Int) {
+        var size = slots.count
+        while entries * 2 > size { size *= 2 }
+        if size > slots.count { resize(size) }
+    }
+
+    mutating func grow() { resize(slots.count * 2) }
+
+    mutating func resize(_ size: Int) {
         let old = slots
-        slots = Array(repeating: Slot(), count: old.count * 2)
+        slots = Array(repeating: Slot(), count: size)
         count = 0
         for slot in old where slot.parent != -1 { set(parent: slot.parent, hash: slot.hash, node: slot.node) }
     }

@@ -1,43 +1,117 @@
 // A tree of concrete topic names (no wildcards), each holding a value, that answers "which
 // stored topics does this filter match?" — the retained-message lookup on SUBSCRIBE.
-// A cold path (it runs per SUBSCRIBE, not per PUBLISH), so it favours simplicity.
+// Keyed by bytes like the subscription trie: a level is found through the shared ChildTable
+// (parent, FNV-1a of the level) with a collision chain, and every node also links its children
+// in a list, which the `+` and `#` walks follow. No String and no Dictionary per level: loading a
+// million retained messages at start is one hash probe and one node per new level.
+
+import ApusBase
 
 /// Topic names → values, searchable by topic filter.
 public struct TopicTree<Value> {
-    // Inlinable (with what it touches), so each user's Value is specialised: unspecialised generic
-    // code looked up type metadata on every insert (a tenth of a restart with 1M retained messages).
+    // Inlinable (with what it touches), so each user's Value is specialised.
     @usableFromInline struct Node {
-        @usableFromInline var children: [String: Int] = [:]
+        @usableFromInline var level: [UInt8]
+        @usableFromInline var parent: Int32
+        @usableFromInline var hash: UInt64
+        /// Next node with the same (parent, hash): the collision chain.
+        @usableFromInline var nextCollision: Int32 = -1
+        /// The children as a doubly linked list (for the wildcard walks and pruning).
+        @usableFromInline var firstChild: Int32 = -1
+        @usableFromInline var nextSibling: Int32 = -1
+        @usableFromInline var previousSibling: Int32 = -1
         @usableFromInline var value: Value? = nil
         /// `value != nil`, without copying the value out to test it.
         @usableFromInline var occupied = false
-        @usableFromInline var parent: Int
-        @usableFromInline var level: String
 
-        @inlinable init(parent: Int, level: String) { self.parent = parent; self.level = level }
+        @inlinable init(level: [UInt8], parent: Int32, hash: UInt64) { self.level = level; self.parent = parent; self.hash = hash }
     }
 
-    @usableFromInline var nodes: [Node] = [Node(parent: -1, level: "")]
-    @usableFromInline var freeNodes: [Int] = []
+    @usableFromInline var nodes: [Node] = [Node(level: [], parent: -1, hash: 0)]
+    @usableFromInline var children = ChildTable()
+    @usableFromInline var freeNodes: [Int32] = []
     @usableFromInline var stored = 0
+    /// Applied to every level hash; tests set it to 0 to force collisions.
+    @usableFromInline var hashMask: UInt64 = ~0
     /// Topics with a value.
     public var count: Int { stored }
 
     public init() {}
 
-    /// Room for about `topics` more topics (a load at start), so the node table grows once.
+    /// A tree whose level hashes are masked (tests: `hashMask: 0` makes every level collide).
+    init(hashMask: UInt64) { self.hashMask = hashMask }
+
+    /// Room for about `topics` more topics (a load at start), so the tables grow once.
     @inlinable public mutating func reserveCapacity(_ topics: Int) {
         nodes.reserveCapacity(nodes.count + topics + topics / 8)
+        children.reserveCapacity(children.count + topics + topics / 8)
+    }
+
+    // MARK: lookup and update
+
+    @inlinable func child(of parent: Int32, level: UnsafeRawBufferPointer) -> Int32? {
+        let hash = FNV1a.hash(level, 0, level.count) & hashMask
+        var c = children.find(parent: parent, hash: hash) ?? -1
+        while c >= 0 {
+            if nodes[Int(c)].level.withUnsafeBytes({ $0.elementsEqual(level) }) { return c }
+            c = nodes[Int(c)].nextCollision
+        }
+        return nil
+    }
+
+    @inlinable mutating func addChild(of parent: Int32, level: UnsafeRawBufferPointer) -> Int32 {
+        let hash = FNV1a.hash(level, 0, level.count) & hashMask
+        var node = Node(level: Array(level), parent: parent, hash: hash)
+        node.nextCollision = children.find(parent: parent, hash: hash) ?? -1
+        node.nextSibling = nodes[Int(parent)].firstChild
+        let index: Int32
+        if let reused = freeNodes.popLast() {
+            index = reused
+            nodes[Int(index)] = node
+        } else {
+            index = Int32(nodes.count)
+            nodes.append(node)
+        }
+        if node.nextSibling >= 0 { nodes[Int(node.nextSibling)].previousSibling = index }
+        nodes[Int(parent)].firstChild = index
+        children.set(parent: parent, hash: hash, node: index)
+        return index
+    }
+
+    /// Calls `body` with each level of `topic` (split at `/`, empty levels included).
+    @inlinable @inline(__always)
+    static func forEachLevel(_ topic: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Bool) {
+        var start = 0
+        var i = 0
+        let count = topic.count
+        while i <= count {
+            if i == count || topic[i] == UInt8(ascii: "/") {
+                guard body(UnsafeRawBufferPointer(rebasing: topic[start..<i])) else { return }
+                start = i + 1
+            }
+            i += 1
+        }
+    }
+
+    @inlinable func find(_ topic: UnsafeRawBufferPointer) -> Int32? {
+        var index: Int32? = 0
+        TopicTree.forEachLevel(topic) { level in
+            index = child(of: index!, level: level)
+            return index != nil
+        }
+        return index
+    }
+
+    /// The value stored for exactly this topic (UTF-8 bytes).
+    @inlinable public func value(forTopic topic: UnsafeRawBufferPointer) -> Value? {
+        guard let index = find(topic) else { return nil }
+        return nodes[Int(index)].value
     }
 
     /// The value stored for exactly this topic.
     @inlinable public func value(forTopic topic: String) -> Value? {
-        var index = 0
-        for level in topic.split(separator: "/", omittingEmptySubsequences: false) {
-            guard let child = nodes[index].children[String(level)] else { return nil }
-            index = child
-        }
-        return nodes[index].value
+        var t = topic
+        return t.withUTF8 { value(forTopic: UnsafeRawBufferPointer($0)) }
     }
 
     /// Stores (or with nil, removes) the value of a topic; removal prunes empty nodes.
@@ -45,77 +119,142 @@ public struct TopicTree<Value> {
         update(forTopic: topic) { $0 = value }
     }
 
+    @inlinable public mutating func update(forTopic topic: String, _ body: (inout Value?) -> Void) {
+        var t = topic
+        t.withUTF8 { update(forTopic: UnsafeRawBufferPointer($0), body) }
+    }
+
     /// Calls `body` with the topic's value in place (nil: none), in one walk: it may read it, replace
     /// it or remove it (nil); removal prunes empty nodes.
-    @inlinable public mutating func update(forTopic topic: String, _ body: (inout Value?) -> Void) {
-        var index = 0
-        for level in topic.split(separator: "/", omittingEmptySubsequences: false) {
-            let key = String(level)
-            if let child = nodes[index].children[key] {
-                index = child
-            } else {
-                let node = Node(parent: index, level: key)
-                let child: Int
-                if let reused = freeNodes.popLast() { child = reused; nodes[child] = node } else { child = nodes.count; nodes.append(node) }
-                nodes[index].children[key] = child
-                index = child
-            }
+    @inlinable public mutating func update(forTopic topic: UnsafeRawBufferPointer, _ body: (inout Value?) -> Void) {
+        var index: Int32 = 0
+        TopicTree.forEachLevel(topic) { level in
+            index = child(of: index, level: level) ?? addChild(of: index, level: level)
+            return true
         }
-        let had = nodes[index].occupied
-        body(&nodes[index].value)
+        let i = Int(index)
+        let had = nodes[i].occupied
+        body(&nodes[i].value)
         let has: Bool
-        if case .some = nodes[index].value { has = true } else { has = false }
-        nodes[index].occupied = has
+        if case .some = nodes[i].value { has = true } else { has = false }
+        nodes[i].occupied = has
         stored += (has ? 1 : 0) - (had ? 1 : 0)
-        // Prune.
-        while index != 0 && !nodes[index].occupied && nodes[index].children.isEmpty {
-            let parent = nodes[index].parent
-            nodes[parent].children.removeValue(forKey: nodes[index].level)
-            nodes[index] = Node(parent: -1, level: "")
+        if !has { prune(from: index) }
+    }
+
+    /// Removes `start` and its ancestors while they hold neither a value nor children.
+    @inlinable mutating func prune(from start: Int32) {
+        var index = start
+        while index != 0 {
+            let node = nodes[Int(index)]
+            guard !node.occupied && node.firstChild < 0 else { return }
+            let parent = node.parent
+            let head = children.find(parent: parent, hash: node.hash)!
+            if head == index {
+                if node.nextCollision >= 0 {
+                    children.set(parent: parent, hash: node.hash, node: node.nextCollision)
+                } else {
+                    children.remove(parent: parent, hash: node.hash)
+                }
+            } else {
+                var previous = head
+                while nodes[Int(previous)].nextCollision != index { previous = nodes[Int(previous)].nextCollision }
+                nodes[Int(previous)].nextCollision = node.nextCollision
+            }
+            if node.previousSibling >= 0 {
+                nodes[Int(node.previousSibling)].nextSibling = node.nextSibling
+            } else {
+                nodes[Int(parent)].firstChild = node.nextSibling
+            }
+            if node.nextSibling >= 0 { nodes[Int(node.nextSibling)].previousSibling = node.previousSibling }
+            nodes[Int(index)] = Node(level: [], parent: -1, hash: 0)
             freeNodes.append(index)
             index = parent
         }
     }
+
+    /// Nodes in use, the root included (tests).
+    var liveNodes: Int { nodes.count - freeNodes.count }
+
+    // MARK: walks
 
     /// Calls `body` with every stored value, `$` topics included, in no particular order.
     @inlinable public func forEachValue(_ body: (Value) throws -> Void) rethrows {
         for node in nodes { if let value = node.value { try body(value) } }
     }
 
-    /// Every (topic, value) whose topic matches `filter` (with `+` and `#`). Topics starting with
-    /// `$` are not matched by a first-level wildcard [MQTT-4.7.2-1].
-    public func matches(filter: String) -> [(topic: String, value: Value)] {
-        let levels = filter.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        var out: [(topic: String, value: Value)] = []
-        walk(0, levels, 0, [], &out)
+    /// The value of every topic that matches `filter` (with `+` and `#`). Topics starting with `$`
+    /// are not matched by a first-level wildcard [MQTT-4.7.2-1].
+    public func values(matching filter: String) -> [Value] {
+        var out: [Value] = []
+        walk(filter) { out.append(nodes[Int($0)].value!) }
         return out
     }
 
-    private func walk(_ index: Int, _ filter: [String], _ depth: Int, _ path: [String], _ out: inout [(topic: String, value: Value)]) {
+    /// Every (topic, value) whose topic matches `filter` (diagnostics and tests: the topic is
+    /// rebuilt from the levels).
+    public func matches(filter: String) -> [(topic: String, value: Value)] {
+        var out: [(topic: String, value: Value)] = []
+        walk(filter) { out.append((topic(of: $0), nodes[Int($0)].value!)) }
+        return out
+    }
+
+    func topic(of node: Int32) -> String {
+        var levels: [[UInt8]] = []
+        var index = node
+        while index > 0 {
+            levels.append(nodes[Int(index)].level)
+            index = nodes[Int(index)].parent
+        }
+        return String(decoding: Array(levels.reversed().joined(separator: [UInt8(ascii: "/")])), as: UTF8.self)
+    }
+
+    /// Calls `found` with each occupied node whose topic matches `filter`.
+    func walk(_ filter: String, _ found: (Int32) -> Void) {
+        var levels: [[UInt8]] = []
+        var f = filter
+        f.withUTF8 { bytes in
+            TopicTree.forEachLevel(UnsafeRawBufferPointer(bytes)) { levels.append(Array($0)); return true }
+        }
+        walk(0, levels, 0, found)
+    }
+
+    private func walk(_ index: Int32, _ filter: [[UInt8]], _ depth: Int, _ found: (Int32) -> Void) {
         if depth == filter.count {
-            if let value = nodes[index].value { out.append((path.joined(separator: "/"), value)) }
+            if nodes[Int(index)].occupied { found(index) }
             return
         }
         let level = filter[depth]
-        switch level {
-        case "#":
+        if level == [UInt8(ascii: "#")] {
             // `#` matches the parent level too: `a/#` matches `a`.
-            if depth > 0, let value = nodes[index].value { out.append((path.joined(separator: "/"), value)) }
-            collectAll(index, path, depth == 0, &out)
-        case "+":
-            for (key, child) in nodes[index].children where !(depth == 0 && key.hasPrefix("$")) {
-                walk(child, filter, depth + 1, path + [key], &out)
+            if depth > 0 && nodes[Int(index)].occupied { found(index) }
+            collectAll(index, atRoot: depth == 0, found)
+        } else if level == [UInt8(ascii: "+")] {
+            var c = nodes[Int(index)].firstChild
+            while c >= 0 {
+                if !(depth == 0 && nodes[Int(c)].level.first == UInt8(ascii: "$")) { walk(c, filter, depth + 1, found) }
+                c = nodes[Int(c)].nextSibling
             }
-        default:
-            if let child = nodes[index].children[level] { walk(child, filter, depth + 1, path + [level], &out) }
+        } else if let c = level.withUnsafeBytes({ child(of: index, level: $0) }) {
+            walk(c, filter, depth + 1, found)
         }
     }
 
-    private func collectAll(_ index: Int, _ path: [String], _ atRoot: Bool, _ out: inout [(topic: String, value: Value)]) {
-        for (key, child) in nodes[index].children where !(atRoot && key.hasPrefix("$")) {
-            let childPath = path + [key]
-            if let value = nodes[child].value { out.append((childPath.joined(separator: "/"), value)) }
-            collectAll(child, childPath, false, &out)
+    /// Every occupied node below `index` (an explicit stack: a topic may have thousands of levels).
+    private func collectAll(_ index: Int32, atRoot: Bool, _ found: (Int32) -> Void) {
+        var stack: [Int32] = []
+        var c = nodes[Int(index)].firstChild
+        while c >= 0 {
+            if !(atRoot && nodes[Int(c)].level.first == UInt8(ascii: "$")) { stack.append(c) }
+            c = nodes[Int(c)].nextSibling
+        }
+        while let n = stack.popLast() {
+            if nodes[Int(n)].occupied { found(n) }
+            var c = nodes[Int(n)].firstChild
+            while c >= 0 {
+                stack.append(c)
+                c = nodes[Int(c)].nextSibling
+            }
         }
     }
 }

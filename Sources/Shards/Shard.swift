@@ -120,7 +120,8 @@ final class Shard {
         if let store = config.store, let recovered = group.recoveredStore {
             let segment = recovered.segments[index]
             let loadStarted = apus_monotonic_ns()
-            core.loadRetained(recovered.retained, now: apus_monotonic_ns())
+            core.reserveRetained(recovered.retained.reduce(0) { $0 + $1.count })
+            for part in recovered.retained { core.loadRetained(part, now: apus_monotonic_ns()) }
             core.loadSessions(recovered.sessions[index], now: apus_monotonic_ns())
             logger.info("store: loaded", metadata: ["sessions": "\(recovered.sessions[index].count)",
                                                    "milliseconds": "\((apus_monotonic_ns() - loadStarted) / 1_000_000)"])

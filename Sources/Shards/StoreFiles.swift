@@ -42,14 +42,14 @@ struct OpenSegment: Sendable {
     var lastSequence: UInt64
 }
 
-/// What start-up recovered: the live retained messages, each shard's persistent sessions and
-/// each shard's new segment.
+/// What start-up recovered: the live retained messages (in partitions, by owner shard), each
+/// shard's persistent sessions and each shard's new segment.
 final class RecoveredStore: @unchecked Sendable {
-    /// Released once every shard loaded them.
-    var retained: [RetainedRecord]
+    /// Released once every shard loaded them (every shard loads every partition: its replica).
+    var retained: [[RetainedRecord]]
     var sessions: [[SessionRecord]]
     let segments: [OpenSegment]
-    init(retained: [RetainedRecord], sessions: [[SessionRecord]], segments: [OpenSegment]) {
+    init(retained: [[RetainedRecord]], sessions: [[SessionRecord]], segments: [OpenSegment]) {
         self.retained = retained; self.sessions = sessions; self.segments = segments
     }
 }
@@ -73,7 +73,7 @@ enum StoreFiles {
         let started = apus_monotonic_ns()
 
         // Each shard's files on a thread of their own.
-        let results = found.keys.sorted().map { ShardRecovery(shard: $0, segments: found[$0]!) }
+        let results = found.keys.sorted().map { ShardRecovery(shard: $0, segments: found[$0]!, partitions: shards) }
         var threads: [pthread_t] = []
         for r in results {
             threads.append(try spawnThread(name: "apus-recover-\(r.shard)") { r.run(config) })
@@ -95,16 +95,14 @@ enum StoreFiles {
                 }
             }
         }
-        var image = RetainedImage()
-        var sessionImages: [SessionImage] = []
+        var sessionImages: [[SessionRecord]] = []
         var lastSequence: UInt64 = 0
         var newest: UInt64 = 0
         var old: [String] = []
         var damaged: [String] = []
         for r in results {
             if let error = r.error { throw error }
-            image.merge(r.image)
-            sessionImages.append(r.sessions)
+            sessionImages.append(r.sessionRecords)
             lastSequence = max(lastSequence, r.log.lastSequence)
             newest = max(newest, r.segments.map(\.segment).max() ?? 0)
             if r.log.incompleteBase {
@@ -129,12 +127,10 @@ enum StoreFiles {
                                metadata: ["shard": "\(r.shard)", "file": "\(file)"])
             }
         }
-        var retained = image.messages
-        let merged = apus_monotonic_ns()
         // Sessions go to their client id's home shard (its registry then holds them), with keys
         // and message ids numbered again in each shard's new log.
         var sessions = Array(repeating: [SessionRecord](), count: shards)
-        for var session in SessionImage.merge(sessionImages) {
+        for var session in SessionImage.merge(records: sessionImages) {
             let shard = shards > 1 ? Int(FNV1a.hash(session.clientID) % UInt64(shards)) : 0
             session.key = UInt64(sessions[shard].count + 1)
             sessions[shard].append(session)
@@ -150,25 +146,27 @@ enum StoreFiles {
                 messageCount += sessions[shard][i].messages.count
             }
         }
+        let merged = apus_monotonic_ns()
 
         // The new segments: each shard's snapshot of what it owns, synced, before anything old goes,
-        // one thread per shard. Retained messages get their owners by topic (FNV-1a modulo the
-        // shard count), so every shard's log carries a share and the next recovery is parallel
-        // (the shard they were published on may have been one for all of them).
-        var retainedByShard = Array(repeating: [Int](), count: shards)
-        for i in retained.indices {
-            let owner = shards > 1 ? Int(FNV1a.hash(retained[i].topic) % UInt64(shards)) : 0
-            retained[i].shard = UInt8(owner)
-            retainedByShard[owner].append(i)
-        }
+        // one thread per shard. Retained messages are owned by topic (FNV-1a modulo the shard
+        // count: the partition the readers sorted them into), so every shard's log carries a share
+        // and the next recovery is parallel (the shard they were published on may have been one
+        // for all of them); each writer first merges its partition of every log's image.
         let segment = newest + 1
         let writers = (0..<shards).map { shard in
-            SegmentWriter(shard: shard, shards: shards, segment: segment, firstSequence: lastSequence, path: config.file(shard: shard, segment: segment))
+            SegmentWriter(shard: shard, shards: shards, segment: segment, firstSequence: lastSequence, path: config.file(shard: shard, segment: segment),
+                          retained: results.map { r in
+                              var part = RetainedImage()
+                              swap(&part, &r.images[shard])
+                              return part
+                          },
+                          sessions: sessions[shard])
         }
-        let input = SegmentInput(retained: retained, retainedByShard: retainedByShard, sessions: sessions)
+        sessions = []
         var writerThreads: [pthread_t] = []
         for w in writers {
-            writerThreads.append(try spawnThread(name: "apus-store-\(w.shard)") { w.run(input) })
+            writerThreads.append(try spawnThread(name: "apus-store-\(w.shard)") { w.run() })
         }
         for t in writerThreads { pthread_join(t, nil) }
         var segments: [OpenSegment] = []
@@ -182,12 +180,13 @@ enum StoreFiles {
         for path in damaged { rename(path, path + ".damaged") }
         syncDirectory(config.path)
         logger.info("store: recovered", metadata: [
-            "directory": "\(config.path)", "retained": "\(retained.count)", "sessions": "\(sessions.reduce(0) { $0 + $1.count })",
+            "directory": "\(config.path)", "retained": "\(writers.reduce(0) { $0 + $1.retained.count })",
+            "sessions": "\(writers.reduce(0) { $0 + $1.sessions.count })",
             "session_messages": "\(messageCount)", "segments_read": "\(old.count)",
             "milliseconds": "\((apus_monotonic_ns() - started) / 1_000_000)", "read_ms": "\((read - started) / 1_000_000)",
             "merge_ms": "\((merged - read) / 1_000_000)", "write_ms": "\((wrote - merged) / 1_000_000)",
         ])
-        return RecoveredStore(retained: retained, sessions: sessions, segments: segments)
+        return RecoveredStore(retained: writers.map(\.retained), sessions: writers.map(\.sessions), segments: segments)
     }
 
     /// Writes all of `bytes` at `offset` (advanced past them); false on an error (errno says which).
@@ -220,12 +219,18 @@ public struct StoreDamageError: Error, CustomStringConvertible {
 final class ShardRecovery: @unchecked Sendable {
     let shard: Int
     let segments: [(segment: UInt64, name: String)]
-    var image = RetainedImage()
+    /// The retained messages by owner partition (topic hash modulo the shard count).
+    var images: [RetainedImage]
     var sessions = SessionImage()
+    /// `sessions.records`, made on this thread.
+    var sessionRecords: [SessionRecord] = []
     var log = RecoveredLog()
     var error: SystemCallError?
 
-    init(shard: Int, segments: [(segment: UInt64, name: String)]) { self.shard = shard; self.segments = segments }
+    init(shard: Int, segments: [(segment: UInt64, name: String)], partitions: Int) {
+        self.shard = shard; self.segments = segments
+        images = Array(repeating: RetainedImage(), count: partitions)
+    }
 
     func run(_ config: StoreConfig) {
         var contents: [(UInt64, [UInt8])] = []
@@ -234,7 +239,9 @@ final class ShardRecovery: @unchecked Sendable {
         }
         func recover(_ index: Int, _ files: inout [SegmentFile]) {
             if index == contents.count {
-                log = LogRecovery.recover(files, into: &image, sessions: &sessions)
+                log = LogRecovery.recover(files, into: &images, sessions: &sessions)
+                sessionRecords = sessions.records
+                sessions = SessionImage()
                 return
             }
             contents[index].1.withUnsafeBytes { bytes in
@@ -268,28 +275,33 @@ final class ShardRecovery: @unchecked Sendable {
     }
 }
 
-/// What the segment writers share (read only while they run).
-final class SegmentInput: @unchecked Sendable {
-    let retained: [RetainedRecord]
-    let retainedByShard: [[Int]]
-    let sessions: [[SessionRecord]]
-    init(retained: [RetainedRecord], retainedByShard: [[Int]], sessions: [[SessionRecord]]) {
-        self.retained = retained; self.retainedByShard = retainedByShard; self.sessions = sessions
-    }
-}
-
-/// One shard's fresh segment at start, written and synced on a thread of its own.
+/// One shard's fresh segment at start: its partition of the retained messages merged, written
+/// and synced with its sessions, on a thread of its own.
 final class SegmentWriter: @unchecked Sendable {
     let shard: Int, shards: Int, segment: UInt64, firstSequence: UInt64, path: String
+    /// Every log's image of this shard's partition; after `run`, the merged live messages.
+    var images: [RetainedImage]
+    var retained: [RetainedRecord] = []
+    var sessions: [SessionRecord]
     var result: OpenSegment?
     var error: SystemCallError?
 
-    init(shard: Int, shards: Int, segment: UInt64, firstSequence: UInt64, path: String) {
+    init(shard: Int, shards: Int, segment: UInt64, firstSequence: UInt64, path: String, retained: [RetainedImage], sessions: [SessionRecord]) {
         self.shard = shard; self.shards = shards; self.segment = segment; self.firstSequence = firstSequence; self.path = path
+        self.images = retained; self.sessions = sessions
     }
 
-    func run(_ input: SegmentInput) {
-        var buffer = ByteBuffer()
+    func run() {
+        var image = RetainedImage()
+        for i in images.indices { image.absorb(&images[i]) }
+        images = []
+        retained = image.takeMessages()
+        var size = 256
+        for i in retained.indices {
+            retained[i].shard = UInt8(shard)
+            size += 44 + retained[i].topic.count + retained[i].properties.count + retained[i].payload.count
+        }
+        var buffer = ByteBuffer(capacity: size + sessions.count * 256)
         defer { buffer.deallocate() }
         var sequence = firstSequence
         func next() -> UInt64 { sequence += 1; return sequence }
@@ -297,11 +309,11 @@ final class SegmentWriter: @unchecked Sendable {
         SegmentStart(shard: UInt16(shard), shardCount: UInt16(shards), segment: segment, wallTime: apus_realtime_ns(), salt: salt)
             .append(sequence: next(), into: &buffer)
         var count: UInt64 = 0
-        for i in input.retainedByShard[shard] {
-            input.retained[i].append(sequence: next(), salt: salt, into: &buffer)
-            count += 1
+        retained.withUnsafeBufferPointer { records in
+            for i in records.indices { records[i].append(sequence: next(), salt: salt, into: &buffer) }
         }
-        for session in input.sessions[shard] {
+        count += UInt64(retained.count)
+        for session in sessions {
             session.appendImage(sequence: next(), salt: salt, into: &buffer)
             count += 1
         }

@@ -1,9 +1,15 @@
 // CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of every store record: the
-// one iSCSI, ext4 and RocksDB use, for its error detection on short and long messages. Software,
-// slicing by eight (about 1.5 GB/s here): records are checksummed once when written and once when
-// recovered, never on the delivery path.
+// one iSCSI, ext4 and RocksDB use, for its error detection on short and long messages. The
+// processor's instruction where it has one (SSE 4.2: about 8 GB/s here), else software slicing by
+// eight (about 1.5 GB/s): records are checksummed once when written and once when recovered,
+// never on the delivery path, but a restart with a million retained messages checksums 140 MB twice.
+
+import CCRC32C
 
 public enum CRC32C {
+    /// Whether the CRC-32C instruction is used.
+    public static let hardware = apus_crc32c_hardware() != 0
+
     @usableFromInline static let tables: [[UInt32]] = {
         var tables = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: 8)
         for n in 0..<256 {
@@ -23,6 +29,13 @@ public enum CRC32C {
 
     /// The CRC of `bytes`, continuing from `crc` (the CRC of what came before; 0 to start).
     public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        guard let base = bytes.baseAddress else { return crc }
+        if hardware { return ~apus_crc32c_update(~crc, base, bytes.count) }
+        return softwareChecksum(bytes, continuing: crc)
+    }
+
+    /// The table-driven CRC (processors without the instruction; tests compare the two).
+    static func softwareChecksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
         var c = ~crc
         guard var p = bytes.baseAddress else { return crc }
         var n = bytes.count

@@ -4,45 +4,103 @@
 
 import ApusBase
 
+/// Bytes as a dictionary key, hashed once with FNV-1a (the standard [UInt8] hash feeds the hasher
+/// byte by byte, the largest cost of recovering a million messages).
+public struct HashedBytes: Hashable, Sendable {
+    public var bytes: [UInt8]
+    /// FNV-1a of the bytes (also what places a topic or client id on its shard).
+    public let hash: UInt64
+    public init(_ bytes: [UInt8]) { self.bytes = bytes; hash = bytes.withUnsafeBytes { FNV1a.hash($0, 0, $0.count) } }
+    public static func == (a: HashedBytes, b: HashedBytes) -> Bool { a.hash == b.hash && a.bytes == b.bytes }
+    public func hash(into hasher: inout Hasher) { hasher.combine(hash) }
+}
+
 /// The state recovered from every shard's log: the latest record per retained topic (deletions
 /// kept while merging, so that a deletion in one log hides an older message in another).
+/// The records sit in an array, found by an open-addressed table of their topics' FNV-1a hashes
+/// (no Hasher run per lookup, no per-entry node): recovering a million messages is a hash, a
+/// probe and an append each.
 public struct RetainedImage: Sendable {
-    /// A topic as a dictionary key, hashed once with FNV-1a (the standard [UInt8] hash feeds the
-    /// hasher byte by byte, the largest cost of recovering a million messages).
-    public struct Key: Hashable, Sendable {
-        public var bytes: [UInt8]
-        let hash: UInt64
-        init(_ bytes: [UInt8]) { self.bytes = bytes; hash = bytes.withUnsafeBytes { FNV1a.hash($0, 0, $0.count) } }
-        public static func == (a: Key, b: Key) -> Bool { a.hash == b.hash && a.bytes == b.bytes }
-        public func hash(into hasher: inout Hasher) { hasher.combine(hash) }
-    }
+    /// A topic as a dictionary key.
+    public typealias Key = HashedBytes
 
-    public private(set) var entries: [Key: RetainedRecord] = [:]
+    var records: [RetainedRecord] = []
+    var hashes: [UInt64] = []
+    /// Index + 1 into `records` (0: empty slot); a power of two, at most half full.
+    var table: [UInt32] = []
 
     public init() {}
 
-    public var count: Int { entries.count }
+    /// Topics with a record (deletions included).
+    public var count: Int { records.count }
 
-    public mutating func apply(_ record: RetainedRecord) {
-        let key = Key(record.topic)
-        if let existing = entries[key], existing.isNewer(than: record) { return }
-        entries[key] = record
+    public mutating func apply(_ record: RetainedRecord) { apply(record, key: Key(record.topic)) }
+
+    public mutating func apply(_ record: RetainedRecord, key: Key) { apply(record, hash: key.hash) }
+
+    /// Keeps `record` unless a newer one of its topic (whose bytes hash to `hash`) is here.
+    mutating func apply(_ record: RetainedRecord, hash: UInt64) {
+        if (records.count + 1) * 2 > table.count { resize(max(16, table.count * 2)) }
+        let mask = table.count - 1
+        var i = Int(truncatingIfNeeded: hash ^ (hash >> 29)) & mask
+        while table[i] != 0 {
+            let index = Int(table[i] - 1)
+            if hashes[index] == hash && records[index].topic == record.topic {
+                if !records[index].isNewer(than: record) { records[index] = record }
+                return
+            }
+            i = (i + 1) & mask
+        }
+        table[i] = UInt32(records.count + 1)
+        records.append(record)
+        hashes.append(hash)
     }
 
-    public mutating func merge(_ other: RetainedImage) {
-        if entries.isEmpty {
-            self = other
-            return
+    /// Room for `count` topics without growing.
+    public mutating func reserveCapacity(_ count: Int) {
+        records.reserveCapacity(count)
+        hashes.reserveCapacity(count)
+        var size = max(16, table.count)
+        while count * 2 > size { size *= 2 }
+        if size > table.count { resize(size) }
+    }
+
+    mutating func resize(_ size: Int) {
+        table = Array(repeating: 0, count: size)
+        let mask = size - 1
+        for index in hashes.indices {
+            let hash = hashes[index]
+            var i = Int(truncatingIfNeeded: hash ^ (hash >> 29)) & mask
+            while table[i] != 0 { i = (i + 1) & mask }
+            table[i] = UInt32(index + 1)
         }
-        entries.reserveCapacity(entries.count + other.entries.count)
-        for (_, record) in other.entries { apply(record) }
+    }
+
+    /// The other image's records, the newer of two per topic.
+    public mutating func merge(_ other: RetainedImage) {
+        var other = other
+        absorb(&other)
+    }
+
+    /// `merge`, leaving `other` empty: the smaller image is walked into the larger, whose arrays
+    /// are not copied (nothing else refers to them).
+    public mutating func absorb(_ other: inout RetainedImage) {
+        defer { other = RetainedImage() }
+        if other.records.count > records.count { swap(&self, &other) }
+        if other.records.isEmpty { return }
+        reserveCapacity(records.count + other.records.count)
+        for i in other.records.indices { apply(other.records[i], hash: other.hashes[i]) }
     }
 
     /// The retained messages (deletions left out).
-    public var messages: [RetainedRecord] {
+    public var messages: [RetainedRecord] { records.filter { !$0.isDeletion } }
+
+    /// `messages`, leaving the image empty (its records are moved, not copied).
+    public mutating func takeMessages() -> [RetainedRecord] {
         var out: [RetainedRecord] = []
-        out.reserveCapacity(entries.count)
-        for (_, record) in entries where !record.isDeletion { out.append(record) }
+        swap(&out, &records)
+        self = RetainedImage()
+        out.removeAll { $0.isDeletion }
         return out
     }
 }
@@ -91,6 +149,16 @@ public enum LogRecovery {
 
     /// Recovers a shard's retained messages into `image` and its sessions into `sessions`.
     public static func recover(_ segments: [SegmentFile], into image: inout RetainedImage, sessions: inout SessionImage) -> RecoveredLog {
+        var images = [RetainedImage()]
+        swap(&images[0], &image)
+        defer { swap(&images[0], &image) }
+        return recover(segments, into: &images, sessions: &sessions)
+    }
+
+    /// Recovers a shard's retained messages into `images`, each topic into the one its hash
+    /// (FNV-1a) modulo their count picks — the partitions that start-up merges in parallel —, and
+    /// its sessions into `sessions`.
+    public static func recover(_ segments: [SegmentFile], into image: inout [RetainedImage], sessions: inout SessionImage) -> RecoveredLog {
         var result = RecoveredLog()
         let newestFirst = segments.sorted { $0.number > $1.number }
         var fallback: (segment: SegmentFile, start: SegmentStart, scan: LogScan, records: [StoredRecord], last: UInt64)? = nil
@@ -134,7 +202,7 @@ public enum LogRecovery {
     }
 
     static func apply(segment: SegmentFile, start: SegmentStart, scan: LogScan, records: [StoredRecord], lastSequence: UInt64,
-                      to result: inout RecoveredLog, image: inout RetainedImage, sessions: inout SessionImage) {
+                      to result: inout RecoveredLog, image: inout [RetainedImage], sessions: inout SessionImage) {
         result.base = segment.number
         result.shardCount = start.shardCount
         result.validEnd = scan.validEnd
@@ -144,7 +212,8 @@ public enum LogRecovery {
         result.lastSequence = lastSequence
         for record in records {
             if let retained = RetainedRecord(record) {
-                image.apply(retained)
+                let key = RetainedImage.Key(retained.topic)
+                image[image.count == 1 ? 0 : Int(key.hash % UInt64(image.count))].apply(retained, key: key)
             } else if sessions.apply(record) {
                 continue
             } else {

@@ -366,12 +366,20 @@ public struct SessionImage: Sendable {
 
     /// The sessions of every shard's log, one per client id: where a session moved between shards
     /// and both copies survived, the later copy (stamp) wins.
-    public static func merge(_ images: [SessionImage]) -> [SessionRecord] {
-        var byClient: [[UInt8]: SessionRecord] = [:]
-        for image in images {
-            for s in image.records {
-                if let existing = byClient[s.clientID], existing.stamp >= s.stamp { continue }
-                byClient[s.clientID] = s
+    public static func merge(_ images: [SessionImage]) -> [SessionRecord] { merge(records: images.map(\.records)) }
+
+    /// `merge` of the images' `records` (which the recovery threads make in parallel); in stamp
+    /// order.
+    public static func merge(records: [[SessionRecord]]) -> [SessionRecord] {
+        let nonEmpty = records.filter { !$0.isEmpty }
+        if nonEmpty.count <= 1 { return (nonEmpty.first ?? []).sorted { $0.stamp < $1.stamp } }
+        var byClient: [HashedBytes: SessionRecord] = [:]
+        byClient.reserveCapacity(nonEmpty.reduce(0) { $0 + $1.count })
+        for part in nonEmpty {
+            for s in part {
+                let key = HashedBytes(s.clientID)
+                if let existing = byClient[key], existing.stamp >= s.stamp { continue }
+                byClient[key] = s
             }
         }
         return byClient.values.sorted { $0.stamp < $1.stamp }

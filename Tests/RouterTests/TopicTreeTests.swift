@@ -1,7 +1,7 @@
 // The retained-message lookup tree: filter matching, `$` topics, removal and pruning.
 
 import XCTest
-import Router
+@testable import Router
 
 final class TopicTreeTests: XCTestCase {
     func tree(_ topics: [String]) -> TopicTree<String> {
@@ -10,7 +10,7 @@ final class TopicTreeTests: XCTestCase {
         return t
     }
 
-    func found(_ t: TopicTree<String>, _ filter: String) -> Set<String> {
+    func found<V>(_ t: TopicTree<V>, _ filter: String) -> Set<String> {
         Set(t.matches(filter: filter).map(\.topic))
     }
 
@@ -40,5 +40,53 @@ final class TopicTreeTests: XCTestCase {
         XCTAssertEqual(found(t, "#"), [])
         t.set(nil, forTopic: "never/there")
         XCTAssertEqual(t.count, 0)
+    }
+}
+
+extension TopicTreeTests {
+    func testCollidingLevelsStayApart() {
+        // Every level hashes alike: the collision chains keep them apart, and pruning unlinks
+        // the right node of a chain.
+        var t = TopicTree<String>(hashMask: 0)
+        let topics = ["a", "b", "a/b", "a/c", "b/c", "c/a/b", "$SYS/x"]
+        for topic in topics { t.set(topic, forTopic: topic) }
+        for topic in topics { XCTAssertEqual(t.value(forTopic: topic), topic) }
+        XCTAssertEqual(found(t, "+/c"), ["a/c", "b/c"])
+        XCTAssertEqual(found(t, "#"), ["a", "b", "a/b", "a/c", "b/c", "c/a/b"])
+        t.set(nil, forTopic: "a/b")
+        t.set(nil, forTopic: "a")
+        XCTAssertNil(t.value(forTopic: "a/b"))
+        XCTAssertEqual(t.value(forTopic: "a/c"), "a/c")
+        XCTAssertEqual(found(t, "a/#"), ["a/c"])
+        for topic in topics { t.set(nil, forTopic: topic) }
+        XCTAssertEqual(t.count, 0)
+        XCTAssertEqual(t.liveNodes, 1)
+        XCTAssertEqual(found(t, "#"), [])
+    }
+
+    func testNodesAreReusedAndTreeMatchesAModel() {
+        // Random sets and removals against a dictionary: the same values, the same filter
+        // answers, and no node left behind once everything is gone.
+        var t = TopicTree<Int>()
+        var model: [String: Int] = [:]
+        var rng = SystemRandomNumberGenerator()
+        let levels = ["a", "b", "", "$x", "long-level-name"]
+        for step in 0..<4000 {
+            let depth = Int.random(in: 1...4, using: &rng)
+            let topic = (0..<depth).map { _ in levels.randomElement(using: &rng)! }.joined(separator: "/")
+            if Bool.random(using: &rng) {
+                t.set(step, forTopic: topic); model[topic] = step
+            } else {
+                t.set(nil, forTopic: topic); model[topic] = nil
+            }
+        }
+        XCTAssertEqual(t.count, model.count)
+        for (topic, value) in model { XCTAssertEqual(t.value(forTopic: topic), value) }
+        XCTAssertEqual(found(t, "#"), Set(model.keys.filter { !$0.hasPrefix("$") }))
+        XCTAssertEqual(found(t, "a/+"), Set(model.keys.filter { $0.hasPrefix("a/") && $0.split(separator: "/", omittingEmptySubsequences: false).count == 2 }))
+        XCTAssertEqual(Set(t.values(matching: "a/#")), Set(model.filter { $0.key == "a" || $0.key.hasPrefix("a/") }.values))
+        for topic in model.keys { t.set(nil, forTopic: topic) }
+        XCTAssertEqual(t.count, 0)
+        XCTAssertEqual(t.liveNodes, 1)
     }
 }

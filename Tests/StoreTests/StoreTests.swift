@@ -22,6 +22,22 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(part, whole)
     }
 
+    func testCRC32CInstructionMatchesTheTables() {
+        // Where the processor's instruction is used, it gives the software's CRC for every length
+        // and alignment (the 8-byte loop and its tail), and the check value.
+        var rng = SystemRandomNumberGenerator()
+        let bytes = (0..<1100).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        bytes.withUnsafeBytes { b in
+            for start in 0..<9 {
+                for end in stride(from: start, through: b.count, by: 37) {
+                    let view = UnsafeRawBufferPointer(rebasing: b[start..<end])
+                    XCTAssertEqual(CRC32C.checksum(view, continuing: 0x1234_5678), CRC32C.softwareChecksum(view, continuing: 0x1234_5678))
+                }
+            }
+        }
+        Array("123456789".utf8).withUnsafeBytes { XCTAssertEqual(CRC32C.softwareChecksum($0), 0xE306_9283) }
+    }
+
     func retained(_ topic: String, _ payload: String, time: UInt64, shard: UInt8 = 0) -> RetainedRecord {
         RetainedRecord(wallTime: time, node: 0, shard: shard, qos: 1, topic: Array(topic.utf8),
                        properties: [0x02, 0, 0, 0, 60], payload: Array(payload.utf8))
