@@ -18,7 +18,13 @@ build() {  # output, sources...
     # The sources import the modules they come from; here they are one module.
     local dir; dir=$(mktemp -d)
     for f in "$@"; do sed -e '/^@_exported import /d' -e '/^import ApusBase$/d' -e '/^import Codec$/d' "$f" > "$dir/$(echo "$f" | tr / _)"; done
-    swiftc -sanitize=fuzzer,address -parse-as-library -O -swift-version 6 -module-name ApusFuzz "$dir"/*.swift -o "$out"
+    # The store's CRC-32C instruction is a C module (its header's module map, its object file).
+    local extra=()
+    if grep -q '^import CCRC32C' "$@"; then
+      clang -c -O2 -fsanitize=fuzzer-no-link,address Sources/CCRC32C/crc32c.c -ISources/CCRC32C/include -o "$dir/crc32c.o"
+      extra=(-I Sources/CCRC32C/include "$dir/crc32c.o")
+    fi
+    swiftc -sanitize=fuzzer,address -parse-as-library -O -swift-version 6 -module-name ApusFuzz "$dir"/*.swift "${extra[@]}" -o "$out"
     rm -rf "$dir"
   fi
 }
@@ -37,7 +43,7 @@ run() {  # binary, corpus, max_len, what
 
 build fuzz/apus-fuzz-decoder "${base_and_codec[@]}" fuzz/DecoderFuzz.swift
 build fuzz/apus-fuzz-records "${base_and_codec[@]}" Sources/ShardContract/*.swift fuzz/RecordFuzz.swift
-build fuzz/apus-fuzz-store Sources/ApusBase/*.swift Sources/Store/*.swift fuzz/StoreFuzz.swift
+build fuzz/apus-fuzz-store Sources/ApusBase/*.swift Sources/Store/*.swift Sources/CCRC32C/crc32c.c fuzz/StoreFuzz.swift
 run fuzz/apus-fuzz-decoder fuzz/corpus 4096 "the decoder"
 run fuzz/apus-fuzz-records fuzz/records-corpus 4096 "the shard records"
 run fuzz/apus-fuzz-store fuzz/store-corpus 8192 "the store's recovery"
