@@ -2,6 +2,9 @@
 // → first node of the collision chain. An open-addressed table with linear probing: the level
 // hash is already computed (FNV-1a) when a topic is matched, so a lookup is one multiply and a
 // probe or two, where a Dictionary would run SipHash over the key at every level of every match.
+// A slot keeps the hash's low 32 bits (12 bytes a slot: the table of a million retained topics is
+// 24 MB, not 32): levels whose hashes agree there share a collision chain, which the tries walk
+// comparing the levels' bytes anyway.
 
 /// Open-addressed map from (parent, level hash) to a node index.
 @usableFromInline struct ChildTable {
@@ -9,9 +12,9 @@
         /// -1 marks an empty slot.
         @usableFromInline var parent: Int32 = -1
         @usableFromInline var node: Int32 = -1
-        @usableFromInline var hash: UInt64 = 0
+        @usableFromInline var hash: UInt32 = 0
         @inlinable init() {}
-        @inlinable init(parent: Int32, node: Int32, hash: UInt64) { self.parent = parent; self.node = node; self.hash = hash }
+        @inlinable init(parent: Int32, node: Int32, hash: UInt32) { self.parent = parent; self.node = node; self.hash = hash }
     }
 
     /// A power of two, at most half full.
@@ -21,16 +24,17 @@
     @inlinable init() { slots = Array(repeating: Slot(), count: 16) }
 
     @inlinable @inline(__always)
-    static func home(_ parent: Int32, _ hash: UInt64, _ mask: Int) -> Int {
-        var h = hash &+ UInt64(UInt32(bitPattern: parent)) &* 0x9E37_79B9_7F4A_7C15
+    static func home(_ parent: Int32, _ hash: UInt32, _ mask: Int) -> Int {
+        var h = UInt64(hash) &+ UInt64(UInt32(bitPattern: parent)) &* 0x9E37_79B9_7F4A_7C15
         h ^= h >> 29
         return Int(truncatingIfNeeded: h) & mask
     }
 
     /// The node stored for (parent, hash), if any.
     @inlinable
-    func find(parent: Int32, hash: UInt64) -> Int32? {
-        slots.withUnsafeBufferPointer { slots in
+    func find(parent: Int32, hash wide: UInt64) -> Int32? {
+        let hash = UInt32(truncatingIfNeeded: wide)
+        return slots.withUnsafeBufferPointer { slots in
             let mask = slots.count - 1
             var i = ChildTable.home(parent, hash, mask)
             while true {
@@ -44,7 +48,8 @@
 
     /// Stores `node` for (parent, hash), replacing any previous one.
     @usableFromInline
-    mutating func set(parent: Int32, hash: UInt64, node: Int32) {
+    mutating func set(parent: Int32, hash wide: UInt64, node: Int32) {
+        let hash = UInt32(truncatingIfNeeded: wide)
         if (count + 1) * 2 > slots.count { grow() }
         let mask = slots.count - 1
         var i = ChildTable.home(parent, hash, mask)
@@ -61,7 +66,8 @@
 
     /// Removes the entry of (parent, hash), if present.
     @usableFromInline
-    mutating func remove(parent: Int32, hash: UInt64) {
+    mutating func remove(parent: Int32, hash wide: UInt64) {
+        let hash = UInt32(truncatingIfNeeded: wide)
         let mask = slots.count - 1
         var i = ChildTable.home(parent, hash, mask)
         while true {
@@ -100,6 +106,6 @@
         let old = slots
         slots = Array(repeating: Slot(), count: size)
         count = 0
-        for slot in old where slot.parent != -1 { set(parent: slot.parent, hash: slot.hash, node: slot.node) }
+        for slot in old where slot.parent != -1 { set(parent: slot.parent, hash: UInt64(slot.hash), node: slot.node) }
     }
 }

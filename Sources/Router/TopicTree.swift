@@ -2,18 +2,23 @@
 // stored topics does this filter match?" — the retained-message lookup on SUBSCRIBE.
 // Keyed by bytes like the subscription trie: a level is found through the shared ChildTable
 // (parent, FNV-1a of the level) with a collision chain, and every node also links its children
-// in a list, which the `+` and `#` walks follow. No String and no Dictionary per level: loading a
-// million retained messages at start is one hash probe and one node per new level.
+// in a list, which the `+` and `#` walks follow. The levels' bytes sit in one array (compacted
+// when half of it belongs to removed nodes). No String, no Dictionary and no allocation per level:
+// loading a million retained messages at start is a hash probe and a node per new level.
 
 import ApusBase
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Topic names → values, searchable by topic filter.
 public struct TopicTree<Value> {
     // Inlinable (with what it touches), so each user's Value is specialised.
     @usableFromInline struct Node {
-        @usableFromInline var level: [UInt8]
+        /// The level's bytes in `levelBytes`.
+        @usableFromInline var levelStart: Int
+        @usableFromInline var levelCount: Int32
         @usableFromInline var parent: Int32
-        @usableFromInline var hash: UInt64
         /// Next node with the same (parent, hash): the collision chain.
         @usableFromInline var nextCollision: Int32 = -1
         /// The children as a doubly linked list (for the wildcard walks and pruning).
@@ -24,10 +29,15 @@ public struct TopicTree<Value> {
         /// `value != nil`, without copying the value out to test it.
         @usableFromInline var occupied = false
 
-        @inlinable init(level: [UInt8], parent: Int32, hash: UInt64) { self.level = level; self.parent = parent; self.hash = hash }
+        @inlinable init(levelStart: Int, levelCount: Int32, parent: Int32) {
+            self.levelStart = levelStart; self.levelCount = levelCount; self.parent = parent
+        }
     }
 
-    @usableFromInline var nodes: [Node] = [Node(level: [], parent: -1, hash: 0)]
+    @usableFromInline var nodes: [Node] = [Node(levelStart: 0, levelCount: 0, parent: -1)]
+    @usableFromInline var levelBytes: [UInt8] = []
+    /// Bytes of `levelBytes` that removed nodes left behind.
+    @usableFromInline var garbageBytes = 0
     @usableFromInline var children = ChildTable()
     @usableFromInline var freeNodes: [Int32] = []
     @usableFromInline var stored = 0
@@ -49,19 +59,34 @@ public struct TopicTree<Value> {
 
     // MARK: lookup and update
 
+    @inlinable func levelHash(_ level: UnsafeRawBufferPointer) -> UInt64 { FNV1a.hash(level, 0, level.count) & hashMask }
+
+    @inlinable func level(of node: Int32, equals level: UnsafeRawBufferPointer) -> Bool {
+        let n = nodes[Int(node)]
+        guard Int(n.levelCount) == level.count else { return false }
+        if level.isEmpty { return true }
+        return levelBytes.withUnsafeBytes { memcmp($0.baseAddress! + n.levelStart, level.baseAddress!, level.count) == 0 }
+    }
+
+    /// Whether the node's level starts with `$` (not matched by a first-level wildcard).
+    @inlinable func isDollar(_ node: Int32) -> Bool {
+        let n = nodes[Int(node)]
+        return n.levelCount > 0 && levelBytes[n.levelStart] == UInt8(ascii: "$")
+    }
+
     @inlinable func child(of parent: Int32, level: UnsafeRawBufferPointer) -> Int32? {
-        let hash = FNV1a.hash(level, 0, level.count) & hashMask
-        var c = children.find(parent: parent, hash: hash) ?? -1
+        var c = children.find(parent: parent, hash: levelHash(level)) ?? -1
         while c >= 0 {
-            if nodes[Int(c)].level.withUnsafeBytes({ $0.elementsEqual(level) }) { return c }
+            if self.level(of: c, equals: level) { return c }
             c = nodes[Int(c)].nextCollision
         }
         return nil
     }
 
     @inlinable mutating func addChild(of parent: Int32, level: UnsafeRawBufferPointer) -> Int32 {
-        let hash = FNV1a.hash(level, 0, level.count) & hashMask
-        var node = Node(level: Array(level), parent: parent, hash: hash)
+        let hash = levelHash(level)
+        var node = Node(levelStart: levelBytes.count, levelCount: Int32(level.count), parent: parent)
+        levelBytes.append(contentsOf: level)
         node.nextCollision = children.find(parent: parent, hash: hash) ?? -1
         node.nextSibling = nodes[Int(parent)].firstChild
         let index: Int32
@@ -145,16 +170,18 @@ public struct TopicTree<Value> {
     /// Removes `start` and its ancestors while they hold neither a value nor children.
     @inlinable mutating func prune(from start: Int32) {
         var index = start
+        defer { if garbageBytes > 4096 && garbageBytes * 2 > levelBytes.count { compactLevels() } }
         while index != 0 {
             let node = nodes[Int(index)]
             guard !node.occupied && node.firstChild < 0 else { return }
             let parent = node.parent
-            let head = children.find(parent: parent, hash: node.hash)!
+            let hash = levelBytes.withUnsafeBytes { levelHash(UnsafeRawBufferPointer(rebasing: $0[node.levelStart..<node.levelStart + Int(node.levelCount)])) }
+            let head = children.find(parent: parent, hash: hash)!
             if head == index {
                 if node.nextCollision >= 0 {
-                    children.set(parent: parent, hash: node.hash, node: node.nextCollision)
+                    children.set(parent: parent, hash: hash, node: node.nextCollision)
                 } else {
-                    children.remove(parent: parent, hash: node.hash)
+                    children.remove(parent: parent, hash: hash)
                 }
             } else {
                 var previous = head
@@ -167,10 +194,24 @@ public struct TopicTree<Value> {
                 nodes[Int(parent)].firstChild = node.nextSibling
             }
             if node.nextSibling >= 0 { nodes[Int(node.nextSibling)].previousSibling = node.previousSibling }
-            nodes[Int(index)] = Node(level: [], parent: -1, hash: 0)
+            garbageBytes += Int(node.levelCount)
+            nodes[Int(index)] = Node(levelStart: 0, levelCount: 0, parent: -1)
             freeNodes.append(index)
             index = parent
         }
+    }
+
+    /// Copies the levels of the nodes in use to a new array, leaving the removed ones' behind.
+    @usableFromInline mutating func compactLevels() {
+        var compacted: [UInt8] = []
+        compacted.reserveCapacity(levelBytes.count - garbageBytes)
+        for i in nodes.indices where nodes[i].parent >= 0 {
+            let start = nodes[i].levelStart
+            nodes[i].levelStart = compacted.count
+            compacted.append(contentsOf: levelBytes[start..<start + Int(nodes[i].levelCount)])
+        }
+        levelBytes = compacted
+        garbageBytes = 0
     }
 
     /// Nodes in use, the root included (tests).
@@ -200,10 +241,11 @@ public struct TopicTree<Value> {
     }
 
     func topic(of node: Int32) -> String {
-        var levels: [[UInt8]] = []
+        var levels: [ArraySlice<UInt8>] = []
         var index = node
         while index > 0 {
-            levels.append(nodes[Int(index)].level)
+            let n = nodes[Int(index)]
+            levels.append(levelBytes[n.levelStart..<n.levelStart + Int(n.levelCount)])
             index = nodes[Int(index)].parent
         }
         return String(decoding: Array(levels.reversed().joined(separator: [UInt8(ascii: "/")])), as: UTF8.self)
@@ -232,7 +274,7 @@ public struct TopicTree<Value> {
         } else if level == [UInt8(ascii: "+")] {
             var c = nodes[Int(index)].firstChild
             while c >= 0 {
-                if !(depth == 0 && nodes[Int(c)].level.first == UInt8(ascii: "$")) { walk(c, filter, depth + 1, found) }
+                if !(depth == 0 && isDollar(c)) { walk(c, filter, depth + 1, found) }
                 c = nodes[Int(c)].nextSibling
             }
         } else if let c = level.withUnsafeBytes({ child(of: index, level: $0) }) {
@@ -245,7 +287,7 @@ public struct TopicTree<Value> {
         var stack: [Int32] = []
         var c = nodes[Int(index)].firstChild
         while c >= 0 {
-            if !(atRoot && nodes[Int(c)].level.first == UInt8(ascii: "$")) { stack.append(c) }
+            if !(atRoot && isDollar(c)) { stack.append(c) }
             c = nodes[Int(c)].nextSibling
         }
         while let n = stack.popLast() {

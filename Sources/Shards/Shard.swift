@@ -122,8 +122,10 @@ final class Shard {
             let loadStarted = apus_monotonic_ns()
             core.reserveRetained(recovered.retained.reduce(0) { $0 + $1.count })
             for part in recovered.retained { core.loadRetained(part, now: apus_monotonic_ns()) }
+            let retainedLoaded = apus_monotonic_ns()
             core.loadSessions(recovered.sessions[index], now: apus_monotonic_ns())
             logger.info("store: loaded", metadata: ["sessions": "\(recovered.sessions[index].count)",
+                                                   "retained_ms": "\((retainedLoaded - loadStarted) / 1_000_000)",
                                                    "milliseconds": "\((apus_monotonic_ns() - loadStarted) / 1_000_000)"])
             core.storeSequence = segment.lastSequence
             core.storeDurableSequence = segment.lastSequence

@@ -74,11 +74,8 @@ enum StoreFiles {
 
         // Each shard's files on a thread of their own.
         let results = found.keys.sorted().map { ShardRecovery(shard: $0, segments: found[$0]!, partitions: shards) }
-        var threads: [pthread_t] = []
-        for r in results {
-            threads.append(try spawnThread(name: "apus-recover-\(r.shard)") { r.run(config) })
-        }
-        for t in threads { pthread_join(t, nil) }
+        defer { for r in results { r.release() } }  // every thread that reads their bytes is joined by then
+        try runThreads(results.map { r in ("apus-recover-\(r.shard)", { r.run(config) }) })
         let read = apus_monotonic_ns()
 
         if config.strict {
@@ -95,14 +92,12 @@ enum StoreFiles {
                 }
             }
         }
-        var sessionImages: [[SessionRecord]] = []
         var lastSequence: UInt64 = 0
         var newest: UInt64 = 0
         var old: [String] = []
         var damaged: [String] = []
         for r in results {
             if let error = r.error { throw error }
-            sessionImages.append(r.sessionRecords)
             lastSequence = max(lastSequence, r.log.lastSequence)
             newest = max(newest, r.segments.map(\.segment).max() ?? 0)
             if r.log.incompleteBase {
@@ -127,48 +122,21 @@ enum StoreFiles {
                                metadata: ["shard": "\(r.shard)", "file": "\(file)"])
             }
         }
-        // Sessions go to their client id's home shard (its registry then holds them), with keys
-        // and message ids numbered again in each shard's new log.
-        var sessions = Array(repeating: [SessionRecord](), count: shards)
-        for var session in SessionImage.merge(records: sessionImages) {
-            let shard = shards > 1 ? Int(FNV1a.hash(session.clientID) % UInt64(shards)) : 0
-            session.key = UInt64(sessions[shard].count + 1)
-            sessions[shard].append(session)
-        }
-        var messageCount = 0
-        for shard in 0..<shards {
-            var id: UInt64 = 0
-            for i in sessions[shard].indices {
-                for j in sessions[shard][i].messages.indices {
-                    id += 1
-                    sessions[shard][i].messages[j].id = id
-                }
-                messageCount += sessions[shard][i].messages.count
-            }
-        }
         let merged = apus_monotonic_ns()
 
         // The new segments: each shard's snapshot of what it owns, synced, before anything old goes,
         // one thread per shard. Retained messages are owned by topic (FNV-1a modulo the shard
         // count: the partition the readers sorted them into), so every shard's log carries a share
         // and the next recovery is parallel (the shard they were published on may have been one
-        // for all of them); each writer first merges its partition of every log's image.
+        // for all of them); each writer first decodes and merges its partition of every log.
+        // Sessions go to their client id's home shard (its registry then holds them; the readers
+        // sorted them so), with keys and message ids numbered again in each shard's new log.
         let segment = newest + 1
         let writers = (0..<shards).map { shard in
             SegmentWriter(shard: shard, shards: shards, segment: segment, firstSequence: lastSequence, path: config.file(shard: shard, segment: segment),
-                          retained: results.map { r in
-                              var part = RetainedImage()
-                              swap(&part, &r.images[shard])
-                              return part
-                          },
-                          sessions: sessions[shard])
+                          retained: results.map { $0.pending[shard] }, sessions: results.map { $0.sessionRecords[shard] })
         }
-        sessions = []
-        var writerThreads: [pthread_t] = []
-        for w in writers {
-            writerThreads.append(try spawnThread(name: "apus-store-\(w.shard)") { w.run() })
-        }
-        for t in writerThreads { pthread_join(t, nil) }
+        try runThreads(writers.map { w in ("apus-store-\(w.shard)", { w.run() }) })
         var segments: [OpenSegment] = []
         for w in writers {
             if let error = w.error { throw error }
@@ -182,11 +150,23 @@ enum StoreFiles {
         logger.info("store: recovered", metadata: [
             "directory": "\(config.path)", "retained": "\(writers.reduce(0) { $0 + $1.retained.count })",
             "sessions": "\(writers.reduce(0) { $0 + $1.sessions.count })",
-            "session_messages": "\(messageCount)", "segments_read": "\(old.count)",
+            "session_messages": "\(writers.reduce(0) { $0 + $1.sessions.reduce(0) { $0 + $1.messages.count } })", "segments_read": "\(old.count)",
             "milliseconds": "\((apus_monotonic_ns() - started) / 1_000_000)", "read_ms": "\((read - started) / 1_000_000)",
             "merge_ms": "\((merged - read) / 1_000_000)", "write_ms": "\((wrote - merged) / 1_000_000)",
         ])
         return RecoveredStore(retained: writers.map(\.retained), sessions: writers.map(\.sessions), segments: segments)
+    }
+
+    /// Runs each body on a thread of its own and returns when all are done, also when one could
+    /// not be started (the error is thrown once the others finished).
+    static func runThreads(_ bodies: [(name: String, body: @Sendable () -> Void)]) throws {
+        var threads: [pthread_t] = []
+        var failure: (any Error)?
+        for (name, body) in bodies {
+            do { threads.append(try spawnThread(name: name, body)) } catch { failure = error; break }
+        }
+        for t in threads { pthread_join(t, nil) }
+        if let failure { throw failure }
     }
 
     /// Writes all of `bytes` at `offset` (advanced past them); false on an error (errno says which).
@@ -219,59 +199,78 @@ public struct StoreDamageError: Error, CustomStringConvertible {
 final class ShardRecovery: @unchecked Sendable {
     let shard: Int
     let segments: [(segment: UInt64, name: String)]
-    /// The retained messages by owner partition (topic hash modulo the shard count).
-    var images: [RetainedImage]
+    /// The retained records by owner partition (topic hash modulo the shard count), undecoded:
+    /// they point into `files`, which `release` frees once the writers are done.
+    var pending: [[StoredRecord]]
+    var files: [UnsafeMutableRawBufferPointer] = []
     var sessions = SessionImage()
-    /// `sessions.records`, made on this thread.
-    var sessionRecords: [SessionRecord] = []
+    /// `sessions.records`, made on this thread, by home shard (client id's FNV-1a modulo the
+    /// shard count).
+    var sessionRecords: [[SessionRecord]]
     var log = RecoveredLog()
     var error: SystemCallError?
 
     init(shard: Int, segments: [(segment: UInt64, name: String)], partitions: Int) {
         self.shard = shard; self.segments = segments
-        images = Array(repeating: RetainedImage(), count: partitions)
+        pending = Array(repeating: [], count: partitions)
+        sessionRecords = Array(repeating: [], count: partitions)
+    }
+
+    func release() {
+        pending = []
+        for f in files { f.deallocate() }
+        files = []
     }
 
     func run(_ config: StoreConfig) {
-        var contents: [(UInt64, [UInt8])] = []
+        var segmentFiles: [SegmentFile] = []
         for (segment, path) in segments {
-            do { contents.append((segment, try Self.readFile(path))) } catch { self.error = error; return }
-        }
-        func recover(_ index: Int, _ files: inout [SegmentFile]) {
-            if index == contents.count {
-                log = LogRecovery.recover(files, into: &images, sessions: &sessions)
-                sessionRecords = sessions.records
-                sessions = SessionImage()
+            do {
+                let bytes = try Self.readFile(path)
+                files.append(bytes)
+                segmentFiles.append(SegmentFile(number: segment, bytes: UnsafeRawBufferPointer(bytes)))
+            } catch {
+                self.error = error
                 return
             }
-            contents[index].1.withUnsafeBytes { bytes in
-                files.append(SegmentFile(number: contents[index].0, bytes: bytes))
-                recover(index + 1, &files)
-            }
         }
-        var files: [SegmentFile] = []
-        recover(0, &files)
+        log = LogRecovery.recover(segmentFiles, pending: &pending, sessions: &sessions)
+        let partitions = sessionRecords.count
+        for session in sessions.records {
+            sessionRecords[partitions > 1 ? Int(FNV1a.hash(session.clientID) % UInt64(partitions)) : 0].append(session)
+        }
+        sessions = SessionImage()
     }
 
-    static func readFile(_ path: String) throws(SystemCallError) -> [UInt8] {
+    /// The file's bytes as an array.
+    static func readBytes(_ path: String) throws(SystemCallError) -> [UInt8] {
+        let bytes = try readFile(path)
+        defer { bytes.deallocate() }
+        return Array(bytes)
+    }
+
+    /// The file's bytes, allocated (the caller deallocates them).
+    static func readFile(_ path: String) throws(SystemCallError) -> UnsafeMutableRawBufferPointer {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SystemCallError("open \(path)", errno: errno) }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw SystemCallError("fstat \(path)", errno: errno) }
-        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
+        let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, Int(info.st_size)), alignment: 16)
+        let size = Int(info.st_size)
         var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + done, $0.count - done) }
+        while done < size {
+            let n = Glibc.read(fd, bytes.baseAddress! + done, size - done)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw SystemCallError("read \(path)", errno: errno)
+                let e = errno
+                bytes.deallocate()
+                throw SystemCallError("read \(path)", errno: e)
             }
             if n == 0 { break }
             done += n
         }
-        if done < bytes.count { bytes.removeSubrange(done...) }
-        return bytes
+        return UnsafeMutableRawBufferPointer(rebasing: bytes[..<done])
     }
 }
 
@@ -279,22 +278,37 @@ final class ShardRecovery: @unchecked Sendable {
 /// and synced with its sessions, on a thread of its own.
 final class SegmentWriter: @unchecked Sendable {
     let shard: Int, shards: Int, segment: UInt64, firstSequence: UInt64, path: String
-    /// Every log's image of this shard's partition; after `run`, the merged live messages.
-    var images: [RetainedImage]
+    /// Every log's records of this shard's partition (undecoded, in log order); after `run`, the
+    /// merged live messages.
+    var pending: [[StoredRecord]]
     var retained: [RetainedRecord] = []
     var sessions: [SessionRecord]
     var result: OpenSegment?
     var error: SystemCallError?
 
-    init(shard: Int, shards: Int, segment: UInt64, firstSequence: UInt64, path: String, retained: [RetainedImage], sessions: [SessionRecord]) {
+    /// Every log's sessions homed on this shard; after `run`, merged and numbered.
+    var sessionParts: [[SessionRecord]]
+
+    init(shard: Int, shards: Int, segment: UInt64, firstSequence: UInt64, path: String, retained: [[StoredRecord]], sessions: [[SessionRecord]]) {
         self.shard = shard; self.shards = shards; self.segment = segment; self.firstSequence = firstSequence; self.path = path
-        self.images = retained; self.sessions = sessions
+        self.pending = retained; self.sessions = []; self.sessionParts = sessions
     }
 
     func run() {
+        sessions = SessionImage.merge(records: sessionParts)
+        sessionParts = []
+        var id: UInt64 = 0
+        for i in sessions.indices {
+            sessions[i].key = UInt64(i + 1)
+            for j in sessions[i].messages.indices {
+                id += 1
+                sessions[i].messages[j].id = id
+            }
+        }
         var image = RetainedImage()
-        for i in images.indices { image.absorb(&images[i]) }
-        images = []
+        image.reserveCapacity(pending.reduce(0) { $0 + $1.count })
+        for part in pending { image.apply(part) }
+        pending = []
         retained = image.takeMessages()
         var size = 256
         for i in retained.indices {

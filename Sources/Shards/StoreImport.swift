@@ -44,7 +44,7 @@ public enum StoreImport {
             }
         }
         let now = apus_realtime_ns()
-        let bytes = try ShardRecovery.readFile(source)
+        let bytes = try ShardRecovery.readBytes(source)
         let data = try bytes.withUnsafeBytes { try MosquittoDB.read($0, now: now) }
         let imported = StoreDigest.of(retained: data.retained, sessions: data.sessions)
 
@@ -71,14 +71,14 @@ public enum StoreImport {
         StoreFiles.syncDirectory(config.path)
 
         // Read back as a start would, and the source once more.
-        let back = try ShardRecovery.readFile(path)
+        let back = try ShardRecovery.readBytes(path)
         var image = RetainedImage()
         var sessions = SessionImage()
         let log = back.withUnsafeBytes { LogRecovery.recover([SegmentFile(number: 1, bytes: $0)], into: &image, sessions: &sessions) }
         let backSessions = sessions.records
         let readBack = log.base == 1 && log.undecodable == 0 && log.skipped.isEmpty
             ? StoreDigest.of(retained: image.messages, sessions: backSessions) : 0
-        let again = try ShardRecovery.readFile(source)
+        let again = try ShardRecovery.readBytes(source)
         let second = try again.withUnsafeBytes { try MosquittoDB.read($0, now: now) }
         return ImportSummary(
             file: path, retained: data.retained.count, sessions: data.sessions.count,

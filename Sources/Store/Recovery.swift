@@ -56,6 +56,36 @@ public struct RetainedImage: Sendable {
         hashes.append(hash)
     }
 
+    /// Decodes and keeps each retained record of `records` (in log order; bodies that
+    /// `topicHash` accepted).
+    public mutating func apply(_ records: [StoredRecord]) {
+        if records.count > self.records.count { reserveCapacity(records.count) }
+        for stored in records {
+            guard let record = RetainedRecord(stored) else { continue }
+            let hash = record.topic.withUnsafeBytes { FNV1a.hash($0, 0, $0.count) }
+            apply(record, hash: hash)
+        }
+    }
+
+    /// The FNV-1a hash of a retained record's topic, read in place (its partition), or nil when the
+    /// record is not a retained one or its body lies about its lengths.
+    public static func topicHash(_ record: StoredRecord) -> UInt64? {
+        let body = record.body
+        func u32(_ offset: Int) -> Int { Int(UInt32(littleEndian: body.loadUnaligned(fromByteOffset: offset, as: UInt32.self))) }
+        switch record.type {
+        case StoreRecordType.retainedSet.rawValue:
+            guard body.count >= 24 else { return nil }
+            let t = u32(12), pr = u32(16), pl = u32(20)
+            guard t + pr + pl == body.count - 24, pl > 0 else { return nil }
+            return FNV1a.hash(body, 24, 24 + t)
+        case StoreRecordType.retainedDelete.rawValue:
+            guard body.count >= 16, u32(12) == body.count - 16 else { return nil }
+            return FNV1a.hash(body, 16, body.count)
+        default:
+            return nil
+        }
+    }
+
     /// Room for `count` topics without growing.
     public mutating func reserveCapacity(_ count: Int) {
         records.reserveCapacity(count)
@@ -156,9 +186,20 @@ public enum LogRecovery {
     }
 
     /// Recovers a shard's retained messages into `images`, each topic into the one its hash
-    /// (FNV-1a) modulo their count picks — the partitions that start-up merges in parallel —, and
-    /// its sessions into `sessions`.
+    /// (FNV-1a) modulo their count picks, and its sessions into `sessions`.
     public static func recover(_ segments: [SegmentFile], into image: inout [RetainedImage], sessions: inout SessionImage) -> RecoveredLog {
+        var pending = Array(repeating: [StoredRecord](), count: image.count)
+        let log = recover(segments, pending: &pending, sessions: &sessions)
+        for p in pending.indices { image[p].apply(pending[p]) }
+        return log
+    }
+
+    /// Recovers a shard's sessions into `sessions` and leaves its retained records undecoded in
+    /// `pending`, each in the partition its topic's hash modulo their count picks, in log order:
+    /// start-up decodes and merges each partition of every log on a thread of its own, so one
+    /// log holding every retained message is not read by one thread alone. The records point
+    /// into the segments' bytes.
+    public static func recover(_ segments: [SegmentFile], pending: inout [[StoredRecord]], sessions: inout SessionImage) -> RecoveredLog {
         var result = RecoveredLog()
         let newestFirst = segments.sorted { $0.number > $1.number }
         var fallback: (segment: SegmentFile, start: SegmentStart, scan: LogScan, records: [StoredRecord], last: UInt64)? = nil
@@ -187,14 +228,14 @@ public enum LogRecovery {
                 if fallback == nil { fallback = (segment, start, scan, records, lastSequence) }
                 continue
             }
-            apply(segment: segment, start: start, scan: scan, records: records, lastSequence: lastSequence, to: &result, image: &image,
+            apply(segment: segment, start: start, scan: scan, records: records, lastSequence: lastSequence, to: &result, image: &pending,
                   sessions: &sessions)
         }
         if result.base == nil, let f = fallback {
             // No complete snapshot anywhere (its end was damaged): the newest segment's intact
             // records are the best there is.
             result.abandoned.removeAll { $0 == f.segment.number }
-            apply(segment: f.segment, start: f.start, scan: f.scan, records: f.records, lastSequence: f.last, to: &result, image: &image,
+            apply(segment: f.segment, start: f.start, scan: f.scan, records: f.records, lastSequence: f.last, to: &result, image: &pending,
                   sessions: &sessions)
             result.incompleteBase = true
         }
@@ -202,7 +243,7 @@ public enum LogRecovery {
     }
 
     static func apply(segment: SegmentFile, start: SegmentStart, scan: LogScan, records: [StoredRecord], lastSequence: UInt64,
-                      to result: inout RecoveredLog, image: inout [RetainedImage], sessions: inout SessionImage) {
+                      to result: inout RecoveredLog, image pending: inout [[StoredRecord]], sessions: inout SessionImage) {
         result.base = segment.number
         result.shardCount = start.shardCount
         result.validEnd = scan.validEnd
@@ -211,9 +252,8 @@ public enum LogRecovery {
         result.records = scan.records
         result.lastSequence = lastSequence
         for record in records {
-            if let retained = RetainedRecord(record) {
-                let key = RetainedImage.Key(retained.topic)
-                image[image.count == 1 ? 0 : Int(key.hash % UInt64(image.count))].apply(retained, key: key)
+            if let hash = RetainedImage.topicHash(record) {
+                pending[pending.count == 1 ? 0 : Int(hash % UInt64(pending.count))].append(record)
             } else if sessions.apply(record) {
                 continue
             } else {

@@ -90,3 +90,21 @@ extension TopicTreeTests {
         XCTAssertEqual(t.liveNodes, 1)
     }
 }
+
+extension TopicTreeTests {
+    func testRemovedLevelsBytesAreCompactedAway() {
+        // A long stream of new and removed topics: the level bytes stay bounded by the live ones,
+        // and what is left is found as before.
+        var t = TopicTree<Int>()
+        for round in 0..<20 {
+            for i in 0..<500 { t.set(i, forTopic: "sensors/room-\(round)-\(i)/temperature-celsius") }
+            for i in 0..<500 where i % 10 != 0 || round < 19 { t.set(nil, forTopic: "sensors/room-\(round)-\(i)/temperature-celsius") }
+        }
+        XCTAssertEqual(t.count, 50)
+        XCTAssertLessThan(t.levelBytes.count, 50 * 60 + 8192)
+        XCTAssertEqual(t.value(forTopic: "sensors/room-19-120/temperature-celsius"), 120)
+        XCTAssertNil(t.value(forTopic: "sensors/room-18-120/temperature-celsius"))
+        XCTAssertEqual(t.values(matching: "sensors/+/temperature-celsius").count, 50)
+        XCTAssertEqual(found(t, "sensors/room-19-490/#"), ["sensors/room-19-490/temperature-celsius"])
+    }
+}

@@ -196,6 +196,70 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(a.messages.map { String(decoding: $0.payload, as: UTF8.self) }, ["s1"])
     }
 
+    func testPartitionedRecoveryMatchesOneImageAndSortsByTopicHash() {
+        // Start-up leaves each log's retained records undecoded in partitions (topic hash modulo
+        // their count), in log order; decoding them gives what one image gets, each topic where
+        // its hash says, deletions and overwrites included.
+        var snapshot: [RetainedRecord] = []
+        for i in 0..<300 { snapshot.append(retained("p/\(i)", "v\(i)", time: UInt64(i + 1))) }
+        var appended: [RetainedRecord] = []
+        for i in stride(from: 0, to: 300, by: 7) { appended.append(retained("p/\(i)", "new", time: 1000 + UInt64(i))) }
+        for i in stride(from: 0, to: 300, by: 11) {
+            appended.append(RetainedRecord(wallTime: 2000 + UInt64(i), node: 0, shard: 0, qos: 0, topic: Array("p/\(i)".utf8), properties: [], payload: []))
+        }
+        let bytes = segment(1, snapshot: snapshot, appended: appended)
+        var whole = RetainedImage()
+        var parts = Array(repeating: RetainedImage(), count: 3)
+        var pending = Array(repeating: [StoredRecord](), count: 3)
+        var sessions = SessionImage()
+        bytes.withUnsafeBytes { b in
+            _ = LogRecovery.recover([SegmentFile(number: 1, bytes: b)], into: &whole)
+            _ = LogRecovery.recover([SegmentFile(number: 1, bytes: b)], into: &parts, sessions: &sessions)
+            _ = LogRecovery.recover([SegmentFile(number: 1, bytes: b)], pending: &pending, sessions: &sessions)
+            for p in 0..<3 {
+                for record in pending[p] {
+                    XCTAssertEqual(RetainedImage.topicHash(record).map { Int($0 % 3) }, p)
+                }
+            }
+        }
+        func payloads(_ images: [RetainedImage]) -> [String: String] {
+            var out: [String: String] = [:]
+            for image in images {
+                for m in image.messages { out[String(decoding: m.topic, as: UTF8.self)] = String(decoding: m.payload, as: UTF8.self) }
+            }
+            return out
+        }
+        let expected = payloads([whole])
+        XCTAssertEqual(expected.count, 300 - 28)
+        XCTAssertEqual(expected["p/7"], "new")
+        XCTAssertNil(expected["p/11"])
+        XCTAssertEqual(expected["p/1"], "v1")
+        XCTAssertEqual(payloads(parts), expected)
+        for p in 0..<3 {
+            for m in parts[p].messages { XCTAssertEqual(Int(FNV1a.hash(m.topic) % 3), p) }
+        }
+        XCTAssertEqual(whole.count, 300, "deletions are kept in the image while merging")
+    }
+
+    func testTopicHashRefusesBodiesThatLieAboutTheirLengths() {
+        var buffer = ByteBuffer()
+        defer { buffer.deallocate() }
+        retained("a/b", "x", time: 1).append(sequence: 1, into: &buffer)
+        var bytes = buffer.readableArray()
+        bytes.withUnsafeBytes { b in
+            let record = LogRecord.record(in: b, at: 0)!
+            XCTAssertEqual(RetainedImage.topicHash(record), FNV1a.hash(Array("a/b".utf8)))
+        }
+        // The topic length says one byte more than the body holds (the CRC is not checked here).
+        bytes[LogRecord.headerSize + 12] = 4
+        bytes.withUnsafeBytes { b in
+            let body = UnsafeRawBufferPointer(rebasing: b[LogRecord.headerSize...])
+            XCTAssertNil(RetainedImage.topicHash(StoredRecord(type: StoreRecordType.retainedSet.rawValue, sequence: 1, offset: 0, body: body)))
+            XCTAssertNil(RetainedImage.topicHash(StoredRecord(type: StoreRecordType.retainedDelete.rawValue, sequence: 1, offset: 0, body: body)))
+            XCTAssertNil(RetainedImage.topicHash(StoredRecord(type: StoreRecordType.sessionImage.rawValue, sequence: 1, offset: 0, body: body)))
+        }
+    }
+
     func testSegmentNames() {
         XCTAssertEqual(SegmentName.make(prefix: "apus", shard: 3, segment: 42), "apus-s3-0000000042.log")
         XCTAssertEqual(SegmentName.parse("apus-s3-0000000042.log", prefix: "apus")?.segment, 42)
