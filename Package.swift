@@ -40,6 +40,11 @@ let package = Package(
         ),
         // Sans-IO transport layers between a socket and its protocol (plain now; TLS, WebSocket).
         .target(name: "Transport", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
+        // OpenSSL 3 (Debian libssl-dev): its headers and a few C helpers (contexts from files,
+        // memory BIOs, certificate identities).
+        .target(name: "CApusTLS", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
+        // The TLS transport layer: OpenSSL through memory BIOs, sans-IO.
+        .target(name: "TLS", dependencies: ["ApusBase", "Transport", "CApusTLS"], swiftSettings: swiftSettings),
         .target(name: "Codec", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
         .target(name: "Router", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
         // The shard-to-shard contract: typed messages, their one codec, the serialised session.
@@ -72,7 +77,7 @@ let package = Package(
         .target(
             name: "Shards",
             dependencies: [
-                "ApusBase", "Broker", "Codec", "Router", "IOUring", "CApusSys", "HTTPAPI", "Telemetry", "Transport", "ShardContract", "Store",
+                "ApusBase", "Broker", "Codec", "Router", "IOUring", "CApusSys", "HTTPAPI", "Telemetry", "Transport", "TLS", "ShardContract", "Store",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -80,7 +85,7 @@ let package = Package(
         // The configuration keys (one table) and their sources: file, APUS_<KEY>, flags.
         .target(
             name: "Configuration",
-            dependencies: ["Shards", "Broker", "Codec", "Auth", "ApusCrypto", "HTTPAPI"],
+            dependencies: ["Shards", "Broker", "Codec", "Auth", "ApusCrypto", "HTTPAPI", "Transport"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -107,6 +112,7 @@ let package = Package(
         .testTarget(name: "BenchKitTests", dependencies: ["BenchKit"], swiftSettings: swiftSettings),
         .testTarget(name: "ApusBaseTests", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "ApusBase"], swiftSettings: swiftSettings),
+        .testTarget(name: "TLSTests", dependencies: ["TLS", "Transport", "ApusBase"], swiftSettings: swiftSettings),
         .testTarget(name: "ShardContractTests", dependencies: ["ShardContract", "Codec"], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "ApusBase"], swiftSettings: swiftSettings),
         .testTarget(name: "CodecTests", dependencies: ["Codec"], swiftSettings: swiftSettings),
@@ -116,7 +122,7 @@ let package = Package(
         .testTarget(name: "HTTPAPITests", dependencies: ["HTTPAPI", "Broker", "Codec", "ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "AuthTests", dependencies: ["ApusBase", "Auth", "Broker", "ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Broker"], swiftSettings: swiftSettings),
-        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Shards", "Broker"], swiftSettings: swiftSettings),
+        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Shards", "Broker", "Transport"], swiftSettings: swiftSettings),
         .testTarget(name: "ShardsTests", dependencies: ["Shards", "IOUring", "ShardContract", "CApusSys"], swiftSettings: swiftSettings),
     ]
 )

@@ -100,6 +100,10 @@ struct ClientConnection {
     var outboundAliases = OutboundTopicAliases()
     /// The user name the client authenticated as (or sent in CONNECT).
     var username: String? = nil
+    /// The user name came from the client's verified TLS certificate (use_identity_as_username,
+    /// use_subject_as_username): the certificate authenticated it, the CONNECT's user name and
+    /// password are not looked at.
+    var usernameFromCertificate = false
     /// The client's topic access rules when an ACL is configured.
     var access: ClientAccess? = nil
     /// The last topic this client was allowed to publish to (skips re-checking a repeated topic).
@@ -174,6 +178,7 @@ struct ClientConnection {
         clientID = ""
         authMethod = nil
         username = nil
+        usernameFromCertificate = false
         access = nil
         accessCheckDeliveries = false
         lastAllowedTopic = []

@@ -52,7 +52,7 @@ extension ShardCore {
             refuseConnect(slot: s, version: version, reason: .protocolError, why: "Authentication Data without Authentication Method")
             return
         }
-        if enhanced == nil {
+        if enhanced == nil && !connections[s].usernameFromCertificate {
             // User name and password (section 3.1.3.5): checked against the password file when there is one.
             if let user = connect.username {
                 if let passwords = config.passwords, !passwords.check(user: user, password: connect.password ?? []) {

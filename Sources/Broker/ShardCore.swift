@@ -337,6 +337,16 @@ public final class ShardCore {
         connections[Int(id.slot)].transportBacklog = Int32(clamping: bytes)
     }
 
+    /// The transport authenticated the client (a verified TLS certificate): `username` is its
+    /// user name for the ACL, whatever its CONNECT says, and no password is checked (mosquitto's
+    /// use_identity_as_username). Called before the connection's first input.
+    public func setCertificateUsername(_ id: ConnectionID, _ username: String) {
+        let s = Int(id.slot)
+        guard connections[s].generation == id.generation else { return }
+        connections[s].username = username
+        connections[s].usernameFromCertificate = true
+    }
+
     /// True when the core queued bytes the runtime has not taken.
     @inline(__always)
     public func hasQueuedOutput(_ id: ConnectionID) -> Bool {

@@ -7,6 +7,7 @@ import Broker
 import Codec
 import HTTPAPI
 import Shards
+import Transport
 
 /// One configuration key.
 public struct ConfigKey {
@@ -55,6 +56,25 @@ public struct ConfigKey {
                 }
                 c.listeners[c.currentListener].protocolName = p
             },
+            // TLS, per listener (mosquitto's keys): on for a listener with certfile and keyfile.
+            tlsPath("certfile", \.certfile),
+            tlsPath("keyfile", \.keyfile),
+            tlsPath("cafile", \.cafile),
+            tlsPath("capath", \.capath),
+            tlsPath("crlfile", \.crlfile),
+            tlsText("ciphers", \.ciphers),
+            tlsText("ciphers_tls1.3", \.ciphersTLS13),
+            tlsFlag("require_certificate", \.requireCertificate),
+            tlsFlag("use_identity_as_username", \.useIdentityAsUsername),
+            tlsFlag("use_subject_as_username", \.useSubjectAsUsername),
+            custom("tls_version", scope: .listener) { c, v throws(ConfigError) in
+                guard let version = TLSSettings.Version(rawValue: v) else {
+                    throw ConfigError("tls_version is \(TLSSettings.Version.allCases.map(\.rawValue).joined(separator: ", ")), got '\(v)'")
+                }
+                c.listeners[c.currentListener].tls.minimumVersion = version
+            },
+            seconds("tls_handshake_timeout", \.tlsHandshakeTimeoutSeconds, allowZero: false),
+            integer("max_tls_handshakes", \.group.maxTLSHandshakes, 1...1_000_000),
             custom("http_listener") { c, v throws(ConfigError) in
                 // Shorthand for a listener with protocol http; loopback unless an address is
                 // given: the publish API is open without http_api_key.
@@ -145,6 +165,25 @@ public struct ConfigKey {
     static func custom(_ name: String, scope: Scope = .broker,
                        _ set: @escaping (inout Configuration, String) throws(ConfigError) -> Void) -> ConfigKey {
         ConfigKey(name: name, scope: scope, set: set)
+    }
+
+    /// A listener's TLS file (a path; it is read when the listener's context is made).
+    static func tlsPath(_ name: String, _ path: WritableKeyPath<TLSSettings, String?>) -> ConfigKey {
+        custom(name, scope: .listener) { c, v throws(ConfigError) in
+            guard !v.isEmpty else { throw ConfigError("\(name) needs a path") }
+            c.listeners[c.currentListener].tls[keyPath: path] = v
+        }
+    }
+
+    static func tlsText(_ name: String, _ path: WritableKeyPath<TLSSettings, String?>) -> ConfigKey {
+        custom(name, scope: .listener) { c, v throws(ConfigError) in c.listeners[c.currentListener].tls[keyPath: path] = v }
+    }
+
+    static func tlsFlag(_ name: String, _ path: WritableKeyPath<TLSSettings, Bool>) -> ConfigKey {
+        custom(name, scope: .listener) { c, v throws(ConfigError) in
+            guard v == "true" || v == "false" else { throw ConfigError("\(name) is true or false, got '\(v)'") }
+            c.listeners[c.currentListener].tls[keyPath: path] = v == "true"
+        }
     }
 
     /// An integer in `range`, stored as the field's type.

@@ -27,6 +27,8 @@ public struct Configuration {
     /// Every listener in configuration order, HTTP ones included (`groupConfig` separates them).
     /// The first is the built-in default until a `listener` line replaces it.
     public var listeners = [ListenerConfig(host: "127.0.0.1", port: 1883)]
+    /// `tls_handshake_timeout` (ShardGroupConfig keeps nanoseconds).
+    var tlsHandshakeTimeoutSeconds: Double = 10
     /// `listener` lines read so far.
     var listenerLines = 0
     /// The listener that listener keys apply to: the last `listener` line's (before any, the default one).
@@ -120,6 +122,13 @@ public struct Configuration {
         if let listener = http.first { config.httpListener = listener }
         config.store = config.broker.persistence ? store : nil
         if config.listeners.isEmpty { throw ConfigError("no MQTT listener: every listener is protocol http") }
+        for listener in listeners {
+            if let problem = listener.tls.problem { throw ConfigError("listener \(listener.address): \(problem)") }
+            if listener.protocolName == .http && listener.tls.isEnabled {
+                throw ConfigError("listener \(listener.address): TLS on the HTTP listener is not supported")
+            }
+        }
+        config.tlsHandshakeTimeoutNanoseconds = UInt64(tlsHandshakeTimeoutSeconds * 1e9)
         if maxConnections > 0 {
             // Connections land on shards at random (SO_REUSEPORT), so the limit is split evenly.
             config.broker.maxConnectionsPerShard = max(1, (maxConnections + config.shards - 1) / config.shards)

@@ -1,7 +1,7 @@
 // Per-listener settings, as mosquitto's `struct mosquitto__listener`: where a listener binds,
 // which protocol its connections speak, and the transport under it. Every MQTT listener is opened
-// on every shard (SO_REUSEPORT); the HTTP listener on shard 0 only. TLS and WebSocket settings
-// (certificates, paths) will be fields here, read from the keys that follow a `listener` line.
+// on every shard (SO_REUSEPORT); the HTTP listener on shard 0 only. TLS settings are read from
+// the keys that follow a `listener` line (certfile, keyfile, cafile, …).
 
 import Transport
 
@@ -18,14 +18,17 @@ public struct ListenerConfig: Sendable, Equatable {
     /// 0 picks a free port (the bound one is in `ShardGroup.boundListeners`).
     public var port: UInt16
     public var protocolName: ListenerProtocol
-    public var transport: Transport
+    /// TLS is on when these have a certfile and a keyfile.
+    public var tls = TLSSettings()
 
-    public init(host: String, port: UInt16, protocol: ListenerProtocol = .mqtt, transport: Transport = .plain) {
+    public init(host: String, port: UInt16, protocol: ListenerProtocol = .mqtt) {
         self.host = host
         self.port = port
         self.protocolName = `protocol`
-        self.transport = transport
     }
+
+    /// The transport of the listener's connections.
+    public var transport: Transport { tls.isEnabled ? .tls : .plain }
 
     /// `host:port`, for logs.
     public var address: String { "\(host):\(port)" }

@@ -86,7 +86,10 @@ extension Shard {
             let mqtt = sockets[slot].protocolName == .mqtt
             if _fastPath(mqtt) { bytesReceived &+= UInt64(result) }  // the MQTT traffic ($SYS, metrics)
             if !sockets[slot].closing {
-                if _fastPath(mqtt) {
+                if let tls = sockets[slot].tls {
+                    tlsReceived(slot: slot, id: id, session: tls, bytes: bytes, now: now)
+                    if core.hasUrgentShardRecords { sendOutbox() }
+                } else if _fastPath(mqtt) {
                     core.receive(id, bytes: bytes, now: now)
                     // Route records leave at once: a subscription takes effect on the other shards
                     // as soon as they can apply it, not after the rest of this batch.

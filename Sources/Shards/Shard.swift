@@ -10,6 +10,7 @@ import IOUring
 import Logging
 import Synchronization
 import Transport
+import TLS
 import Telemetry
 @preconcurrency import Glibc
 
@@ -37,6 +38,13 @@ struct SocketState {
     /// While flushing: when to give up on a peer that does not read; after SHUT_WR: how long to
     /// keep reading (and discarding) before closing anyway.
     var closeDeadline: UInt64 = 0
+    /// TLS listeners: the connection's TLS state, the records it produced that wait until no send
+    /// is in flight (`wire` must not move under one), whether close_notify went out, and when an
+    /// unfinished handshake is given up.
+    var tls: TLSSession? = nil
+    var tlsOut = ByteBuffer()
+    var closeNotifySent = false
+    var handshakeDeadline: UInt64 = 0
 }
 
 final class Shard {
@@ -69,6 +77,18 @@ final class Shard {
     var httpMessageCounter: UInt64 = 0
     /// The security settings generation this shard runs with (see ShardGroup.reloadSecurity).
     var securityGeneration = 0
+    /// TLS: each MQTT listener's context (nil: plain), taken from the group at start and after a
+    /// SIGHUP; the slots still in their handshake; scratch buffers; counters for /metrics.
+    var tlsContexts: [TLSContext?] = []
+    var tlsGeneration = 0
+    var handshakingSlots: [Int32] = []
+    var tlsPlaintext = ByteBuffer()
+    var tlsOutbound = ByteBuffer()
+    var tlsConnections = 0
+    var tlsHandshakes: UInt64 = 0
+    var tlsHandshakeFailures: UInt64 = 0
+    var tlsHandshakesRefused: UInt64 = 0
+    var loggedTLSFailures: UInt64 = 0
     var logger: Logger
     /// The shard's connection table, indexed by the core's slot (`ConnectionID.slot`): every socket
     /// of the shard, whatever its listener, protocol or transport.
@@ -133,6 +153,7 @@ final class Shard {
             storeLog = ShardLog(config: store, shard: index, shardCount: config.shards, durability: config.broker.durability,
                                 segment: segment, now: apus_monotonic_ns())
         }
+        (tlsGeneration, tlsContexts) = group.currentTLSContexts()
         completions = .allocate(capacity: completionCapacity)
         flushScratch.reserveCapacity(1024)
         sockets.reserveCapacity(min(config.broker.maxConnectionsPerShard, 1 << 16))  // as ShardCore's slots
@@ -219,7 +240,9 @@ final class Shard {
                 core.tick(now: current)
                 checkClosingDeadlines(now: current)
                 checkHTTPDeadlines(now: current)
+                checkHandshakeDeadlines(now: current)
                 if group.securityGeneration.load(ordering: .acquiring) != securityGeneration { reloadSecurity() }
+                if group.tlsGeneration.load(ordering: .acquiring) != tlsGeneration { reloadTLS() }
                 logDrops()
                 if current >= statsDue {
                     releaseReceivePagesIfQuiet()
@@ -244,12 +267,21 @@ final class Shard {
     func accepted(fd: Int32, listener: Int, now: UInt64) {
         // No Nagle delay (Apus batches its own writes): inherited from the listening socket.
         let http = listener == Int(Shard.httpListenerIndex)
+        let transport = http ? .plain : group.config.listeners[listener].transport
+        var session: TLSSession? = nil
+        if transport == .tls {
+            session = newTLSSession(listener: listener)
+            guard session != nil else {
+                Glibc.close(fd)
+                return
+            }
+        }
         let id = http ? core.acceptExternal() : core.accept(now: now)
         let slot = Int(id.slot)
         while sockets.count <= slot { sockets.append(SocketState()) }
-        sockets[slot] = SocketState(fd: fd, generation: id.generation, listener: UInt16(listener),
-                                    transport: http ? .plain : group.config.listeners[listener].transport,
+        sockets[slot] = SocketState(fd: fd, generation: id.generation, listener: UInt16(listener), transport: transport,
                                     protocolName: http ? .http : .mqtt)
+        if let session { startTLS(slot: slot, session: session, now: now) }
         if http { beginHTTPExchange(slot: slot, now: now) }
         armRecv(slot: slot)
     }
@@ -293,8 +325,14 @@ final class Shard {
             case .plain:
                 // The core's queue becomes the bytes to send, and the empty buffer its next queue.
                 core.takeOutbound(id, swappingWith: &sockets[slot].wire)
+                core.setTransportBacklog(id, bytes: sockets[slot].wire.readableBytes)
+            case .tls:
+                encryptOutbound(slot: slot, id: id)
             }
-            core.setTransportBacklog(id, bytes: sockets[slot].wire.readableBytes)
+        } else if !sockets[slot].tlsOut.isEmpty {
+            // Handshake or alert records made while the last send was in flight.
+            sockets[slot].wire.writeBytes(sockets[slot].tlsOut.readableView)
+            sockets[slot].tlsOut.clear()
         }
         let count = sockets[slot].wire.readableBytes
         guard count > 0 else { return }
@@ -306,7 +344,7 @@ final class Shard {
     /// Bytes for the peer not yet handed to the kernel: the core's queue or the transport's.
     @inline(__always)
     func hasUnsentOutput(slot: Int, id: ConnectionID) -> Bool {
-        !sockets[slot].wire.isEmpty || core.hasQueuedOutput(id)
+        !sockets[slot].wire.isEmpty || !sockets[slot].tlsOut.isEmpty || core.hasQueuedOutput(id)
     }
 
     func flushConnections() {
@@ -343,6 +381,7 @@ final class Shard {
     /// at once with unread input would make the kernel send a reset, and a peer still writing
     /// would often lose the reason code it was sent (a broken pipe instead of DISCONNECT 0x93).
     func finishWriting(slot: Int, now: UInt64) {
+        if sendCloseNotify(slot: slot) { return }  // it goes out first; the send's completion comes back here
         if !sockets[slot].writeShut {
             sockets[slot].writeShut = true
             sockets[slot].closeDeadline = now + Shard.lingerNanoseconds
@@ -369,8 +408,10 @@ final class Shard {
         guard state.fd >= 0, state.writeShut, !state.recvArmed, !state.sendInFlight else { return }
         Glibc.close(state.fd)
         if state.protocolName == .http { httpExchanges[Int32(slot)] = nil }
+        if state.transport == .tls { tlsConnections -= 1 }
         core.release(ConnectionID(slot: Int32(slot), generation: state.generation))
         sockets[slot].wire.deallocate()
+        sockets[slot].tlsOut.deallocate()
         sockets[slot] = SocketState()
     }
 
@@ -437,6 +478,10 @@ final class Shard {
         stats.bytesReceived = bytesReceived
         stats.bytesSent = bytesSent
         stats.packetsReceived = core.packetsReceived
+        stats.tlsConnections = tlsConnections
+        stats.tlsHandshakes = tlsHandshakes
+        stats.tlsHandshakeFailures = tlsHandshakeFailures
+        stats.tlsHandshakesRefused = tlsHandshakesRefused
         if let log = storeLog {
             stats.storeBytesWritten = log.bytesWritten
             stats.storeFailures = log.totalFailures

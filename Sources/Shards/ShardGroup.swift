@@ -7,6 +7,7 @@ import CApusSys
 import HTTPAPI
 import Logging
 import Synchronization
+import TLS
 @preconcurrency import Glibc
 
 /// Runtime settings of a shard group.
@@ -34,6 +35,10 @@ public struct ShardGroupConfig: Sendable {
     public var version = "0.1.0"
     /// The HTTP listener (metrics, health, publish API), served by shard 0; nil: none.
     public var httpListener: ListenerConfig? = nil
+    /// TLS listeners: a handshake not finished after this long is closed (`tls_handshake_timeout`),
+    /// and each shard runs at most this many at once (`max_tls_handshakes`; more are closed).
+    public var tlsHandshakeTimeoutNanoseconds: UInt64 = 10_000_000_000
+    public var maxTLSHandshakes = 512
     /// When set, `/api/v5/...` requests need HTTP Basic authentication with this key and secret.
     public var httpCredentials: HTTPCredentials? = nil
     /// Pin shard i to the i-th CPU this process may use.
@@ -81,6 +86,10 @@ public final class ShardGroup: @unchecked Sendable {
     /// generation at their tick and take the settings when it moved.
     let securityGeneration = Atomic<Int>(0)
     private let security = Mutex<SecuritySettings?>(nil)
+    /// Each MQTT listener's TLS context (nil: plain), rebuilt by `reloadTLS`; shards compare the
+    /// generation at their tick.
+    let tlsGeneration = Atomic<Int>(0)
+    private let tls: Mutex<[TLSContext?]>
     let logger: Logger
     let signals: [ShardSignals]
     /// Each shard's statistics, refreshed about once a second.
@@ -107,6 +116,17 @@ public final class ShardGroup: @unchecked Sendable {
         precondition(!config.listeners.isEmpty && config.listeners.allSatisfy { $0.protocolName == .mqtt }, "MQTT listeners")
         self.config = config
         self.logger = logger
+        var contexts: [TLSContext?] = []
+        for listener in config.listeners {
+            if listener.tls.isEnabled {
+                do { contexts.append(try TLSContext(server: listener.tls)) } catch {
+                    throw StartupError(message: "listener \(listener.address): \(error)")
+                }
+            } else {
+                contexts.append(nil)
+            }
+        }
+        tls = Mutex(contexts)
         var perShard = Array(repeating: [Int32](), count: config.shards)
         var bound: [ListenerConfig] = []
         do {
@@ -215,6 +235,30 @@ public final class ShardGroup: @unchecked Sendable {
         securityGeneration.add(1, ordering: .releasing)
     }
 
+    /// Builds every TLS listener's context again from its files (SIGHUP: renewed certificates,
+    /// CRLs). A listener whose files do not load keeps its context; the reasons are returned.
+    /// Shards take the new contexts at their next tick; open connections keep theirs.
+    public func reloadTLS() -> (reloaded: Int, errors: [String]) {
+        var reloaded = 0
+        var errors: [String] = []
+        var contexts = tls.withLock { $0 }
+        for (i, listener) in config.listeners.enumerated() where listener.tls.isEnabled {
+            do {
+                contexts[i] = try TLSContext(server: listener.tls)
+                reloaded += 1
+            } catch {
+                errors.append("listener \(boundListeners[i].address): \(error)")
+            }
+        }
+        tls.withLock { $0 = contexts }
+        tlsGeneration.add(1, ordering: .releasing)
+        return (reloaded, errors)
+    }
+
+    func currentTLSContexts() -> (generation: Int, contexts: [TLSContext?]) {
+        tls.withLock { contexts in (tlsGeneration.load(ordering: .acquiring), contexts) }
+    }
+
     func currentSecurity() -> (generation: Int, settings: SecuritySettings?) {
         security.withLock { settings in (securityGeneration.load(ordering: .acquiring), settings) }
     }
@@ -248,7 +292,8 @@ public final class ShardGroup: @unchecked Sendable {
 
 /// A shard could not start (its ring or buffers); the shard logged why.
 public struct StartupError: Error, CustomStringConvertible {
-    public var description: String { "shard start-up failed (see the log above)" }
+    public var message = "shard start-up failed (see the log above)"
+    public var description: String { message }
 }
 
 /// Starts a joinable pthread running `body`.

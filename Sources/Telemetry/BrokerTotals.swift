@@ -17,6 +17,12 @@ public struct ShardStats: Sendable {
     public var storeCompactions: UInt64 = 0
     public var storeSegmentBytes: UInt64 = 0
     public var storeWaitingConnections = 0
+    /// TLS: connections open on TLS listeners now, handshakes completed and failed (bad
+    /// certificates, versions, timeouts, garbage), connections refused at the handshake cap.
+    public var tlsConnections = 0
+    public var tlsHandshakes: UInt64 = 0
+    public var tlsHandshakeFailures: UInt64 = 0
+    public var tlsHandshakesRefused: UInt64 = 0
     public init() {}
 }
 
@@ -37,6 +43,10 @@ public struct BrokerTotals: Sendable {
     public var storeCompactions: UInt64 = 0
     public var storeSegmentBytes: UInt64 = 0
     public var storeWaitingConnections = 0
+    public var tlsConnections = 0
+    public var tlsHandshakes: UInt64 = 0
+    public var tlsHandshakeFailures: UInt64 = 0
+    public var tlsHandshakesRefused: UInt64 = 0
     public var counters = ShardCounters()
 
     public init(_ shards: [ShardStats]) {
@@ -56,6 +66,10 @@ public struct BrokerTotals: Sendable {
             storeCompactions += s.storeCompactions
             storeSegmentBytes += s.storeSegmentBytes
             storeWaitingConnections += s.storeWaitingConnections
+            tlsConnections += s.tlsConnections
+            tlsHandshakes += s.tlsHandshakes
+            tlsHandshakeFailures += s.tlsHandshakeFailures
+            tlsHandshakesRefused += s.tlsHandshakesRefused
             counters.add(s.gauges.counters)
         }
     }

@@ -52,6 +52,11 @@ public enum PrometheusMetrics {
         metric("apus_bytes_sent_total", "counter", "Bytes sent to clients.", t.bytesSent)
 
         metric("apus_connections_accepted_total", "counter", "TCP connections accepted.", c.connectionsAccepted)
+        metric("apus_tls_connections", "gauge", "Connections open on TLS listeners.", UInt64(t.tlsConnections))
+        metric("apus_tls_handshakes_total", "counter", "TLS handshakes completed.", t.tlsHandshakes)
+        metric("apus_tls_handshake_failures_total", "counter", "TLS handshakes that failed or timed out.", t.tlsHandshakeFailures)
+        metric("apus_tls_handshakes_refused_total", "counter", "TLS connections closed at once: the shard had its maximum of handshakes running.",
+               t.tlsHandshakesRefused)
         metric("apus_connections_refused_total", "counter", "CONNECTs refused (CONNACK with an error code).",
                c.connectionsRefused)
         metric("apus_authentication_failures_total", "counter", "Refused logins (bad credentials, anonymous, failed AUTH).",

@@ -51,6 +51,9 @@ public struct SysTopics {
             ("publishers/throttled/seconds", "\(c.throttledNanoseconds / 1_000_000_000)"),
             ("publishers/paused/total", "\(c.publishersPaused)"),
             ("clients/stalled/disconnected", "\(c.stalledSubscribersDisconnected)"),
+            ("tls/connections", "\(t.tlsConnections)"),
+            ("tls/handshakes", "\(t.tlsHandshakes)"),
+            ("tls/handshake failures", "\(t.tlsHandshakeFailures)"),
         ]
         let rated: [(String, UInt64)] = [
             ("messages/received", t.packetsReceived), ("messages/sent", c.publishesDelivered),

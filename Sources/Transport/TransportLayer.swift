@@ -41,11 +41,60 @@ public enum Transport: Sendable, Equatable {
     /// receive buffer straight to the protocol and swaps the core's queue into the socket's send
     /// buffer (`PlainTransport` is the same, with copies, for tests and the generic path).
     case plain
+    /// TLS (OpenSSL through memory BIOs, the `TLS` module's `TLSSession`): what the socket carries
+    /// is records; the protocol sees their plaintext.
+    case tls
 
     /// What a listener's settings name (`protocol mqtt` in the configuration).
     public var name: String {
         switch self {
         case .plain: "tcp"
+        case .tls: "tls"
         }
+    }
+}
+
+/// A listener's TLS settings: mosquitto's per-listener keys. TLS is on for a listener that has a
+/// `certfile` and a `keyfile`, as in mosquitto.
+public struct TLSSettings: Sendable, Equatable {
+    /// The lowest protocol version accepted (`tls_version`: tlsv1.1, tlsv1.2, tlsv1.3).
+    public enum Version: String, Sendable, Equatable, CaseIterable {
+        case tls11 = "tlsv1.1"
+        case tls12 = "tlsv1.2"
+        case tls13 = "tlsv1.3"
+    }
+
+    public var certfile: String?
+    public var keyfile: String?
+    public var cafile: String?
+    public var capath: String?
+    public var crlfile: String?
+    /// The TLS 1.2 cipher list (OpenSSL's syntax) and the TLS 1.3 suites.
+    public var ciphers: String?
+    public var ciphersTLS13: String?
+    /// Clients must present a certificate that `cafile`/`capath` verify.
+    public var requireCertificate = false
+    /// The client certificate's subject CN becomes the user name (no password is checked).
+    public var useIdentityAsUsername = false
+    /// The client certificate's whole subject (RFC 2253) becomes the user name.
+    public var useSubjectAsUsername = false
+    public var minimumVersion: Version = .tls12
+
+    public init() {}
+
+    /// Whether the listener speaks TLS.
+    public var isEnabled: Bool { certfile != nil && keyfile != nil }
+
+    /// What is wrong with the settings taken together, if anything.
+    public var problem: String? {
+        if (certfile == nil) != (keyfile == nil) { return "certfile and keyfile go together" }
+        if !isEnabled && (cafile != nil || capath != nil || requireCertificate || crlfile != nil) {
+            return "TLS settings without certfile and keyfile"
+        }
+        if requireCertificate && cafile == nil && capath == nil { return "require_certificate needs cafile or capath" }
+        if (useIdentityAsUsername || useSubjectAsUsername) && !requireCertificate {
+            return "use_identity_as_username and use_subject_as_username need require_certificate true"
+        }
+        return nil
     }
 }

@@ -142,7 +142,7 @@ struct Apus: ParsableCommand {
         }
         let group = try ShardGroup(config: groupConfig, logger: logger)
         try group.start()
-        let addresses = group.boundListeners.map(\.address).joined(separator: ", ")
+        let addresses = group.boundListeners.map { $0.transport == .tls ? "\($0.address) (TLS)" : $0.address }.joined(separator: ", ")
         logger.info("apus listening on \(addresses) with \(shardCount) shard(s)")
         if let http = groupConfig.httpListener, let port = group.httpPort {
             logger.info("HTTP API and metrics on http://\(http.host):\(port)/")
@@ -190,6 +190,10 @@ struct Apus: ParsableCommand {
             } catch {
                 logger.error("SIGHUP: reload failed, keeping the previous users and ACL: \(error)")
             }
+            // Certificates, keys and CRLs of the TLS listeners: new connections get the new ones.
+            let tls = group.reloadTLS()
+            for problem in tls.errors { logger.error("SIGHUP: TLS reload failed, keeping the previous certificates: \(problem)") }
+            if tls.reloaded > 0 { logger.notice("SIGHUP: TLS certificates reloaded for \(tls.reloaded) listener(s)") }
         }
         logger.info("signal \(received): stopping")
         systemd.notify("STOPPING=1")

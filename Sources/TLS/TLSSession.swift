@@ -1,0 +1,176 @@
+// One TLS connection as a sans-IO transport layer: ciphertext from the socket in, plaintext for
+// the protocol out; the protocol's plaintext in, records for the socket out. OpenSSL reads and
+// writes two memory BIOs; every call is followed by draining what it wrote (TLS 1.3 writes while
+// reading: session tickets after the handshake, key updates), so all bytes still move through the
+// shard's ring. Before the handshake ends, the protocol's output is held (counted as held
+// bytes). Everything the protocol queued in one loop turn is written with one SSL_write: as few
+// records as 16 KiB allows (a 64-byte record costs about what a 1 KiB one does).
+
+import ApusBase
+import CApusTLS
+import Transport
+
+/// The TLS state of one connection.
+public final class TLSSession: TransportLayer {
+    let ssl: OpaquePointer
+    let rbio: OpaquePointer
+    let wbio: OpaquePointer
+    /// The protocol's output while the handshake runs.
+    var held = ByteBuffer()
+    public private(set) var isEstablished = false
+    /// Why the layer failed, once it did.
+    public private(set) var failure: String?
+    /// Set when the handshake ended and the peer presented a verified certificate.
+    public private(set) var peerCertificate = false
+
+    /// A connection of `context` (a server context accepts, a client one connects).
+    public init(context: TLSContext) throws(TLSError) {
+        var r: OpaquePointer? = nil
+        var w: OpaquePointer? = nil
+        guard let made = apus_tls_new(context.pointer, context.isServer ? 1 : 0, &r, &w), let r, let w else {
+            throw TLSError("SSL_new failed")
+        }
+        ssl = made
+        rbio = r
+        wbio = w
+    }
+
+    deinit {
+        SSL_free(ssl)  // and its BIOs
+        held.deallocate()
+    }
+
+    public var heldBytes: Int { held.readableBytes }
+
+    /// A client's first flight (ClientHello): call once on a client session before any input.
+    public func start(wire: inout ByteBuffer) -> TransportStatus {
+        _ = handshake()
+        drain(into: &wire)
+        return failure.map { .failed($0) } ?? .open
+    }
+
+    public func received(_ bytes: UnsafeRawBufferPointer, plaintext: inout ByteBuffer, wire: inout ByteBuffer) -> TransportStatus {
+        if let failure { return .failed(failure) }
+        var offset = 0
+        while offset < bytes.count {
+            let n = BIO_write(rbio, bytes.baseAddress! + offset, Int32(clamping: bytes.count - offset))
+            guard n > 0 else { break }
+            offset += Int(n)
+        }
+        var status = TransportStatus.open
+        if !isEstablished {
+            if handshake() {
+                isEstablished = true
+                peerCertificate = SSL_get_verify_result(ssl) == X509_V_OK && SSL_get0_peer_certificate(ssl) != nil
+                if !held.isEmpty { write(&held) }
+            } else if let failure {
+                drain(into: &wire)  // the alert that tells the peer why
+                return .failed(failure)
+            }
+        }
+        if isEstablished { status = read(into: &plaintext) }
+        drain(into: &wire)
+        return status
+    }
+
+    public func send(_ plaintext: inout ByteBuffer, wire: inout ByteBuffer) {
+        guard !plaintext.isEmpty else { return }
+        if !isEstablished || failure != nil {
+            held.writeBytes(plaintext.readableView)
+            plaintext.clear()
+            return
+        }
+        write(&plaintext)
+        drain(into: &wire)
+    }
+
+    /// The close_notify alert, for a connection the broker ends.
+    public func close(wire: inout ByteBuffer) {
+        guard isEstablished, failure == nil else { return }
+        _ = SSL_shutdown(ssl)
+        drain(into: &wire)
+    }
+
+    /// The verified client certificate's subject CN (`subject` false) or whole subject (RFC 2253).
+    public func peerIdentity(subject: Bool) -> String? {
+        guard peerCertificate else { return nil }
+        var out = [CChar](repeating: 0, count: 1024)
+        let n = apus_tls_peer_identity(ssl, subject ? 1 : 0, &out, out.count)
+        guard n > 0 else { return nil }
+        return text(out)
+    }
+
+    /// The negotiated protocol version ("TLSv1.3"), for logs and tests.
+    public var protocolVersion: String { String(cString: SSL_get_version(ssl)) }
+
+    // MARK: steps
+
+    /// One handshake step: true once it is done; false while it needs more input (or failed:
+    /// `failure` says why).
+    func handshake() -> Bool {
+        let r = SSL_do_handshake(ssl)
+        if r == 1 { return true }
+        let error = SSL_get_error(ssl, r)
+        if error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE { return false }
+        failure = reason(error)
+        return false
+    }
+
+    /// Decrypts everything complete in the read BIO into `plaintext`.
+    func read(into plaintext: inout ByteBuffer) -> TransportStatus {
+        while true {
+            let room = 16 << 10
+            let p = plaintext.reserveWritable(room)
+            let n = SSL_read(ssl, p, Int32(room))
+            if n > 0 {
+                plaintext.commitWritten(Int(n))
+                continue
+            }
+            let error = SSL_get_error(ssl, n)
+            switch error {
+            case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return .open
+            case SSL_ERROR_ZERO_RETURN: return .closed  // close_notify
+            default:
+                failure = reason(error)
+                return .failed(failure!)
+            }
+        }
+    }
+
+    /// Encrypts all of `plaintext` (records of up to 16 KiB), consuming it.
+    func write(_ plaintext: inout ByteBuffer) {
+        while !plaintext.isEmpty {
+            let view = plaintext.readableView
+            let n = SSL_write(ssl, view.baseAddress!, Int32(clamping: view.count))
+            if n <= 0 {
+                failure = reason(SSL_get_error(ssl, n))
+                plaintext.clear()
+                return
+            }
+            plaintext.moveReaderIndex(forwardBy: Int(n))
+        }
+        plaintext.clear()
+    }
+
+    /// Moves what OpenSSL wrote for the peer into `wire`.
+    func drain(into wire: inout ByteBuffer) {
+        while true {
+            let pending = apus_tls_pending(wbio)
+            if pending == 0 { return }
+            let p = wire.reserveWritable(pending)
+            let n = BIO_read(wbio, p, Int32(clamping: pending))
+            if n <= 0 { return }
+            wire.commitWritten(Int(n))
+        }
+    }
+
+    func reason(_ error: Int32) -> String {
+        var text = [CChar](repeating: 0, count: 256)
+        apus_tls_error(&text, text.count)
+        let verify = String(cString: apus_tls_verify_error(ssl))
+        var out = TLS.text(text)
+        if out.isEmpty { out = error == SSL_ERROR_SYSCALL ? "connection broken during TLS" : "TLS error \(error)" }
+        if !verify.isEmpty { out += " (certificate: \(verify))" }
+        return out
+    }
+}
