@@ -103,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "apus-bench",
             dependencies: [
-                "BenchKit", "Codec", "IOUring", "CApusSys",
+                "BenchKit", "Codec", "IOUring", "CApusSys", "TLS", "Transport", "ApusBase",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],

@@ -9,6 +9,7 @@ import CLiburing  // as in ConnectionEngine: without it debug builds intermitten
 import Codec
 import Histogram
 import IOUring
+import TLS
 @preconcurrency import Glibc
 
 struct EngineConfig: Sendable {
@@ -36,6 +37,8 @@ struct EngineConfig: Sendable {
     var count: UInt64 = 0
     /// Sessions: clean (the default) or persistent (fixed client ids, clean session 0).
     var session = SessionOptions()
+    /// TLS (a client context: --cafile, --cert, --key); nil: plain TCP.
+    var tls: TLSContext? = nil
 }
 
 /// Clean or persistent sessions, and the client ids they use.
@@ -51,17 +54,17 @@ struct SessionOptions: Sendable {
     /// Opens an MQTT connection for `clientID`. A persistent session first starts from nothing
     /// (a clean connect and DISCONNECT), so that a previous run's subscriptions and queued
     /// messages do not leak into this one, then connects with clean session 0.
-    func connect(host: String, port: UInt16, clientID: String, version: ProtocolVersion,
-                 properties: Properties = Properties()) throws -> Int32 {
+    func connect(host: String, port: UInt16, tls: TLSContext?, clientID: String, version: ProtocolVersion,
+                 properties: Properties = Properties()) throws -> BenchLink {
         var properties = properties
         if !clean {
-            let fd = try BenchSocket.mqttConnect(host: host, port: port, clientID: clientID, version: version, clean: true,
+            let link = try BenchLink.mqttConnect(host: host, port: port, tls: tls, clientID: clientID, version: version, clean: true,
                                                  keepAlive: keepAlive)
-            BenchSocket.disconnect(fd)
+            link.disconnect()
             if version == .v5 { properties.sessionExpiryInterval = expiry }
         }
-        return try BenchSocket.mqttConnect(host: host, port: port, clientID: clientID, version: version, clean: clean,
-                                           keepAlive: keepAlive, properties: properties)
+        return try BenchLink.mqttConnect(host: host, port: port, tls: tls, clientID: clientID, version: version, clean: clean,
+                                         keepAlive: keepAlive, properties: properties)
     }
 }
 
@@ -91,6 +94,9 @@ final class Engine: @unchecked Sendable {
         var recvArmed = false
         /// Topic alias → publisher index (subscribers of a v5 run with topic aliases).
         var aliases: [Int] = []
+        /// TLS: the session, and records it made outside a send (alerts, key updates).
+        var tls: TLSSession? = nil
+        var cipherOut = ByteBuffer()
     }
 
     // An engine lives on one thread: the mutable state is `@exclusivity(unchecked)` (the dynamic
@@ -118,6 +124,8 @@ final class Engine: @unchecked Sendable {
     /// All messages received (the progress line's count).
     @exclusivity(unchecked) var receivedTotal: UInt64 = 0
     @exclusivity(unchecked) var lastReceiveAt: UInt64 = 0
+    /// TLS: what a session decrypted from one receive.
+    @exclusivity(unchecked) var tlsPlaintext = ByteBuffer()
 
     init(config: EngineConfig, plan: ScenarioPlan, progress: ProgressCounters) {
         self.config = config
@@ -136,17 +144,21 @@ final class Engine: @unchecked Sendable {
         for (s, filter) in plan.subscriberFilters.enumerated() {
             var properties = Properties()
             if config.version == .v5 && config.topicAliasMaximum > 0 { properties.topicAliasMaximum = config.topicAliasMaximum }
-            let fd = try config.session.connect(host: config.host, port: config.port, clientID: "\(prefix)-sub-\(plan.publishers.first ?? 0)-\(s)",
-                                                version: config.version, properties: properties)
-            try BenchSocket.subscribe(fd, filter: filter, qos: config.qos, version: config.version)
-            var conn = Conn(fd: fd, decoder: StreamDecoder(version: config.version))
+            let link = try config.session.connect(host: config.host, port: config.port, tls: config.tls,
+                                                  clientID: "\(prefix)-sub-\(plan.publishers.first ?? 0)-\(s)",
+                                                  version: config.version, properties: properties)
+            try link.subscribe(filter: filter, qos: config.qos, version: config.version)
+            var conn = Conn(fd: link.fd, decoder: StreamDecoder(version: config.version), tls: link.tls)
+            if !link.plaintext.isEmpty { conn.decoder.feed(link.plaintext.readableView) }
             conn.aliases = Array(repeating: -1, count: Int(config.topicAliasMaximum) + 1)
             subscribers.append(conn)
         }
         for p in plan.publishers {
-            let fd = try config.session.connect(host: config.host, port: config.port, clientID: "\(prefix)-pub-\(p)",
-                                                version: config.version)
-            conns.append(Conn(fd: fd, decoder: StreamDecoder(version: config.version)))
+            let link = try config.session.connect(host: config.host, port: config.port, tls: config.tls, clientID: "\(prefix)-pub-\(p)",
+                                                  version: config.version)
+            var conn = Conn(fd: link.fd, decoder: StreamDecoder(version: config.version), tls: link.tls)
+            if !link.plaintext.isEmpty { conn.decoder.feed(link.plaintext.readableView) }
+            conns.append(conn)
             topics.append("\(config.topicPrefix)/\(plan.scenario == .fanOut ? 0 : p)")
             sent.append(0)
             acked.append(0)
@@ -313,9 +325,21 @@ final class Engine: @unchecked Sendable {
     func startSend(_ c: Int) {
         guard !conns[c].sendInFlight else { return }
         if conns[c].sending.isEmpty {
-            let queued = conns[c].out
-            conns[c].out = conns[c].sending
-            conns[c].sending = queued
+            if let tls = conns[c].tls {
+                // Records made outside a send first, then the queued packets encrypted (one write).
+                let records = conns[c].cipherOut
+                conns[c].cipherOut = conns[c].sending
+                conns[c].sending = records
+                var out = conns[c].out
+                var sending = conns[c].sending
+                tls.send(&out, wire: &sending)
+                conns[c].out = out
+                conns[c].sending = sending
+            } else {
+                let queued = conns[c].out
+                conns[c].out = conns[c].sending
+                conns[c].sending = queued
+            }
         }
         let bytes = conns[c].sending.readableView
         guard bytes.count > 0 else { return }
@@ -350,10 +374,19 @@ final class Engine: @unchecked Sendable {
     }
 
     func received(_ c: Int, _ bytes: UnsafeRawBufferPointer, measureStart: UInt64, measureEnd: UInt64) {
+        guard let tls = conns[c].tls else { return receivedPlaintext(c, bytes, measureStart: measureStart, measureEnd: measureEnd) }
+        if c >= publisherCount { result.subscriberBytes &+= UInt64(bytes.count) }  // what the wire carried
+        let status = tls.received(bytes, plaintext: &tlsPlaintext, wire: &conns[c].cipherOut)
+        if case .failed(let why) = status, result.error == nil { result.error = "TLS on connection \(c): \(why)" }
+        receivedPlaintext(c, tlsPlaintext.readableView, measureStart: measureStart, measureEnd: measureEnd, counted: true)
+        tlsPlaintext.clear()
+    }
+
+    func receivedPlaintext(_ c: Int, _ bytes: UnsafeRawBufferPointer, measureStart: UInt64, measureEnd: UInt64, counted: Bool = false) {
         let isSubscriber = c >= publisherCount
         let subscriber = c - publisherCount
         let now = apus_monotonic_ns()
-        if isSubscriber { result.subscriberBytes &+= UInt64(bytes.count) }
+        if isSubscriber && !counted { result.subscriberBytes &+= UInt64(bytes.count) }
         conns[c].decoder.feed(bytes)
         while true {
             let packet: Packet?
