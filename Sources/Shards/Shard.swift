@@ -462,10 +462,16 @@ final class Shard {
     /// nothing to send: `ShardCore.tick` freed its buffer), so idle connections hold no memory
     /// beyond their slots.
     func releaseIdleWireBuffers() {
-        for slot in sockets.indices where sockets[slot].wire.capacity != 0 && sockets[slot].wire.isEmpty
-            && !sockets[slot].sendInFlight && sockets[slot].fd >= 0 {
+        for slot in sockets.indices where (sockets[slot].wire.capacity != 0 || sockets[slot].tls?.holdsBuffers == true)
+            && sockets[slot].wire.isEmpty && !sockets[slot].sendInFlight && sockets[slot].fd >= 0 {
             if core.outboundReleased(ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)) {
                 sockets[slot].wire.deallocate()
+                // A quiet TLS connection gives back OpenSSL's record buffers too (about 34 KiB;
+                // a busy one keeps them, so records are not malloc'd per read).
+                if let tls = sockets[slot].tls, sockets[slot].tlsOut.isEmpty {
+                    tls.releaseBuffers()
+                    sockets[slot].tlsOut.deallocate()
+                }
             }
         }
     }

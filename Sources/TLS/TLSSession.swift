@@ -51,6 +51,7 @@ public final class TLSSession: TransportLayer {
 
     public func received(_ bytes: UnsafeRawBufferPointer, plaintext: inout ByteBuffer, wire: inout ByteBuffer) -> TransportStatus {
         if let failure { return .failed(failure) }
+        holdsBuffers = true
         var offset = 0
         while offset < bytes.count {
             let n = BIO_write(rbio, bytes.baseAddress! + offset, Int32(clamping: bytes.count - offset))
@@ -80,6 +81,7 @@ public final class TLSSession: TransportLayer {
             plaintext.clear()
             return
         }
+        holdsBuffers = true
         write(&plaintext)
         drain(into: &wire)
     }
@@ -98,6 +100,20 @@ public final class TLSSession: TransportLayer {
         let n = apus_tls_peer_identity(ssl, subject ? 1 : 0, &out, out.count)
         guard n > 0 else { return nil }
         return text(out)
+    }
+
+    /// Whether OpenSSL may hold record buffers (false right after `releaseBuffers`).
+    public private(set) var holdsBuffers = true
+
+    /// Gives OpenSSL's read and write buffers back while nothing is pending in them (a quiet
+    /// connection); the next record allocates them again.
+    public func releaseBuffers() {
+        guard isEstablished, failure == nil, held.isEmpty else { return }
+        let freed = SSL_free_buffers(ssl)
+        if freed == 1 {
+            holdsBuffers = false
+            held.deallocate()
+        }
     }
 
     /// The negotiated protocol version ("TLSv1.3"), for logs and tests.
