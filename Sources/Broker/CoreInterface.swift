@@ -27,6 +27,9 @@ public protocol ShardCoreInterface: AnyObject {
     func release(_ id: ConnectionID)
     /// What the connection's transport and the kernel still hold for the client (slow-consumer limits).
     func setTransportBacklog(_ id: ConnectionID, bytes: Int)
+    /// The transport authenticated the client by a verified certificate: its user name (TLS
+    /// use_identity_as_username); no password is checked.
+    func setCertificateUsername(_ id: ConnectionID, _ username: String)
 
     // MARK: inputs — time, other shards, the broker itself
 

@@ -5,6 +5,7 @@
 import XCTest
 import Broker
 import Shards
+import Transport
 @testable import Configuration
 
 final class ConfigurationTests: XCTestCase {
@@ -103,6 +104,39 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertThrowsError(try c.groupConfig(availableCPUs: 1))
     }
 
+    func testTLSKeysApplyToTheirListener() throws {
+        var c = Configuration()
+        try c.apply(key: "listener", value: "1883 127.0.0.1", at: "x")
+        try c.apply(key: "listener", value: "8883", at: "x")
+        try c.apply(key: "certfile", value: "/etc/apus/server.crt", at: "x")
+        try c.apply(key: "keyfile", value: "/etc/apus/server.key", at: "x")
+        try c.apply(key: "cafile", value: "/etc/apus/ca.crt", at: "x")
+        try c.apply(key: "require_certificate", value: "true", at: "x")
+        try c.apply(key: "use_identity_as_username", value: "true", at: "x")
+        try c.apply(key: "tls_version", value: "tlsv1.3", at: "x")
+        try c.apply(key: "ciphers_tls1.3", value: "TLS_AES_128_GCM_SHA256", at: "x")
+        try c.apply(key: "tls_handshake_timeout", value: "2.5", at: "x")
+        let g = try c.groupConfig(availableCPUs: 2)
+        XCTAssertEqual(g.listeners.map(\.transport), [.plain, .tls])
+        XCTAssertEqual(g.listeners[1].tls.cafile, "/etc/apus/ca.crt")
+        XCTAssertEqual(g.listeners[1].tls.minimumVersion, .tls13)
+        XCTAssertTrue(g.listeners[1].tls.useIdentityAsUsername)
+        XCTAssertEqual(g.listeners[1].tls.ciphersTLS13, "TLS_AES_128_GCM_SHA256")
+        XCTAssertEqual(g.tlsHandshakeTimeoutNanoseconds, 2_500_000_000)
+        XCTAssertThrowsError(try c.apply(key: "tls_version", value: "sslv3", at: "x"))
+        XCTAssertThrowsError(try c.apply(key: "require_certificate", value: "yes", at: "x"))
+        // Settings that do not go together are refused with the reason.
+        var d = Configuration()
+        try d.apply(key: "listener", value: "8883", at: "x")
+        try d.apply(key: "certfile", value: "/etc/apus/server.crt", at: "x")
+        XCTAssertThrowsError(try d.groupConfig(availableCPUs: 1)) { XCTAssertTrue("\($0)".contains("keyfile"), "\($0)") }
+        try d.apply(key: "keyfile", value: "/etc/apus/server.key", at: "x")
+        try d.apply(key: "use_subject_as_username", value: "true", at: "x")
+        XCTAssertThrowsError(try d.groupConfig(availableCPUs: 1)) { XCTAssertTrue("\($0)".contains("require_certificate"), "\($0)") }
+        try d.apply(key: "require_certificate", value: "true", at: "x")
+        XCTAssertThrowsError(try d.groupConfig(availableCPUs: 1)) { XCTAssertTrue("\($0)".contains("cafile"), "\($0)") }
+    }
+
     func testEveryDocumentedKeyHasARowAndEveryRowIsDocumented() throws {
         // docs/configuration.md lists the keys in the table under "| key | same as |": each row's
         // first cell names one or more keys in backticks (`listener PORT [ADDRESS]`, `port PORT`).
@@ -114,7 +148,7 @@ final class ConfigurationTests: XCTestCase {
         for line in lines[(start + 2)...] {
             guard line.hasPrefix("|") else { break }
             let firstCell = line.dropFirst().prefix { $0 != "|" || false }
-            for match in firstCell.matches(of: /`([a-z_]+)[ `]/) { documented.insert(String(match.1)) }
+            for match in firstCell.matches(of: /`([a-z_][a-z_0-9.]*)[ `]/) { documented.insert(String(match.1)) }
         }
         let rows = Set(ConfigKey.all.map(\.name))
         XCTAssertEqual(rows.count, ConfigKey.all.count, "one row per key")
