@@ -174,7 +174,7 @@ extension TLSSessionTests {
         _ = try TLSSession(context: clientContext).start(wire: &hello)
         let clientHello = hello.readableArray()
         XCTAssertGreaterThan(clientHello.count, 100)
-        var generator = SplitMix(seed: 42)
+        var generator = SplitMix64(seed: 42)
         var failed = [0, 0, 0]
         for round in 0..<600 {
             var input: [UInt8]
@@ -201,18 +201,5 @@ extension TLSSessionTests {
         // on; a hello cut short waits for the rest.
         XCTAssertGreaterThanOrEqual(failed[2], 190, "\(failed)")
         XCTAssertGreaterThan(failed[0], 0, "\(failed)")
-    }
-}
-
-/// A small deterministic generator (SplitMix64) for the mangled inputs.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
