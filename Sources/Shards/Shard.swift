@@ -88,7 +88,6 @@ final class Shard {
     var tlsHandshakes: UInt64 = 0
     var tlsHandshakeFailures: UInt64 = 0
     var tlsHandshakesRefused: UInt64 = 0
-    var loggedTLSFailures: UInt64 = 0
     var logger: Logger
     /// The shard's connection table, indexed by the core's slot (`ConnectionID.slot`): every socket
     /// of the shard, whatever its listener, protocol or transport.
@@ -408,7 +407,10 @@ final class Shard {
         guard state.fd >= 0, state.writeShut, !state.recvArmed, !state.sendInFlight else { return }
         Glibc.close(state.fd)
         if state.protocolName == .http { httpExchanges[Int32(slot)] = nil }
-        if state.transport == .tls { tlsConnections -= 1 }
+        if state.transport == .tls {
+            tlsConnections -= 1
+            if state.tls?.isEstablished == false { removeHandshaking(slot: slot) }  // the slot may be reused at once
+        }
         core.release(ConnectionID(slot: Int32(slot), generation: state.generation))
         sockets[slot].wire.deallocate()
         sockets[slot].tlsOut.deallocate()
