@@ -1,5 +1,7 @@
 // Implementation of the CApusSys shims (GNU extensions Swift cannot see).
 #define _GNU_SOURCE
+#include <stdio.h>
+#include <dlfcn.h>
 #include "CApusSys.h"
 #include <pthread.h>
 #include <sched.h>
@@ -35,4 +37,24 @@ uint64_t apus_realtime_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+typedef int (*apus_mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+
+int apus_allocator_purge_thread(void) {
+    // The same value from every thread: a race on the first look-up is harmless.
+    static apus_mallctl_fn mallctl_fn = NULL;
+    static int looked_up = 0;
+    if (!looked_up) {
+        mallctl_fn = (apus_mallctl_fn)dlsym(RTLD_DEFAULT, "mallctl");
+        looked_up = 1;
+    }
+    if (!mallctl_fn) return -1;
+    unsigned arena = 0;
+    size_t size = sizeof arena;
+    if (mallctl_fn("thread.arena", &arena, &size, NULL, 0) != 0) return -1;
+    mallctl_fn("thread.tcache.flush", NULL, NULL, NULL, 0);
+    char name[64];
+    snprintf(name, sizeof name, "arena.%u.purge", arena);
+    return mallctl_fn(name, NULL, NULL, NULL, 0) == 0 ? 0 : -1;
 }

@@ -103,6 +103,8 @@ final class Shard {
     /// Receive completions, and their count at the last check (to tell a quiet second).
     var receives: UInt64 = 0
     var receivesAtLastCheck: UInt64 = 0
+    /// `receives` when the allocator was last asked to give memory back.
+    var receivesAtQuietPurge: UInt64 = 0
     var bytesSent: UInt64 = 0
     var statsDue: UInt64 = 0
     var sys: SysTopics? = nil
@@ -452,10 +454,16 @@ final class Shard {
     /// has been read (a submit since the last harvest that completed a recv inline shows as a
     /// ready completion, and the pages stay).
     func releaseReceivePagesIfQuiet() {
-        releaseIdleWireBuffers()
+        let released = releaseIdleWireBuffers()
         if ring.setup.defersTaskRun && receives &- receivesAtLastCheck < Shard.quietReceivesPerSecond
             && ring.readyCompletions == 0 {
             buffers.releasePages()
+        }
+        if receives &- receivesAtLastCheck < Shard.quietReceivesPerSecond && (released > 0 || receives != receivesAtQuietPurge) {
+            // Quiet: what the connections gave back (wire buffers, TLS record buffers, what a
+            // burst freed) goes back to the kernel, once per quiet spell and after each release.
+            _ = apus_allocator_purge_thread()
+            receivesAtQuietPurge = receives
         }
         receivesAtLastCheck = receives
     }
@@ -463,11 +471,15 @@ final class Shard {
     /// Gives back the send buffers of connections whose core queue went idle (a quiet second with
     /// nothing to send: `ShardCore.tick` freed its buffer), so idle connections hold no memory
     /// beyond their slots.
-    func releaseIdleWireBuffers() {
+    /// Returns how many connections gave buffers back.
+    @discardableResult
+    func releaseIdleWireBuffers() -> Int {
+        var released = 0
         for slot in sockets.indices where (sockets[slot].wire.capacity != 0 || sockets[slot].tls?.holdsBuffers == true)
             && sockets[slot].wire.isEmpty && !sockets[slot].sendInFlight && sockets[slot].fd >= 0 {
             if core.outboundReleased(ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)) {
                 sockets[slot].wire.deallocate()
+                released += 1
                 // A quiet TLS connection gives back OpenSSL's record buffers too (about 34 KiB;
                 // a busy one keeps them, so records are not malloc'd per read).
                 if let tls = sockets[slot].tls, sockets[slot].tlsOut.isEmpty {
@@ -476,6 +488,7 @@ final class Shard {
                 }
             }
         }
+        return released
     }
 
     /// Copies this shard's numbers to the stats board (once a second); shard 0 publishes $SYS.

@@ -15,5 +15,10 @@ void apus_set_thread_name(const char *name);
 uint64_t apus_monotonic_ns(void);
 /// CLOCK_REALTIME in nanoseconds (the clock of the kernel's receive timestamps, SO_TIMESTAMPNS).
 uint64_t apus_realtime_ns(void);
+/// Gives the calling thread's freed memory back to the kernel, when the process runs on jemalloc
+/// (looked up at run time: tests run on the C library's allocator): the thread's cache is flushed
+/// and its arena's unused dirty pages purged. jemalloc purges by itself only while it allocates,
+/// so a quiet shard would keep what a burst freed. Returns 0, or -1 without jemalloc.
+int apus_allocator_purge_thread(void);
 
 #endif
