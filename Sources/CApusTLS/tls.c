@@ -1,5 +1,6 @@
 // See CApusTLS.h.
 #include "CApusTLS.h"
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -79,22 +80,62 @@ fail:
     return NULL;
 }
 
-SSL *apus_tls_new(SSL_CTX *context, int server, BIO **rbio, BIO **wbio) {
-    SSL *ssl = SSL_new(context);
-    if (!ssl) return NULL;
-    BIO *r = BIO_new(BIO_s_mem());
-    BIO *w = BIO_new(BIO_s_mem());
-    if (!r || !w) { BIO_free(r); BIO_free(w); SSL_free(ssl); return NULL; }
-    BIO_set_mem_eof_return(r, -1);  // empty: "retry", not end of stream (the socket says that)
-    BIO_set_mem_eof_return(w, -1);
-    SSL_set_bio(ssl, r, w);
-    if (server) SSL_set_accept_state(ssl); else SSL_set_connect_state(ssl);
-    *rbio = r;
-    *wbio = w;
-    return ssl;
+static int io_write(BIO *bio, const char *data, int length) {
+    apus_tls_io *io = BIO_get_data(bio);
+    BIO_clear_retry_flags(bio);
+    if (!io->sink) { BIO_set_retry_write(bio); return -1; }
+    io->sink(io->sink_context, data, (size_t)length);
+    return length;
 }
 
-size_t apus_tls_pending(BIO *bio) { return BIO_ctrl_pending(bio); }
+static int io_read(BIO *bio, char *out, int length) {
+    apus_tls_io *io = BIO_get_data(bio);
+    BIO_clear_retry_flags(bio);
+    if (io->input_left == 0 || length <= 0) { BIO_set_retry_read(bio); return -1; }
+    size_t n = io->input_left < (size_t)length ? io->input_left : (size_t)length;
+    memcpy(out, io->input, n);
+    io->input += n;
+    io->input_left -= n;
+    return (int)n;
+}
+
+static long io_ctrl(BIO *bio, int command, long number, void *pointer) {
+    (void)bio; (void)number; (void)pointer;
+    switch (command) {
+    case BIO_CTRL_FLUSH: return 1;  // every write already reached the sink
+    default: return 0;
+    }
+}
+
+static int io_create(BIO *bio) { BIO_set_init(bio, 1); return 1; }
+static int io_destroy(BIO *bio) { BIO_set_data(bio, NULL); return 1; }
+
+static BIO_METHOD *io_method;
+static pthread_once_t io_method_once = PTHREAD_ONCE_INIT;
+
+static void make_io_method(void) {
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "apus ring I/O");
+    if (!m) return;
+    BIO_meth_set_write(m, io_write);
+    BIO_meth_set_read(m, io_read);
+    BIO_meth_set_ctrl(m, io_ctrl);
+    BIO_meth_set_create(m, io_create);
+    BIO_meth_set_destroy(m, io_destroy);
+    io_method = m;
+}
+
+SSL *apus_tls_new(SSL_CTX *context, int server, apus_tls_io *io) {
+    pthread_once(&io_method_once, make_io_method);
+    if (!io_method) return NULL;
+    SSL *ssl = SSL_new(context);
+    if (!ssl) return NULL;
+    BIO *bio = BIO_new(io_method);
+    if (!bio) { SSL_free(ssl); return NULL; }
+    BIO_set_data(bio, io);
+    SSL_set_bio(ssl, bio, bio);  // one BIO both ways: one reference taken
+    if (server) SSL_set_accept_state(ssl); else SSL_set_connect_state(ssl);
+    return ssl;
+}
 
 int apus_tls_peer_identity(SSL *ssl, int subject, char *out, size_t size) {
     X509 *cert = SSL_get1_peer_certificate(ssl);

@@ -1,7 +1,9 @@
 // One TLS connection as a sans-IO transport layer: ciphertext from the socket in, plaintext for
 // the protocol out; the protocol's plaintext in, records for the socket out. OpenSSL reads and
-// writes two memory BIOs; every call is followed by draining what it wrote (TLS 1.3 writes while
-// reading: session tickets after the handshake, key updates), so all bytes still move through the
+// writes through a BIO of ours (`apus_tls_io`): around each call it is handed the received bytes
+// where they lie and a sink that appends to the caller's send buffer, so whatever OpenSSL writes
+// (TLS 1.3 writes while reading: session tickets after the handshake, key updates) lands in the
+// connection's send buffer, with no BIO buffer in between, and all bytes still move through the
 // shard's ring. Before the handshake ends, the protocol's output is held (counted as held
 // bytes). Everything the protocol queued in one loop turn is written with one SSL_write: as few
 // records as 16 KiB allows (a 64-byte record costs about what a 1 KiB one does).
@@ -13,8 +15,8 @@ import Transport
 /// The TLS state of one connection.
 public final class TLSSession: TransportLayer {
     let ssl: OpaquePointer
-    let rbio: OpaquePointer
-    let wbio: OpaquePointer
+    /// What OpenSSL reads from and writes to during a call (set by `withIO`).
+    let io: UnsafeMutablePointer<apus_tls_io>
     /// The protocol's output while the handshake runs.
     var held = ByteBuffer()
     public private(set) var isEstablished = false
@@ -25,53 +27,59 @@ public final class TLSSession: TransportLayer {
 
     /// A connection of `context` (a server context accepts, a client one connects).
     public init(context: TLSContext) throws(TLSError) {
-        var r: OpaquePointer? = nil
-        var w: OpaquePointer? = nil
-        guard let made = apus_tls_new(context.pointer, context.isServer ? 1 : 0, &r, &w), let r, let w else {
+        io = .allocate(capacity: 1)
+        io.initialize(to: apus_tls_io(input: nil, input_left: 0, sink: nil, sink_context: nil))
+        guard let made = apus_tls_new(context.pointer, context.isServer ? 1 : 0, io) else {
+            io.deallocate()
             throw TLSError("SSL_new failed")
         }
         ssl = made
-        rbio = r
-        wbio = w
     }
 
     deinit {
-        SSL_free(ssl)  // and its BIOs
+        SSL_free(ssl)  // and its BIO
+        io.deallocate()
         held.deallocate()
+    }
+
+    /// Runs `body` with OpenSSL reading `input` and writing into `wire`.
+    @inline(__always)
+    func withIO<R>(input: UnsafeRawBufferPointer, wire: inout ByteBuffer, _ body: () -> R) -> R {
+        withUnsafeMutablePointer(to: &wire) { w in
+            io.pointee.input = input.baseAddress?.assumingMemoryBound(to: UInt8.self)
+            io.pointee.input_left = input.count
+            io.pointee.sink = tlsSink
+            io.pointee.sink_context = UnsafeMutableRawPointer(w)
+            defer { io.pointee = apus_tls_io(input: nil, input_left: 0, sink: nil, sink_context: nil) }
+            return body()
+        }
     }
 
     public var heldBytes: Int { held.readableBytes }
 
     /// A client's first flight (ClientHello): call once on a client session before any input.
     public func start(wire: inout ByteBuffer) -> TransportStatus {
-        _ = handshake()
-        drain(into: &wire)
+        _ = withIO(input: UnsafeRawBufferPointer(start: nil, count: 0), wire: &wire) { handshake() }
         return failure.map { .failed($0) } ?? .open
     }
 
     public func received(_ bytes: UnsafeRawBufferPointer, plaintext: inout ByteBuffer, wire: inout ByteBuffer) -> TransportStatus {
         if let failure { return .failed(failure) }
         holdsBuffers = true
-        var offset = 0
-        while offset < bytes.count {
-            let n = BIO_write(rbio, bytes.baseAddress! + offset, Int32(clamping: bytes.count - offset))
-            guard n > 0 else { break }
-            offset += Int(n)
-        }
-        var status = TransportStatus.open
-        if !isEstablished {
-            if handshake() {
-                isEstablished = true
-                peerCertificate = SSL_get_verify_result(ssl) == X509_V_OK && SSL_get0_peer_certificate(ssl) != nil
-                if !held.isEmpty { write(&held) }
-            } else if let failure {
-                drain(into: &wire)  // the alert that tells the peer why
-                return .failed(failure)
+        return withIO(input: bytes, wire: &wire) {
+            if !isEstablished {
+                if handshake() {
+                    isEstablished = true
+                    peerCertificate = SSL_get_verify_result(ssl) == X509_V_OK && SSL_get0_peer_certificate(ssl) != nil
+                    if !held.isEmpty { write(&held) }
+                } else if let failure {
+                    return .failed(failure)  // the alert that tells the peer why is in `wire`
+                }
             }
+            // Everything received is taken: a handshake waits only once its input is used up,
+            // and reading stops only when no whole record is left.
+            return isEstablished ? read(into: &plaintext) : .open
         }
-        if isEstablished { status = read(into: &plaintext) }
-        drain(into: &wire)
-        return status
     }
 
     public func send(_ plaintext: inout ByteBuffer, wire: inout ByteBuffer) {
@@ -82,15 +90,13 @@ public final class TLSSession: TransportLayer {
             return
         }
         holdsBuffers = true
-        write(&plaintext)
-        drain(into: &wire)
+        withIO(input: UnsafeRawBufferPointer(start: nil, count: 0), wire: &wire) { write(&plaintext) }
     }
 
     /// The close_notify alert, for a connection the broker ends.
     public func close(wire: inout ByteBuffer) {
         guard isEstablished, failure == nil else { return }
-        _ = SSL_shutdown(ssl)
-        drain(into: &wire)
+        _ = withIO(input: UnsafeRawBufferPointer(start: nil, count: 0), wire: &wire) { SSL_shutdown(ssl) }
     }
 
     /// The verified client certificate's subject CN (`subject` false) or whole subject (RFC 2253).
@@ -168,18 +174,6 @@ public final class TLSSession: TransportLayer {
         plaintext.clear()
     }
 
-    /// Moves what OpenSSL wrote for the peer into `wire`.
-    func drain(into wire: inout ByteBuffer) {
-        while true {
-            let pending = apus_tls_pending(wbio)
-            if pending == 0 { return }
-            let p = wire.reserveWritable(pending)
-            let n = BIO_read(wbio, p, Int32(clamping: pending))
-            if n <= 0 { return }
-            wire.commitWritten(Int(n))
-        }
-    }
-
     func reason(_ error: Int32) -> String {
         var text = [CChar](repeating: 0, count: 256)
         apus_tls_error(&text, text.count)
@@ -189,4 +183,10 @@ public final class TLSSession: TransportLayer {
         if !verify.isEmpty { out += " (certificate: \(verify))" }
         return out
     }
+}
+
+/// The BIO's sink: OpenSSL's output appended to the send buffer `withIO` pointed it at.
+private let tlsSink: apus_tls_sink = { context, bytes, count in
+    guard let context, let bytes else { return }
+    context.assumingMemoryBound(to: ByteBuffer.self).pointee.writeBytes(UnsafeRawBufferPointer(start: bytes, count: count))
 }

@@ -32,12 +32,23 @@ SSL_CTX *apus_tls_server_context(const apus_tls_server_settings *settings, char 
 SSL_CTX *apus_tls_client_context(const char *cafile, const char *certfile, const char *keyfile, int min_version, int max_version,
                                  char *error, size_t error_size);
 
-/// A connection of `context` over two fresh memory BIOs (`rbio`: what the peer sent, `wbio`: what
-/// goes to it), in the accept (server) or connect (client) state. An empty `rbio` reads as "retry".
-SSL *apus_tls_new(SSL_CTX *context, int server, BIO **rbio, BIO **wbio);
+/// Where OpenSSL's output for the peer goes during one call: appended by `sink(context, …)`.
+typedef void (*apus_tls_sink)(void *context, const void *bytes, size_t count);
 
-/// Bytes waiting in a memory BIO.
-size_t apus_tls_pending(BIO *bio);
+/// A connection's I/O for OpenSSL, set around each call by the layer: the input not yet taken
+/// (OpenSSL reads from it; empty reads as "retry") and the sink of its output. No buffer of its
+/// own: OpenSSL takes the received bytes where the ring put them and writes its records straight
+/// into the connection's send buffer.
+typedef struct apus_tls_io {
+    const unsigned char *input;
+    size_t input_left;
+    apus_tls_sink sink;
+    void *sink_context;
+} apus_tls_io;
+
+/// A connection of `context` over a BIO that reads and writes through `io`, in the accept
+/// (server) or connect (client) state; NULL if OpenSSL cannot make one.
+SSL *apus_tls_new(SSL_CTX *context, int server, apus_tls_io *io);
 
 /// The verified peer certificate's identity: its subject's CN (`subject` 0) or the whole subject
 /// in RFC 2253 form (`subject` 1). Returns its length (0: no certificate, -1: no CN; truncated to
