@@ -41,7 +41,7 @@ public enum Transport: Sendable, Equatable {
     /// receive buffer straight to the protocol and swaps the core's queue into the socket's send
     /// buffer (`PlainTransport` is the same, with copies, for tests and the generic path).
     case plain
-    /// TLS (OpenSSL through memory BIOs, the `TLS` module's `TLSSession`): what the socket carries
+    /// TLS (OpenSSL through a BIO over the layer's memory, the `TLS` module's `TLSSession`): what the socket carries
     /// is records; the protocol sees their plaintext.
     case tls
 

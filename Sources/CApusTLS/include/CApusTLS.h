@@ -1,7 +1,7 @@
 // OpenSSL 3 (Debian libssl-dev) for the TLS layer: the library's headers, and small functions
 // for what Swift cannot call (macros) or what is one step in C and ten in Swift (building a
 // context from files, reading a certificate's identity). Everything here is pure memory work:
-// the layer's bytes move through memory BIOs, never a socket.
+// the layer's bytes move through a BIO over memory it hands OpenSSL, never a socket.
 #ifndef CAPUSTLS_H
 #define CAPUSTLS_H
 #include <openssl/bio.h>
