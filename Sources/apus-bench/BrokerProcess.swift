@@ -7,6 +7,12 @@ import Foundation
 final class BrokerProcess {
     enum Kind: String, Sendable { case apus, mosquitto }
 
+    /// TLS for a run: the server's certificate and key both brokers listen with (clients trust `cafile`).
+    struct TLSFiles: Sendable {
+        var cert: String
+        var key: String
+    }
+
     let kind: Kind
     let port: UInt16
     let process: Process
@@ -17,10 +23,10 @@ final class BrokerProcess {
     /// Mosquitto's configuration for a run, set as close to Apus's defaults as Mosquitto allows:
     /// Nagle off (Apus disables it too), no connection limit, the same queue and inflight limits,
     /// no persistence file, and no log line per connection (Apus logs none at warning level).
-    static func mosquittoConfig(port: UInt16) -> String {
+    static func mosquittoConfig(port: UInt16, tls: TLSFiles? = nil) -> String {
         """
         listener \(port) 127.0.0.1
-        allow_anonymous true
+        \(tls.map { "certfile \($0.cert)\nkeyfile \($0.key)\n" } ?? "")allow_anonymous true
         max_connections -1
         set_tcp_nodelay true
         max_queued_messages 1000
@@ -37,17 +43,27 @@ final class BrokerProcess {
     /// Apus's command line for a run (its defaults otherwise: one shard per CPU).
     static func apusArguments(port: UInt16) -> [String] { ["--port", String(port), "--log-level", "warning"] }
 
+    /// Apus's configuration file for a TLS run: one TLS listener (the same keys as Mosquitto's).
+    static func apusTLSConfig(port: UInt16, tls: TLSFiles) -> String {
+        "listener \(port) 127.0.0.1\ncertfile \(tls.cert)\nkeyfile \(tls.key)\n"
+    }
+
     /// Starts a broker on a free port and waits (up to 10 s) until it accepts connections.
-    static func start(_ kind: Kind, apusBinary: String, mosquittoBinary: String) throws -> BrokerProcess {
+    static func start(_ kind: Kind, apusBinary: String, mosquittoBinary: String, tls: TLSFiles? = nil) throws -> BrokerProcess {
         let port = try freePort()
         let process = Process()
         let stem = "\(NSTemporaryDirectory())/apus-bench-\(getpid())-\(kind.rawValue)-\(port)"
         switch kind {
         case .apus:
             process.executableURL = URL(fileURLWithPath: apusBinary)
-            process.arguments = apusArguments(port: port)
+            if let tls {
+                try apusTLSConfig(port: port, tls: tls).write(toFile: stem + ".conf", atomically: true, encoding: .utf8)
+                process.arguments = ["--config", stem + ".conf", "--log-level", "warning"]
+            } else {
+                process.arguments = apusArguments(port: port)
+            }
         case .mosquitto:
-            try mosquittoConfig(port: port).write(toFile: stem + ".conf", atomically: true, encoding: .utf8)
+            try mosquittoConfig(port: port, tls: tls).write(toFile: stem + ".conf", atomically: true, encoding: .utf8)
             process.executableURL = URL(fileURLWithPath: mosquittoBinary)
             process.arguments = ["-c", stem + ".conf"]
         }

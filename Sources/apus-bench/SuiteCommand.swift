@@ -37,6 +37,12 @@ struct Suite: ParsableCommand {
     @Option(name: .long, help: "Override the suite's number of rounds.") var rounds: Int?
     @Option(name: .long, help: "Hold an exclusive flock on this file during each run (broker start to stop), not in between.")
     var lock: String?
+    @Option(name: .long, help: "TLS: the brokers started here listen with this certificate (PEM; with --tls-key), and the clients trust --cafile.")
+    var tlsCert: String?
+    @Option(name: .long, help: "TLS: the certificate's private key (PEM).") var tlsKey: String?
+    @Option(name: .long, help: "TLS: the CA the clients trust (with --tls-cert, or for a running broker's TLS port).") var cafile: String?
+
+    var tls: BrokerProcess.TLSFiles? { tlsCert.map { BrokerProcess.TLSFiles(cert: $0, key: tlsKey ?? "") } }
 
     struct Target { var label: String; var kind: BrokerProcess.Kind? }
 
@@ -46,6 +52,9 @@ struct Suite: ParsableCommand {
             throw ValidationError("cannot read suite \(file): \(error)")
         }
         if let against, against != "mosquitto" { throw ValidationError("--against takes mosquitto") }
+        if (tlsCert == nil) != (tlsKey == nil) || (tlsCert != nil && cafile == nil) {
+            throw ValidationError("TLS needs --tls-cert, --tls-key and --cafile together")
+        }
         BenchSocket.raiseOpenFileLimit()
         var targets = [Target(label: "apus", kind: port == nil ? .apus : nil)]
         if against != nil { targets.append(Target(label: "mosquitto", kind: .mosquitto)) }
@@ -74,11 +83,17 @@ struct Suite: ParsableCommand {
             }
         }
         var brokers: [String: String] = [:]
-        brokers["apus"] = port == nil ? "\(apusBin) \(BrokerProcess.apusArguments(port: 0).joined(separator: " ")) (port: a free one per run)"
-            : "already running at \(host):\(port!)"
+        if let tls {
+            brokers["apus"] = port == nil ? "\(apusBin) --config CONFIG --log-level warning (port: a free one per run), CONFIG:\n"
+                + BrokerProcess.apusTLSConfig(port: 0, tls: tls).replacingOccurrences(of: "listener 0", with: "listener PORT")
+                : "already running at \(host):\(port!) (TLS)"
+        } else {
+            brokers["apus"] = port == nil ? "\(apusBin) \(BrokerProcess.apusArguments(port: 0).joined(separator: " ")) (port: a free one per run)"
+                : "already running at \(host):\(port!)"
+        }
         if against != nil {
             brokers["mosquitto"] = "\(Suite.version(of: mosquitto)) (\(mosquitto) -c CONFIG), CONFIG:\n"
-                + BrokerProcess.mosquittoConfig(port: 0).replacingOccurrences(of: "listener 0", with: "listener PORT")
+                + BrokerProcess.mosquittoConfig(port: 0, tls: tls).replacingOccurrences(of: "listener 0", with: "listener PORT")
         }
         let report = SuiteReport(suite: spec.name, command: CommandLine.arguments.joined(separator: " "),
                                  date: ISO8601DateFormatter().string(from: Date()), machine: Suite.machine(),
@@ -93,7 +108,7 @@ struct Suite: ParsableCommand {
         var failed = BenchReport(label: target.label, scenario: entry.scenario, command: "")
         var broker: BrokerProcess? = nil
         if let kind = target.kind {
-            do { broker = try BrokerProcess.start(kind, apusBinary: apusBin, mosquittoBinary: mosquitto) } catch {
+            do { broker = try BrokerProcess.start(kind, apusBinary: apusBin, mosquittoBinary: mosquitto, tls: tls) } catch {
                 failed.errors = ["broker did not start: \(error)"]
                 return failed
             }
@@ -104,6 +119,7 @@ struct Suite: ParsableCommand {
         var args = [entry.scenario, "-h", broker == nil ? host : "127.0.0.1", "-p", String(broker?.port ?? port!)] + entry.args
         args += ["--warmup", String(entry.warmup ?? spec.warmup), "--duration", String(entry.duration ?? spec.duration)]
         if let pid = broker?.pid ?? brokerPid { args += ["--broker-pid", String(pid)] }
+        if let cafile { args += ["--cafile", cafile] }
         args += ["--label", target.label, "--json", json, "--quiet"]
         failed.command = "apus-bench " + args.joined(separator: " ")
         let child = Process()
