@@ -27,11 +27,7 @@ public final class TLSContext: @unchecked Sendable {
         if let problem = settings.problem { throw TLSError(problem) }
         guard settings.isEnabled else { throw TLSError("TLS needs certfile and keyfile") }
         var error = [CChar](repeating: 0, count: 512)
-        let version: Int32 = switch settings.minimumVersion {
-        case .tls11: TLS1_1_VERSION
-        case .tls12: TLS1_2_VERSION
-        case .tls13: TLS1_3_VERSION
-        }
+        let version = settings.minimumVersion.openSSLCode
         let made: OpaquePointer? = withOptionalCStrings([settings.certfile, settings.keyfile, settings.cafile, settings.capath,
                                                          settings.crlfile, settings.ciphers, settings.ciphersTLS13]) { c in
             var s = apus_tls_server_settings(certfile: c[0], keyfile: c[1], cafile: c[2], capath: c[3], crlfile: c[4], ciphers: c[5],
@@ -49,14 +45,7 @@ public final class TLSContext: @unchecked Sendable {
     /// given; `maximumVersion` caps what it offers (tests of refused versions).
     public init(clientTrusting cafile: String?, certfile: String? = nil, keyfile: String? = nil,
                 minimumVersion: TLSSettings.Version? = nil, maximumVersion: TLSSettings.Version? = nil) throws(TLSError) {
-        func code(_ v: TLSSettings.Version?) -> Int32 {
-            switch v {
-            case nil: 0
-            case .tls11: TLS1_1_VERSION
-            case .tls12: TLS1_2_VERSION
-            case .tls13: TLS1_3_VERSION
-            }
-        }
+        func code(_ v: TLSSettings.Version?) -> Int32 { v?.openSSLCode ?? 0 }
         var error = [CChar](repeating: 0, count: 512)
         let made: OpaquePointer? = withOptionalCStrings([cafile, certfile, keyfile]) { c in
             apus_tls_client_context(c[0], c[1], c[2], code(minimumVersion), code(maximumVersion), &error, error.count)
@@ -80,4 +69,15 @@ func withOptionalCStrings<R>(_ strings: [String?], _ body: ([UnsafePointer<CChar
 /// A NUL-terminated C buffer as a String.
 func text(_ buffer: [CChar]) -> String {
     String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+extension TLSSettings.Version {
+    /// OpenSSL's constant for the version (SSL_CTX_set_min_proto_version).
+    var openSSLCode: Int32 {
+        switch self {
+        case .tls11: TLS1_1_VERSION
+        case .tls12: TLS1_2_VERSION
+        case .tls13: TLS1_3_VERSION
+        }
+    }
 }

@@ -66,7 +66,7 @@ final class BenchLink {
         var wire = ByteBuffer()
         defer { wire.deallocate() }
         while true {
-            if let frame = Self.frame(in: plaintext.readableView) {
+            if let frame = try Self.frame(in: plaintext.readableView) {
                 let packet = try PacketDecoder.decode(frame: UnsafeRawBufferPointer(rebasing: plaintext.readableView[..<frame]), version: version)
                 plaintext.moveReaderIndex(forwardBy: frame)
                 return packet
@@ -77,17 +77,9 @@ final class BenchLink {
     }
 
     /// The length of the whole packet at the start of `bytes`, if it is all there.
-    static func frame(in bytes: UnsafeRawBufferPointer) -> Int? {
-        guard bytes.count >= 2 else { return nil }
-        var remaining = 0, shift = 0, i = 1
-        while true {
-            guard i < bytes.count, i <= 4 else { return nil }
-            remaining |= Int(bytes[i] & 0x7F) << shift
-            shift += 7
-            i += 1
-            if bytes[i - 1] & 0x80 == 0 { break }
-        }
-        return bytes.count >= i + remaining ? i + remaining : nil
+    static func frame(in bytes: UnsafeRawBufferPointer) throws -> Int? {
+        guard let total = try PacketDecoder.frameLength(bytes, maxPacketSize: Int.max), bytes.count >= total else { return nil }
+        return total
     }
 
     /// Connects and completes CONNECT/CONNACK.
