@@ -66,10 +66,14 @@ let package = Package(
             dependencies: ["ApusBase", "Broker", "ApusCrypto"],
             swiftSettings: swiftSettings
         ),
-        // The HTTP listener's pure parts: request parsing, JSON, the publish API's body, the routes.
+        // HTTP/1.1 request parsing and answers (the HTTP listener, the WebSocket upgrade).
+        .target(name: "HTTP1", swiftSettings: swiftSettings),
+        // The WebSocket transport layer (RFC 6455, server side): the upgrade and the frames, sans-IO.
+        .target(name: "WebSocket", dependencies: ["ApusBase", "Transport", "HTTP1", "ApusCrypto"], swiftSettings: swiftSettings),
+        // The HTTP listener's pure parts: JSON, the publish API's body, the routes.
         .target(
             name: "HTTPAPI",
-            dependencies: ["Broker", "Codec", "ApusCrypto"],
+            dependencies: ["Broker", "Codec", "ApusCrypto", "HTTP1"],
             swiftSettings: swiftSettings
         ),
         // What the broker reports: per-shard stats and their sums, $SYS topics, Prometheus text.
@@ -77,7 +81,7 @@ let package = Package(
         .target(
             name: "Shards",
             dependencies: [
-                "ApusBase", "Broker", "Codec", "Router", "IOUring", "CApusSys", "HTTPAPI", "Telemetry", "Transport", "TLS", "ShardContract", "Store",
+                "ApusBase", "Broker", "Codec", "Router", "IOUring", "CApusSys", "HTTPAPI", "Telemetry", "Transport", "TLS", "WebSocket", "ShardContract", "Store",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -112,6 +116,7 @@ let package = Package(
         .testTarget(name: "BenchKitTests", dependencies: ["BenchKit"], swiftSettings: swiftSettings),
         .testTarget(name: "ApusBaseTests", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "ApusBase"], swiftSettings: swiftSettings),
+        .testTarget(name: "WebSocketTests", dependencies: ["WebSocket", "Transport", "HTTP1", "ApusBase"], swiftSettings: swiftSettings),
         .testTarget(name: "TLSTests", dependencies: ["TLS", "Transport", "ApusBase"], swiftSettings: swiftSettings),
         .testTarget(name: "ShardContractTests", dependencies: ["ShardContract", "Codec"], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "ApusBase"], swiftSettings: swiftSettings),

@@ -87,6 +87,31 @@ public struct ByteBuffer: @unchecked Sendable {
         _capacity = newCapacity
     }
 
+    /// Forgets all bytes and leaves `headroom` bytes free before the next write (when the buffer
+    /// has the room), so that a header can be put in front of what is written next without
+    /// moving it (`prependRoom`).
+    @inlinable public mutating func clear(leavingHeadroom headroom: Int) {
+        let room = capacity >= 4 * headroom ? headroom : 0
+        readerIndex = room
+        writerIndex = room
+    }
+
+    /// `count` bytes of room just before the readable bytes, which then begin there; returns
+    /// them. In place when the buffer has that much headroom (see `clear(leavingHeadroom:)`);
+    /// otherwise the readable bytes move up by `count`.
+    public mutating func prependRoom(_ count: Int) -> UnsafeMutableRawPointer {
+        if readerIndex >= count {
+            readerIndex -= count
+            return base.unsafelyUnwrapped + readerIndex
+        }
+        let live = readableBytes
+        reserveWritable(count)  // may move the readable bytes to the front
+        let start = base.unsafelyUnwrapped + readerIndex
+        if live > 0 { (start + count).copyMemory(from: start, byteCount: live) }  // memmove: the ranges overlap
+        writerIndex += count
+        return start
+    }
+
     /// Records that `count` bytes were written at the pointer `reserveWritable` returned.
     @inlinable public mutating func commitWritten(_ count: Int) {
         precondition(writerIndex + count <= capacity)

@@ -50,11 +50,38 @@ public struct ConfigKey {
             },
             custom("bind_address") { c, v throws(ConfigError) in c.listeners[0].host = v },
             custom("protocol", scope: .listener) { c, v throws(ConfigError) in
-                // TLS and WebSocket listeners are still to come (their own settings will follow).
+                // mosquitto's `protocol mqtt | websockets`; `http` is the HTTP listener's.
+                if v == "websockets" {
+                    c.listeners[c.currentListener].protocolName = .mqtt
+                    c.listeners[c.currentListener].webSocket.isEnabled = true
+                    return
+                }
                 guard let p = ListenerProtocol(rawValue: v) else {
-                    throw ConfigError("protocol is \(ListenerProtocol.allCases.map(\.rawValue).joined(separator: " or ")), got '\(v)'")
+                    throw ConfigError("protocol is mqtt, websockets or http, got '\(v)'")
                 }
                 c.listeners[c.currentListener].protocolName = p
+                c.listeners[c.currentListener].webSocket.isEnabled = false
+            },
+            // WebSocket, per listener (and mosquitto's global websockets_headers_size).
+            custom("websockets_path", scope: .listener) { c, v throws(ConfigError) in
+                guard v.hasPrefix("/") else { throw ConfigError("websockets_path must start with /, got '\(v)'") }
+                c.listeners[c.currentListener].webSocket.path = v
+            },
+            custom("websockets_origin", scope: .listener) { c, v throws(ConfigError) in
+                guard !v.isEmpty else { throw ConfigError("websockets_origin needs an origin (https://host:port)") }
+                c.listeners[c.currentListener].webSocket.origins.append(v)
+            },
+            custom("websockets_max_frame_size", scope: .listener) { c, v throws(ConfigError) in
+                c.listeners[c.currentListener].webSocket.maxFrameSize = try number("websockets_max_frame_size", v, 2...268_435_460)
+            },
+            custom("websockets_x_forwarded_for", scope: .listener) { c, v throws(ConfigError) in
+                guard v == "true" || v == "false" else { throw ConfigError("websockets_x_forwarded_for is true or false, got '\(v)'") }
+                c.listeners[c.currentListener].webSocket.trustForwardedFor = v == "true"
+            },
+            custom("websockets_headers_size") { c, v throws(ConfigError) in
+                // 0 is mosquitto's "the default".
+                let n = try number("websockets_headers_size", v, 0...1 << 20)
+                c.webSocketHeadersSize = n == 0 ? WebSocketSettings().headersSize : max(n, 256)
             },
             // TLS, per listener (mosquitto's keys): on for a listener with certfile and keyfile.
             tlsPath("certfile", \.certfile),

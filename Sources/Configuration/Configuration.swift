@@ -10,6 +10,7 @@ import Auth
 import Broker
 import HTTPAPI
 import Shards
+import Transport
 @preconcurrency import Glibc
 
 /// A broker run's settings, as the keys set them.
@@ -27,6 +28,8 @@ public struct Configuration {
     /// Every listener in configuration order, HTTP ones included (`groupConfig` separates them).
     /// The first is the built-in default until a `listener` line replaces it.
     public var listeners = [ListenerConfig(host: "127.0.0.1", port: 1883)]
+    /// `websockets_headers_size`: one value for every WebSocket listener, as in mosquitto.
+    var webSocketHeadersSize = WebSocketSettings().headersSize
     /// `tls_handshake_timeout` (ShardGroupConfig keeps nanoseconds).
     var tlsHandshakeTimeoutSeconds: Double = 10
     /// `listener` lines read so far.
@@ -117,13 +120,14 @@ public struct Configuration {
         var config = group
         config.shards = shards ?? max(1, availableCPUs)
         config.listeners = listeners.filter { $0.protocolName == .mqtt }
+        for i in config.listeners.indices { config.listeners[i].webSocket.headersSize = webSocketHeadersSize }
         let http = listeners.filter { $0.protocolName == .http }
         if http.count > 1 { throw ConfigError("only one HTTP listener is supported, \(http.count) are configured") }
         if let listener = http.first { config.httpListener = listener }
         config.store = config.broker.persistence ? store : nil
         if config.listeners.isEmpty { throw ConfigError("no MQTT listener: every listener is protocol http") }
         for listener in listeners {
-            if let problem = listener.tls.problem { throw ConfigError("listener \(listener.address): \(problem)") }
+            if let problem = listener.tls.problem ?? listener.webSocket.problem { throw ConfigError("listener \(listener.address): \(problem)") }
             if listener.protocolName == .http && listener.tls.isEnabled {
                 throw ConfigError("listener \(listener.address): TLS on the HTTP listener is not supported")
             }

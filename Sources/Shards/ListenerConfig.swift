@@ -1,7 +1,8 @@
 // Per-listener settings, as mosquitto's `struct mosquitto__listener`: where a listener binds,
 // which protocol its connections speak, and the transport under it. Every MQTT listener is opened
-// on every shard (SO_REUSEPORT); the HTTP listener on shard 0 only. TLS settings are read from
-// the keys that follow a `listener` line (certfile, keyfile, cafile, …).
+// on every shard (SO_REUSEPORT); the HTTP listener on shard 0 only. TLS and WebSocket settings
+// are read from the keys that follow a `listener` line (certfile, keyfile, cafile, …,
+// `protocol websockets`, websockets_*).
 
 import Transport
 
@@ -20,6 +21,8 @@ public struct ListenerConfig: Sendable, Equatable {
     public var protocolName: ListenerProtocol
     /// TLS is on when these have a certfile and a keyfile.
     public var tls = TLSSettings()
+    /// MQTT over WebSocket (`protocol websockets`), over TLS too when `tls` is on (wss).
+    public var webSocket = WebSocketSettings()
 
     public init(host: String, port: UInt16, protocol: ListenerProtocol = .mqtt) {
         self.host = host
@@ -28,7 +31,7 @@ public struct ListenerConfig: Sendable, Equatable {
     }
 
     /// The transport of the listener's connections.
-    public var transport: Transport { tls.isEnabled ? .tls : .plain }
+    public var transport: Transport { Transport(tls: tls.isEnabled, webSocket: webSocket.isEnabled) }
 
     /// `host:port`, for logs.
     public var address: String { "\(host):\(port)" }

@@ -1,5 +1,5 @@
-// Closing a connection on a shard: the core's close queue, the last bytes (and TLS's
-// close_notify) before the FIN, reading until the peer closes or the linger time passes, and the
+// Closing a connection on a shard: the core's close queue, the last bytes (and WebSocket's close
+// frame, TLS's close_notify) before the FIN, reading until the peer closes or the linger time passes, and the
 // deadlines of peers that do not read or do not close.
 
 import Broker
@@ -32,7 +32,8 @@ extension Shard {
     /// at once with unread input would make the kernel send a reset, and a peer still writing
     /// would often lose the reason code it was sent (a broken pipe instead of DISCONNECT 0x93).
     func finishWriting(slot: Int, now: UInt64) {
-        if sendCloseNotify(slot: slot) { return }  // it goes out first; the send's completion comes back here
+        if sendWebSocketClose(slot: slot) { return }  // a close frame, then close_notify, go out first;
+        if sendCloseNotify(slot: slot) { return }     // the send's completion comes back here
         if !sockets[slot].writeShut {
             sockets[slot].writeShut = true
             sockets[slot].closeDeadline = now + Shard.lingerNanoseconds
@@ -59,13 +60,14 @@ extension Shard {
         guard state.fd >= 0, state.writeShut, !state.recvArmed, !state.sendInFlight else { return }
         Glibc.close(state.fd)
         if state.protocolName == .http { httpExchanges[Int32(slot)] = nil }
-        if state.transport == .tls {
+        if state.ws != nil { wsConnections -= 1 }
+        if state.transport.usesTLS {
             tlsConnections -= 1
             if state.tls?.isEstablished == false { removeHandshaking(slot: slot) }  // the slot may be reused at once
         }
         core.release(ConnectionID(slot: Int32(slot), generation: state.generation))
         sockets[slot].wire.deallocate()
-        sockets[slot].tlsOut.deallocate()
+        sockets[slot].transportOut.deallocate()
         sockets[slot] = SocketState()
     }
 

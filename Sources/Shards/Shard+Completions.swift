@@ -89,6 +89,9 @@ extension Shard {
                 if let tls = sockets[slot].tls {
                     tlsReceived(slot: slot, id: id, session: tls, bytes: bytes, now: now)
                     if core.hasUrgentShardRecords { sendOutbox() }
+                } else if let ws = sockets[slot].ws {
+                    webSocketReceived(slot: slot, id: id, ws: ws, bytes: bytes, now: now)
+                    if core.hasUrgentShardRecords { sendOutbox() }
                 } else if _fastPath(mqtt) {
                     core.receive(id, bytes: bytes, now: now)
                     // Route records leave at once: a subscription takes effect on the other shards

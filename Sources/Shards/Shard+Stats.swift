@@ -57,7 +57,7 @@ extension Shard {
             let slot = Int(failure.connection.slot)
             var peer = "unknown"
             if slot < sockets.count, sockets[slot].fd >= 0, sockets[slot].generation == failure.connection.generation {
-                peer = Listener.peerAddress(sockets[slot].fd)
+                peer = peerAddress(slot: slot)
             }
             logger.warning("login refused", metadata: [
                 "client_id": "\(failure.clientID)", "username": "\(failure.username ?? "")", "address": "\(peer)",

@@ -2,13 +2,14 @@
 // Ciphertext from the socket goes in, its plaintext to the core; the core's queued bytes go in
 // once per send, records to the socket. The core never learns that a connection is encrypted,
 // except for the user name a verified client certificate gives (use_identity_as_username).
-// Records made while a send is in flight wait in `tlsOut` (the send reads from `wire`, which
+// Records made while a send is in flight wait in `transportOut` (the send reads from `wire`, which
 // must not move). A handshake has a deadline, and a shard runs at most `maxTLSHandshakes` at
 // once: a flood of handshakes is closed at the door, established clients keep their share.
 
 import Broker
 import Transport
 import TLS
+import WebSocket
 @preconcurrency import Glibc
 
 extension Shard {
@@ -37,13 +38,34 @@ extension Shard {
     /// Ciphertext arrived on a TLS connection.
     func tlsReceived(slot: Int, id: ConnectionID, session: TLSSession, bytes: UnsafeRawBufferPointer, now: UInt64) {
         let wasEstablished = session.isEstablished
-        let status = session.received(bytes, plaintext: &tlsPlaintext, wire: &sockets[slot].tlsOut)
+        let status = session.received(bytes, plaintext: &tlsPlaintext, wire: &sockets[slot].transportOut)
         if !wasEstablished && session.isEstablished { handshakeFinished(slot: slot, id: id, session: session) }
         if !tlsPlaintext.isEmpty {
-            if !sockets[slot].closing { core.receive(id, bytes: tlsPlaintext.readableView, now: now) }
-            tlsPlaintext.clear()
+            if let ws = sockets[slot].ws {
+                // wss: the plaintext is the WebSocket stream; what that layer answers is encrypted.
+                let upgraded = ws.isEstablished
+                let wsStatus = ws.received(tlsPlaintext.readableView, plaintext: &wsPlaintext, wire: &wsControl)
+                if !upgraded && ws.isEstablished && wsStatus == .open { wsUpgrades += 1 }
+                tlsPlaintext.clear()
+                if !wsControl.isEmpty {
+                    session.send(&wsControl, wire: &sockets[slot].transportOut)
+                    wsControl.clear()
+                }
+                if !wsPlaintext.isEmpty {
+                    if !sockets[slot].closing { core.receive(id, bytes: wsPlaintext.readableView, now: now) }
+                    wsPlaintext.clear()
+                }
+                if wsStatus != .open {
+                    if !sockets[slot].transportOut.isEmpty { startSend(slot: slot) }
+                    webSocketEnded(slot: slot, id: id, ws: ws, status: wsStatus)
+                    return
+                }
+            } else {
+                if !sockets[slot].closing { core.receive(id, bytes: tlsPlaintext.readableView, now: now) }
+                tlsPlaintext.clear()
+            }
         }
-        if !sockets[slot].tlsOut.isEmpty { startSend(slot: slot) }
+        if !sockets[slot].transportOut.isEmpty { startSend(slot: slot) }
         switch status {
         case .open:
             break
@@ -105,16 +127,25 @@ extension Shard {
     }
 
     /// The core's queued bytes, encrypted into `wire` (which is empty, no send in flight), with
-    /// any records already waiting first.
+    /// any records already waiting first. Under wss they are one WebSocket frame first, its
+    /// header written in the room the core's buffer was given (`frameOutbound`).
     func encryptOutbound(slot: Int, id: ConnectionID) {
         if let tls = sockets[slot].tls {
             if core.hasQueuedOutput(id) {
-                core.takeOutbound(id, swappingWith: &tlsOutbound)
-                tls.send(&tlsOutbound, wire: &sockets[slot].tlsOut)
+                if let ws = sockets[slot].ws {
+                    tlsOutbound.clear(leavingHeadroom: WebSocketFrame.maxServerHeaderLength)  // the core's next buffer
+                    core.takeOutbound(id, swappingWith: &tlsOutbound)
+                    ws.send(&tlsOutbound, wire: &wsFramed)
+                    tls.send(&wsFramed, wire: &sockets[slot].transportOut)
+                    wsFramed.clear()
+                } else {
+                    core.takeOutbound(id, swappingWith: &tlsOutbound)
+                    tls.send(&tlsOutbound, wire: &sockets[slot].transportOut)
+                }
                 tlsOutbound.clear()
             }
-            let records = sockets[slot].tlsOut
-            sockets[slot].tlsOut = sockets[slot].wire
+            let records = sockets[slot].transportOut
+            sockets[slot].transportOut = sockets[slot].wire
             sockets[slot].wire = records
             core.setTransportBacklog(id, bytes: sockets[slot].wire.readableBytes + tls.heldBytes)
         }
@@ -125,8 +156,8 @@ extension Shard {
     func sendCloseNotify(slot: Int) -> Bool {
         guard let tls = sockets[slot].tls, !sockets[slot].closeNotifySent, !sockets[slot].writeShut, tls.isEstablished else { return false }
         sockets[slot].closeNotifySent = true
-        tls.close(wire: &sockets[slot].tlsOut)
-        guard !sockets[slot].tlsOut.isEmpty else { return false }
+        tls.close(wire: &sockets[slot].transportOut)
+        guard !sockets[slot].transportOut.isEmpty else { return false }
         startSend(slot: slot)
         return sockets[slot].sendInFlight
     }

@@ -11,6 +11,7 @@ import Logging
 import Synchronization
 import Transport
 import TLS
+import WebSocket
 import Telemetry
 @preconcurrency import Glibc
 
@@ -38,11 +39,13 @@ struct SocketState {
     /// While flushing: when to give up on a peer that does not read; after SHUT_WR: how long to
     /// keep reading (and discarding) before closing anyway.
     var closeDeadline: UInt64 = 0
-    /// TLS listeners: the connection's TLS state, the records it produced that wait until no send
-    /// is in flight (`wire` must not move under one), whether close_notify went out, and when an
-    /// unfinished handshake is given up.
+    /// TLS and WebSocket listeners: the connection's TLS and WebSocket state, and the bytes the
+    /// layers produced on their own (handshakes, alerts, pongs, close frames) that wait until no
+    /// send is in flight (`wire` must not move under one); whether close_notify went out, and
+    /// when an unfinished TLS handshake is given up.
     var tls: TLSSession? = nil
-    var tlsOut = ByteBuffer()
+    var ws: WebSocketSession? = nil
+    var transportOut = ByteBuffer()
     var closeNotifySent = false
     var handshakeDeadline: UInt64 = 0
 }
@@ -88,6 +91,15 @@ final class Shard {
     var tlsHandshakes: UInt64 = 0
     var tlsHandshakeFailures: UInt64 = 0
     var tlsHandshakesRefused: UInt64 = 0
+    /// WebSocket: scratch buffers (the frames' payload, control answers under TLS, framed output
+    /// on its way to TLS) and counters for /metrics.
+    var wsPlaintext = ByteBuffer()
+    var wsControl = ByteBuffer()
+    var wsFramed = ByteBuffer()
+    var wsConnections = 0
+    var wsUpgrades: UInt64 = 0
+    var wsUpgradesRefused: UInt64 = 0
+    var wsProtocolErrors: UInt64 = 0
     var logger: Logger
     /// The shard's connection table, indexed by the core's slot (`ConnectionID.slot`): every socket
     /// of the shard, whatever its listener, protocol or transport.
@@ -270,7 +282,7 @@ final class Shard {
         let http = listener == Int(Shard.httpListenerIndex)
         let transport = http ? .plain : group.config.listeners[listener].transport
         var session: TLSSession? = nil
-        if transport == .tls {
+        if transport.usesTLS {
             session = newTLSSession(listener: listener)
             guard session != nil else {
                 Glibc.close(fd)
@@ -283,6 +295,7 @@ final class Shard {
         sockets[slot] = SocketState(fd: fd, generation: id.generation, listener: UInt16(listener), transport: transport,
                                     protocolName: http ? .http : .mqtt)
         if let session { startTLS(slot: slot, session: session, now: now) }
+        if transport.usesWebSocket { startWebSocket(slot: slot, listener: listener) }
         if http { beginHTTPExchange(slot: slot, now: now) }
         armRecv(slot: slot)
     }
@@ -327,13 +340,15 @@ final class Shard {
                 // The core's queue becomes the bytes to send, and the empty buffer its next queue.
                 core.takeOutbound(id, swappingWith: &sockets[slot].wire)
                 core.setTransportBacklog(id, bytes: sockets[slot].wire.readableBytes)
-            case .tls:
+            case .tls, .secureWebSocket:
                 encryptOutbound(slot: slot, id: id)
+            case .webSocket:
+                frameOutbound(slot: slot, id: id)
             }
-        } else if !sockets[slot].tlsOut.isEmpty {
-            // Handshake or alert records made while the last send was in flight.
-            sockets[slot].wire.writeBytes(sockets[slot].tlsOut.readableView)
-            sockets[slot].tlsOut.clear()
+        } else if !sockets[slot].transportOut.isEmpty {
+            // Handshake or alert records (pongs, close frames) made while the last send was in flight.
+            sockets[slot].wire.writeBytes(sockets[slot].transportOut.readableView)
+            sockets[slot].transportOut.clear()
         }
         let count = sockets[slot].wire.readableBytes
         guard count > 0 else { return }
@@ -345,7 +360,7 @@ final class Shard {
     /// Bytes for the peer not yet handed to the kernel: the core's queue or the transport's.
     @inline(__always)
     func hasUnsentOutput(slot: Int, id: ConnectionID) -> Bool {
-        !sockets[slot].wire.isEmpty || !sockets[slot].tlsOut.isEmpty || core.hasQueuedOutput(id)
+        !sockets[slot].wire.isEmpty || !sockets[slot].transportOut.isEmpty || core.hasQueuedOutput(id)
     }
 
     func flushConnections() {
@@ -388,9 +403,9 @@ final class Shard {
                 released += 1
                 // A quiet TLS connection gives back OpenSSL's record buffers too (about 34 KiB;
                 // a busy one keeps them, so records are not malloc'd per read).
-                if let tls = sockets[slot].tls, sockets[slot].tlsOut.isEmpty {
+                if let tls = sockets[slot].tls, sockets[slot].transportOut.isEmpty {
                     tls.releaseBuffers()
-                    sockets[slot].tlsOut.deallocate()
+                    sockets[slot].transportOut.deallocate()
                 }
             }
         }

@@ -1,5 +1,5 @@
-// The layers between a socket and the protocol on it (MQTT, HTTP): plain TCP now; TLS and
-// WebSocket are to come, stackable (WebSocket over TLS). Every layer is sans-IO, as the MQTT core
+// The layers between a socket and the protocol on it (MQTT, HTTP): plain TCP, TLS, WebSocket,
+// stackable (WebSocket over TLS: wss). Every layer is sans-IO, as the MQTT core
 // is: bytes from the peer in → plaintext for the protocol and bytes for the peer out; plaintext
 // from the protocol in → bytes for the peer out. The runtime owns the socket, moves the bytes and
 // reports what a layer holds to the core, so the slow-consumer limits see everything queued for
@@ -44,13 +44,64 @@ public enum Transport: Sendable, Equatable {
     /// TLS (OpenSSL through a BIO over the layer's memory, the `TLS` module's `TLSSession`): what the socket carries
     /// is records; the protocol sees their plaintext.
     case tls
+    /// MQTT over WebSocket (RFC 6455, the `WebSocket` module's `WebSocketSession`): an HTTP
+    /// upgrade, then binary frames that carry the MQTT bytes (`protocol websockets`).
+    case webSocket
+    /// WebSocket over TLS (wss): records carry the upgrade and the frames.
+    case secureWebSocket
 
-    /// What a listener's settings name (`protocol mqtt` in the configuration).
+    public init(tls: Bool, webSocket: Bool) {
+        switch (tls, webSocket) {
+        case (false, false): self = .plain
+        case (true, false): self = .tls
+        case (false, true): self = .webSocket
+        case (true, true): self = .secureWebSocket
+        }
+    }
+
+    public var usesTLS: Bool { self == .tls || self == .secureWebSocket }
+    public var usesWebSocket: Bool { self == .webSocket || self == .secureWebSocket }
+
+    /// The scheme clients use (logs, the start-up line).
     public var name: String {
         switch self {
         case .plain: "tcp"
         case .tls: "tls"
+        case .webSocket: "ws"
+        case .secureWebSocket: "wss"
         }
+    }
+}
+
+/// A listener's WebSocket settings (`protocol websockets` and the `websockets_*` keys).
+public struct WebSocketSettings: Sendable, Equatable {
+    /// The listener speaks MQTT over WebSocket (`protocol websockets`).
+    public var isEnabled = false
+    /// The one request path accepted (`websockets_path`, e.g. EMQX's `/mqtt`); nil: any path, as
+    /// mosquitto. Another path is answered 404.
+    public var path: String? = nil
+    /// Origins a browser's upgrade may come from (`websockets_origin`, repeatable); empty: any.
+    /// A request without Origin (not a browser) is accepted.
+    public var origins: [String] = []
+    /// The upgrade request's size limit (request line and headers; `websockets_headers_size`);
+    /// larger is answered 431.
+    public var headersSize = 4096
+    /// The largest message (one frame, or a fragmented message's frames together) a client may
+    /// send (`websockets_max_frame_size`); nil: the broker's max_packet_size. Larger: close 1009.
+    public var maxFrameSize: Int? = nil
+    /// Log the first address of the upgrade's X-Forwarded-For as the peer's
+    /// (`websockets_x_forwarded_for`; for a listener behind a proxy you trust).
+    public var trustForwardedFor = false
+
+    public init() {}
+
+    /// What is wrong with the settings taken together, if anything.
+    public var problem: String? {
+        if !isEnabled && (path != nil || !origins.isEmpty || maxFrameSize != nil || trustForwardedFor) {
+            return "websockets_* settings on a listener without protocol websockets"
+        }
+        if let path, !path.hasPrefix("/") { return "websockets_path must start with /" }
+        return nil
     }
 }
 

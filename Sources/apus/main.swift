@@ -142,7 +142,7 @@ struct Apus: ParsableCommand {
         }
         let group = try ShardGroup(config: groupConfig, logger: logger)
         try group.start()
-        let addresses = group.boundListeners.map { $0.transport == .tls ? "\($0.address) (TLS)" : $0.address }.joined(separator: ", ")
+        let addresses = group.boundListeners.map { $0.transport == .plain ? $0.address : "\($0.address) (\($0.transport.name))" }.joined(separator: ", ")
         logger.info("apus listening on \(addresses) with \(shardCount) shard(s)")
         if let http = groupConfig.httpListener, let port = group.httpPort {
             logger.info("HTTP API and metrics on http://\(http.host):\(port)/")

@@ -1,5 +1,6 @@
-// A small HTTP/1.1 request parser for the broker's HTTP listener (metrics, health, publish API).
-// Pure: bytes in, a request out. One request per connection (the server answers and closes).
+// A small HTTP/1.1 request parser: the broker's HTTP listener (metrics, health, publish API) and
+// the WebSocket upgrade of MQTT listeners. Pure: bytes in, a request out. One request per
+// connection (the HTTP listener answers and closes; a WebSocket connection speaks frames after it).
 
 /// A parsed request.
 public struct HTTPRequest: Sendable, Equatable {
@@ -8,6 +9,12 @@ public struct HTTPRequest: Sendable, Equatable {
     public var path: String
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
+    /// The request line's version ("HTTP/1.1").
+    public var version: String
+
+    public init(method: String, path: String, headers: [(name: String, value: String)], body: [UInt8], version: String = "HTTP/1.1") {
+        self.method = method; self.path = path; self.headers = headers; self.body = body; self.version = version
+    }
 
     public static func == (a: HTTPRequest, b: HTTPRequest) -> Bool {
         a.method == b.method && a.path == b.path && a.body == b.body
@@ -18,6 +25,17 @@ public struct HTTPRequest: Sendable, Equatable {
     public func header(_ name: String) -> String? {
         let lower = name.lowercased()
         return headers.first { $0.name.lowercased() == lower }?.value
+    }
+
+    /// The comma-separated tokens of every header named `name` (a header may be repeated, and a
+    /// list may be split over several lines: RFC 9110 §5.3), trimmed, empty ones dropped.
+    public func headerTokens(_ name: String) -> [String] {
+        let lower = name.lowercased()
+        return headers.filter { $0.name.lowercased() == lower }.flatMap { header in
+            header.value.split(separator: ",").map { token in
+                String(token.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
+            }.filter { !$0.isEmpty }
+        }
     }
 }
 
@@ -34,9 +52,22 @@ public enum HTTPRequestParser {
     public static let maxBodyBytes = 1 << 20
 
     public static func parse(_ bytes: [UInt8]) -> HTTPParseResult {
+        parse(bytes, maxHeaderBytes: maxHeaderBytes).result
+    }
+
+    /// The request, and how many bytes of `bytes` it took when complete (what follows is not
+    /// the request's: a WebSocket client's first frames).
+    public static func parse(_ bytes: [UInt8], maxHeaderBytes: Int) -> (result: HTTPParseResult, consumed: Int) {
         guard let headerEnd = find(bytes, [13, 10, 13, 10]) else {
-            return bytes.count > maxHeaderBytes ? .invalid(status: 431, reason: "headers too large") : .incomplete
+            return (bytes.count > maxHeaderBytes ? .invalid(status: 431, reason: "headers too large") : .incomplete, 0)
         }
+        guard headerEnd + 4 <= maxHeaderBytes else { return (.invalid(status: 431, reason: "headers too large"), 0) }
+        let result = parseRequest(bytes, headerEnd: headerEnd)
+        guard case .complete(let request) = result else { return (result, 0) }
+        return (result, headerEnd + 4 + request.body.count)
+    }
+
+    static func parseRequest(_ bytes: [UInt8], headerEnd: Int) -> HTTPParseResult {
         let head = String(decoding: bytes[..<headerEnd], as: UTF8.self)
         var lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)
         guard !lines.isEmpty else { return .invalid(status: 400, reason: "empty request") }
@@ -52,7 +83,7 @@ public enum HTTPRequestParser {
             headers.append((name, value))
         }
         var request = HTTPRequest(method: String(requestLine[0]), path: String(requestLine[1].split(separator: "?", maxSplits: 1)[0]),
-                                  headers: headers, body: [])
+                                  headers: headers, body: [], version: String(requestLine[2]))
         if let te = request.header("Transfer-Encoding"), te.lowercased() != "identity" {
             return .invalid(status: 411, reason: "chunked bodies are not supported; send Content-Length")
         }
@@ -89,16 +120,29 @@ public struct HTTPResponse: Sendable {
         self.status = status; self.contentType = contentType; self.body = body
     }
 
-    public init(status: Int, json: JSONValue) {
-        self.init(status: status, body: Array(json.serialized().utf8))
+    /// The status line's words for `status`.
+    public static func reasonPhrase(_ status: Int) -> String {
+        switch status {
+        case 101: "Switching Protocols"
+        case 200: "OK"
+        case 202: "Accepted"
+        case 400: "Bad Request"
+        case 401: "Unauthorized"
+        case 403: "Forbidden"
+        case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 411: "Length Required"
+        case 413: "Payload Too Large"
+        case 426: "Upgrade Required"
+        case 431: "Request Header Fields Too Large"
+        case 500: "Internal Server Error"
+        case 503: "Service Unavailable"
+        default: "Status"
+        }
     }
 
     public var bytes: [UInt8] {
-        let reasons = [200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-                       405: "Method Not Allowed",
-                       411: "Length Required", 413: "Payload Too Large", 431: "Request Header Fields Too Large",
-                       500: "Internal Server Error", 503: "Service Unavailable"]
-        var head = "HTTP/1.1 \(status) \(reasons[status] ?? "Status")\r\nContent-Type: \(contentType)\r\n"
+        var head = "HTTP/1.1 \(status) \(HTTPResponse.reasonPhrase(status))\r\nContent-Type: \(contentType)\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         head += "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         return Array(head.utf8) + body
