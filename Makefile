@@ -3,8 +3,8 @@
 
 SWIFT        ?= swift
 PYTHON       ?= python3
-APT_PACKAGES := liburing-dev libjemalloc-dev libssl-dev openssl mosquitto mosquitto-clients pkg-config curl
-PY_PACKAGES  := paho-mqtt pytest
+APT_PACKAGES := liburing-dev libjemalloc-dev libssl-dev openssl mosquitto mosquitto-clients pkg-config curl chromium
+PY_PACKAGES  := paho-mqtt pytest websocket-client
 FUZZ_SECONDS ?= 60
 RELEASE_BIN  := .build/release/apus
 
@@ -19,7 +19,7 @@ deps:
 	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@$(PYTHON) -c "import paho.mqtt, pytest" 2>/dev/null || $(PYTHON) -m pip install -q $(PY_PACKAGES)
+	@$(PYTHON) -c "import paho.mqtt, pytest, websocket" 2>/dev/null || $(PYTHON) -m pip install -q $(PY_PACKAGES)
 
 build: deps
 	$(SWIFT) build -c release --product apus

@@ -56,18 +56,20 @@ public enum HTTPRequestParser {
     }
 
     /// The request, and how many bytes of `bytes` it took when complete (what follows is not
-    /// the request's: a WebSocket client's first frames).
-    public static func parse(_ bytes: [UInt8], maxHeaderBytes: Int) -> (result: HTTPParseResult, consumed: Int) {
+    /// the request's: a WebSocket client's first frames). A WebSocket upgrade passes
+    /// `maxBodyBytes: 0`: a GET that announces a body is refused rather than buffered.
+    public static func parse(_ bytes: [UInt8], maxHeaderBytes: Int,
+                             maxBodyBytes: Int = maxBodyBytes) -> (result: HTTPParseResult, consumed: Int) {
         guard let headerEnd = find(bytes, [13, 10, 13, 10]) else {
             return (bytes.count > maxHeaderBytes ? .invalid(status: 431, reason: "headers too large") : .incomplete, 0)
         }
         guard headerEnd + 4 <= maxHeaderBytes else { return (.invalid(status: 431, reason: "headers too large"), 0) }
-        let result = parseRequest(bytes, headerEnd: headerEnd)
+        let result = parseRequest(bytes, headerEnd: headerEnd, maxBodyBytes: maxBodyBytes)
         guard case .complete(let request) = result else { return (result, 0) }
         return (result, headerEnd + 4 + request.body.count)
     }
 
-    static func parseRequest(_ bytes: [UInt8], headerEnd: Int) -> HTTPParseResult {
+    static func parseRequest(_ bytes: [UInt8], headerEnd: Int, maxBodyBytes: Int) -> HTTPParseResult {
         let head = String(decoding: bytes[..<headerEnd], as: UTF8.self)
         var lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)
         guard !lines.isEmpty else { return .invalid(status: 400, reason: "empty request") }
@@ -79,8 +81,11 @@ public enum HTTPRequestParser {
         for line in lines {
             guard let colon = line.firstIndex(of: ":") else { return .invalid(status: 400, reason: "bad header line") }
             let name = String(line[..<colon])
-            let value = String(line[line.index(after: colon)...].drop(while: { $0 == " " || $0 == "\t" }))
-            headers.append((name, value))
+            // Optional whitespace on both sides of the value is not part of it (RFC 9110 §5.5).
+            let isSpace = { (c: Character) in c == " " || c == "\t" }
+            var value = line[line.index(after: colon)...].drop(while: isSpace)
+            while let last = value.last, isSpace(last) { value = value.dropLast() }
+            headers.append((name, String(value)))
         }
         var request = HTTPRequest(method: String(requestLine[0]), path: String(requestLine[1].split(separator: "?", maxSplits: 1)[0]),
                                   headers: headers, body: [], version: String(requestLine[2]))

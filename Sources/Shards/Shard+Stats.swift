@@ -32,6 +32,10 @@ extension Shard {
         stats.tlsHandshakes = tlsHandshakes
         stats.tlsHandshakeFailures = tlsHandshakeFailures
         stats.tlsHandshakesRefused = tlsHandshakesRefused
+        stats.wsConnections = wsConnections
+        stats.wsUpgrades = wsUpgrades
+        stats.wsUpgradesRefused = wsUpgradesRefused
+        stats.wsProtocolErrors = wsProtocolErrors
         if let log = storeLog {
             stats.storeBytesWritten = log.bytesWritten
             stats.storeFailures = log.totalFailures

@@ -23,6 +23,12 @@ public struct ShardStats: Sendable {
     public var tlsHandshakes: UInt64 = 0
     public var tlsHandshakeFailures: UInt64 = 0
     public var tlsHandshakesRefused: UInt64 = 0
+    /// WebSocket: connections open on WebSocket listeners now (upgraded or upgrading), upgrades
+    /// answered 101 and refused, connections closed for a WebSocket protocol error.
+    public var wsConnections = 0
+    public var wsUpgrades: UInt64 = 0
+    public var wsUpgradesRefused: UInt64 = 0
+    public var wsProtocolErrors: UInt64 = 0
     public init() {}
 }
 
@@ -47,6 +53,10 @@ public struct BrokerTotals: Sendable {
     public var tlsHandshakes: UInt64 = 0
     public var tlsHandshakeFailures: UInt64 = 0
     public var tlsHandshakesRefused: UInt64 = 0
+    public var wsConnections = 0
+    public var wsUpgrades: UInt64 = 0
+    public var wsUpgradesRefused: UInt64 = 0
+    public var wsProtocolErrors: UInt64 = 0
     public var counters = ShardCounters()
 
     public init(_ shards: [ShardStats]) {
@@ -70,6 +80,10 @@ public struct BrokerTotals: Sendable {
             tlsHandshakes += s.tlsHandshakes
             tlsHandshakeFailures += s.tlsHandshakeFailures
             tlsHandshakesRefused += s.tlsHandshakesRefused
+            wsConnections += s.wsConnections
+            wsUpgrades += s.wsUpgrades
+            wsUpgradesRefused += s.wsUpgradesRefused
+            wsProtocolErrors += s.wsProtocolErrors
             counters.add(s.gauges.counters)
         }
     }

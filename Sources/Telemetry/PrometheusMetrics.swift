@@ -57,6 +57,12 @@ public enum PrometheusMetrics {
         metric("apus_tls_handshake_failures_total", "counter", "TLS handshakes that failed or timed out.", t.tlsHandshakeFailures)
         metric("apus_tls_handshakes_refused_total", "counter", "TLS connections closed at once: the shard had its maximum of handshakes running.",
                t.tlsHandshakesRefused)
+        metric("apus_websocket_connections", "gauge", "Connections open on WebSocket listeners.", UInt64(t.wsConnections))
+        metric("apus_websocket_upgrades_total", "counter", "WebSocket upgrades answered 101.", t.wsUpgrades)
+        metric("apus_websocket_upgrades_refused_total", "counter", "WebSocket upgrade requests refused (4xx).", t.wsUpgradesRefused)
+        metric("apus_websocket_protocol_errors_total", "counter",
+               "WebSocket connections closed for a protocol error (unmasked, text or oversized frame, bad encoding).",
+               t.wsProtocolErrors)
         metric("apus_connections_refused_total", "counter", "CONNECTs refused (CONNACK with an error code).",
                c.connectionsRefused)
         metric("apus_authentication_failures_total", "counter", "Refused logins (bad credentials, anonymous, failed AUTH).",

@@ -54,6 +54,8 @@ public struct SysTopics {
             ("tls/connections", "\(t.tlsConnections)"),
             ("tls/handshakes", "\(t.tlsHandshakes)"),
             ("tls/handshake failures", "\(t.tlsHandshakeFailures)"),
+            ("websockets/connections", "\(t.wsConnections)"),
+            ("websockets/upgrades", "\(t.wsUpgrades)"),
         ]
         let rated: [(String, UInt64)] = [
             ("messages/received", t.packetsReceived), ("messages/sent", c.publishesDelivered),

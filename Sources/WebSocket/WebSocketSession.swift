@@ -80,7 +80,7 @@ public final class WebSocketSession: TransportLayer {
 
     func upgrade(_ bytes: UnsafeRawBufferPointer, plaintext: inout ByteBuffer, wire: inout ByteBuffer) -> TransportStatus {
         request.append(contentsOf: bytes)
-        let (result, consumed) = HTTPRequestParser.parse(request, maxHeaderBytes: settings.headersSize)
+        let (result, consumed) = HTTPRequestParser.parse(request, maxHeaderBytes: settings.headersSize, maxBodyBytes: 0)
         let outcome: WebSocketHandshake.Outcome
         switch result {
         case .incomplete: return .open

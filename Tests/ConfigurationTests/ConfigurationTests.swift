@@ -67,8 +67,8 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertThrowsError(try c.apply(key: "max_inflight_messages", value: "many", at: "--max-inflight-messages")) { error in
             XCTAssertEqual("\(error)", "--max-inflight-messages: max_inflight_messages needs an integer, got 'many'")
         }
-        XCTAssertThrowsError(try c.apply(key: "protocol", value: "websockets", at: "x")) { error in
-            XCTAssertEqual("\(error)", "x: protocol is mqtt or http, got 'websockets'")
+        XCTAssertThrowsError(try c.apply(key: "protocol", value: "websocket", at: "x")) { error in
+            XCTAssertEqual("\(error)", "x: protocol is mqtt, websockets or http, got 'websocket'")
         }
         XCTAssertThrowsError(try c.apply(key: "retain_available", value: "yes", at: "x"))
         XCTAssertThrowsError(try c.apply(key: "connect_timeout", value: "0", at: "x"))

@@ -129,6 +129,17 @@ final class WebSocketTests: XCTestCase {
         XCTAssertEqual(answer(big).status, 431)
         XCTAssertEqual(answer(Array(big[..<4500])).status, 431)
         XCTAssertNil(answer(big, settings { $0.headersSize = 8192 }).status)
+        // An upgrade has no body: one announced is refused, not buffered.
+        XCTAssertEqual(answer(upgradeRequest(extra: "Content-Length: 100000\r\n")).status, 413)
+    }
+
+    func testWhitespaceAroundHeaderValuesIsNotPartOfThem() {
+        let padded = text(upgradeRequest(extra: "Origin: \thttps://dash.example \r\n"))
+            .replacingOccurrences(of: "Version: 13", with: "Version: 13 \t")
+            .replacingOccurrences(of: Self.key, with: " \(Self.key)  ")
+        let r = answer(Array(padded.utf8), settings { $0.origins = ["https://dash.example"] })
+        XCTAssertNil(r.status, r.text)
+        XCTAssertTrue(r.text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), r.text)
     }
 
     func testForwardedForOnlyWhenTrusted() {
