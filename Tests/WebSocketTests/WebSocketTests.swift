@@ -333,4 +333,96 @@ final class WebSocketTests: XCTestCase {
         wire.deallocate()
         plaintext.deallocate()
     }
+
+    // MARK: the client (apus-bench's ws connections)
+
+    /// Client and server talking through each other, every transfer cut at byte `cut` (0: whole).
+    func converse(cut: Int) -> (toServer: [UInt8], toClient: [UInt8], client: WebSocketClient, server: WebSocketSession) {
+        let client = WebSocketClient(seed: 42)
+        let server = WebSocketSession(settings: settings(), maxPacketSize: 1 << 20)
+        var toServer: [UInt8] = []
+        var toClient: [UInt8] = []
+        func carry(_ bytes: [UInt8], into layer: (UnsafeRawBufferPointer, inout ByteBuffer, inout ByteBuffer) -> TransportStatus,
+                   plaintext: inout [UInt8]) -> [UInt8] {
+            var plain = ByteBuffer()
+            var answer = ByteBuffer()
+            defer { plain.deallocate(); answer.deallocate() }
+            let pieces = cut > 0 && cut < bytes.count ? [bytes[..<cut], bytes[cut...]] : [bytes[...]]
+            for piece in pieces { XCTAssertEqual(piece.withUnsafeBytes { layer($0, &plain, &answer) }, .open) }
+            plaintext += plain.readableArray()
+            return answer.readableArray()
+        }
+        var wire = ByteBuffer()
+        defer { wire.deallocate() }
+        client.start(host: "127.0.0.1", wire: &wire)
+        var payload = ByteBuffer()
+        defer { payload.deallocate() }
+        payload.writeBytes([0x10, 0x02, 0xAA, 0xBB])
+        client.send(&payload, wire: &wire)  // held until the 101
+        XCTAssertEqual(client.heldBytes, 4)
+        var fromServer = carry(wire.readableArray(), into: server.received, plaintext: &toServer)
+        XCTAssertTrue(server.isEstablished)
+        XCTAssertEqual(server.subprotocol, "mqtt")
+        // The server's 101 reaches the client, which then sends what it held and a ping.
+        var clientWire = carry(fromServer, into: client.received, plaintext: &toClient)
+        XCTAssertTrue(client.isEstablished)
+        XCTAssertEqual(client.heldBytes, 0)
+        clientWire += WebSocketFrame.clientFrame(.ping, [7, 7], mask: 99)
+        var big = ByteBuffer()
+        defer { big.deallocate() }
+        big.writeBytes((0..<70_000).map { UInt8(truncatingIfNeeded: $0 * 31) })
+        var bigWire = ByteBuffer()
+        defer { bigWire.deallocate() }
+        client.send(&big, wire: &bigWire)
+        clientWire += bigWire.readableArray()
+        fromServer = carry(clientWire, into: server.received, plaintext: &toServer)
+        XCTAssertEqual(fromServer, [0x8A, 2, 7, 7], "the pong")
+        // The server's frames (small, 16-bit and 64-bit lengths) reach the client.
+        var out = ByteBuffer()
+        var outWire = ByteBuffer()
+        defer { out.deallocate(); outWire.deallocate() }
+        for count in [3, 300, 70_000] {
+            out.writeBytes([UInt8](repeating: UInt8(count & 0xFF), count: count))
+            server.send(&out, wire: &outWire)
+            XCTAssertTrue(carry(outWire.readableArray(), into: client.received, plaintext: &toClient).isEmpty)
+            outWire.clear()
+        }
+        return (toServer, toClient, client, server)
+    }
+
+    func testClientAndServerTalkThroughEachOtherSplitAtEveryByte() {
+        let expectedToServer = [0x10, 0x02, 0xAA, 0xBB] + (0..<70_000).map { UInt8(truncatingIfNeeded: $0 * 31) }
+        let expectedToClient = [UInt8](repeating: 3, count: 3) + [UInt8](repeating: UInt8(300 & 0xFF), count: 300)
+            + [UInt8](repeating: UInt8(70_000 & 0xFF), count: 70_000)
+        for cut in [0, 1, 2, 3, 5, 6, 7, 8, 13, 14, 100, 129, 130, 131, 135, 140, 1000] {
+            let r = converse(cut: cut)
+            XCTAssertEqual(r.toServer, expectedToServer, "cut \(cut)")
+            XCTAssertEqual(r.toClient, expectedToClient, "cut \(cut)")
+        }
+    }
+
+    func testClientRefusesAWrongAcceptValueAndEchoesAClose() {
+        let client = WebSocketClient(seed: 1)
+        var plain = ByteBuffer()
+        var wire = ByteBuffer()
+        defer { plain.deallocate(); wire.deallocate() }
+        let bad = Array("HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: nope\r\n\r\n".utf8)
+        guard case .failed = bad.withUnsafeBytes({ client.received($0, plaintext: &plain, wire: &wire) }) else {
+            return XCTFail("a wrong accept value is accepted")
+        }
+        let refused = WebSocketClient(seed: 1)
+        let notFound = Array("HTTP/1.1 404 Not Found\r\n\r\n".utf8)
+        guard case .failed = notFound.withUnsafeBytes({ refused.received($0, plaintext: &plain, wire: &wire) }) else {
+            return XCTFail("a 404 is accepted")
+        }
+        let r = converse(cut: 0)
+        var close = ByteBuffer()
+        defer { close.deallocate() }
+        XCTAssertTrue(r.server.close(wire: &close))
+        let status = close.readableArray().withUnsafeBytes { r.client.received($0, plaintext: &plain, wire: &wire) }
+        XCTAssertEqual(status, .closed)
+        XCTAssertEqual(r.client.closeCode, 1000)
+        // The echo is a masked close frame the server reads as the end of the handshake.
+        XCTAssertEqual(feed(r.server, wire.readableArray()).status, .closed)
+    }
 }
