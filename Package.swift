@@ -107,7 +107,7 @@ let package = Package(
         .executableTarget(
             name: "apus-bench",
             dependencies: [
-                "BenchKit", "Codec", "IOUring", "CApusSys", "TLS", "Transport", "ApusBase",
+                "BenchKit", "Codec", "IOUring", "CApusSys", "TLS", "WebSocket", "Transport", "ApusBase",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],

@@ -12,8 +12,7 @@ import WebSocket
 
 extension Shard {
     func startWebSocket(slot: Int, listener: Int) {
-        sockets[slot].ws = WebSocketSession(settings: group.config.listeners[listener].webSocket,
-                                            maxPacketSize: group.config.broker.maxPacketSize)
+        sockets[slot].ws = WebSocketSession(settings: group.config.listeners[listener].webSocket)
         wsConnections += 1
     }
 

@@ -87,7 +87,8 @@ public struct WebSocketSettings: Sendable, Equatable {
     /// larger is answered 431.
     public var headersSize = 4096
     /// The largest message (one frame, or a fragmented message's frames together) a client may
-    /// send (`websockets_max_frame_size`); nil: the broker's max_packet_size. Larger: close 1009.
+    /// send (`websockets_max_frame_size`); nil: no limit (the payload is streamed to the MQTT
+    /// decoder, which bounds each packet by max_packet_size). Larger: close 1009.
     public var maxFrameSize: Int? = nil
     /// Log the first address of the upgrade's X-Forwarded-For as the peer's
     /// (`websockets_x_forwarded_for`; for a listener behind a proxy you trust).

@@ -22,7 +22,7 @@ public final class WebSocketSession: TransportLayer {
     enum Phase { case upgrading, open, closeSent, closed }
 
     let settings: WebSocketSettings
-    /// The largest message a client may send.
+    /// The largest message a client may send (Int.max: no limit).
     let maxMessage: Int
     var phase = Phase.upgrading
     /// The upgrade request so far (freed once answered).
@@ -54,11 +54,12 @@ public final class WebSocketSession: TransportLayer {
     /// The refusal status of a failed upgrade (426, 400, …), for counters and tests.
     public private(set) var refusalStatus: Int? = nil
 
-    /// A connection of a listener with `settings`; `maxPacketSize` bounds messages unless the
-    /// settings set their own limit.
-    public init(settings: WebSocketSettings, maxPacketSize: Int) {
+    /// A connection of a listener with `settings`. Messages have no limit of their own unless
+    /// the settings set one: their payload is streamed to the protocol, never held whole, and a
+    /// message may carry several MQTT packets, each bounded by the broker's max_packet_size.
+    public init(settings: WebSocketSettings) {
         self.settings = settings
-        self.maxMessage = settings.maxFrameSize ?? maxPacketSize
+        self.maxMessage = settings.maxFrameSize ?? Int.max
     }
 
     deinit { held.deallocate() }

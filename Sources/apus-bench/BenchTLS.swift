@@ -1,56 +1,94 @@
-// TLS for the load generator's pub/sub connections (--cafile, --cert, --key): the same sans-IO
-// TLSSession the broker uses, as a client. Set-up (handshake, CONNECT/CONNACK, SUBSCRIBE/SUBACK)
-// is blocking on the socket; the measured phase runs the session between the ring and the codec,
-// as the broker's shards do.
+// TLS and WebSocket for the load generator's pub/sub connections (--cafile, --cert, --key;
+// --ws): the same sans-IO TLSSession the broker uses, as a client, and the WebSocket module's
+// client layer above it (wss) or above TCP (ws). Set-up (handshake, upgrade, CONNECT/CONNACK,
+// SUBSCRIBE/SUBACK) is blocking on the socket; the measured phase runs the layers between the
+// ring and the codec, as the broker's shards do.
 
 import ApusBase
 import Codec
 import TLS
 import Transport
+import WebSocket
 @preconcurrency import Glibc
 
-/// One set-up connection: its socket and, over TLS, its session and the plaintext read ahead.
+/// One set-up connection: its socket and, over TLS or WebSocket, their layers and the MQTT bytes
+/// read ahead.
 final class BenchLink {
     let fd: Int32
     let tls: TLSSession?
+    var ws: WebSocketClient? = nil
     var plaintext = ByteBuffer()
 
     init(fd: Int32, tls: TLSSession?) { self.fd = fd; self.tls = tls }
     deinit { plaintext.deallocate() }
 
-    /// Connects to `host:port` and, with a context, runs the TLS handshake (blocking).
-    static func open(host: String, port: UInt16, tls context: TLSContext?) throws -> BenchLink {
+    /// Connects to `host:port`, with a context runs the TLS handshake, and with a path the
+    /// WebSocket upgrade (blocking).
+    static func open(host: String, port: UInt16, tls context: TLSContext?, webSocketPath: String? = nil) throws -> BenchLink {
         let fd = try BenchSocket.connect(host: host, port: port)
-        guard let context else { return BenchLink(fd: fd, tls: nil) }
-        let session: TLSSession
-        do { session = try TLSSession(context: context) } catch { close(fd); throw BenchError("\(error)") }
+        var session: TLSSession? = nil
+        if let context {
+            do { session = try TLSSession(context: context) } catch { close(fd); throw BenchError("\(error)") }
+        }
         let link = BenchLink(fd: fd, tls: session)
         var wire = ByteBuffer()
         defer { wire.deallocate() }
-        if case .failed(let why) = session.start(wire: &wire) { close(fd); throw BenchError("TLS: \(why)") }
-        while true {
-            if !wire.isEmpty {
-                try BenchSocket.send(fd, wire.readableArray())
-                wire.clear()
+        do {
+            if let session {
+                if case .failed(let why) = session.start(wire: &wire) { throw BenchError("TLS: \(why)") }
+                while true {
+                    if !wire.isEmpty {
+                        try BenchSocket.send(fd, wire.readableArray())
+                        wire.clear()
+                    }
+                    if session.isEstablished { break }
+                    try link.readSome(into: &wire)
+                }
             }
-            if session.isEstablished { return link }
-            try link.readSome(into: &wire)
+            if let webSocketPath {
+                let ws = WebSocketClient()
+                var request = ByteBuffer()
+                defer { request.deallocate() }
+                ws.start(host: host, path: webSocketPath, wire: &request)
+                try link.sendLayered(request.readableArray())
+                link.ws = ws
+                while !ws.isEstablished {
+                    try link.readSome(into: &wire)
+                    if !wire.isEmpty { try BenchSocket.send(fd, wire.readableArray()); wire.clear() }
+                }
+            }
+        } catch {
+            close(fd)
+            throw error
         }
+        return link
     }
 
-    /// Reads what the socket has (blocking) through the session into `plaintext`; `wire` gets what
-    /// the session answers.
+    /// Reads what the socket has (blocking) through the layers into `plaintext`; what they
+    /// answer is sent.
     func readSome(into wire: inout ByteBuffer) throws {
         var chunk = [UInt8](repeating: 0, count: 16 << 10)
         let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
         guard n > 0 else { throw BenchError("connection closed during set-up") }
-        guard let tls else { plaintext.writeBytes(chunk[..<n].withUnsafeBytes { UnsafeRawBufferPointer($0) }); return }
-        let status = chunk.withUnsafeBytes { tls.received(UnsafeRawBufferPointer(rebasing: $0[..<n]), plaintext: &plaintext, wire: &wire) }
-        if case .failed(let why) = status { throw BenchError("TLS: \(why)") }
-        if status == .closed { throw BenchError("TLS closed during set-up") }
+        var bytes = ByteBuffer()
+        defer { bytes.deallocate() }
+        if let tls {
+            let status = chunk.withUnsafeBytes { tls.received(UnsafeRawBufferPointer(rebasing: $0[..<n]), plaintext: &bytes, wire: &wire) }
+            if case .failed(let why) = status { throw BenchError("TLS: \(why)") }
+            if status == .closed { throw BenchError("TLS closed during set-up") }
+        } else {
+            chunk[..<n].withUnsafeBytes { bytes.writeBytes(UnsafeRawBufferPointer($0)) }
+        }
+        guard let ws else { return plaintext.writeBytes(bytes.readableView) }
+        var answer = ByteBuffer()
+        defer { answer.deallocate() }
+        let status = ws.received(bytes.readableView, plaintext: &plaintext, wire: &answer)
+        if status != .open { throw BenchError("WebSocket during set-up: \(status)") }
+        if !answer.isEmpty { try sendLayered(answer.readableArray()) }
     }
 
-    func send(_ bytes: [UInt8]) throws {
+    /// Bytes above TLS (the WebSocket layer's, or MQTT's without one): encrypted if need be, sent.
+    func sendLayered(_ bytes: [UInt8]) throws {
         guard let tls else { return try BenchSocket.send(fd, bytes) }
         var plain = ByteBuffer()
         var wire = ByteBuffer()
@@ -60,9 +98,19 @@ final class BenchLink {
         try BenchSocket.send(fd, wire.readableArray())
     }
 
+    func send(_ bytes: [UInt8]) throws {
+        guard let ws else { return try sendLayered(bytes) }
+        var plain = ByteBuffer()
+        var framed = ByteBuffer()
+        defer { plain.deallocate(); framed.deallocate() }
+        plain.writeBytes(bytes)
+        ws.send(&plain, wire: &framed)
+        try sendLayered(framed.readableArray())
+    }
+
     /// The next whole packet (blocking).
     func readPacket(version: ProtocolVersion) throws -> Packet {
-        guard tls != nil else { return try BenchSocket.readPacket(fd, version: version) }
+        guard tls != nil || ws != nil else { return try BenchSocket.readPacket(fd, version: version) }
         var wire = ByteBuffer()
         defer { wire.deallocate() }
         while true {
@@ -83,9 +131,10 @@ final class BenchLink {
     }
 
     /// Connects and completes CONNECT/CONNACK.
-    static func mqttConnect(host: String, port: UInt16, tls: TLSContext?, clientID: String, version: ProtocolVersion, clean: Bool,
-                            keepAlive: UInt16 = 300, properties: Properties = Properties()) throws -> BenchLink {
-        let link = try open(host: host, port: port, tls: tls)
+    static func mqttConnect(host: String, port: UInt16, tls: TLSContext?, webSocketPath: String? = nil, clientID: String,
+                            version: ProtocolVersion, clean: Bool, keepAlive: UInt16 = 300,
+                            properties: Properties = Properties()) throws -> BenchLink {
+        let link = try open(host: host, port: port, tls: tls, webSocketPath: webSocketPath)
         try link.send(Packet.connect(Connect(version: version, cleanStart: clean, keepAlive: keepAlive, clientID: clientID,
                                              properties: properties)).encoded(version: version))
         guard case .connack(let ack) = try link.readPacket(version: version), ack.reasonCode == .success else {

@@ -10,6 +10,7 @@ import Codec
 import Histogram
 import IOUring
 import TLS
+import WebSocket
 @preconcurrency import Glibc
 
 struct EngineConfig: Sendable {
@@ -39,6 +40,8 @@ struct EngineConfig: Sendable {
     var session = SessionOptions()
     /// TLS (a client context: --cafile, --cert, --key); nil: plain TCP.
     var tls: TLSContext? = nil
+    /// MQTT over WebSocket (--ws): the request path; nil: MQTT straight on TCP (or TLS).
+    var webSocketPath: String? = nil
 }
 
 /// Clean or persistent sessions, and the client ids they use.
@@ -54,17 +57,17 @@ struct SessionOptions: Sendable {
     /// Opens an MQTT connection for `clientID`. A persistent session first starts from nothing
     /// (a clean connect and DISCONNECT), so that a previous run's subscriptions and queued
     /// messages do not leak into this one, then connects with clean session 0.
-    func connect(host: String, port: UInt16, tls: TLSContext?, clientID: String, version: ProtocolVersion,
-                 properties: Properties = Properties()) throws -> BenchLink {
+    func connect(host: String, port: UInt16, tls: TLSContext?, webSocketPath: String? = nil, clientID: String,
+                 version: ProtocolVersion, properties: Properties = Properties()) throws -> BenchLink {
         var properties = properties
         if !clean {
-            let link = try BenchLink.mqttConnect(host: host, port: port, tls: tls, clientID: clientID, version: version, clean: true,
-                                                 keepAlive: keepAlive)
+            let link = try BenchLink.mqttConnect(host: host, port: port, tls: tls, webSocketPath: webSocketPath, clientID: clientID,
+                                                 version: version, clean: true, keepAlive: keepAlive)
             link.disconnect()
             if version == .v5 { properties.sessionExpiryInterval = expiry }
         }
-        return try BenchLink.mqttConnect(host: host, port: port, tls: tls, clientID: clientID, version: version, clean: clean,
-                                         keepAlive: keepAlive, properties: properties)
+        return try BenchLink.mqttConnect(host: host, port: port, tls: tls, webSocketPath: webSocketPath, clientID: clientID,
+                                         version: version, clean: clean, keepAlive: keepAlive, properties: properties)
     }
 }
 
@@ -97,6 +100,10 @@ final class Engine: @unchecked Sendable {
         /// TLS: the session, and records it made outside a send (alerts, key updates).
         var tls: TLSSession? = nil
         var cipherOut = ByteBuffer()
+        /// WebSocket: the client layer, and frames not yet sent (or encrypted): its pongs, then
+        /// the queued packets as one masked frame.
+        var ws: WebSocketClient? = nil
+        var wsOut = ByteBuffer()
     }
 
     // An engine lives on one thread: the mutable state is `@exclusivity(unchecked)` (the dynamic
@@ -126,6 +133,8 @@ final class Engine: @unchecked Sendable {
     @exclusivity(unchecked) var lastReceiveAt: UInt64 = 0
     /// TLS: what a session decrypted from one receive.
     @exclusivity(unchecked) var tlsPlaintext = ByteBuffer()
+    /// WebSocket: the MQTT bytes of one receive's frames.
+    @exclusivity(unchecked) var wsPlaintext = ByteBuffer()
 
     init(config: EngineConfig, plan: ScenarioPlan, progress: ProgressCounters) {
         self.config = config
@@ -144,19 +153,20 @@ final class Engine: @unchecked Sendable {
         for (s, filter) in plan.subscriberFilters.enumerated() {
             var properties = Properties()
             if config.version == .v5 && config.topicAliasMaximum > 0 { properties.topicAliasMaximum = config.topicAliasMaximum }
-            let link = try config.session.connect(host: config.host, port: config.port, tls: config.tls,
+            let link = try config.session.connect(host: config.host, port: config.port, tls: config.tls, webSocketPath: config.webSocketPath,
                                                   clientID: "\(prefix)-sub-\(plan.publishers.first ?? 0)-\(s)",
                                                   version: config.version, properties: properties)
             try link.subscribe(filter: filter, qos: config.qos, version: config.version)
-            var conn = Conn(fd: link.fd, decoder: StreamDecoder(version: config.version), tls: link.tls)
+            var conn = Conn(fd: link.fd, decoder: StreamDecoder(version: config.version), tls: link.tls, ws: link.ws)
             if !link.plaintext.isEmpty { conn.decoder.feed(link.plaintext.readableView) }
             conn.aliases = Array(repeating: -1, count: Int(config.topicAliasMaximum) + 1)
             subscribers.append(conn)
         }
         for p in plan.publishers {
-            let link = try config.session.connect(host: config.host, port: config.port, tls: config.tls, clientID: "\(prefix)-pub-\(p)",
+            let link = try config.session.connect(host: config.host, port: config.port, tls: config.tls, webSocketPath: config.webSocketPath,
+                                                  clientID: "\(prefix)-pub-\(p)",
                                                   version: config.version)
-            var conn = Conn(fd: link.fd, decoder: StreamDecoder(version: config.version), tls: link.tls)
+            var conn = Conn(fd: link.fd, decoder: StreamDecoder(version: config.version), tls: link.tls, ws: link.ws)
             if !link.plaintext.isEmpty { conn.decoder.feed(link.plaintext.readableView) }
             conns.append(conn)
             topics.append("\(config.topicPrefix)/\(plan.scenario == .fanOut ? 0 : p)")
@@ -325,7 +335,24 @@ final class Engine: @unchecked Sendable {
     func startSend(_ c: Int) {
         guard !conns[c].sendInFlight else { return }
         if conns[c].sending.isEmpty {
-            if let tls = conns[c].tls {
+            if let ws = conns[c].ws {
+                // The queued packets as one masked frame after the layer's own frames.
+                var out = conns[c].out
+                var framed = conns[c].wsOut
+                ws.send(&out, wire: &framed)
+                conns[c].out = out
+                if let tls = conns[c].tls {
+                    let records = conns[c].cipherOut
+                    conns[c].cipherOut = conns[c].sending
+                    var sending = records
+                    tls.send(&framed, wire: &sending)
+                    conns[c].sending = sending
+                    conns[c].wsOut = framed
+                } else {
+                    conns[c].wsOut = conns[c].sending
+                    conns[c].sending = framed
+                }
+            } else if let tls = conns[c].tls {
                 // Records made outside a send first, then the queued packets encrypted (one write).
                 let records = conns[c].cipherOut
                 conns[c].cipherOut = conns[c].sending
@@ -374,12 +401,30 @@ final class Engine: @unchecked Sendable {
     }
 
     func received(_ c: Int, _ bytes: UnsafeRawBufferPointer, measureStart: UInt64, measureEnd: UInt64) {
-        guard let tls = conns[c].tls else { return receivedPlaintext(c, bytes, measureStart: measureStart, measureEnd: measureEnd) }
+        if conns[c].tls == nil && conns[c].ws == nil { return receivedPlaintext(c, bytes, measureStart: measureStart, measureEnd: measureEnd) }
         if c >= publisherCount { result.subscriberBytes &+= UInt64(bytes.count) }  // what the wire carried
-        let status = tls.received(bytes, plaintext: &tlsPlaintext, wire: &conns[c].cipherOut)
-        if case .failed(let why) = status, result.error == nil { result.error = "TLS on connection \(c): \(why)" }
-        receivedPlaintext(c, tlsPlaintext.readableView, measureStart: measureStart, measureEnd: measureEnd, counted: true)
-        tlsPlaintext.clear()
+        if let tls = conns[c].tls {
+            let status = tls.received(bytes, plaintext: &tlsPlaintext, wire: &conns[c].cipherOut)
+            if case .failed(let why) = status, result.error == nil { result.error = "TLS on connection \(c): \(why)" }
+            guard conns[c].ws != nil else {
+                receivedPlaintext(c, tlsPlaintext.readableView, measureStart: measureStart, measureEnd: measureEnd, counted: true)
+                tlsPlaintext.clear()
+                return
+            }
+            receivedFrames(c, tlsPlaintext.readableView, measureStart: measureStart, measureEnd: measureEnd)
+            tlsPlaintext.clear()
+        } else {
+            receivedFrames(c, bytes, measureStart: measureStart, measureEnd: measureEnd)
+        }
+    }
+
+    /// WebSocket frames from the broker: their payload is the MQTT stream.
+    func receivedFrames(_ c: Int, _ bytes: UnsafeRawBufferPointer, measureStart: UInt64, measureEnd: UInt64) {
+        guard let ws = conns[c].ws else { return }
+        let status = ws.received(bytes, plaintext: &wsPlaintext, wire: &conns[c].wsOut)
+        if status != .open, result.error == nil { result.error = "WebSocket on connection \(c): \(status)" }
+        receivedPlaintext(c, wsPlaintext.readableView, measureStart: measureStart, measureEnd: measureEnd, counted: true)
+        wsPlaintext.clear()
     }
 
     func receivedPlaintext(_ c: Int, _ bytes: UnsafeRawBufferPointer, measureStart: UInt64, measureEnd: UInt64, counted: Bool = false) {

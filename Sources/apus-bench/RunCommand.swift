@@ -79,6 +79,9 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Pub/sub scenarios: connect with TLS, trusting this CA file (PEM).") var cafile: String?
     @Option(name: .long, help: "TLS: the client certificate to present (PEM; with --key).") var cert: String?
     @Option(name: .long, help: "TLS: the client certificate's private key (PEM).") var key: String?
+    @Flag(name: .long, help: "Pub/sub scenarios: MQTT over WebSocket (an upgrade to --ws-path, then masked binary frames); with --cafile, wss.")
+    var ws = false
+    @Option(name: .long, help: "WebSocket: the request path of the upgrade.") var wsPath = "/mqtt"
 
     func run() throws {
         guard let level = QoS(rawValue: UInt8(qos)) else { throw ValidationError("QoS is 0, 1 or 2") }
@@ -101,7 +104,9 @@ struct Run: ParsableCommand {
         var histogramText: String
         let tls = try benchTLSContext(cafile: cafile, cert: cert, key: key)
         if let mode = ConnectionMode(rawValue: scenario) {
-            if tls != nil { throw ValidationError("TLS (--cafile, --cert) is for the pub/sub scenarios; idle and connect-storm are plain TCP") }
+            if tls != nil || ws {
+                throw ValidationError("TLS (--cafile, --cert) and --ws are for the pub/sub scenarios; idle and connect-storm are plain TCP")
+            }
             let hold = duration ?? (mode == .idle ? 10 : 0)
             if mode == .idle && keepAlive == nil { session.keepAlive = UInt16(min(65535, max(300, hold * 2 + 60))) }
             let driver = ConnectionRun(host: host, port: port, version: version, session: session, mode: mode,
@@ -116,6 +121,7 @@ struct Run: ParsableCommand {
                                       count: UInt64(count ?? 0), session: session)
             config.ackWindow = ackWindow
             config.tls = tls
+            config.webSocketPath = ws ? wsPath : nil
             config.retain = retain
             let driver = PubSubRun(scenario: Scenario(rawValue: scenario)!, config: config, pairs: pairs, pubs: pubs, subs: subs,
                                    threads: j, brokerPID: brokerPid, quiet: quiet)

@@ -40,8 +40,8 @@ final class WebSocketTests: XCTestCase {
         return (plaintext.readableArray(), wire.readableArray(), status)
     }
 
-    func openSession(_ s: WebSocketSettings? = nil, maxPacketSize: Int = 1 << 20) -> WebSocketSession {
-        let session = WebSocketSession(settings: s ?? settings(), maxPacketSize: maxPacketSize)
+    func openSession(_ s: WebSocketSettings? = nil) -> WebSocketSession {
+        let session = WebSocketSession(settings: s ?? settings())
         let result = feed(session, upgradeRequest())
         XCTAssertEqual(result.status, .open)
         XCTAssertTrue(session.isEstablished)
@@ -60,7 +60,7 @@ final class WebSocketTests: XCTestCase {
         let frame = WebSocketFrame.clientFrame(.binary, [0x10, 0x00, 0x01], mask: 0x1234_5678)
         let bytes = upgradeRequest() + frame
         for cut in 0...bytes.count {
-            let session = WebSocketSession(settings: settings(), maxPacketSize: 1 << 20)
+            let session = WebSocketSession(settings: settings())
             let result = feed(session, bytes, cuts: [cut])
             XCTAssertEqual(result.status, .open, "cut \(cut)")
             XCTAssertEqual(result.plain, [0x10, 0x00, 0x01], "cut \(cut)")
@@ -73,7 +73,7 @@ final class WebSocketTests: XCTestCase {
     }
 
     func answer(_ request: [UInt8], _ s: WebSocketSettings? = nil) -> (status: Int?, text: String, session: WebSocketSession) {
-        let session = WebSocketSession(settings: s ?? settings(), maxPacketSize: 1 << 20)
+        let session = WebSocketSession(settings: s ?? settings())
         let result = feed(session, request)
         return (session.refusalStatus, text(result.wire), session)
     }
@@ -236,10 +236,12 @@ final class WebSocketTests: XCTestCase {
         assertCloses(WebSocketFrame.clientFrame(.binary, [UInt8](repeating: 0, count: 101), mask: 7), with: 1009, settings: small)
         assertCloses(WebSocketFrame.clientFrame(.binary, [UInt8](repeating: 0, count: 60), mask: 7, fin: false)
                      + WebSocketFrame.clientFrame(.continuation, [UInt8](repeating: 0, count: 60), mask: 7), with: 1009, settings: small)
-        // Without its own limit, the broker's max_packet_size.
-        let session = WebSocketSession(settings: settings(), maxPacketSize: 50)
+        // Without a limit of its own, a message of any size is streamed (it may carry many packets).
+        let session = WebSocketSession(settings: settings())
         _ = feed(session, upgradeRequest())
-        XCTAssertEqual(closeFrame(feed(session, WebSocketFrame.clientFrame(.binary, [UInt8](repeating: 0, count: 51), mask: 7)).wire)?.0, 1009)
+        let large = feed(session, WebSocketFrame.clientFrame(.binary, [UInt8](repeating: 9, count: 3 << 20), mask: 7))
+        XCTAssertEqual(large.status, .open)
+        XCTAssertEqual(large.plain.count, 3 << 20)
         // Close frames that break the rules.
         assertCloses(WebSocketFrame.clientFrame(.close, [3], mask: 7), with: 1002)
         assertCloses(WebSocketFrame.clientFrame(.close, [0x03, 0xED], mask: 7), with: 1002)  // 1005 may not be sent
@@ -319,7 +321,7 @@ final class WebSocketTests: XCTestCase {
     }
 
     func testOutputBeforeTheUpgradeIsHeld() {
-        let session = WebSocketSession(settings: settings(), maxPacketSize: 1 << 20)
+        let session = WebSocketSession(settings: settings())
         var plaintext = ByteBuffer()
         plaintext.writeBytes([1, 2])
         var wire = ByteBuffer()
@@ -339,7 +341,7 @@ final class WebSocketTests: XCTestCase {
     /// Client and server talking through each other, every transfer cut at byte `cut` (0: whole).
     func converse(cut: Int) -> (toServer: [UInt8], toClient: [UInt8], client: WebSocketClient, server: WebSocketSession) {
         let client = WebSocketClient(seed: 42)
-        let server = WebSocketSession(settings: settings(), maxPacketSize: 1 << 20)
+        let server = WebSocketSession(settings: settings())
         var toServer: [UInt8] = []
         var toClient: [UInt8] = []
         func carry(_ bytes: [UInt8], into layer: (UnsafeRawBufferPointer, inout ByteBuffer, inout ByteBuffer) -> TransportStatus,

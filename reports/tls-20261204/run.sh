@@ -5,7 +5,7 @@
 # ROUNDS rounds (default 3); full TLS handshakes per second (openssl s_time -new, one client,
 # ECDSA P-256 and RSA-2048 server keys); resident memory per idle TLS connection.
 set -u
-apus=$1; bench=$2; rounds=${3:-3}
+apus=$(realpath "$1"); bench=$(realpath "$2"); rounds=${3:-3}
 dir=$(mktemp -d /tmp/apus-tls-bench.XXXX); chmod 755 "$dir"
 here=$(dirname "$0")
 cd "$dir"
