@@ -76,12 +76,19 @@ let package = Package(
             dependencies: ["Broker", "Codec", "ApusCrypto", "HTTP1"],
             swiftSettings: swiftSettings
         ),
+        // The cluster's pure parts: the node gateway's routing (GatewayCore), the node protocol's
+        // frames, etcd's JSON API and the HTTP/1.1 responses it comes in, a member's record.
+        .target(
+            name: "Cluster",
+            dependencies: ["ApusBase", "Codec", "Router", "ShardContract", "HTTP1", "ApusCrypto"],
+            swiftSettings: swiftSettings
+        ),
         // What the broker reports: per-shard stats and their sums, $SYS topics, Prometheus text.
         .target(name: "Telemetry", dependencies: ["Broker"], swiftSettings: swiftSettings),
         .target(
             name: "Shards",
             dependencies: [
-                "ApusBase", "Broker", "Codec", "Router", "IOUring", "CApusSys", "HTTPAPI", "Telemetry", "Transport", "TLS", "WebSocket", "ShardContract", "Store",
+                "ApusBase", "Broker", "Codec", "Router", "IOUring", "CApusSys", "HTTPAPI", "Telemetry", "Transport", "TLS", "WebSocket", "ShardContract", "Store", "Cluster",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -128,6 +135,7 @@ let package = Package(
         .testTarget(name: "AuthTests", dependencies: ["ApusBase", "Auth", "Broker", "ApusCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Broker"], swiftSettings: swiftSettings),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Shards", "Broker", "Transport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "ShardContract", "Codec", "Router", "ApusBase", "HTTP1"], swiftSettings: swiftSettings),
         .testTarget(name: "ShardsTests", dependencies: ["Shards", "IOUring", "ShardContract", "CApusSys"], swiftSettings: swiftSettings),
     ]
 )

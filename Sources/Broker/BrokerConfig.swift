@@ -8,6 +8,8 @@ public struct BrokerConfig: Sendable {
     /// is refused at its fixed header, before its body is read. 1 MiB as EMQX's default: the
     /// protocol's 256 MiB (mosquitto's and HiveMQ's default) lets a few clients pin gigabytes.
     public var maxPacketSize: Int = BrokerConfig.defaultMaxPacketSize
+    /// This node's id in a cluster (records' origin, retained stamps); 0 outside a cluster.
+    public var nodeID: UInt16 = 0
     public static let defaultMaxPacketSize = 1 << 20
     /// Bytes all partial (not yet complete) packets of one shard may hold; past it the connections
     /// holding the most are cut off (v5: DISCONNECT 0x97), largest first. 0 = no limit.

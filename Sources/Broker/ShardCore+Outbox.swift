@@ -7,7 +7,7 @@ import ShardContract
 
 extension ShardCore {
     /// This shard as records name it.
-    @inline(__always) var address: ShardAddress { ShardAddress(shard: shardIndex) }
+    @inline(__always) var address: ShardAddress { ShardAddress(node: config.nodeID, shard: shardIndex) }
 
     /// Appends `message` to the outbox of shard `target` (another shard of this node).
     @inline(__always)

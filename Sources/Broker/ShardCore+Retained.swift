@@ -45,12 +45,12 @@ extension ShardCore {
             storeRetained(topic: topic, payload: payload, qos: qos, properties: properties, stamp: message.stamp)
             if payload.isEmpty { deletionsSinceSnapshot[message.topic] = message.stamp }
         }
-        guard shardCount > 1 else { return stored }
+        guard meshSize > 1 else { return stored }
         message.topic.withUnsafeBytes { topic in
             message.properties.withUnsafeBytes { properties in
                 message.payload.withUnsafeBytes { payload in
                     let update = RetainedUpdate(qos: qos, stamp: message.stamp, topic: topic, properties: properties, payload: payload)
-                    for target in 0..<shardCount where target != shardIndex { send(.retain(update), to: target) }
+                    for target in 0..<meshSize where target != shardIndex { send(.retain(update), to: target) }
                 }
             }
         }

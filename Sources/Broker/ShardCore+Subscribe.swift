@@ -82,7 +82,7 @@ extension ShardCore {
         }
         if newRoutes {
             lastBarrierIssued &+= 1
-            for target in 0..<shardCount where target != shardIndex {
+            for target in 0..<meshSize where target != shardIndex {
                 send(.barrier(token: lastBarrierIssued), to: target)
             }
         }
@@ -121,7 +121,7 @@ extension ShardCore {
     /// Every other shard answered barrier `token` (answers arrive in token order per shard).
     func barrierAcknowledged(_ token: UInt32) {
         let count = (barrierAcks[token] ?? 0) + 1
-        guard count == shardCount - 1 else { barrierAcks[token] = count; return }
+        guard count == meshSize - 1 else { barrierAcks[token] = count; return }
         barrierAcks.removeValue(forKey: token)
         lastBarrierCompleted = token
         var released = 0
@@ -184,8 +184,8 @@ extension ShardCore {
             entry = e
             return !hadLocal
         }
-        if becameLocal && shardCount > 1 { broadcastRoute(.routeAdd, filter: filter, time: readAt) }
-        return becameLocal && shardCount > 1
+        if becameLocal && meshSize > 1 { broadcastRoute(.routeAdd, filter: filter, time: readAt) }
+        return becameLocal && meshSize > 1
     }
 
     /// Removes a subscription of a local connection; returns whether it existed.
@@ -211,7 +211,7 @@ extension ShardCore {
     /// Tells every other shard that this shard gained or lost its last subscriber on `filter`.
     func broadcastRoute(_ kind: RouteChange, filter: String, time: UInt64) {
         hasUrgentShardRecords = true
-        for target in 0..<shardCount where target != shardIndex {
+        for target in 0..<meshSize where target != shardIndex {
             send(filter: filter, to: target) { f, _ in kind == .routeAdd ? .routeAdd(filter: f, time: time) : .routeRemove(filter: f, time: time) }
         }
     }

@@ -91,6 +91,9 @@ public struct ShardCounters: Sendable {
 public final class ShardCore {
     public let shardIndex: Int
     public let shardCount: Int
+    /// The shards and, in a cluster, the node gateway: who gets routes, barriers and retained
+    /// updates. Client ids and shared groups live on the shards only (`shardCount`).
+    public let meshSize: Int
     /// Changed only by `reloadSecurity` (SIGHUP), between inputs.
     @exclusivity(unchecked) public internal(set) var config: BrokerConfig
     @exclusivity(unchecked) public internal(set) var counters = ShardCounters()
@@ -219,13 +222,18 @@ public final class ShardCore {
     @exclusivity(unchecked) public var softOutboundLimit = 4 << 20
 
     /// `random`: where the core draws random numbers from (default: seeded by the system).
-    public init(shardIndex: Int, shardCount: Int, config: BrokerConfig, random: SplitMix64 = .seededBySystem()) {
-        precondition(shardCount >= 1 && shardCount <= 64 && shardIndex < shardCount)
+    /// `gateway`: the node is part of a cluster; the mesh has one more member after the shards
+    /// (index `shardCount`), the node gateway (Sources/Cluster/GatewayCore.swift), which gets what
+    /// every other shard gets of routes, barriers and retained messages.
+    public init(shardIndex: Int, shardCount: Int, config: BrokerConfig, gateway: Bool = false,
+                random: SplitMix64 = .seededBySystem()) {
+        precondition(shardCount >= 1 && shardCount <= 63 && shardIndex < shardCount)
         self.random = random
         self.shardIndex = shardIndex
         self.shardCount = shardCount
+        self.meshSize = shardCount + (gateway ? 1 : 0)
         self.config = config
-        self.shardOutbox = Array(repeating: ByteBuffer(), count: shardCount)
+        self.shardOutbox = Array(repeating: ByteBuffer(), count: meshSize)
         matchScratch.reserveCapacity(64)
         matchCache = MatchCache(capacity: config.matchCacheEntries)
         recent = RecentPublishes(enabled: shardCount > 1)

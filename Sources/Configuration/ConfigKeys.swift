@@ -115,13 +115,45 @@ public struct ConfigKey {
             },
             boolean("set_tcp_nodelay", \.group.tcpNoDelay),
             // Runtime
-            optionalInteger("shards", \.shards, 1...64),
+            optionalInteger("shards", \.shards, 1...63),
             custom("log_level") { c, v throws(ConfigError) in
                 let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
                 guard levels.contains(v) else { throw ConfigError("log_level is one of \(levels.joined(separator: ", ")), got '\(v)'") }
                 c.logLevel = v
             },
             integer("sys_interval", \.group.sysIntervalSeconds, 0...Int.max),
+            // Cluster (docs/architecture.md, "Cluster")
+            custom("cluster_name") { c, v throws(ConfigError) in
+                guard !v.isEmpty, !v.contains("/"), v.utf8.count <= 200 else { throw ConfigError("cluster_name needs a name without '/', got '\(v)'") }
+                c.clusterName = v
+            },
+            custom("node_name") { c, v throws(ConfigError) in
+                guard !v.isEmpty, !v.contains("/"), !v.contains(" "), v.utf8.count <= 200 else {
+                    throw ConfigError("node_name needs a name without '/' or spaces, got '\(v)'")
+                }
+                c.nodeName = v
+            },
+            custom("cluster_listener") { c, v throws(ConfigError) in
+                // HOST:PORT (or PORT alone: 127.0.0.1), what the node listens on and advertises.
+                if let colon = v.lastIndex(of: ":") {
+                    guard let port = UInt16(v[v.index(after: colon)...]) else { throw ConfigError("cluster_listener needs HOST:PORT, got '\(v)'") }
+                    let host = String(v[..<colon])
+                    guard !host.isEmpty, host != "0.0.0.0" else {
+                        throw ConfigError("cluster_listener needs the address other nodes reach this one at (not 0.0.0.0), got '\(v)'")
+                    }
+                    c.clusterListener = (host == "localhost" ? "127.0.0.1" : host, port)
+                } else {
+                    guard let port = UInt16(v) else { throw ConfigError("cluster_listener needs HOST:PORT, got '\(v)'") }
+                    c.clusterListener = ("127.0.0.1", port)
+                }
+            },
+            custom("etcd_endpoints") { c, v throws(ConfigError) in
+                guard let endpoints = ClusterConfig.parseEndpoints(v) else {
+                    throw ConfigError("etcd_endpoints needs http://HOST:PORT[,http://HOST:PORT...] (IPv4, plain HTTP), got '\(v)'")
+                }
+                c.etcdEndpoints = endpoints
+            },
+            integer("cluster_lease_ttl", \.clusterLeaseTTL, 2...3600),
             // Connections and packets
             seconds("connect_timeout", \.group.broker.connectTimeoutSeconds, allowZero: false),
             custom("max_packet_size") { c, v throws(ConfigError) in

@@ -39,6 +39,12 @@ public struct Configuration {
     /// The store's files (`persistence_location`, `persistence_file`, `autosave_interval`); used
     /// when `persistence` is true.
     public var store = StoreConfig(directory: "")
+    /// The cluster keys (`cluster_name` turns clustering on).
+    var clusterName: String? = nil
+    var nodeName: String? = nil
+    var clusterListener: (host: String, port: UInt16)? = nil
+    var etcdEndpoints: [(host: String, port: UInt16)] = []
+    var clusterLeaseTTL = 10
 
     public init() {}
 
@@ -133,6 +139,17 @@ public struct Configuration {
             }
         }
         config.tlsHandshakeTimeoutNanoseconds = UInt64(tlsHandshakeTimeoutSeconds * 1e9)
+        if let clusterName {
+            guard let nodeName else { throw ConfigError("cluster_name needs node_name (unique in the cluster)") }
+            guard let listener = clusterListener else { throw ConfigError("cluster_name needs cluster_listener HOST:PORT") }
+            guard !etcdEndpoints.isEmpty else { throw ConfigError("cluster_name needs etcd_endpoints") }
+            var cluster = ClusterConfig(clusterName: clusterName, nodeName: nodeName, listenHost: listener.host,
+                                        listenPort: listener.port, etcdEndpoints: etcdEndpoints)
+            cluster.leaseTTL = clusterLeaseTTL
+            config.cluster = cluster
+        } else if nodeName != nil || clusterListener != nil || !etcdEndpoints.isEmpty {
+            throw ConfigError("node_name, cluster_listener and etcd_endpoints need cluster_name")
+        }
         if maxConnections > 0 {
             // Connections land on shards at random (SO_REUSEPORT), so the limit is split evenly.
             config.broker.maxConnectionsPerShard = max(1, (maxConnections + config.shards - 1) / config.shards)

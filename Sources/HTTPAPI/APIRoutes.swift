@@ -24,6 +24,28 @@ public protocol BrokerEndpoint {
     mutating func nextMessageID() -> String
     /// The messages of one request are published: start their sends now, not after the next completion.
     mutating func didPublish()
+    /// GET /api/v5/nodes: this node and, in a cluster, every node it has known.
+    func nodes() -> [NodeSummary]
+}
+
+/// One node in GET /api/v5/nodes (EMQX's fields).
+public struct NodeSummary: Sendable, Equatable {
+    public var node: String
+    public var running: Bool
+    public var connections: Int
+    public var uptimeMilliseconds: UInt64
+    public var version: String
+
+    public init(node: String, running: Bool, connections: Int, uptimeMilliseconds: UInt64, version: String) {
+        self.node = node; self.running = running; self.connections = connections
+        self.uptimeMilliseconds = uptimeMilliseconds; self.version = version
+    }
+
+    var json: JSONValue {
+        .object([("node", .string(node)), ("node_status", .string(running ? "running" : "stopped")),
+                 ("connections", .number(Double(connections))), ("uptime", .number(Double(uptimeMilliseconds))),
+                 ("version", .string(version))])
+    }
 }
 
 /// The liveness of the shard loops, for GET /health.
@@ -48,7 +70,7 @@ public struct HealthReport: Sendable, Equatable {
 public enum APIRoutes {
     static let routes: [(path: String, method: String)] = [
         ("/metrics", "GET"), ("/health", "GET"), ("/health/ready", "GET"), ("/api/v5/publish", "POST"),
-        ("/api/v5/publish/bulk", "POST"),
+        ("/api/v5/publish/bulk", "POST"), ("/api/v5/nodes", "GET"),
     ]
 
     /// The answer to a request that did not parse (the parser's status and reason).
@@ -82,6 +104,8 @@ public enum APIRoutes {
             return HTTPResponse(status: ready ? 200 : 503, json: .object([("status", .string(ready ? "ready" : "starting"))]))
         case "/api/v5/publish/bulk":
             return publishBatch(request, endpoint: &endpoint)
+        case "/api/v5/nodes":
+            return HTTPResponse(status: 200, json: .array(endpoint.nodes().map(\.json)))
         default:
             return publish(request, endpoint: &endpoint)
         }

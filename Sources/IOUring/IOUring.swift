@@ -134,6 +134,13 @@ public final class IOUring {
         io_uring_sqe_set_data64(s, userData)
     }
 
+    /// A connect of `socket` to `address` (the memory must stay valid until completion).
+    @inlinable public func prepareConnect(fd socket: Int32, address: UnsafePointer<sockaddr>, length: socklen_t, userData: UInt64) {
+        let s = sqe()
+        io_uring_prep_connect(s, socket, address, length)
+        io_uring_sqe_set_data64(s, userData)
+    }
+
     /// A send of `count` bytes at `bytes` (the memory must stay valid until completion).
     @inlinable public func prepareSend(fd socket: Int32, bytes: UnsafeRawPointer, count: Int, userData: UInt64) {
         let s = sqe()

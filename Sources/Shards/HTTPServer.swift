@@ -109,8 +109,23 @@ struct ShardEndpoint: BrokerEndpoint {
 
     mutating func metricsText() -> String {
         shard.reportStats(now: now)  // this shard's own slot is fresh; the others are at most a second old
-        return PrometheusMetrics.render(shard.group.stats.snapshot(), uptimeSeconds: (now - shard.group.stats.startedAt) / 1_000_000_000,
-                                        version: shard.group.config.version)
+        let text = PrometheusMetrics.render(shard.group.stats.snapshot(), uptimeSeconds: (now - shard.group.stats.startedAt) / 1_000_000_000,
+                                            version: shard.group.config.version)
+        guard shard.group.config.cluster != nil else { return text }
+        return text + shard.group.clusterBoard.read().prometheusText()
+    }
+
+    func nodes() -> [NodeSummary] {
+        let version = shard.group.config.version
+        guard shard.group.config.cluster != nil else {
+            let connections = shard.group.stats.snapshot().reduce(0) { $0 + $1.gauges.connectedClients }
+            return [NodeSummary(node: shard.group.nodeName, running: true, connections: connections,
+                                uptimeMilliseconds: (now - shard.group.stats.startedAt) / 1_000_000, version: version)]
+        }
+        return shard.group.clusterBoard.read().nodes.map {
+            NodeSummary(node: $0.name, running: $0.running, connections: $0.connections, uptimeMilliseconds: $0.uptimeMilliseconds,
+                        version: version)
+        }
     }
 
     func health() -> HealthReport {

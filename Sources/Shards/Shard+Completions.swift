@@ -30,6 +30,7 @@ extension Shard {
             logger.warning("MSG_RING wake failed: \(completion.result)")
         case .cancel: break
         case .storeWrite, .storeSync: storeCompleted(completion, now: now)
+        case .linkAccept, .linkRecv, .linkConnect, .linkSend, .linkProbe: break  // the gateway's, never a shard's
         }
     }
 

@@ -8,14 +8,14 @@ import IOUring
 
 extension Shard {
     func inboundMailboxesHaveRecords() -> Bool {
-        for from in 0..<group.config.shards where from != index {
+        for from in 0..<group.meshSize where from != index {
             if group.mailbox(from: from, to: index).hasRecords { return true }
         }
         return false
     }
 
     func drainMailboxes() {
-        for from in 0..<group.config.shards where from != index {
+        for from in 0..<group.meshSize where from != index {
             let box = group.mailbox(from: from, to: index)
             var any = false
             while let record = box.nextRecord() {
@@ -29,7 +29,7 @@ extension Shard {
     /// Moves outbox records into the mailboxes; what does not fit stays queued for the next turn.
     func sendOutbox() {
         core.hasUrgentShardRecords = false
-        for target in 0..<group.config.shards where target != index {
+        for target in 0..<group.meshSize where target != index {
             if core.shardOutbox[target].isEmpty { continue }
             let box = group.mailbox(from: index, to: target)
             var wrote = false

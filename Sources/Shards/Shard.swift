@@ -147,7 +147,7 @@ final class Shard {
         buffers = try ProvidedBufferRing(ring: ring, group: Shard.bufferGroup,
                                          count: config.receiveBufferCount, bufferSize: config.receiveBufferSize,
                                          initial: config.initialReceiveBuffers)
-        core = ShardCore(shardIndex: index, shardCount: config.shards, config: config.broker)
+        core = ShardCore(shardIndex: index, shardCount: config.shards, config: config.broker, gateway: config.cluster != nil)
         realtimeOffset = apus_realtime_ns() &- apus_monotonic_ns()
         core.wallClockOffset = group.wallClockOffset
         if let store = config.store, let recovered = group.recoveredStore {

@@ -4,6 +4,7 @@
 import ApusBase
 import Broker
 import CApusSys
+import Cluster
 import HTTPAPI
 import Logging
 import Synchronization
@@ -56,6 +57,8 @@ public struct ShardGroupConfig: Sendable {
     public var faultStoreWriteDelayNanoseconds: UInt64 = 0
     /// The durable store's files (`persistence true`); nil: nothing is stored.
     public var store: StoreConfig? = nil
+    /// Membership of a cluster (`cluster_name` and its keys); nil: a node on its own.
+    public var cluster: ClusterConfig? = nil
 
     public init(shards: Int) { self.shards = shards }
 }
@@ -94,8 +97,23 @@ public final class ShardGroup: @unchecked Sendable {
     let signals: [ShardSignals]
     /// Each shard's statistics, refreshed about once a second.
     public let stats: StatsBoard
-    /// mailboxes[from * shards + to]; nil on the diagonal.
+    /// mailboxes[from * meshSize + to]; nil on the diagonal.
     let mailboxes: [Mailbox?]
+    /// The shards, and in a cluster the node gateway after them (ClusterGateway.swift).
+    public let meshSize: Int
+    /// The cluster listener (node links) and its bound port; nil outside a cluster.
+    let clusterListenerFD: Int32?
+    public let clusterPort: UInt16?
+    /// What the gateway reports (nodes, links), for the HTTP API and metrics.
+    public let clusterBoard = ClusterBoard()
+    var membership: EtcdMembership? = nil
+    /// This node's name: `node_name` in a cluster, otherwise `apus@HOSTNAME` (EMQX's form).
+    public var nodeName: String {
+        if let cluster = config.cluster { return cluster.nodeName }
+        var name = [CChar](repeating: 0, count: 256)
+        gethostname(&name, 255)
+        return "apus@" + String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
     let stopping = Atomic<Bool>(false)
     /// Shards that have published their clients' wills after `stopping` was set.
     let shardsPastWills = Atomic<Int>(0)
@@ -112,9 +130,12 @@ public final class ShardGroup: @unchecked Sendable {
     let wallClockOffset = apus_realtime_ns() &- apus_monotonic_ns()
 
     public init(config: ShardGroupConfig, logger: Logger) throws {
-        precondition(config.shards >= 1 && config.shards <= 64, "1...64 shards")
+        precondition(config.shards >= 1 && config.shards <= 63, "1...63 shards")
         precondition(!config.listeners.isEmpty && config.listeners.allSatisfy { $0.protocolName == .mqtt }, "MQTT listeners")
+        var config = config
+        if let cluster = config.cluster { config.broker.nodeID = ClusterMember.nodeID(forName: cluster.nodeName) }
         self.config = config
+        self.meshSize = config.shards + (config.cluster == nil ? 0 : 1)
         self.logger = logger
         var contexts: [TLSContext?] = []
         for listener in config.listeners {
@@ -139,6 +160,14 @@ public final class ShardGroup: @unchecked Sendable {
                 boundListener.port = actual
                 bound.append(boundListener)
             }
+            if let cluster = config.cluster {
+                let (fds, actual) = try Listener.open(host: cluster.listenHost, port: cluster.listenPort, count: 1, backlog: 128)
+                clusterListenerFD = fds[0]
+                clusterPort = actual
+            } else {
+                clusterListenerFD = nil
+                clusterPort = nil
+            }
             if let http = config.httpListener {
                 let (fds, actual) = try Listener.open(host: http.host, port: http.port, count: 1, backlog: 128)
                 httpListenerFD = fds[0]
@@ -154,11 +183,11 @@ public final class ShardGroup: @unchecked Sendable {
         self.listeners = perShard
         self.port = bound[0].port
         self.boundListeners = bound
-        self.signals = (0..<config.shards).map { _ in ShardSignals() }
+        self.signals = (0..<meshSize).map { _ in ShardSignals() }
         self.stats = StatsBoard(shards: config.shards, startedAt: apus_monotonic_ns())
         var boxes: [Mailbox?] = []
-        for from in 0..<config.shards {
-            for to in 0..<config.shards {
+        for from in 0..<meshSize {
+            for to in 0..<meshSize {
                 boxes.append(from == to ? nil : Mailbox(capacity: config.mailboxCapacity))
             }
         }
@@ -181,7 +210,7 @@ public final class ShardGroup: @unchecked Sendable {
 
     /// How long ago each shard's loop last ticked (nanoseconds; at start: since start).
     public func tickAges(now: UInt64) -> [UInt64] {
-        signals.map { s in
+        signals[0..<config.shards].map { s in
             let last = s.lastTick.load(ordering: .relaxed)
             return now > last ? now - last : 0
         }
@@ -207,7 +236,23 @@ public final class ShardGroup: @unchecked Sendable {
             }
             threads.append(thread)
         }
-        while started.load(ordering: .acquiring) + failed.load(ordering: .acquiring) < config.shards {
+        if let cluster = config.cluster, let fd = clusterListenerFD {
+            let incarnation = apus_realtime_ns()
+            var boundCluster = cluster
+            boundCluster.listenPort = clusterPort ?? cluster.listenPort
+            let bound = boundCluster
+            let me = ClusterMember(name: cluster.nodeName, linkHost: cluster.listenHost, linkPort: bound.listenPort,
+                                   shards: config.shards, incarnation: incarnation)
+            clusterBoard.seed(nodeName: cluster.nodeName)
+            let membership = EtcdMembership(config: bound, me: me, board: clusterBoard, logger: logger)
+            self.membership = membership
+            let thread = try spawnThread(name: "apus-gateway") { [self] in
+                runGateway(config: bound, membership: membership, listenFD: fd, incarnation: incarnation)
+            }
+            threads.append(thread)
+            try membership.start()
+        }
+        while started.load(ordering: .acquiring) + failed.load(ordering: .acquiring) < meshSize {
             usleep(1000)
         }
         if failed.load(ordering: .acquiring) > 0 {
@@ -224,9 +269,30 @@ public final class ShardGroup: @unchecked Sendable {
         stopping.store(true, ordering: .sequentiallyConsistent)
         for thread in threads { pthread_join(thread, nil) }
         threads = []
+        membership?.stop()
+        membership = nil
     }
 
-    func mailbox(from: Int, to: Int) -> Mailbox { mailboxes[from * config.shards + to]! }
+    func mailbox(from: Int, to: Int) -> Mailbox { mailboxes[from * meshSize + to]! }
+
+    /// The node gateway's thread (a cluster's member of the mesh, index `config.shards`).
+    private func runGateway(config cluster: ClusterConfig, membership: EtcdMembership, listenFD: Int32, incarnation: UInt64) {
+        apus_set_thread_name("apus-gateway")
+        let gateway: ClusterGateway
+        do {
+            gateway = try ClusterGateway(group: self, config: cluster, membership: membership, listenFD: listenFD, incarnation: incarnation)
+        } catch {
+            logger.error("cluster gateway: \(error)")
+            failed.add(1, ordering: .releasing)
+            return
+        }
+        signals[config.shards].ringFD.store(gateway.ring.fd, ordering: .releasing)
+        logger.info("cluster: node \(cluster.nodeName) (id \(config.broker.nodeID)) links on \(cluster.listenHost):\(cluster.listenPort), etcd \(cluster.etcdEndpoints.map { "\($0.host):\($0.port)" }.joined(separator: ","))")
+        started.add(1, ordering: .releasing)
+        while started.load(ordering: .acquiring) + failed.load(ordering: .acquiring) < meshSize { usleep(200) }
+        gateway.run()
+        close(listenFD)
+    }
 
     /// Hands new users and ACL to every shard (SIGHUP); each takes them at its next tick, between
     /// two batches of completions, so no connection is dropped and no lock is taken per message.
@@ -283,7 +349,7 @@ public final class ShardGroup: @unchecked Sendable {
         ])
         started.add(1, ordering: .releasing)
         // Mailbox wakes need every ring fd: wait for the others (start-up only).
-        while started.load(ordering: .acquiring) + failed.load(ordering: .acquiring) < config.shards {
+        while started.load(ordering: .acquiring) + failed.load(ordering: .acquiring) < meshSize {
             usleep(200)
         }
         shard.run()

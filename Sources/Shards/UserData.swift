@@ -18,6 +18,13 @@ enum OperationKind: UInt8 {
     /// A write of this shard's store log, and its fdatasync (Shard+Store.swift).
     case storeWrite = 10
     case storeSync = 11
+    /// The node gateway's operations (ClusterGateway.swift): accepting peers' links, reading
+    /// them, connecting and writing this node's links, and watching those for a close.
+    case linkAccept = 12
+    case linkRecv = 13
+    case linkConnect = 14
+    case linkSend = 15
+    case linkProbe = 16
 }
 
 /// `kind << 56 | (generation & 0xFFFFFF) << 32 | slot`.

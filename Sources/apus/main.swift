@@ -51,6 +51,18 @@ struct Apus: ParsableCommand {
     @Option(name: .long, help: "How a shared subscription group picks a member: round_robin (default), random, hash_clientid.")
     var sharedSubscriptionStrategy: String?
 
+    @Option(name: .long, help: "Cluster to join (no cluster when absent); the `cluster_name` key.")
+    var clusterName: String?
+
+    @Option(name: .long, help: "This node's name, unique in the cluster; the `node_name` key.")
+    var nodeName: String?
+
+    @Option(name: .long, help: "HOST:PORT the node links listen on and other nodes connect to; the `cluster_listener` key.")
+    var clusterListener: String?
+
+    @Option(name: .long, help: "etcd client URLs, comma-separated (http://127.0.0.1:2379); the `etcd_endpoints` key.")
+    var etcdEndpoints: String?
+
     @Option(name: .customLong("set"), help: ArgumentHelp(
         "Any configuration key, as in the file (repeatable; after the named flags).", valueName: "KEY=VALUE"))
     var settings: [String] = []
@@ -61,7 +73,8 @@ struct Apus: ParsableCommand {
          ("connect_timeout", connectTimeout.map { "\($0)" }), ("max_packet_size", maxPacketSize.map { "\($0)" }),
          ("max_connections", maxConnections.map { "\($0)" }), ("max_inflight_messages", maxInflightMessages.map { "\($0)" }),
          ("max_queued_messages", maxQueuedMessages.map { "\($0)" }), ("message_size_limit", messageSizeLimit.map { "\($0)" }),
-         ("shared_subscription_strategy", sharedSubscriptionStrategy)]
+         ("shared_subscription_strategy", sharedSubscriptionStrategy), ("cluster_name", clusterName), ("node_name", nodeName),
+         ("cluster_listener", clusterListener), ("etcd_endpoints", etcdEndpoints)]
     }
 
     @Option(name: .customLong("scram-sha-256-entry"), help: ArgumentHelp(

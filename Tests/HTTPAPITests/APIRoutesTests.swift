@@ -31,6 +31,7 @@ struct FakeEndpoint: BrokerEndpoint {
     }
     mutating func nextMessageID() -> String { ids += 1; return "id\(ids)" }
     mutating func didPublish() { publishedBatches += 1 }
+    func nodes() -> [NodeSummary] { [NodeSummary(node: "apus@test", running: true, connections: 3, uptimeMilliseconds: 4500, version: "0.1.0")] }
 }
 
 final class APIRoutesTests: XCTestCase {
@@ -46,6 +47,18 @@ final class APIRoutesTests: XCTestCase {
         let wrong = APIRoutes.answer(HTTPRequest(method: "POST", path: "/metrics", headers: [], body: []), endpoint: &endpoint)
         XCTAssertEqual(wrong.status, 405)
         XCTAssertEqual(json(wrong)?["message"]?.string, "use GET")
+    }
+
+    func testNodesInEMQXsShape() {
+        var endpoint = FakeEndpoint()
+        let answer = APIRoutes.answer(HTTPRequest(method: "GET", path: "/api/v5/nodes", headers: [], body: []), endpoint: &endpoint)
+        XCTAssertEqual(answer.status, 200)
+        guard case .array(let nodes)? = json(answer) else { return XCTFail("not an array") }
+        XCTAssertEqual(nodes.count, 1)
+        XCTAssertEqual(nodes[0]["node"]?.string, "apus@test")
+        XCTAssertEqual(nodes[0]["node_status"]?.string, "running")
+        XCTAssertEqual(nodes[0]["connections"]?.number, 3)
+        XCTAssertEqual(nodes[0]["uptime"]?.number, 4500)
     }
 
     func testPublishAnswers() {

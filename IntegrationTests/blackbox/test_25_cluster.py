@@ -1,0 +1,372 @@
+"""Several apus nodes as one broker: a real etcd (Debian etcd-server) and three real apus processes
+on loopback, with paho clients on different nodes. Membership (join, kill -9, SIGSTOP, rejoin,
+etcd restarting), routes (subscribe, unsubscribe, wildcards), QoS 0/1/2 and v5 properties across
+nodes, retained messages replicated to every node, /api/v5/nodes and the cluster metrics."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from conftest import APUS_BIN, BROKER, TIMEOUT, Client, free_port, unique, wait_until
+
+pytestmark = pytest.mark.skipif(BROKER != "apus", reason="apus clustering")
+
+LEASE_TTL = 3
+
+
+class Etcd:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="etcd-")
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        self.url = f"http://127.0.0.1:{self.client_port}"
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, "etcd.log"), "ab")
+        self.proc = subprocess.Popen(
+            ["etcd", "--name", "t", "--data-dir", os.path.join(self.dir, "data"),
+             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+             "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+             "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+             "--initial-cluster", f"t=http://127.0.0.1:{self.peer_port}"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(self.healthy, timeout=20, message="etcd to serve")
+
+    def healthy(self):
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
+                return json.loads(r.read()).get("health") == "true"
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.log.close()
+
+    def members(self, cluster):
+        """The member records under the cluster's prefix, as etcd holds them."""
+        import base64
+        prefix = f"/apus/{cluster}/members/".encode()
+        end = prefix[:-1] + bytes([prefix[-1] + 1])
+        body = json.dumps({"key": base64.b64encode(prefix).decode(), "range_end": base64.b64encode(end).decode()}).encode()
+        with urllib.request.urlopen(urllib.request.Request(self.url + "/v3/kv/range", data=body), timeout=2) as r:
+            kvs = json.loads(r.read()).get("kvs", [])
+        return sorted(json.loads(base64.b64decode(kv["value"]))["name"] for kv in kvs)
+
+
+class Node:
+    def __init__(self, name, etcd, cluster):
+        self.name = name
+        self.etcd = etcd
+        self.cluster = cluster
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.http = free_port()
+        self.link = free_port()
+        self.log = tempfile.NamedTemporaryFile(prefix=f"node-{name}-", suffix=".log", delete=False)
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [APUS_BIN, "--port", str(self.port), "--shards", "2", "--log-level", "info",
+             "--cluster-name", self.cluster, "--node-name", self.name,
+             "--cluster-listener", f"127.0.0.1:{self.link}", "--etcd-endpoints", self.etcd.url,
+             "--set", f"cluster_lease_ttl={LEASE_TTL}", "--set", f"http_listener={self.http}"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(self.ready, timeout=15, message=f"node {self.name} to serve")
+
+    def ready(self):
+        assert self.proc.poll() is None, f"node {self.name} exited:\n{self.log_tail()}"
+        try:
+            return self.get("/health/ready")["status"] == "ready"
+        except OSError:
+            return False
+
+    def get(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}{path}", timeout=2) as r:
+            body = r.read()
+        return json.loads(body) if path != "/metrics" else body.decode()
+
+    def nodes(self):
+        return {n["node"]: n for n in self.get("/api/v5/nodes")}
+
+    def metric(self, name):
+        for line in self.get("/metrics").splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
+    def log_tail(self, lines=40):
+        with open(self.log.name, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            code = self.proc.wait(timeout=10)
+            assert code == 0, f"node {self.name} exited with {code}:\n{self.log_tail()}"
+
+
+def running(node, names):
+    nodes = node.nodes()
+    return all(n in nodes and nodes[n]["node_status"] == "running" for n in names)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    etcd = Etcd()
+    name = unique("cl")
+    nodes = {n: Node(n, etcd, name) for n in ("a", "b", "c")}
+    for node in nodes.values():
+        wait_until(lambda: running(node, nodes) and node.metric("apus_cluster_links_up") == 2, timeout=15,
+                   message=f"{node.name} to link with every node")
+    yield etcd, nodes, name
+    for node in nodes.values():
+        node.stop()
+    etcd.stop()
+    shutil.rmtree(etcd.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def clients():
+    made = []
+
+    def make(node, **kwargs):
+        c = Client(node, **kwargs)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        try:
+            c.close()
+        except Exception:
+            pass
+
+
+def await_route(subscriber, publisher, topic, qos=0):
+    """Publishes probes on `topic` from `publisher` until `subscriber` receives one: the route has
+    crossed. Returns the number of probes sent; the probes received are taken out of the queue."""
+    sent = 0
+    end = time.monotonic() + TIMEOUT
+    while time.monotonic() < end:
+        publisher.publish(topic, b"probe", qos)
+        sent += 1
+        try:
+            got = subscriber.messages.get(timeout=0.05)
+        except Exception:
+            continue
+        assert got[1] == b"probe", got
+        # Later probes may still be on their way: drain them after a last sentinel.
+        publisher.publish(topic, b"probe-end", qos)
+        while subscriber.messages.get(timeout=TIMEOUT)[1] != b"probe-end":
+            pass
+        return sent
+    raise AssertionError(f"no route for {topic} within {TIMEOUT} s")
+
+
+def test_membership_in_etcd_and_nodes_api(cluster):
+    etcd, nodes, name = cluster
+    assert etcd.members(name) == ["a", "b", "c"]
+    view = nodes["a"].nodes()
+    assert sorted(view) == ["a", "b", "c"]
+    for n in view.values():
+        assert n["node_status"] == "running"
+        assert n["uptime"] >= 0
+    assert nodes["a"].metric("apus_cluster_etcd_up") == 1
+
+
+def test_publishes_from_two_nodes_reach_a_subscriber_on_a_third_at_every_qos(cluster, clients):
+    _, nodes, _ = cluster
+    root = unique("x")
+    for qos in (0, 1, 2):
+        sub = clients(nodes["a"])
+        sub.subscribe(f"{root}/{qos}/+/temp", qos)
+        pub_b, pub_c = clients(nodes["b"]), clients(nodes["c"])
+        await_route(sub, pub_b, f"{root}/{qos}/probe/temp", qos)
+        await_route(sub, pub_c, f"{root}/{qos}/probe/temp", qos)
+        for i in range(50):
+            pub_b.publish(f"{root}/{qos}/b/temp", f"b{i}".encode(), qos)
+            pub_c.publish(f"{root}/{qos}/c/temp", f"c{i}".encode(), qos)
+        got = sub.receive(100)
+        assert all(q == qos for _, _, q in got)
+        for origin in ("b", "c"):
+            # Each publisher's messages arrive once each and in order.
+            payloads = [p.decode() for t, p, _ in got if t == f"{root}/{qos}/{origin}/temp"]
+            assert payloads == [f"{origin}{i}" for i in range(50)]
+        sub.assert_no_message()
+
+
+def test_v5_properties_cross_nodes_intact(cluster, clients):
+    _, nodes, _ = cluster
+    topic = unique("v5")
+    received = []
+    sub = clients(nodes["c"], protocol=mqtt.MQTTv5)
+    sub.mqtt.on_message = lambda c, u, m: (received.append(m), sub.messages.put((m.topic, m.payload, m.qos)))
+    sub.subscribe(topic, 1)
+    pub = clients(nodes["a"], protocol=mqtt.MQTTv5)
+    await_route(sub, pub, topic)
+    received.clear()
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = [("site", "lab-7"), ("unit", "C")]
+    props.ContentType = "application/json"
+    props.ResponseTopic = "replies/1"
+    props.CorrelationData = b"\x01\x02"
+    props.PayloadFormatIndicator = 1
+    pub.mqtt.publish(topic, b'{"t":21.5}', 1, properties=props).wait_for_publish(TIMEOUT)
+    sub.receive(1)
+    p = received[0].properties
+    assert p.UserProperty == [("site", "lab-7"), ("unit", "C")]
+    assert p.ContentType == "application/json"
+    assert p.ResponseTopic == "replies/1"
+    assert p.CorrelationData == b"\x01\x02"
+    assert p.PayloadFormatIndicator == 1
+
+
+def test_unsubscribe_stops_forwarding(cluster, clients):
+    _, nodes, _ = cluster
+    topic, sentinel = unique("gone"), unique("sentinel")
+    sub = clients(nodes["a"])
+    sub.subscribe(topic, 1)
+    sub.subscribe(sentinel, 1)
+    pub = clients(nodes["b"])
+    await_route(sub, pub, topic, 1)
+    await_route(sub, pub, sentinel, 1)
+    sub.unsubscribe(topic)
+
+    def forwarded_alone():
+        """Publishes the unsubscribed topic, then the sentinel, on one connection (so b's shard,
+        gateway and link keep their order): once b counts the sentinel as sent, it has counted the
+        first message too if that crossed. True when only the sentinel crossed."""
+        sent_before = nodes["b"].metric("apus_cluster_publishes_sent_total")
+        pub.publish(topic, b"nobody", 1)
+        pub.publish(sentinel, b"after", 1)
+        assert sub.receive(1) == [(sentinel, b"after", 1)]
+        sent = wait_until(lambda: (lambda v: v if v >= sent_before + 1 else None)(nodes["b"].metric("apus_cluster_publishes_sent_total")),
+                          message="the sentinel counted on b")
+        return sent == sent_before + 1
+
+    # The route's removal reaches b within moments; from then on nothing of `topic` crosses.
+    wait_until(forwarded_alone, message="b to stop forwarding the unsubscribed topic")
+    assert forwarded_alone()
+    sub.assert_no_message()
+
+
+def test_retained_messages_are_replicated_to_every_node(cluster, clients):
+    _, nodes, _ = cluster
+    topic = unique("ret")
+    pub = clients(nodes["b"])
+    pub.mqtt.publish(topic, b"kept", 1, retain=True).wait_for_publish(TIMEOUT)
+
+    def replicated(node):
+        c = Client(node)
+        try:
+            c.subscribe(topic, 1)
+            try:
+                return c.messages.get(timeout=0.2)
+            except Exception:
+                return None
+        finally:
+            c.close()
+
+    for name in ("a", "c"):
+        got = wait_until(lambda: replicated(nodes[name]), message=f"retained on {name}")
+        assert got == (topic, b"kept", 1)
+    # A deletion replicates too.
+    pub.mqtt.publish(topic, b"", 1, retain=True).wait_for_publish(TIMEOUT)
+    wait_until(lambda: nodes["a"].metric("apus_cluster_retained_received_total") >= 2, message="deletion on a")
+    assert replicated(nodes["a"]) is None
+
+
+def test_a_killed_node_leaves_within_the_lease_and_rejoins(cluster, clients):
+    etcd, nodes, name = cluster
+    c = nodes["c"]
+    topic = unique("dead")
+    sub = clients(c)
+    sub.subscribe(topic, 0)
+    pub = clients(nodes["a"])
+    await_route(sub, pub, topic)
+    filters_with_c = wait_until(lambda: nodes["a"].metric("apus_cluster_remote_filters"), message="c's filters on a")
+    killed = time.monotonic()
+    c.proc.send_signal(signal.SIGKILL)
+    c.proc.wait()
+    wait_until(lambda: nodes["a"].nodes()["c"]["node_status"] == "stopped", timeout=LEASE_TTL + 5, message="c stopped on a")
+    left = time.monotonic() - killed
+    # Its link broke at once, so its routes went before its lease ended.
+    assert nodes["a"].metric("apus_cluster_remote_filters") < filters_with_c
+    wait_until(lambda: etcd.members(name) == ["a", "b"], timeout=LEASE_TTL + 5, message="c's record gone from etcd")
+    assert left < LEASE_TTL + 3
+    c.start()
+    for node in nodes.values():
+        wait_until(lambda: running(node, nodes) and node.metric("apus_cluster_links_up") == 2, timeout=15,
+                   message=f"{node.name} linked again")
+    sub2 = clients(c)
+    sub2.subscribe(topic, 1)
+    await_route(sub2, pub, topic, 1)
+
+
+def test_a_stopped_node_leaves_and_comes_back(cluster, clients):
+    _, nodes, _ = cluster
+    b = nodes["b"]
+    topic = unique("stop")
+    sub = clients(nodes["a"])
+    sub.subscribe(topic, 1)
+    b.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: nodes["a"].nodes()["b"]["node_status"] == "stopped", timeout=LEASE_TTL + 5, message="b stopped on a")
+        wait_until(lambda: nodes["c"].nodes()["b"]["node_status"] == "stopped", timeout=LEASE_TTL + 5, message="b stopped on c")
+        # Meanwhile a and c still serve each other.
+        pub_c = clients(nodes["c"])
+        await_route(sub, pub_c, topic, 1)
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+    for node in nodes.values():
+        wait_until(lambda: running(node, nodes) and node.metric("apus_cluster_links_up") == 2, timeout=15,
+                   message=f"{node.name} linked again after SIGCONT")
+    pub_b = Client(b)
+    try:
+        await_route(sub, pub_b, topic, 1)
+    finally:
+        pub_b.close()
+
+
+def test_etcd_restarting_drops_no_client(cluster, clients):
+    etcd, nodes, name = cluster
+    topic = unique("etcd")
+    sub = clients(nodes["a"])
+    sub.subscribe(topic, 1)
+    pub = clients(nodes["c"])
+    await_route(sub, pub, topic, 1)
+    etcd.stop()
+    wait_until(lambda: nodes["a"].metric("apus_cluster_etcd_up") == 0, timeout=10, message="a notices etcd is gone")
+    # Clients and links stay: messages still cross while etcd is down.
+    for i in range(20):
+        pub.publish(topic, f"m{i}".encode(), 1)
+    assert [p for _, p, _ in sub.receive(20)] == [f"m{i}".encode() for i in range(20)]
+    assert all(running(n, nodes) for n in nodes.values())
+    etcd.start()
+    for node in nodes.values():
+        wait_until(lambda: node.metric("apus_cluster_etcd_up") == 1, timeout=15, message=f"{node.name} reaches etcd again")
+    assert etcd.members(name) == ["a", "b", "c"]
+    for i in range(5):
+        pub.publish(topic, f"n{i}".encode(), 1)
+    assert [p for _, p, _ in sub.receive(5)] == [f"n{i}".encode() for i in range(5)]
+    for n in nodes.values():
+        assert n.alive()

@@ -1,0 +1,162 @@
+// The node gateway's routing without sockets: records from shards and peers in, records out.
+
+import ApusBase
+import Codec
+import Router
+import ShardContract
+import XCTest
+
+@testable import Cluster
+
+final class GatewayCoreTests: XCTestCase {
+    let hello = NodeHello(clusterName: "c", nodeName: "a", incarnation: 7, shards: 2)
+
+    func record(_ message: ShardMessage, from origin: ShardAddress) -> [UInt8] {
+        var b = ByteBuffer()
+        defer { b.deallocate() }
+        ShardRecordCodec.encode(message, origin: origin, into: &b)
+        return b.readableArray()
+    }
+
+    func routeRecord(_ add: Bool, _ filter: String, from origin: ShardAddress) -> [UInt8] {
+        var f = Array(filter.utf8)
+        return f.withUnsafeMutableBytes { raw in
+            let p = UnsafeRawBufferPointer(raw)
+            return record(add ? .routeAdd(filter: p, time: 5) : .routeRemove(filter: p, time: 5), from: origin)
+        }
+    }
+
+    func publishRecord(_ topic: String, payload: String, qos: QoS = .atLeastOnce, from origin: ShardAddress) -> [UInt8] {
+        var t = Array(topic.utf8), p = Array(payload.utf8)
+        return t.withUnsafeMutableBytes { tb in
+            p.withUnsafeMutableBytes { pb in
+                record(.publish(ForwardedPublish(qos: qos, retain: false, origin: ConnectionID(slot: 3, generation: 1),
+                                                 topic: UnsafeRawBufferPointer(tb), properties: UnsafeRawBufferPointer(start: nil, count: 0),
+                                                 payload: UnsafeRawBufferPointer(pb))), from: origin)
+            }
+        }
+    }
+
+    /// Every record in a buffer, decoded as (origin, kind, filter or topic).
+    func drain(_ buffer: inout ByteBuffer) -> [(ShardAddress, ShardMessageKind?, NodeFrameKind?, String)] {
+        var out: [(ShardAddress, ShardMessageKind?, NodeFrameKind?, String)] = []
+        var view = buffer.readableView
+        while view.count >= 8 {
+            let length = ShardRecordCodec.recordLength(view.baseAddress!)
+            let r = UnsafeRawBufferPointer(rebasing: view[0..<length])
+            if let nodeKind = NodeFrame.kind(r) {
+                out.append((ShardAddress(node: 0, shard: 0), nil, nodeKind, ""))
+            } else {
+                let decoded = try! ShardRecordCodec.decode(r)
+                var text = ""
+                switch decoded.message {
+                case .routeAdd(let f, _), .routeRemove(let f, _): text = String(decoding: f, as: UTF8.self)
+                case .publish(let p): text = String(decoding: p.topic, as: UTF8.self) + "=" + String(decoding: p.payload, as: UTF8.self)
+                case .retain(let u): text = String(decoding: u.topic, as: UTF8.self) + "@\(u.stamp.time)/\(u.stamp.origin.node)"
+                case .barrierAck(let t): text = "\(t)"
+                case .storeBarrierAck(let t): text = "\(t)"
+                default: break
+                }
+                out.append((decoded.origin, ShardRecordCodec.kind(r), nil, text))
+            }
+            view = UnsafeRawBufferPointer(rebasing: view[length...])
+        }
+        buffer.clear()
+        return out
+    }
+
+    func testLocalRoutesGoToPeersOncePerFilterAndSnapshotOnLinkUp() {
+        let g = GatewayCore(nodeID: 10, shards: 2, wallClockOffset: 0)
+        routeRecord(true, "a/+", from: ShardAddress(node: 10, shard: 0)).withUnsafeBytes { g.fromShard($0, shard: 0) }
+        // No link yet: nothing queued; the link's snapshot carries it.
+        XCTAssertTrue(g.peerOutbox[1].isEmpty)
+        g.peerLinkUp(1, hello: hello)
+        var out = drain(&g.peerOutbox[1])
+        XCTAssertEqual(out.count, 2)
+        XCTAssertEqual(out[0].2, .hello)
+        XCTAssertEqual(out[1].1, .routeAdd)
+        XCTAssertEqual(out[1].3, "a/+")
+        XCTAssertEqual(out[1].0, ShardAddress(node: 10, shard: 2))
+        // A second shard on the same filter: no new route for the peer.
+        routeRecord(true, "a/+", from: ShardAddress(node: 10, shard: 1)).withUnsafeBytes { g.fromShard($0, shard: 1) }
+        XCTAssertTrue(g.peerOutbox[1].isEmpty)
+        // The first leaves: still one; the second leaves: routeRemove.
+        routeRecord(false, "a/+", from: ShardAddress(node: 10, shard: 0)).withUnsafeBytes { g.fromShard($0, shard: 0) }
+        XCTAssertTrue(g.peerOutbox[1].isEmpty)
+        routeRecord(false, "a/+", from: ShardAddress(node: 10, shard: 1)).withUnsafeBytes { g.fromShard($0, shard: 1) }
+        out = drain(&g.peerOutbox[1])
+        XCTAssertEqual(out.map(\.1), [.routeRemove])
+    }
+
+    func testPeerRoutesBecomeGatewayRoutesOnEveryShardAndPublishesFollowThem() {
+        let g = GatewayCore(nodeID: 10, shards: 2, wallClockOffset: 0)
+        g.peerLinkUp(3, hello: hello)
+        _ = drain(&g.peerOutbox[3])
+        XCTAssertTrue(routeRecord(true, "s/#", from: ShardAddress(node: 20, shard: 2)).withUnsafeBytes { g.fromPeer($0, peer: 3, peerNode: 20) })
+        for shard in 0..<2 {
+            let out = drain(&g.shardOutbox[shard])
+            XCTAssertEqual(out.map(\.1), [.routeAdd])
+            XCTAssertEqual(out[0].0, ShardAddress(node: 10, shard: 2), "from the gateway's index")
+        }
+        // A publish from a shard that matches goes to the peer, one that does not stays.
+        publishRecord("s/1", payload: "x", from: ShardAddress(node: 10, shard: 0)).withUnsafeBytes { g.fromShard($0, shard: 0) }
+        publishRecord("t/1", payload: "y", from: ShardAddress(node: 10, shard: 0)).withUnsafeBytes { g.fromShard($0, shard: 0) }
+        XCTAssertEqual(drain(&g.peerOutbox[3]).map(\.3), ["s/1=x"])
+        XCTAssertEqual(g.counters.publishesToPeers, 1)
+        // The peer leaves: every shard loses the gateway's route; nothing goes to it any more.
+        g.dropRoutes(of: 3)
+        g.peerLinkDown(3)
+        for shard in 0..<2 { XCTAssertEqual(drain(&g.shardOutbox[shard]).map(\.1), [.routeRemove]) }
+        publishRecord("s/1", payload: "x", from: ShardAddress(node: 10, shard: 0)).withUnsafeBytes { g.fromShard($0, shard: 0) }
+        XCTAssertTrue(g.peerOutbox[3].isEmpty)
+    }
+
+    func testPublishFromPeerGoesToSubscribedShardsFromTheGateway() {
+        let g = GatewayCore(nodeID: 10, shards: 3, wallClockOffset: 0)
+        routeRecord(true, "s/+", from: ShardAddress(node: 10, shard: 2)).withUnsafeBytes { g.fromShard($0, shard: 2) }
+        routeRecord(true, "s/1", from: ShardAddress(node: 10, shard: 0)).withUnsafeBytes { g.fromShard($0, shard: 0) }
+        XCTAssertTrue(publishRecord("s/1", payload: "p", from: ShardAddress(node: 20, shard: 1)).withUnsafeBytes { g.fromPeer($0, peer: 0, peerNode: 20) })
+        let to0 = drain(&g.shardOutbox[0]), to1 = drain(&g.shardOutbox[1]), to2 = drain(&g.shardOutbox[2])
+        XCTAssertEqual(to0.map(\.3), ["s/1=p"])
+        XCTAssertEqual(to0[0].0, ShardAddress(node: 10, shard: 3), "re-addressed from the gateway")
+        XCTAssertTrue(to1.isEmpty)
+        XCTAssertEqual(to2.map(\.3), ["s/1=p"])
+    }
+
+    func testBarriersAreAnsweredAtOnce() {
+        let g = GatewayCore(nodeID: 10, shards: 2, wallClockOffset: 0)
+        record(.barrier(token: 9), from: ShardAddress(node: 10, shard: 1)).withUnsafeBytes { g.fromShard($0, shard: 1) }
+        record(.storeBarrier(token: 11), from: ShardAddress(node: 10, shard: 1)).withUnsafeBytes { g.fromShard($0, shard: 1) }
+        let out = drain(&g.shardOutbox[1])
+        XCTAssertEqual(out.map(\.1), [.barrierAck, .storeBarrierAck])
+        XCTAssertEqual(out.map(\.3), ["9", "11"])
+    }
+
+    func testRetainedStampsCrossAsWallClockTime() {
+        let a = GatewayCore(nodeID: 10, shards: 1, wallClockOffset: 1_000)
+        let b = GatewayCore(nodeID: 20, shards: 2, wallClockOffset: 400)
+        a.peerLinkUp(0, hello: hello)
+        _ = drain(&a.peerOutbox[0])
+        var topic = Array("r/1".utf8), payload = Array("v".utf8)
+        let rec = topic.withUnsafeMutableBytes { t in
+            payload.withUnsafeMutableBytes { p in
+                record(.retain(RetainedUpdate(qos: .atMostOnce, stamp: RetainedStamp(time: 50, origin: ShardAddress(node: 10, shard: 0)),
+                                              topic: UnsafeRawBufferPointer(t), properties: UnsafeRawBufferPointer(start: nil, count: 0),
+                                              payload: UnsafeRawBufferPointer(p))), from: ShardAddress(node: 10, shard: 0))
+            }
+        }
+        rec.withUnsafeBytes { a.fromShard($0, shard: 0) }
+        let wire = a.peerOutbox[0].readableArray()
+        XCTAssertEqual(drain(&a.peerOutbox[0]).map(\.3), ["r/1@1050/10"], "wall clock: 50 + 1000")
+        XCTAssertTrue(wire.withUnsafeBytes { b.fromPeer($0, peer: 5, peerNode: 10) })
+        for shard in 0..<2 { XCTAssertEqual(drain(&b.shardOutbox[shard]).map(\.3), ["r/1@650/10"], "b's monotonic: 1050 - 400") }
+    }
+
+    func testDamagedPeerRecordIsRefused() {
+        let g = GatewayCore(nodeID: 10, shards: 1, wallClockOffset: 0)
+        var bad = routeRecord(true, "x", from: ShardAddress(node: 20, shard: 0))
+        bad[0] = 200  // length field lies
+        XCTAssertFalse(bad.withUnsafeBytes { g.fromPeer($0, peer: 0, peerNode: 20) })
+        XCTAssertEqual(g.counters.recordsRefused, 1)
+    }
+}
