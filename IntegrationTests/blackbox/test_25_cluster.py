@@ -295,6 +295,61 @@ def test_retained_messages_are_replicated_to_every_node(cluster, clients):
     assert replicated(nodes["a"]) is None
 
 
+def test_a_client_id_taken_over_on_another_node_brings_its_session(cluster, clients):
+    _, nodes, _ = cluster
+    cid, topic = unique("roam"), unique("roam/t")
+    # A persistent session on a: subscribed, then offline.
+    first = Client(nodes["a"], client_id=cid, clean=False)
+    first.subscribe(topic, 1)
+    pub = clients(nodes["b"])
+    await_route(first, pub, topic, 1)
+    first.close()
+    # Messages for it while it is offline, published on b, queue in its session on a (a counts
+    # them in before the client comes back elsewhere: docs/architecture.md says what happens to a
+    # message still on its way when the session moves).
+    received_before = nodes["a"].metric("apus_cluster_publishes_received_total")
+    for i in range(10):
+        pub.publish(topic, f"q{i}".encode(), 1)
+    wait_until(lambda: nodes["a"].metric("apus_cluster_publishes_received_total") >= received_before + 10, message="a has them")
+    # It comes back on c: session present, its queued messages follow.
+    connack = {}
+    again = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=False)
+    got = []
+    again.on_connect = lambda c, u, flags, rc, p: connack.update(present=flags.session_present, rc=rc)
+    again.on_message = lambda c, u, m: got.append(m.payload)
+    again.connect(nodes["c"].host, nodes["c"].port)
+    again.loop_start()
+    try:
+        wait_until(lambda: connack, message="CONNACK on c")
+        assert connack["present"] is True, "the session on a came along"
+        wait_until(lambda: len(got) >= 10, message="the queued messages on c")
+        assert got[:10] == [f"q{i}".encode() for i in range(10)]
+        # Its subscription moved too: a new message from b reaches it on c.
+        pub.publish(topic, b"live", 1)
+        wait_until(lambda: got[-1:] == [b"live"], message="a live message on c")
+    finally:
+        again.disconnect()
+        again.loop_stop()
+
+
+def test_a_connected_client_is_taken_over_from_another_node(cluster, clients):
+    _, nodes, _ = cluster
+    cid = unique("twice")
+    disconnected = []
+    first = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+    first.on_disconnect = lambda c, u, flags, rc, p: disconnected.append(rc)
+    first.connect(nodes["a"].host, nodes["a"].port)
+    first.loop_start()
+    try:
+        wait_until(first.is_connected, message="first connection on a")
+        second = clients(nodes["b"], client_id=cid, protocol=mqtt.MQTTv5)
+        wait_until(lambda: disconnected, message="a to end the first connection")
+        assert disconnected[0] == 142, f"v5 DISCONNECT 0x8E Session taken over, got {disconnected[0]}"
+        assert second.mqtt.is_connected()
+    finally:
+        first.loop_stop()
+
+
 def test_a_killed_node_leaves_within_the_lease_and_rejoins(cluster, clients):
     etcd, nodes, name = cluster
     c = nodes["c"]

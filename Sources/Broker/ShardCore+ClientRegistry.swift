@@ -46,8 +46,23 @@ extension ShardCore {
         sendClientMessage(ClientMessage(kind: .release, clientID: clientID, connection: id), to: homeShard(of: clientID))
     }
 
+    /// In a cluster, the node gateway's index in the mesh (it asks the other nodes about client
+    /// ids, Sources/Cluster/GatewayCore+Clients.swift); nil on a node of its own.
+    var gatewayIndex: Int? { meshSize > shardCount ? shardCount : nil }
+
     func receiveClientMessage(_ m: ClientMessage, from origin: Int) {
         switch m.kind {
+        case .claim where origin == gatewayIndex:
+            // Another node's client claims the id: whatever holds it here ends (its session handed
+            // over unless the claimant starts clean) and answers the gateway, which relays it.
+            if let previous = registry.removeValue(forKey: m.clientID) {
+                sendClientMessage(ClientMessage(kind: .evict, clientID: m.clientID, connection: previous.connection,
+                                                otherConnection: m.connection, other: ShardAddress(node: config.nodeID, shard: origin),
+                                                flags: m.flags & 1 == 0 ? 1 : 0),
+                                  to: previous.shard)
+            } else {
+                sendClientMessage(ClientMessage(kind: .claimed, clientID: m.clientID, connection: m.connection), to: origin)
+            }
         case .claim:
             let claimant = ClientHolder(shard: origin, connection: m.connection)
             let previous = registry[m.clientID]
@@ -57,6 +72,12 @@ extension ShardCore {
                                                 otherConnection: m.connection, other: ShardAddress(shard: origin),
                                                 flags: m.flags & 1 == 0 ? 1 : 0),
                                   to: previous.shard)
+            } else if let gateway = gatewayIndex {
+                // Not held on this node: the gateway asks the others (one may hold it, or its
+                // session) and answers the claimant with `claimed`.
+                sendClientMessage(ClientMessage(kind: .claim, clientID: m.clientID, connection: m.connection,
+                                                other: ShardAddress(node: config.nodeID, shard: origin), flags: m.flags),
+                                  to: gateway)
             } else {
                 sendClientMessage(ClientMessage(kind: .claimed, clientID: m.clientID, connection: m.connection), to: origin)
             }

@@ -120,7 +120,10 @@ extension ShardCore {
         let key = connections[s].session.storeKey
         guard key != 0 else { return }
         connections[s].session.setStoreKey(0)
-        if target == shardIndex {
+        if target >= shardCount {
+            // To another node (through the gateway): the session ends in this node's store.
+            SessionLog.appendEnd(key: key, sequence: nextStoreSequence(), salt: storeSalt, into: &storeRecords)
+        } else if target == shardIndex {
             localMovedSessionEnds.append(key)  // after this turn's records: after its new image
         } else if config.durability == .none {
             SessionLog.appendEnd(key: key, sequence: nextStoreSequence(), salt: storeSalt, into: &storeRecords)

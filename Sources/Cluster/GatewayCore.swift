@@ -44,6 +44,12 @@ public final class GatewayCore {
     private var peerFilters: [Set<String>]
     /// filter → local shards, as a trie (matched per publish from a peer).
     private var localTrie = SubscriptionTrie<ShardSet>()
+    /// Client-id claims across nodes (GatewayCore+Clients.swift): ours waiting for answers, and
+    /// other nodes' waiting for a shard here (the peer slots, in order).
+    var pendingClaims: [String: PendingClaim] = [:]
+    var pendingRemoteClaims: [String: [Int]] = [:]
+    /// The runtime's monotonic clock at the last input (claim deadlines).
+    public var currentTime: UInt64 = 0
 
     public struct Counters: Sendable {
         public var publishesToPeers = 0
@@ -54,6 +60,10 @@ public final class GatewayCore {
         public var routeChangesFromPeers = 0
         public var recordsRefused = 0
         public var recordsIgnored = 0
+        public var claimsAsked = 0
+        public var claimsTimedOut = 0
+        public var sessionsTakenFromPeers = 0
+        public var sessionsHandedToPeers = 0
     }
     public var counters = Counters()
 
@@ -92,6 +102,7 @@ public final class GatewayCore {
     public func peerLinkDown(_ peer: Int) {
         peersUp.remove(peer)
         peerOutbox[peer].clear()
+        peerGoneFromClaims(peer)
     }
 
     /// `peer`'s routes are void: its inbound link broke, it said hello again (a new epoch: its
@@ -100,6 +111,7 @@ public final class GatewayCore {
         let filters = peerFilters[peer]
         peerFilters[peer] = []
         for filter in filters { removeRemote(filter, peer: peer) }
+        peerGoneFromClaims(peer)
     }
 
     // MARK: from the node's shards
@@ -154,8 +166,12 @@ public final class GatewayCore {
                 ShardRecordCodec.encode(.retain(update), origin: address, into: &peerOutbox[peer])
                 counters.retainedToPeers += 1
             }
+        case .client(let m) where m.kind == .claim:
+            claimFromShard(m)
+        case .client(let m) where m.kind == .claimed:
+            claimedFromShard(m)
         default:
-            // Flow control, shared groups, the client registry and replays stay within a node.
+            // Flow control, shared groups and replays stay within a node.
             counters.recordsIgnored += 1
         }
     }
@@ -196,6 +212,8 @@ public final class GatewayCore {
             for shard in 0..<shards {
                 ShardRecordCodec.encode(.retain(update), origin: address, into: &shardOutbox[shard])
             }
+        case .client(let m):
+            clientFromPeer(m, peer: peer)
         default:
             counters.recordsIgnored += 1
         }

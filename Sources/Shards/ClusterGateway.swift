@@ -89,7 +89,7 @@ final class ClusterGateway {
     let index: Int
     let config: ClusterConfig
     let ring: IOUring
-    let core: GatewayCore
+    let routing: GatewayCore
     let membership: EtcdMembership
     let listenFD: Int32
     let hello: NodeHello
@@ -114,7 +114,7 @@ final class ClusterGateway {
         self.membership = membership
         self.listenFD = listenFD
         ring = try IOUring(entries: 512, cqEntries: 4096)
-        core = GatewayCore(nodeID: group.config.broker.nodeID, shards: group.config.shards, wallClockOffset: group.wallClockOffset)
+        routing = GatewayCore(nodeID: group.config.broker.nodeID, shards: group.config.shards, wallClockOffset: group.wallClockOffset)
         hello = NodeHello(clusterName: config.clusterName, nodeName: config.nodeName, incarnation: incarnation,
                           shards: group.config.shards)
         logger = group.logger
@@ -140,12 +140,14 @@ final class ClusterGateway {
             if timeout == 0 { ring.submitAndGetEvents() } else { ring.submitAndWait(timeoutNanoseconds: timeout) }
             signals.sleeping.store(false, ordering: .relaxed)
             let current = now()
+            routing.currentTime = current
             processCompletions(now: current)
             drainMailboxes()
             if current >= nextTick {
                 nextTick = current + group.config.tickNanoseconds
                 signals.lastTick.store(current, ordering: .relaxed)
                 followMembership(now: current)
+                routing.tick(now: current)
                 connectDuePeers(now: current)
                 if current >= nextStatus {
                     nextStatus = current + 1_000_000_000
@@ -175,31 +177,31 @@ final class ClusterGateway {
             var any = false
             while let record = box.nextRecord() {
                 any = true
-                core.fromShard(record, shard: from)
+                routing.fromShard(record, shard: from)
             }
             if any { box.release() }
         }
     }
 
-    func shardBacklog() -> Int { core.shardOutbox.reduce(0) { $0 + $1.readableBytes } }
+    func shardBacklog() -> Int { routing.shardOutbox.reduce(0) { $0 + $1.readableBytes } }
 
     func sendToShards() {
-        for target in 0..<index where !core.shardOutbox[target].isEmpty {
+        for target in 0..<index where !routing.shardOutbox[target].isEmpty {
             let box = group.mailbox(from: index, to: target)
             var wrote = false
-            while !core.shardOutbox[target].isEmpty {
-                let view = core.shardOutbox[target].readableView
+            while !routing.shardOutbox[target].isEmpty {
+                let view = routing.shardOutbox[target].readableView
                 let consumed = box.write(records: view)
                 if consumed > 0 {
                     wrote = true
-                    core.shardOutbox[target].moveReaderIndex(forwardBy: consumed)
+                    routing.shardOutbox[target].moveReaderIndex(forwardBy: consumed)
                     continue
                 }
                 let length = ShardRecordCodec.recordLength(view.baseAddress!)
                 guard length > box.maximumRecordLength,
                       box.writeOutOfLine(record: UnsafeRawBufferPointer(rebasing: view[0..<length])) else { break }
                 wrote = true
-                core.shardOutbox[target].moveReaderIndex(forwardBy: length)
+                routing.shardOutbox[target].moveReaderIndex(forwardBy: length)
             }
             if wrote { wake(target) }
         }
@@ -299,12 +301,12 @@ final class ClusterGateway {
                 guard h.clusterName == config.clusterName else { return "hello from cluster '\(h.clusterName)'" }
                 guard h.nodeName != config.nodeName else { return "hello from a node with this node's name" }
                 let nodeID = ClusterMember.nodeID(forName: h.nodeName)
-                guard nodeID != core.nodeID else { return "node '\(h.nodeName)' has this node's id: rename one" }
+                guard nodeID != routing.nodeID else { return "node '\(h.nodeName)' has this node's id: rename one" }
                 guard let p = peerSlot(name: h.nodeName, nodeID: nodeID) else { return "too many nodes" }
                 let peer = peers[p]!
                 if let old = peer.inbound, old != slot { closeInbound(old, why: "replaced by a new link") }
                 // A new epoch: what the peer said before is void; its snapshot follows.
-                core.dropRoutes(of: p)
+                routing.dropRoutes(of: p)
                 peer.inbound = slot
                 link.peer = p
                 link.peerNode = nodeID
@@ -317,7 +319,7 @@ final class ClusterGateway {
             }
         }
         guard let p = link.peer else { return "record before hello" }
-        return core.fromPeer(record, peer: p, peerNode: link.peerNode) ? nil : "record refused"
+        return routing.fromPeer(record, peer: p, peerNode: link.peerNode) ? nil : "record refused"
     }
 
     func closeInbound(_ slot: Int, why: String) {
@@ -327,7 +329,7 @@ final class ClusterGateway {
         close(link.fd)
         if let p = link.peer, let peer = peers[p], peer.inbound == slot {
             peer.inbound = nil
-            core.dropRoutes(of: p)
+            routing.dropRoutes(of: p)
             logger.info("cluster: link from \(peer.name) down: \(why)")
         } else if link.peer == nil {
             logger.warning("cluster: inbound link closed: \(why)")
@@ -359,8 +361,8 @@ final class ClusterGateway {
         guard generation != membershipGeneration else { return }
         membershipGeneration = generation
         for (name, member) in members where name != config.nodeName {
-            guard member.nodeID != core.nodeID else {
-                logger.error("cluster: node '\(name)' has this node's id \(core.nodeID): rename one of them")
+            guard member.nodeID != routing.nodeID else {
+                logger.error("cluster: node '\(name)' has this node's id \(routing.nodeID): rename one of them")
                 continue
             }
             guard let p = peerSlot(name: name, nodeID: member.nodeID) else {
@@ -387,7 +389,7 @@ final class ClusterGateway {
             peer.status = nil
             closeOutbound(peer.slot, why: "left the cluster")
             if let slot = peer.inbound { closeInbound(slot, why: "left the cluster") }
-            core.dropRoutes(of: peer.slot)
+            routing.dropRoutes(of: peer.slot)
         }
     }
 
@@ -436,7 +438,7 @@ final class ClusterGateway {
         peer.upSince = now
         peer.backoff = config.linkBackoffInitial
         peer.wire.clear()
-        core.peerLinkUp(p, hello: hello)
+        routing.peerLinkUp(p, hello: hello)
         // Nothing comes back on this connection: a read that ends tells us it closed.
         peer.operationsInFlight += 1
         ring.prepareRecv(fd: peer.fd, buffer: peer.probe, count: 64,
@@ -465,14 +467,14 @@ final class ClusterGateway {
         peer.fd = -1
         peer.state = .idle
         peer.generation = 0xFF_FFFF  // no completion of the old link matches any more
-        core.peerLinkDown(p)
+        routing.peerLinkDown(p)
         if !peer.sending { peer.wire.clear() }
     }
 
     func sendToPeers() {
-        for p in core.peersUp {
+        for p in routing.peersUp {
             guard let peer = peers[p], peer.state == .up else { continue }
-            if peer.wire.readableBytes + core.peerOutbox[p].readableBytes > config.maxLinkBacklog {
+            if peer.wire.readableBytes + routing.peerOutbox[p].readableBytes > config.maxLinkBacklog {
                 linkDrops += 1
                 closeOutbound(p, why: "more than \(config.maxLinkBacklog) bytes unsent (peer stalled)")
                 scheduleRetry(peer, now: now())
@@ -480,8 +482,8 @@ final class ClusterGateway {
             }
             if peer.sending { continue }
             if peer.wire.isEmpty {
-                if core.peerOutbox[p].isEmpty { continue }
-                swap(&peer.wire, &core.peerOutbox[p])
+                if routing.peerOutbox[p].isEmpty { continue }
+                swap(&peer.wire, &routing.peerOutbox[p])
             }
             startSend(peer)
         }
@@ -518,7 +520,7 @@ final class ClusterGateway {
 
     func sendStatus(now: UInt64) {
         let status = NodeStatus(connections: localConnections(), uptimeMilliseconds: (now - startedAt) / 1_000_000)
-        for p in core.peersUp { status.encode(origin: core.address, into: &core.peerOutbox[p]) }
+        for p in routing.peersUp { status.encode(origin: routing.address, into: &routing.peerOutbox[p]) }
     }
 
     func publishBoard() {
@@ -535,8 +537,8 @@ final class ClusterGateway {
             sent[peer.name] = peer.bytesSent
             received[peer.name] = peer.bytesReceived
         }
-        let counters = core.counters
-        let remote = core.remoteFilterCount
+        let counters = routing.counters
+        let remote = routing.remoteFilterCount
         let members = membership.current().members.count
         let drops = linkDrops
         group.clusterBoard.update { f in

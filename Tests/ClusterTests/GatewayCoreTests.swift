@@ -160,3 +160,99 @@ final class GatewayCoreTests: XCTestCase {
         XCTAssertEqual(g.counters.recordsRefused, 1)
     }
 }
+
+final class GatewayClientTests: XCTestCase {
+    let hello = NodeHello(clusterName: "c", nodeName: "a", incarnation: 1, shards: 2)
+
+    func records(_ buffer: inout ByteBuffer) -> [ShardRecord] {
+        var out: [ShardRecord] = []
+        var view = buffer.readableView
+        while view.count >= 8 {
+            let length = ShardRecordCodec.recordLength(view.baseAddress!)
+            let r = UnsafeRawBufferPointer(rebasing: view[0..<length])
+            if NodeFrame.kind(r) == nil { out.append(try! ShardRecordCodec.decode(r)) }
+            view = UnsafeRawBufferPointer(rebasing: view[length...])
+        }
+        buffer.clear()
+        return out
+    }
+
+    func client(_ r: ShardRecord) -> ClientMessage? {
+        if case .client(let m) = r.message { return m }
+        return nil
+    }
+
+    func encode(_ m: ClientMessage, from origin: ShardAddress) -> [UInt8] {
+        var b = ByteBuffer()
+        defer { b.deallocate() }
+        ShardRecordCodec.encode(.client(m), origin: origin, into: &b)
+        return b.readableArray()
+    }
+
+    /// Two gateways, A (claimant) and B (holder), wired by hand.
+    func testAClaimAsksEveryNodeAndTheSessionComesBack() throws {
+        let a = GatewayCore(nodeID: 1, shards: 2, wallClockOffset: 0)
+        a.peerLinkUp(4, hello: hello)
+        a.peerLinkUp(5, hello: hello)
+        _ = records(&a.peerOutbox[4]); _ = records(&a.peerOutbox[5])
+        // A's home shard 1 found no holder; shard 0's connection claims "dev-1".
+        let conn = ConnectionID(slot: 7, generation: 3)
+        encode(ClientMessage(kind: .claim, clientID: "dev-1", connection: conn, other: ShardAddress(node: 1, shard: 0)),
+               from: ShardAddress(node: 1, shard: 1)).withUnsafeBytes { a.fromShard($0, shard: 1) }
+        let asked = records(&a.peerOutbox[4])
+        XCTAssertEqual(asked.count, 1)
+        XCTAssertEqual(client(asked[0])?.kind, .claim)
+        XCTAssertEqual(records(&a.peerOutbox[5]).count, 1, "every linked node is asked")
+
+        // B receives the claim: it goes to B's home shard for the id, from B's gateway.
+        let b = GatewayCore(nodeID: 2, shards: 3, wallClockOffset: 0)
+        b.peerLinkUp(0, hello: hello)
+        _ = records(&b.peerOutbox[0])
+        XCTAssertTrue(encode(client(asked[0])!, from: ShardAddress(node: 1, shard: 2)).withUnsafeBytes { b.fromPeer($0, peer: 0, peerNode: 1) })
+        let home = GatewayCore.homeShard(of: "dev-1", shards: 3)
+        let toHome = records(&b.shardOutbox[home])
+        XCTAssertEqual(toHome.map { client($0)?.kind }, [.claim])
+        XCTAssertEqual(toHome[0].origin.shard, 3, "from B's gateway")
+        // B's holder answers with its session; B's gateway relays it to A.
+        let session = SessionSnapshot(nextPacketID: 9)
+        encode(ClientMessage(kind: .claimed, clientID: "dev-1", connection: conn, session: session),
+               from: ShardAddress(node: 2, shard: 0)).withUnsafeBytes { b.fromShard($0, shard: 0) }
+        let answer = records(&b.peerOutbox[0])
+        XCTAssertEqual(answer.map { client($0)?.kind }, [.claimed])
+
+        // A: one answer of two: the claimant still waits; the second (no session) completes it.
+        XCTAssertTrue(encode(client(answer[0])!, from: ShardAddress(node: 2, shard: 3)).withUnsafeBytes { a.fromPeer($0, peer: 4, peerNode: 2) })
+        XCTAssertTrue(a.shardOutbox[0].isEmpty)
+        encode(ClientMessage(kind: .claimed, clientID: "dev-1", connection: conn), from: ShardAddress(node: 3, shard: 3))
+            .withUnsafeBytes { _ = a.fromPeer($0, peer: 5, peerNode: 3) }
+        let done = records(&a.shardOutbox[0])
+        XCTAssertEqual(done.count, 1)
+        XCTAssertEqual(client(done[0])?.kind, .claimed)
+        XCTAssertEqual(client(done[0])?.connection, conn)
+        XCTAssertEqual(client(done[0])?.session?.nextPacketID, 9, "the holder's session")
+        XCTAssertEqual(a.pendingClaimCount, 0)
+    }
+
+    func testAClaimGoesOnWhenANodeLeavesOrTimesOut() {
+        let a = GatewayCore(nodeID: 1, shards: 1, wallClockOffset: 0)
+        a.peerLinkUp(0, hello: hello)
+        a.peerLinkUp(1, hello: hello)
+        a.currentTime = 1_000
+        let conn = ConnectionID(slot: 1, generation: 1)
+        encode(ClientMessage(kind: .claim, clientID: "x", connection: conn, other: ShardAddress(node: 1, shard: 0)),
+               from: ShardAddress(node: 1, shard: 0)).withUnsafeBytes { a.fromShard($0, shard: 0) }
+        a.peerLinkDown(0)
+        XCTAssertEqual(a.pendingClaimCount, 1)
+        a.tick(now: 1_000 + GatewayCore.claimTimeout - 1)
+        XCTAssertEqual(a.pendingClaimCount, 1)
+        a.tick(now: 1_000 + GatewayCore.claimTimeout)
+        XCTAssertEqual(a.pendingClaimCount, 0)
+        XCTAssertEqual(records(&a.shardOutbox[0]).map { client($0)?.kind }, [.claimed])
+        XCTAssertEqual(a.counters.claimsTimedOut, 1)
+        // With no node linked, a claim is answered at once.
+        a.peerLinkDown(1)
+        encode(ClientMessage(kind: .claim, clientID: "y", connection: conn, other: ShardAddress(node: 1, shard: 0)),
+               from: ShardAddress(node: 1, shard: 0)).withUnsafeBytes { a.fromShard($0, shard: 0) }
+        XCTAssertEqual(records(&a.shardOutbox[0]).map { client($0)?.kind }, [.claimed])
+    }
+}
