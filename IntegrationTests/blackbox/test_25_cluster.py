@@ -368,6 +368,8 @@ def test_a_killed_node_leaves_within_the_lease_and_rejoins(cluster, clients):
     assert nodes["a"].metric("apus_cluster_remote_filters") < filters_with_c
     wait_until(lambda: etcd.members(name) == ["a", "b"], timeout=LEASE_TTL + 5, message="c's record gone from etcd")
     assert left < LEASE_TTL + 3
+    kept = unique("kept")
+    pub.mqtt.publish(kept, b"while c was down", 1, retain=True).wait_for_publish(TIMEOUT)
     c.start()
     for node in nodes.values():
         wait_until(lambda: running(node, nodes) and node.metric("apus_cluster_links_up") == 2, timeout=15,
@@ -375,6 +377,11 @@ def test_a_killed_node_leaves_within_the_lease_and_rejoins(cluster, clients):
     sub2 = clients(c)
     sub2.subscribe(topic, 1)
     await_route(sub2, pub, topic, 1)
+    # The restarted c holds nothing of its own: the retained message published while it was away
+    # came in the snapshot its peers sent when their links came up.
+    late = clients(c)
+    late.subscribe(kept, 1)
+    assert late.receive(1) == [(kept, b"while c was down", 1)]
 
 
 def test_a_stopped_node_leaves_and_comes_back(cluster, clients):

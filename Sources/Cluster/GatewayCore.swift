@@ -50,6 +50,17 @@ public final class GatewayCore {
     var pendingRemoteClaims: [String: [Int]] = [:]
     /// The runtime's monotonic clock at the last input (claim deadlines).
     public var currentTime: UInt64 = 0
+    /// The node's retained messages as the gateway saw them pass (stamps in wall-clock time): a
+    /// peer whose link comes up gets them all after the routes, so a node that joins late, or
+    /// comes back, has every retained message. One more replica per node, beside the shards'.
+    private var retained: [[UInt8]: RetainedEntry] = [:]
+
+    struct RetainedEntry {
+        var stamp: RetainedStamp
+        var qos: QoS
+        var properties: [UInt8]
+        var payload: [UInt8]
+    }
 
     public struct Counters: Sendable {
         public var publishesToPeers = 0
@@ -95,6 +106,10 @@ public final class GatewayCore {
             encodeRoute(.routeAdd, filter: filter, into: &peerOutbox[peer])
         }
         counters.routeChangesToPeers += localRoutes.count
+        for (topic, entry) in retained {
+            encodeRetained(topic: topic, entry, into: &peerOutbox[peer])
+            counters.retainedToPeers += 1
+        }
         peersUp.insert(peer)
     }
 
@@ -162,6 +177,7 @@ public final class GatewayCore {
             // On the wire a stamp's time is wall-clock nanoseconds (each node converts).
             update.stamp.time &+= wallClockOffset
             update.stamp.origin.node = nodeID
+            guard keepRetained(update) else { return }
             for peer in peersUp {
                 ShardRecordCodec.encode(.retain(update), origin: address, into: &peerOutbox[peer])
                 counters.retainedToPeers += 1
@@ -206,9 +222,10 @@ public final class GatewayCore {
             let name = String(decoding: filter, as: UTF8.self)
             if peerFilters[peer].remove(name) != nil { removeRemote(name, peer: peer) }
         case .retain(var update):
-            update.stamp.time = update.stamp.time &- min(update.stamp.time, wallClockOffset)
             update.stamp.origin.node = peerNode
             counters.retainedFromPeers += 1
+            guard keepRetained(update) else { return true }
+            update.stamp.time = update.stamp.time &- min(update.stamp.time, wallClockOffset)
             for shard in 0..<shards {
                 ShardRecordCodec.encode(.retain(update), origin: address, into: &shardOutbox[shard])
             }
@@ -218,6 +235,42 @@ public final class GatewayCore {
             counters.recordsIgnored += 1
         }
         return true
+    }
+
+    // MARK: retained messages
+
+    /// Applies an update (stamp in wall-clock time) to the gateway's replica; false when an
+    /// update with a later stamp is already there (nothing to pass on).
+    func keepRetained(_ update: RetainedUpdate) -> Bool {
+        let topic = Array(update.topic)
+        if let current = retained[topic], current.stamp > update.stamp { return false }
+        if update.payload.isEmpty {
+            retained.removeValue(forKey: topic)
+        } else {
+            retained[topic] = RetainedEntry(stamp: update.stamp, qos: update.qos, properties: Array(update.properties),
+                                            payload: Array(update.payload))
+        }
+        return true
+    }
+
+    /// At start: a retained message the store recovered (the shards load the same).
+    public func loadRetained(topic: [UInt8], qos: QoS, properties: [UInt8], payload: [UInt8], wallTime: UInt64, origin: ShardAddress) {
+        guard !payload.isEmpty else { return }
+        retained[topic] = RetainedEntry(stamp: RetainedStamp(time: wallTime, origin: origin), qos: qos, properties: properties, payload: payload)
+    }
+
+    /// Retained messages in the gateway's replica.
+    public var retainedCount: Int { retained.count }
+
+    private func encodeRetained(topic: [UInt8], _ entry: RetainedEntry, into buffer: inout ByteBuffer) {
+        topic.withUnsafeBytes { t in
+            entry.properties.withUnsafeBytes { p in
+                entry.payload.withUnsafeBytes { b in
+                    ShardRecordCodec.encode(.retain(RetainedUpdate(qos: entry.qos, stamp: entry.stamp, topic: t, properties: p, payload: b)),
+                                            origin: address, into: &buffer)
+                }
+            }
+        }
     }
 
     // MARK: route tables

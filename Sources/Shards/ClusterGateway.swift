@@ -13,6 +13,7 @@
 import ApusBase
 import CApusSys
 import Cluster
+import Codec
 import IOUring
 import Logging
 import ShardContract
@@ -120,6 +121,15 @@ final class ClusterGateway {
         logger = group.logger
         logger[metadataKey: "node"] = "\(config.nodeName)"
         completions = .allocate(capacity: completionCapacity)
+        // The retained messages the store recovered, for peers that link later (the shards load
+        // the same, with the same stamps' origin; ShardGroup drops them once all have).
+        let wallNow = apus_monotonic_ns() &+ group.wallClockOffset
+        for part in group.recoveredStore?.retained ?? [] {
+            for r in part where !r.payload.isEmpty {
+                routing.loadRetained(topic: r.topic, qos: QoS(rawValue: r.qos) ?? .atMostOnce, properties: r.properties, payload: r.payload,
+                                     wallTime: wallNow, origin: ShardAddress(node: r.node, shard: Int(r.shard) % group.config.shards))
+            }
+        }
     }
 
     deinit { completions.deallocate() }

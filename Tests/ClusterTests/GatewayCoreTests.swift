@@ -256,3 +256,39 @@ final class GatewayClientTests: XCTestCase {
         XCTAssertEqual(records(&a.shardOutbox[0]).map { client($0)?.kind }, [.claimed])
     }
 }
+
+final class GatewayRetainedTests: XCTestCase {
+    func testAPeerLinkingLateGetsEveryRetainedMessageAndOlderUpdatesLose() {
+        let g = GatewayCore(nodeID: 10, shards: 1, wallClockOffset: 100)
+        func retain(_ topic: String, _ payload: String, time: UInt64) -> [UInt8] {
+            var t = Array(topic.utf8), p = Array(payload.utf8)
+            var b = ByteBuffer()
+            defer { b.deallocate() }
+            t.withUnsafeMutableBytes { tb in
+                p.withUnsafeMutableBytes { pb in
+                    ShardRecordCodec.encode(.retain(RetainedUpdate(qos: .atLeastOnce, stamp: RetainedStamp(time: time, origin: ShardAddress(node: 10, shard: 0)),
+                                                                   topic: UnsafeRawBufferPointer(tb), properties: UnsafeRawBufferPointer(start: nil, count: 0),
+                                                                   payload: UnsafeRawBufferPointer(pb))), origin: ShardAddress(node: 10, shard: 0), into: &b)
+                }
+            }
+            return b.readableArray()
+        }
+        retain("r/1", "one", time: 5).withUnsafeBytes { g.fromShard($0, shard: 0) }
+        retain("r/2", "two", time: 6).withUnsafeBytes { g.fromShard($0, shard: 0) }
+        retain("r/2", "", time: 7).withUnsafeBytes { g.fromShard($0, shard: 0) }       // deleted
+        retain("r/1", "stale", time: 4).withUnsafeBytes { g.fromShard($0, shard: 0) }  // older: kept out
+        XCTAssertEqual(g.retainedCount, 1)
+        g.peerLinkUp(2, hello: NodeHello(clusterName: "c", nodeName: "a", incarnation: 1, shards: 1))
+        var topics: [String] = []
+        var view = g.peerOutbox[2].readableView
+        while view.count >= 8 {
+            let length = ShardRecordCodec.recordLength(view.baseAddress!)
+            let r = UnsafeRawBufferPointer(rebasing: view[0..<length])
+            if NodeFrame.kind(r) == nil, case .retain(let u) = try! ShardRecordCodec.decode(r).message {
+                topics.append(String(decoding: u.topic, as: UTF8.self) + "=" + String(decoding: u.payload, as: UTF8.self) + "@\(u.stamp.time)")
+            }
+            view = UnsafeRawBufferPointer(rebasing: view[length...])
+        }
+        XCTAssertEqual(topics, ["r/1=one@105"], "wall-clock stamp: 5 + 100")
+    }
+}
