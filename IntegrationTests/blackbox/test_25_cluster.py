@@ -295,6 +295,34 @@ def test_retained_messages_are_replicated_to_every_node(cluster, clients):
     assert replicated(nodes["a"]) is None
 
 
+def test_shared_group_members_on_several_nodes_get_each_message_once(cluster, clients):
+    _, nodes, _ = cluster
+    root = unique("jobs")
+    members = [clients(nodes["a"]), clients(nodes["b"]), clients(nodes["b"])]
+    for m in members:
+        m.subscribe(f"$share/workers/{root}/#", 1)
+    pub = clients(nodes["c"])
+    # c learns the group's members on a and b (3 in all): probes until each node's member got one.
+    wait_until(lambda: nodes["c"].metric("apus_cluster_shared_remote_members") == 3, message="c counts 3 remote members")
+    for i in range(300):
+        pub.publish(f"{root}/{i}", f"{i}".encode(), 1)
+    got = [[], [], []]
+    deadline = time.monotonic() + TIMEOUT
+    while sum(map(len, got)) < 300 and time.monotonic() < deadline:
+        for i, m in enumerate(members):
+            while not m.messages.empty():
+                got[i].append(m.messages.get())
+        time.sleep(0.01)
+    payloads = sorted(int(p) for each in got for _, p, _ in each)
+    assert payloads == list(range(300)), "every message once, to one member"
+    for m in members:
+        m.assert_no_message(within=0.1)
+    # Round robin over the cluster's members, each node weighted by its members: a's one member
+    # gets a third, b's two share two thirds.
+    assert len(got[0]) == 100, [len(g) for g in got]
+    assert len(got[1]) > 0 and len(got[2]) > 0 and len(got[1]) + len(got[2]) == 200
+
+
 def test_a_client_id_taken_over_on_another_node_brings_its_session(cluster, clients):
     _, nodes, _ = cluster
     cid, topic = unique("roam"), unique("roam/t")

@@ -2,7 +2,9 @@
 // version): each message goes to exactly one member of each group, across shards. Every shard
 // knows each group's member count on every other shard (`shareCount` records), so the shard
 // where a message is published picks the member — round robin, random, or by a hash of the
-// publisher's client id — and sends the message to that member's shard only.
+// publisher's client id — and sends the message to that member's shard only. In a cluster the
+// node gateway is one more "shard" whose count is the members on other nodes
+// (Sources/Cluster/GatewayCore+Shared.swift): each message still reaches one member cluster-wide.
 
 import Codec
 import ShardContract
@@ -56,14 +58,14 @@ extension ShardCore {
         if let g = e.shared.firstIndex(where: { $0.name == name }) { return g }
         sharedCursors.append(0)
         e.shared.append(SharedGroup(name: name, filter: filter, cursor: sharedCursors.count - 1,
-                                    counts: Array(repeating: 0, count: shardCount)))
+                                    counts: Array(repeating: 0, count: meshSize)))
         return e.shared.count - 1
     }
 
     func broadcastShareCount(_ shared: SharedSubscriptionFilter, _ count: Int) -> Bool {
         hasUrgentShardRecords = true
-        guard shardCount > 1 else { return false }
-        for target in 0..<shardCount where target != shardIndex {
+        guard meshSize > 1 else { return false }
+        for target in 0..<meshSize where target != shardIndex {
             send(filter: shared.filter, group: shared.group, to: target) { .shareCount(filter: $0, group: $1, count: count) }
         }
         return true
@@ -97,8 +99,9 @@ extension ShardCore {
                 let publisher = isCurrent(origin) ? connections[Int(origin.slot)].clientID : ""
                 k = Int(ShardCore.clientIDHash(publisher) % UInt64(total))
             }
-            // Member k in the order: shard 0's members, shard 1's, ... (this shard's are `local`).
-            for shard in 0..<shardCount {
+            // Member k in the order: shard 0's members, shard 1's, ... (this shard's are `local`);
+            // in a cluster the gateway's count is the other nodes' members, last.
+            for shard in 0..<meshSize {
                 let n = shard == shardIndex ? group.local.count : group.counts[shard]
                 if k >= n { k -= n; continue }
                 if shard == shardIndex {

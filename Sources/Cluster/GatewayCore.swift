@@ -47,6 +47,9 @@ public final class GatewayCore {
     /// Client-id claims across nodes (GatewayCore+Clients.swift): ours waiting for answers, and
     /// other nodes' waiting for a shard here (the peer slots, in order).
     var pendingClaims: [String: PendingClaim] = [:]
+    /// Shared groups' members: per local shard, and per peer slot (GatewayCore+Shared.swift).
+    var localShares: [ShareKey: [Int]] = [:]
+    var remoteShares: [ShareKey: [Int]] = [:]
     var pendingRemoteClaims: [String: [Int]] = [:]
     /// The runtime's monotonic clock at the last input (claim deadlines).
     public var currentTime: UInt64 = 0
@@ -75,6 +78,7 @@ public final class GatewayCore {
         public var claimsTimedOut = 0
         public var sessionsTakenFromPeers = 0
         public var sessionsHandedToPeers = 0
+        public var sharedDropped = 0
     }
     public var counters = Counters()
 
@@ -110,6 +114,7 @@ public final class GatewayCore {
             encodeRetained(topic: topic, entry, into: &peerOutbox[peer])
             counters.retainedToPeers += 1
         }
+        shareSnapshot(into: &peerOutbox[peer])
         peersUp.insert(peer)
     }
 
@@ -127,6 +132,7 @@ public final class GatewayCore {
         peerFilters[peer] = []
         for filter in filters { removeRemote(filter, peer: peer) }
         peerGoneFromClaims(peer)
+        dropShares(of: peer)
     }
 
     // MARK: from the node's shards
@@ -182,6 +188,11 @@ public final class GatewayCore {
                 ShardRecordCodec.encode(.retain(update), origin: address, into: &peerOutbox[peer])
                 counters.retainedToPeers += 1
             }
+        case .shareCount(let filter, let group, let count):
+            shareCountFromShard(filter: String(decoding: filter, as: UTF8.self), group: String(decoding: group, as: UTF8.self),
+                                count: count, shard: shard)
+        case .sharedPublish(let p, let filter, let group, let member):
+            sharedPublishFromShard(p, filter: filter, group: group, member: member)
         case .client(let m) where m.kind == .claim:
             claimFromShard(m)
         case .client(let m) where m.kind == .claimed:
@@ -231,6 +242,11 @@ public final class GatewayCore {
             }
         case .client(let m):
             clientFromPeer(m, peer: peer)
+        case .shareCount(let filter, let group, let count):
+            shareCountFromPeer(filter: String(decoding: filter, as: UTF8.self), group: String(decoding: group, as: UTF8.self),
+                               count: count, peer: peer)
+        case .sharedPublish(let p, let filter, let group, let member):
+            sharedPublishFromPeer(p, filter: filter, group: group, member: member)
         default:
             counters.recordsIgnored += 1
         }

@@ -78,6 +78,7 @@ public final class ClusterBoard: Sendable {
         public var linkBytesSent: [String: UInt64] = [:]
         public var linkBytesReceived: [String: UInt64] = [:]
         public var remoteFilters = 0
+        public var remoteSharedMembers = 0
         public var etcdUp = false
         public var etcdFailures = 0
     }
@@ -110,6 +111,8 @@ extension ClusterBoard.Figures {
         metric("apus_cluster_etcd_up", "gauge", "1 when the last call to etcd succeeded.", [("", etcdUp ? "1" : "0")])
         metric("apus_cluster_etcd_failures_total", "counter", "Failed calls to etcd.", [("", "\(etcdFailures)")])
         metric("apus_cluster_remote_filters", "gauge", "Distinct topic filters other nodes subscribed.", [("", "\(remoteFilters)")])
+        metric("apus_cluster_shared_remote_members", "gauge", "Members of shared subscription groups on other nodes.",
+               [("", "\(remoteSharedMembers)")])
         metric("apus_cluster_publishes_sent_total", "counter", "Messages sent to other nodes (one per node).", [("", "\(publishesToPeers)")])
         metric("apus_cluster_publishes_received_total", "counter", "Messages received from other nodes.", [("", "\(publishesFromPeers)")])
         metric("apus_cluster_retained_sent_total", "counter", "Retained updates sent to other nodes.", [("", "\(retainedToPeers)")])

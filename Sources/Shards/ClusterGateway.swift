@@ -549,6 +549,7 @@ final class ClusterGateway {
         }
         let counters = routing.counters
         let remote = routing.remoteFilterCount
+        let sharedMembers = routing.remoteSharedMembers
         let members = membership.current().members.count
         let drops = linkDrops
         group.clusterBoard.update { f in
@@ -563,6 +564,7 @@ final class ClusterGateway {
             f.linkBytesSent = sent
             f.linkBytesReceived = received
             f.remoteFilters = remote
+            f.remoteSharedMembers = sharedMembers
         }
     }
 }

@@ -292,3 +292,89 @@ final class GatewayRetainedTests: XCTestCase {
         XCTAssertEqual(topics, ["r/1=one@105"], "wall-clock stamp: 5 + 100")
     }
 }
+
+final class GatewaySharedTests: XCTestCase {
+    func decodeAll(_ buffer: inout ByteBuffer) -> [ShardRecord] {
+        var out: [ShardRecord] = []
+        var view = buffer.readableView
+        while view.count >= 8 {
+            let length = ShardRecordCodec.recordLength(view.baseAddress!)
+            let r = UnsafeRawBufferPointer(rebasing: view[0..<length])
+            if NodeFrame.kind(r) == nil { out.append(try! ShardRecordCodec.decode(r)) }
+            view = UnsafeRawBufferPointer(rebasing: view[length...])
+        }
+        buffer.clear()
+        return out
+    }
+
+    func shareCount(_ count: Int, from origin: ShardAddress) -> [UInt8] {
+        var f = Array("jobs/#".utf8), g = Array("workers".utf8)
+        var b = ByteBuffer()
+        defer { b.deallocate() }
+        f.withUnsafeMutableBytes { fb in
+            g.withUnsafeMutableBytes { gb in
+                ShardRecordCodec.encode(.shareCount(filter: UnsafeRawBufferPointer(fb), group: UnsafeRawBufferPointer(gb), count: count),
+                                        origin: origin, into: &b)
+            }
+        }
+        return b.readableArray()
+    }
+
+    func sharedPublish(member: Int, from origin: ShardAddress) -> [UInt8] {
+        var f = Array("jobs/#".utf8), g = Array("workers".utf8), t = Array("jobs/1".utf8), p = Array("x".utf8)
+        var b = ByteBuffer()
+        defer { b.deallocate() }
+        f.withUnsafeMutableBytes { fb in g.withUnsafeMutableBytes { gb in t.withUnsafeMutableBytes { tb in p.withUnsafeMutableBytes { pb in
+            let message = ForwardedPublish(qos: .atLeastOnce, retain: false, origin: ConnectionID(slot: 1, generation: 1),
+                                           topic: UnsafeRawBufferPointer(tb), properties: UnsafeRawBufferPointer(start: nil, count: 0),
+                                           payload: UnsafeRawBufferPointer(pb))
+            ShardRecordCodec.encode(.sharedPublish(message, filter: UnsafeRawBufferPointer(fb), group: UnsafeRawBufferPointer(gb), member: member),
+                                    origin: origin, into: &b)
+        } } } }
+        return b.readableArray()
+    }
+
+    func testOtherNodesMembersAreTheGatewaysShareAndIndexesMapToNodesThenShards() {
+        let g = GatewayCore(nodeID: 1, shards: 2, wallClockOffset: 0)
+        let hello = NodeHello(clusterName: "c", nodeName: "n", incarnation: 1, shards: 2)
+        g.peerLinkUp(0, hello: hello)
+        g.peerLinkUp(1, hello: hello)
+        _ = decodeAll(&g.peerOutbox[0]); _ = decodeAll(&g.peerOutbox[1])
+        // Local members: 2 on shard 0, 1 on shard 1 -> peers hear 2, then 3.
+        shareCount(2, from: ShardAddress(node: 1, shard: 0)).withUnsafeBytes { g.fromShard($0, shard: 0) }
+        shareCount(1, from: ShardAddress(node: 1, shard: 1)).withUnsafeBytes { g.fromShard($0, shard: 1) }
+        let told = decodeAll(&g.peerOutbox[0]).compactMap { r -> Int? in
+            if case .shareCount(_, _, let n) = r.message { return n } else { return nil }
+        }
+        XCTAssertEqual(told, [2, 3])
+        // Peers: slot 0 has 1 member, slot 1 has 4: every shard hears 1, then 5.
+        XCTAssertTrue(shareCount(1, from: ShardAddress(node: 7, shard: 2)).withUnsafeBytes { g.fromPeer($0, peer: 0, peerNode: 7) })
+        XCTAssertTrue(shareCount(4, from: ShardAddress(node: 8, shard: 2)).withUnsafeBytes { g.fromPeer($0, peer: 1, peerNode: 8) })
+        for shard in 0..<2 {
+            let counts = decodeAll(&g.shardOutbox[shard]).compactMap { r -> Int? in
+                if case .shareCount(_, _, let n) = r.message { return n } else { return nil }
+            }
+            XCTAssertEqual(counts, [1, 5])
+        }
+        // Member 0 of the gateway's share is peer 0's; member 3 is peer 1's member 2.
+        sharedPublish(member: 0, from: ShardAddress(node: 1, shard: 0)).withUnsafeBytes { g.fromShard($0, shard: 0) }
+        sharedPublish(member: 3, from: ShardAddress(node: 1, shard: 0)).withUnsafeBytes { g.fromShard($0, shard: 0) }
+        func members(_ b: inout ByteBuffer) -> [Int] {
+            decodeAll(&b).compactMap { r -> Int? in if case .sharedPublish(_, _, _, let m) = r.message { return m } else { return nil } }
+        }
+        XCTAssertEqual(members(&g.peerOutbox[0]), [0])
+        XCTAssertEqual(members(&g.peerOutbox[1]), [2])
+        // From a peer, member 2 of this node's 3: shard 1's member 0.
+        XCTAssertTrue(sharedPublish(member: 2, from: ShardAddress(node: 7, shard: 2)).withUnsafeBytes { g.fromPeer($0, peer: 0, peerNode: 7) })
+        XCTAssertEqual(members(&g.shardOutbox[0]), [])
+        XCTAssertEqual(members(&g.shardOutbox[1]), [0])
+        // Peer 1 leaves: the shards hear the other nodes' share drop to 1.
+        g.dropRoutes(of: 1)
+        for shard in 0..<2 {
+            let counts = decodeAll(&g.shardOutbox[shard]).compactMap { r -> Int? in
+                if case .shareCount(_, _, let n) = r.message { return n } else { return nil }
+            }
+            XCTAssertEqual(counts, [1])
+        }
+    }
+}
