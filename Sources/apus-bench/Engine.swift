@@ -14,8 +14,12 @@ import WebSocket
 @preconcurrency import Glibc
 
 struct EngineConfig: Sendable {
+    /// Where the publishers connect.
     var host: String
     var port: UInt16
+    /// Where the subscribers connect (another node of a cluster; by default the same address).
+    var subscriberHost: String = ""
+    var subscriberPort: UInt16 = 0
     var version: ProtocolVersion
     var qos: QoS
     var size: Int
@@ -153,7 +157,8 @@ final class Engine: @unchecked Sendable {
         for (s, filter) in plan.subscriberFilters.enumerated() {
             var properties = Properties()
             if config.version == .v5 && config.topicAliasMaximum > 0 { properties.topicAliasMaximum = config.topicAliasMaximum }
-            let link = try config.session.connect(host: config.host, port: config.port, tls: config.tls, webSocketPath: config.webSocketPath,
+            let link = try config.session.connect(host: config.subscriberHost, port: config.subscriberPort, tls: config.tls,
+                                                  webSocketPath: config.webSocketPath,
                                                   clientID: "\(prefix)-sub-\(plan.publishers.first ?? 0)-\(s)",
                                                   version: config.version, properties: properties)
             try link.subscribe(filter: filter, qos: config.qos, version: config.version)

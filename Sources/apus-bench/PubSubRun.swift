@@ -29,6 +29,10 @@ struct PubSubRun {
             engines.append(engine)
             counters.append(progress)
         }
+        if config.subscriberHost != config.host || config.subscriberPort != config.port {
+            let ms = try RouteProbe.waitForRoutes(config: config)
+            if !quiet { FileHandle.standardError.write("routes reached \(config.host):\(config.port) after \(Int(ms)) ms\n".data(using: .utf8)!) }
+        }
         let reporter = quiet ? nil : ProgressReporter(counters: counters, kind: .messages, warmup: config.count > 0 ? 0 : Double(config.warmupNanoseconds) / 1e9)
         let cpuBefore = brokerPID.flatMap(BrokerStats.cpuSeconds)
         reporter?.start()

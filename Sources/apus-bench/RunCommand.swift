@@ -35,6 +35,10 @@ struct Run: ParsableCommand {
 
     @Option(name: .customShort("h"), help: ArgumentHelp("Broker address (IPv4).", valueName: "host")) var host = "127.0.0.1"
     @Option(name: .shortAndLong, help: "Broker port.") var port: UInt16 = 1883
+    @Option(name: .long, help: "Pub/sub scenarios: the subscribers' broker address (another node of a cluster); default: -h.")
+    var subHost: String?
+    @Option(name: .long, help: "Pub/sub scenarios: the subscribers' broker port; default: -p. With --sub-host or --sub-port the run first waits until the subscribers' routes reach the publishers' node.")
+    var subPort: UInt16?
     @Option(name: .long, help: "pairs: publisher → subscriber pairs (topic TOPIC/PID/i).") var pairs = 10
     @Option(name: .long, help: "fan-in, shared: publishers.") var pubs = 10
     @Option(name: .long, help: "fan-out, shared: subscribers.") var subs = 10
@@ -119,6 +123,8 @@ struct Run: ParsableCommand {
                                       warmupNanoseconds: UInt64(warmup * 1e9), durationNanoseconds: UInt64((duration ?? 10) * 1e9),
                                       topicPrefix: "\(topic)/\(getpid())", topicAliasMaximum: topicAliasMaximum,
                                       count: UInt64(count ?? 0), session: session)
+            config.subscriberHost = subHost ?? host
+            config.subscriberPort = subPort ?? port
             config.ackWindow = ackWindow
             config.tls = tls
             config.webSocketPath = ws ? wsPath : nil
