@@ -352,3 +352,73 @@ def test_etcd_restarting_drops_no_client(cluster, clients):
     assert [p for _, p, _ in sub.receive(5)] == [f"n{i}".encode() for i in range(5)]
     for n in nodes.values():
         assert n.alive()
+
+
+def test_ten_thousand_clients_over_the_nodes_get_one_publish(cluster, clients):
+    """10,200 raw MQTT connections spread over the three nodes, all subscribed to one topic; one
+    QoS 1 publish on node a reaches every one of them."""
+    import selectors
+    import socket
+
+    _, nodes, _ = cluster
+    topic = unique("all")
+    tb = topic.encode()
+    per_node = 3400
+
+    def connect_and_subscribe(i):
+        cid = f"{topic}-{i}".encode()
+        connect = bytes([0x10, 12 + len(cid)]) + b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
+        sub_body = b"\x00\x01" + len(tb).to_bytes(2, "big") + tb + b"\x01"
+        return connect + bytes([0x82, len(sub_body)]) + sub_body
+
+    # paho's clients first: its loop uses select(), which takes no descriptor above 1023.
+    pub = clients(nodes["a"])
+    probes = {other: clients(nodes[other]) for other in ("b", "c")}
+    sel = selectors.DefaultSelector()
+    socks = []
+    try:
+        names = list(nodes)
+        for i in range(per_node * len(names)):
+            node = nodes[names[i % len(names)]]
+            s = socket.create_connection((node.host, node.port))
+            s.sendall(connect_and_subscribe(i))
+            s.setblocking(False)
+            socks.append(s)
+        # CONNACK (4 bytes) and SUBACK (5 bytes) on every connection.
+        pending = {s.fileno(): [s, b""] for s in socks}
+        for s in socks:
+            sel.register(s, selectors.EVENT_READ)
+
+        def read_until(done, what):
+            end = time.monotonic() + 60
+            while any(not done(v[1]) for v in pending.values()):
+                if time.monotonic() > end:
+                    missing = sum(1 for v in pending.values() if not done(v[1]))
+                    raise AssertionError(f"{missing} connections without {what}")
+                for key, _ in sel.select(timeout=1):
+                    entry = pending[key.fd]
+                    data = entry[0].recv(65536)
+                    assert data, "a connection was closed"
+                    entry[1] += data
+
+        read_until(lambda b: len(b) >= 9, "CONNACK and SUBACK")
+        for v in pending.values():
+            assert v[1][:4] == b"\x20\x02\x00\x00" and v[1][4] == 0x90 and v[1][8] == 1, v[1][:9]
+            v[1] = b""
+        # The routes of b and c reach a (the probe's route follows theirs on each link).
+        for probe in probes.values():
+            probe.subscribe(topic + "/probe", 0)
+            await_route(probe, pub, topic + "/probe")
+        pub.publish(topic, b"to everyone", 1)
+        expected = bytes([0x32, 2 + len(tb) + 2 + 11]) + len(tb).to_bytes(2, "big") + tb
+        read_until(lambda b: len(b) >= len(expected) + 2 + 11, "the PUBLISH")
+        for v in pending.values():
+            assert v[1].startswith(expected) and v[1][len(expected) + 2:len(expected) + 13] == b"to everyone"
+        # /api/v5/nodes counts them on every node (each node's figures are at most a second old).
+        for name in names:
+            wait_until(lambda: all(n["connections"] >= per_node for n in nodes[name].nodes().values()),
+                       message=f"{name} to list {per_node}+ connections on every node")
+    finally:
+        sel.close()
+        for s in socks:
+            s.close()
