@@ -539,7 +539,7 @@ final class ClusterGateway {
                               uptimeMilliseconds: (now - startedAt) / 1_000_000, linkUp: true)]
         var sent: [String: UInt64] = [:], received: [String: UInt64] = [:]
         var up = 0
-        for peer in peers.compactMap({ $0 }) {
+        for peer in peers.compactMap({ $0 }).sorted(by: { $0.name < $1.name }) {
             let linked = peer.state == .up && peer.inbound != nil
             if linked { up += 1 }
             nodes.append(NodeView(name: peer.name, running: peer.isMember, connections: peer.isMember ? peer.status?.connections ?? 0 : 0,
