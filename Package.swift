@@ -83,12 +83,15 @@ let package = Package(
             dependencies: ["ApusBase", "Codec", "Router", "ShardContract", "HTTP1", "ApusCrypto"],
             swiftSettings: swiftSettings
         ),
+        // Bridges to other brokers: mosquitto's `connection` block and the bridge's sans-IO
+        // session (a client of the remote broker and of the core at once).
+        .target(name: "Bridge", dependencies: ["ApusBase", "Codec", "Router", "Transport"], swiftSettings: swiftSettings),
         // What the broker reports: per-shard stats and their sums, $SYS topics, Prometheus text.
         .target(name: "Telemetry", dependencies: ["Broker"], swiftSettings: swiftSettings),
         .target(
             name: "Shards",
             dependencies: [
-                "ApusBase", "Broker", "Codec", "Router", "IOUring", "CApusSys", "HTTPAPI", "Telemetry", "Transport", "TLS", "WebSocket", "ShardContract", "Store", "Cluster",
+                "ApusBase", "Broker", "Codec", "Router", "IOUring", "CApusSys", "HTTPAPI", "Telemetry", "Transport", "TLS", "WebSocket", "ShardContract", "Store", "Cluster", "Bridge",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -96,7 +99,7 @@ let package = Package(
         // The configuration keys (one table) and their sources: file, APUS_<KEY>, flags.
         .target(
             name: "Configuration",
-            dependencies: ["Shards", "Broker", "Codec", "Auth", "ApusCrypto", "HTTPAPI", "Transport"],
+            dependencies: ["Shards", "Broker", "Codec", "Auth", "ApusCrypto", "HTTPAPI", "Transport", "Bridge"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -136,6 +139,7 @@ let package = Package(
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Broker"], swiftSettings: swiftSettings),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Shards", "Broker", "Transport"], swiftSettings: swiftSettings),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "ShardContract", "Codec", "Router", "ApusBase", "HTTP1"], swiftSettings: swiftSettings),
+        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "Codec", "ApusBase", "Transport"], swiftSettings: swiftSettings),
         .testTarget(name: "ShardsTests", dependencies: ["Shards", "IOUring", "ShardContract", "CApusSys"], swiftSettings: swiftSettings),
     ]
 )

@@ -84,6 +84,13 @@ struct ClientConnection {
     var flushQueued: Bool = false
     /// Clean Session / Clean Start of the CONNECT.
     var cleanStart: Bool = true
+    /// A bridge that said so (protocol level bit 7): its subscriptions are No Local and Retain As
+    /// Published, so what it publishes never goes back to it (mosquitto's loop detection). A bit
+    /// of `flow`, which has room, so the slot stays small.
+    var isBridge: Bool {
+        get { flow & FlowFlag.bridge != 0 }
+        set { if newValue { flow |= FlowFlag.bridge } else { flow &= ~FlowFlag.bridge } }
+    }
     /// The runtime still has a socket on this slot (false once an offline session's socket closed).
     var socketAttached: Bool = true
     /// Deliveries must be checked against `access` (a deny rule overlaps a subscription, or the

@@ -100,6 +100,7 @@ extension ShardCore {
         }
         connections[s].session.setWill(connect.will)
         connections[s].cleanStart = connect.cleanStart
+        connections[s].isBridge = connect.isBridge
         if version == .v5 {
             let expiry = connect.properties.sessionExpiryInterval ?? 0
             connections[s].session.setExpiry(expiry == 0xFFFF_FFFF ? .max : expiry)

@@ -35,6 +35,8 @@ enum FlowFlag {
     /// PUBACK / PUBREC are held (ShardCore+Store.swift).
     static let acksAwaitStore: UInt8 = 8
     static let acksHeldAny: UInt8 = acksHeld | acksAwaitStore
+    /// Not flow control: the connection is a bridge (ClientConnection.isBridge), kept in a spare bit.
+    static let bridge: UInt8 = 128
 }
 
 /// A publisher as a subscriber's shard names it: its shard and its connection there.

@@ -55,6 +55,7 @@ extension ShardCore {
             let existed = connections[s].session.subscriptions[filter] != nil
             var options = request.options
             options.qos = min(options.qos, config.maximumQoS)
+            if connections[s].isBridge && !isShared { options.noLocal = true; options.retainAsPublished = true }
             if addSubscription(slot: s, filter: filter, options: options, identifier: identifier,
                                readAt: min(inputArrivedAfter ?? currentTime, currentTime)) { newRoutes = true }
             codes.append(ReasonCode(rawValue: options.qos.rawValue))

@@ -62,9 +62,12 @@ extension PacketDecoder {
 
     static func decodeConnect(_ reader: inout ByteReader) throws(DecodeError) -> Connect {
         let name = try reader.readBinaryView()
-        let level = try reader.readByte()
+        let rawLevel = try reader.readByte()
         let isMQTT = name.elementsEqual("MQTT".utf8)
         let isMQIsdp = name.elementsEqual("MQIsdp".utf8)
+        // Bit 7 of a 3.1/3.1.1 level: a bridge (mosquitto's convention, not the specification's).
+        let isBridge = rawLevel & 0x80 != 0 && (rawLevel & 0x7F == 3 || rawLevel & 0x7F == 4)
+        let level = isBridge ? rawLevel & 0x7F : rawLevel
         let version: ProtocolVersion
         switch (isMQTT, isMQIsdp, level) {
         case (true, _, 4): version = .v3_1_1
@@ -97,8 +100,10 @@ extension PacketDecoder {
         let username = hasUsername ? try reader.readString() : nil
         let password = hasPassword ? try reader.readBinary() : nil
         guard reader.isAtEnd else { throw .trailingBytes }
-        return Connect(version: version, cleanStart: flags & 0b10 != 0, keepAlive: keepAlive, clientID: clientID,
-                       will: will, username: username, password: password, properties: properties)
+        var connect = Connect(version: version, cleanStart: flags & 0b10 != 0, keepAlive: keepAlive, clientID: clientID,
+                              will: will, username: username, password: password, properties: properties)
+        connect.isBridge = isBridge
+        return connect
     }
 
     static func decodeConnAck(_ reader: inout ByteReader, version: ProtocolVersion) throws(DecodeError) -> ConnAck {

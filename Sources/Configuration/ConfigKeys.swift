@@ -3,6 +3,7 @@
 // docs/configuration.md); the file, the APUS_<KEY> environment and `--set KEY=VALUE` all read it,
 // and its default is the field's default in BrokerConfig or ShardGroupConfig.
 
+import Bridge
 import Broker
 import Codec
 import HTTPAPI
@@ -122,6 +123,55 @@ public struct ConfigKey {
                 c.logLevel = v
             },
             integer("sys_interval", \.group.sysIntervalSeconds, 0...Int.max),
+            // Bridges (mosquitto's `connection` blocks; docs/configuration.md, "Bridges")
+            custom("connection") { c, v throws(ConfigError) in
+                guard !v.isEmpty, !v.contains(" "), !v.contains("/") else { throw ConfigError("connection needs a name without spaces or '/', got '\(v)'") }
+                guard !c.bridges.contains(where: { $0.name == v }) else { throw ConfigError("connection \(v) is defined twice") }
+                c.bridges.append(BridgeConfig(name: v, hostname: Configuration.hostname()))
+            },
+            bridgeKey("address") { b, v throws(ConfigError) in
+                // HOST[:PORT]; mosquitto also allows several addresses (round robin): the first is used.
+                let first = String(v.split(separator: " ").first ?? "")
+                if let colon = first.lastIndex(of: ":") {
+                    guard let port = UInt16(first[first.index(after: colon)...]), port > 0 else { throw ConfigError("address needs HOST[:PORT], got '\(v)'") }
+                    b.host = String(first[..<colon]); b.port = port
+                } else {
+                    b.host = first
+                }
+                guard !b.host.isEmpty else { throw ConfigError("address needs HOST[:PORT], got '\(v)'") }
+            },
+            bridgeKey("topic") { b, v throws(ConfigError) in
+                do throws(BridgeConfigError) { b.topics.append(try BridgeConfig.Topic(parsing: v)) } catch { throw ConfigError(error.description) }
+            },
+            bridgeKey("remote_clientid") { b, v throws(ConfigError) in b.remoteClientID = try nonEmpty("remote_clientid", v) },
+            bridgeKey("local_clientid") { b, v throws(ConfigError) in b.localClientID = try nonEmpty("local_clientid", v) },
+            bridgeKey("remote_username") { b, v throws(ConfigError) in b.remoteUsername = v },
+            bridgeKey("remote_password") { b, v throws(ConfigError) in b.remotePassword = v },
+            bridgeKey("cleansession") { b, v throws(ConfigError) in b.cleanSession = try flag("cleansession", v) },
+            bridgeKey("bridge_protocol_version") { b, v throws(ConfigError) in
+                switch v {
+                case "mqttv311": b.protocolVersion = .v3_1_1
+                case "mqttv31": b.protocolVersion = .v3_1
+                case "mqttv50": b.protocolVersion = .v5
+                default: throw ConfigError("bridge_protocol_version is mqttv31, mqttv311 or mqttv50, got '\(v)'")
+                }
+            },
+            bridgeKey("try_private") { b, v throws(ConfigError) in b.tryPrivate = try flag("try_private", v) },
+            bridgeKey("keepalive_interval") { b, v throws(ConfigError) in
+                guard let n = UInt16(v), n == 0 || n >= 5 else { throw ConfigError("keepalive_interval is 0 or 5...65535 seconds, got '\(v)'") }
+                b.keepAlive = n
+            },
+            bridgeKey("restart_timeout") { b, v throws(ConfigError) in
+                // `restart_timeout CONSTANT` or `restart_timeout BASE CAP` (mosquitto 2.0).
+                let parts = v.split(separator: " ").compactMap { Double($0) }
+                guard (parts.count == 1 || parts.count == 2), parts.allSatisfy({ $0 >= 1 }) else {
+                    throw ConfigError("restart_timeout needs SECONDS or BASE CAP (each at least 1), got '\(v)'")
+                }
+                b.restartBase = parts[0]
+                b.restartCap = parts.count == 2 ? parts[1] : parts[0]
+            },
+            bridgeKey("notifications") { b, v throws(ConfigError) in b.notifications = try flag("notifications", v) },
+            bridgeKey("notification_topic") { b, v throws(ConfigError) in b.notificationTopic = try nonEmpty("notification_topic", v) },
             // Cluster (docs/architecture.md, "Cluster")
             custom("cluster_name") { c, v throws(ConfigError) in
                 guard !v.isEmpty, !v.contains("/"), v.utf8.count <= 200 else { throw ConfigError("cluster_name needs a name without '/', got '\(v)'") }
@@ -220,6 +270,27 @@ public struct ConfigKey {
     }
 
     // MARK: row kinds
+
+    /// A key of the last `connection` block (a bridge).
+    static func bridgeKey(_ name: String, _ set: @escaping (inout BridgeConfig, String) throws(ConfigError) -> Void) -> ConfigKey {
+        custom(name) { c, v throws(ConfigError) in
+            guard !c.bridges.isEmpty else { throw ConfigError("\(name) belongs to a bridge: put it after a 'connection NAME' line") }
+            try set(&c.bridges[c.bridges.count - 1], v)
+        }
+    }
+
+    static func nonEmpty(_ name: String, _ v: String) throws(ConfigError) -> String {
+        guard !v.isEmpty else { throw ConfigError("\(name) needs a value") }
+        return v
+    }
+
+    static func flag(_ name: String, _ v: String) throws(ConfigError) -> Bool {
+        switch v {
+        case "true": return true
+        case "false": return false
+        default: throw ConfigError("\(name) is true or false, got '\(v)'")
+        }
+    }
 
     static func custom(_ name: String, scope: Scope = .broker,
                        _ set: @escaping (inout Configuration, String) throws(ConfigError) -> Void) -> ConfigKey {

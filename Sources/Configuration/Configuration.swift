@@ -7,6 +7,7 @@
 
 import ApusCrypto
 import Auth
+import Bridge
 import Broker
 import HTTPAPI
 import Shards
@@ -45,6 +46,16 @@ public struct Configuration {
     var clusterListener: (host: String, port: UInt16)? = nil
     var etcdEndpoints: [(host: String, port: UInt16)] = []
     var clusterLeaseTTL = 10
+    /// Bridges (`connection` blocks), in configuration order.
+    public var bridges: [BridgeConfig] = []
+
+    /// This machine's name (a bridge's default remote client id is HOSTNAME.NAME, as mosquitto's).
+    static func hostname() -> String {
+        var name = [CChar](repeating: 0, count: 256)
+        gethostname(&name, 255)
+        let text = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return text.isEmpty ? "apus" : text
+    }
 
     public init() {}
 
@@ -139,6 +150,10 @@ public struct Configuration {
             }
         }
         config.tlsHandshakeTimeoutNanoseconds = UInt64(tlsHandshakeTimeoutSeconds * 1e9)
+        for bridge in bridges {
+            if let problem = bridge.problem { throw ConfigError(problem) }
+        }
+        config.bridges = bridges
         if let clusterName {
             guard let nodeName else { throw ConfigError("cluster_name needs node_name (unique in the cluster)") }
             guard let listener = clusterListener else { throw ConfigError("cluster_name needs cluster_listener HOST:PORT") }

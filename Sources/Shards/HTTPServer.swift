@@ -111,8 +111,9 @@ struct ShardEndpoint: BrokerEndpoint {
         shard.reportStats(now: now)  // this shard's own slot is fresh; the others are at most a second old
         let text = PrometheusMetrics.render(shard.group.stats.snapshot(), uptimeSeconds: (now - shard.group.stats.startedAt) / 1_000_000_000,
                                             version: shard.group.config.version)
-        guard shard.group.config.cluster != nil else { return text }
-        return text + shard.group.clusterBoard.read().prometheusText()
+        let bridges = BridgeFigures.prometheusText(shard.group.bridgeBoard.withLock { $0 }.sorted { $0.key < $1.key }.map(\.value))
+        guard shard.group.config.cluster != nil else { return text + bridges }
+        return text + bridges + shard.group.clusterBoard.read().prometheusText()
     }
 
     func nodes() -> [NodeSummary] {

@@ -31,6 +31,7 @@ extension Shard {
         case .cancel: break
         case .storeWrite, .storeSync: storeCompleted(completion, now: now)
         case .linkAccept, .linkRecv, .linkConnect, .linkSend, .linkProbe: break  // the gateway's, never a shard's
+        case .bridgeConnect: bridgeConnected(completion, now: now)
         }
     }
 
@@ -92,6 +93,9 @@ extension Shard {
                     if core.hasUrgentShardRecords { sendOutbox() }
                 } else if let ws = sockets[slot].ws {
                     webSocketReceived(slot: slot, id: id, ws: ws, bytes: bytes, now: now)
+                    if core.hasUrgentShardRecords { sendOutbox() }
+                } else if let bridge = sockets[slot].bridge {
+                    bridgeReceived(slot: slot, id: id, bridge: bridge, bytes: bytes, now: now)
                     if core.hasUrgentShardRecords { sendOutbox() }
                 } else if _fastPath(mqtt) {
                     core.receive(id, bytes: bytes, now: now)

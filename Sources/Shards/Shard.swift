@@ -13,6 +13,7 @@ import Transport
 import TLS
 import WebSocket
 import Telemetry
+import Bridge
 @preconcurrency import Glibc
 
 /// The runtime's view of a connection slot's socket.
@@ -45,6 +46,8 @@ struct SocketState {
     /// when an unfinished TLS handshake is given up.
     var tls: TLSSession? = nil
     var ws: WebSocketSession? = nil
+    /// A bridge's connection to the remote broker (Shard+Bridge.swift).
+    var bridge: BridgeSession? = nil
     var transportOut = ByteBuffer()
     var closeNotifySent = false
     var handshakeDeadline: UInt64 = 0
@@ -94,6 +97,10 @@ final class Shard {
     /// WebSocket: scratch buffers (the frames' payload, control answers under TLS, framed output
     /// on its way to TLS) and counters for /metrics.
     var wsPlaintext = ByteBuffer()
+    /// The bridges this shard runs (Shard+Bridge.swift) and their scratch buffers.
+    var bridges: [BridgeLink] = []
+    var bridgePlaintext = ByteBuffer()
+    var bridgeScratch = ByteBuffer()
     var wsControl = ByteBuffer()
     var wsFramed = ByteBuffer()
     var wsConnections = 0
@@ -167,6 +174,9 @@ final class Shard {
                                 segment: segment, now: apus_monotonic_ns())
         }
         (tlsGeneration, tlsContexts) = group.currentTLSContexts()
+        for (i, bridge) in config.bridges.enumerated() where i % config.shards == index {
+            bridges.append(BridgeLink(index: i, config: bridge))
+        }
         completions = .allocate(capacity: completionCapacity)
         flushScratch.reserveCapacity(1024)
         sockets.reserveCapacity(min(config.broker.maxConnectionsPerShard, 1 << 16))  // as ShardCore's slots
@@ -181,8 +191,10 @@ final class Shard {
 
     /// The event loop; returns when the group stops.
     func run() {
-        for i in listeners.indices { armAccept(i) }
-        armHTTPAccept()
+        // Clients are accepted once every bridge's session exists in the core (a few loop turns;
+        // Shard+Bridge.swift), so nothing published for a bridge is missed; at most 2 s.
+        var acceptsArmed = false
+        let startedAt = now()
         let tick = group.config.tickNanoseconds
         var nextTick = now() + tick
         let signals = group.signals[index]
@@ -193,6 +205,12 @@ final class Shard {
         var previousHarvest = now()
         while true {
             let before = now()
+            if !acceptsArmed && (group.bridgesPending.load(ordering: .acquiring) == 0 || before &- startedAt > 2_000_000_000) {
+                for i in listeners.indices { armAccept(i) }
+                armHTTPAccept()
+                acceptsArmed = true
+            }
+            for link in bridges where !link.bootstrapped { bootstrapBridge(link, now: before) }
             if willsPublishedAt == nil && group.stopping.load(ordering: .relaxed) {
                 core.publishWillsAtShutdown()
                 flushConnections()
@@ -254,6 +272,7 @@ final class Shard {
                 checkClosingDeadlines(now: current)
                 checkHTTPDeadlines(now: current)
                 checkHandshakeDeadlines(now: current)
+                tickBridges(now: current)
                 if group.securityGeneration.load(ordering: .acquiring) != securityGeneration { reloadSecurity() }
                 if group.tlsGeneration.load(ordering: .acquiring) != tlsGeneration { reloadTLS() }
                 logDrops()
@@ -344,6 +363,8 @@ final class Shard {
                 encryptOutbound(slot: slot, id: id)
             case .webSocket:
                 frameOutbound(slot: slot, id: id)
+            case .bridge:
+                bridgeOutbound(slot: slot, id: id)
             }
         } else if !sockets[slot].transportOut.isEmpty {
             // Handshake or alert records (pongs, close frames) made while the last send was in flight.

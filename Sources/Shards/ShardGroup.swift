@@ -4,6 +4,7 @@
 import ApusBase
 import Broker
 import CApusSys
+import Bridge
 import Cluster
 import HTTPAPI
 import Logging
@@ -59,6 +60,8 @@ public struct ShardGroupConfig: Sendable {
     public var store: StoreConfig? = nil
     /// Membership of a cluster (`cluster_name` and its keys); nil: a node on its own.
     public var cluster: ClusterConfig? = nil
+    /// Bridges to other brokers (`connection` blocks); bridge i runs on shard i % shards.
+    public var bridges: [BridgeConfig] = []
 
     public init(shards: Int) { self.shards = shards }
 }
@@ -106,6 +109,10 @@ public final class ShardGroup: @unchecked Sendable {
     public let clusterPort: UInt16?
     /// What the gateway reports (nodes, links), for the HTTP API and metrics.
     public let clusterBoard = ClusterBoard()
+    /// Each bridge's state and counts (written by its shard every tick), for /metrics.
+    let bridgeBoard = Mutex<[Int: BridgeFigures]>([:])
+    /// Bridges whose session in the core is not made yet (no shard accepts clients before).
+    let bridgesPending = Atomic<Int>(0)
     var membership: EtcdMembership? = nil
     /// This node's name: `node_name` in a cluster, otherwise `apus@HOSTNAME` (EMQX's form).
     public var nodeName: String {
@@ -192,6 +199,7 @@ public final class ShardGroup: @unchecked Sendable {
             }
         }
         self.mailboxes = boxes
+        bridgesPending.store(config.bridges.count, ordering: .releasing)
         if let store = config.store {
             do {
                 recoveredStore = try StoreFiles.recover(store, shards: config.shards, logger: logger)

@@ -25,6 +25,8 @@ enum OperationKind: UInt8 {
     case linkConnect = 14
     case linkSend = 15
     case linkProbe = 16
+    /// A bridge's connect to its remote broker (Shard+Bridge.swift); the slot is the bridge's index.
+    case bridgeConnect = 17
 }
 
 /// `kind << 56 | (generation & 0xFFFFFF) << 32 | slot`.

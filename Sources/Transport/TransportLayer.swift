@@ -49,6 +49,9 @@ public enum Transport: Sendable, Equatable {
     case webSocket
     /// WebSocket over TLS (wss): records carry the upgrade and the frames.
     case secureWebSocket
+    /// A bridge to another broker (the `Bridge` module's `BridgeSession`): an outbound connection
+    /// whose socket carries the remote broker's MQTT, while the core sees the bridge as a client.
+    case bridge
 
     public init(tls: Bool, webSocket: Bool) {
         switch (tls, webSocket) {
@@ -69,6 +72,7 @@ public enum Transport: Sendable, Equatable {
         case .tls: "tls"
         case .webSocket: "ws"
         case .secureWebSocket: "wss"
+        case .bridge: "bridge"
         }
     }
 }
