@@ -10,6 +10,10 @@ public struct BrokerConfig: Sendable {
     public var maxPacketSize: Int = BrokerConfig.defaultMaxPacketSize
     /// This node's id in a cluster (records' origin, retained stamps); 0 outside a cluster.
     public var nodeID: UInt16 = 0
+    /// The events some webhook wants (BrokerEvent.Kind bits; 0: none is made) and the topic
+    /// filters of message events (empty: every topic).
+    public var eventKinds: UInt8 = 0
+    public var eventTopicFilters: [String] = []
     public static let defaultMaxPacketSize = 1 << 20
     /// Bytes all partial (not yet complete) packets of one shard may hold; past it the connections
     /// holding the most are cut off (v5: DISCONNECT 0x97), largest first. 0 = no limit.

@@ -68,6 +68,8 @@ public protocol ShardCoreInterface: AnyObject {
     var hasUrgentShardRecords: Bool { get set }
     /// Refused logins, for the runtime's log (it knows the peer's address).
     func takeAuthenticationFailures() -> [AuthenticationFailure]
+    /// Events for the webhooks made since the last call (ShardCore+Events.swift).
+    func takeEvents(into other: inout [BrokerEvent])
 
     // MARK: the durable store (ShardCore+Store.swift)
 

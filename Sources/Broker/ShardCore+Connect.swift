@@ -57,6 +57,7 @@ extension ShardCore {
             if let user = connect.username {
                 if let passwords = config.passwords, !passwords.check(user: user, password: connect.password ?? []) {
                     recordAuthenticationFailure(slot: s, username: user, why: "bad user name or password")
+                    connections[s].username = user  // for the client.connack event; the slot closes
                     refuseConnect(slot: s, version: version, reason: .badUserNameOrPassword, why: "bad user name or password")
                     return
                 }
@@ -170,6 +171,7 @@ extension ShardCore {
             held.deallocate()
         }
         connections[s].dropUnusedExtras()  // connected, not authenticating: the slot alone will do
+        if config.eventKinds != 0 { clientEvent(.connected, slot: s) }
     }
 
     /// Sends a refusing CONNACK and ends the connection [MQTT-3.2.2-5].
@@ -177,6 +179,7 @@ extension ShardCore {
         let properties = problemProperties(slot: s, why ?? reason.name, connAckOrDisconnect: true)
         ConnAck(sessionPresent: false, reasonCode: reason, properties: properties).encodePacket(version: version, into: &connections[s].outbound)
         markFlush(s)
+        if config.eventKinds != 0 { clientEvent(.connack, slot: s, reason: reason.name.lowercased().replacingSpaces()) }
         endSession(slot: s, publishWill: false, disconnectReason: nil)
     }
 

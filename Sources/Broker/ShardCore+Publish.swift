@@ -141,12 +141,22 @@ extension ShardCore {
         }
         let storedBefore = storeSequence
         forwardedTo = ShardSet()
+        if config.eventKinds != 0 {
+            // Before routing, as EMQX's message.publish hook: it comes before the deliveries.
+            messageEvent(.publish, slot: s, topic: publish.topic, payload: publish.payload, qos: publish.qos, retain: publish.retain)
+        }
         let matched = route(qos: publish.qos, retain: publish.retain, topic: publish.topic, properties: properties,
                             payload: publish.payload, origin: origin, forwardToShards: true)
         if publish.qos != .atMostOnce && storesSessions && (storeSequence != storedBefore || !forwardedTo.isEmpty) {
             // Acknowledged means stored: by this shard's persistent subscribers, and by the other
             // shards' it went to (ShardCore+SessionStore.swift).
             awaitStore(slot: s, remote: forwardedTo)
+        }
+        if config.eventKinds != 0 {
+            if !matched {
+                messageEvent(.dropped, slot: s, topic: publish.topic, payload: publish.payload, qos: publish.qos, retain: publish.retain,
+                             reason: "no_subscribers")
+            }
         }
         acknowledge(publish, slot: s, reason: matched || version != .v5 ? .success : .noMatchingSubscribers)
     }
@@ -286,6 +296,10 @@ extension ShardCore {
                  properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, publisherShard: Int, publisher: ConnectionID) {
         let s = Int(id.slot)
         guard connections[s].generation == id.generation else { return }
+        if config.eventKinds & BrokerEvent.Kind.delivered.rawValue != 0 {
+            messageEvent(.delivered, slot: s, topic: topic, payload: payload, qos: qos, retain: retain,
+                         from: isCurrent(publisher) && publisherShard == shardIndex ? connections[Int(publisher.slot)].clientID : "")
+        }
         if connections[s].accessCheckDeliveries, let access = connections[s].access, !access.canReceive(topic) {
             counters.deliveriesDenied += 1
             return

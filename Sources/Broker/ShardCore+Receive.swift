@@ -165,7 +165,7 @@ extension ShardCore {
             }
             // A normal DISCONNECT discards the will; v5 reason 0x04 asks for it to be sent.
             let sendWill = connections[s].version == .v5 && disconnect.reasonCode == .disconnectWithWill
-            endSession(slot: s, publishWill: sendWill, disconnectReason: nil)
+            endSession(slot: s, publishWill: sendWill, disconnectReason: nil, eventReason: "normal")
         case .connect:
             // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.
             protocolError(slot: s, reason: .protocolError, decodeError: nil, why: "second CONNECT")

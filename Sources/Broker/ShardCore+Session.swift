@@ -18,9 +18,13 @@ extension ShardCore {
 
     /// Ends the connection on slot `s`. With `disconnectReason`, a v5 client first gets DISCONNECT.
     /// A persistent session stays on the slot, offline; any other is discarded.
-    func endSession(slot s: Int, publishWill: Bool, disconnectReason: ReasonCode?, reasonString: String? = nil) {
+    func endSession(slot s: Int, publishWill: Bool, disconnectReason: ReasonCode?, reasonString: String? = nil,
+                    eventReason: String? = nil) {
         let phase = connections[s].phase
         guard phase == .awaitingConnect || phase == .connecting || phase == .connected else { return }
+        if phase == .connected && config.eventKinds != 0 {
+            clientEvent(.disconnected, slot: s, reason: eventReason ?? ShardCore.disconnectReason(disconnectReason))
+        }
         let id = ConnectionID(slot: Int32(s), generation: connections[s].generation)
         closeQueue.append(Int32(s))
         endFlowControl(slot: s)

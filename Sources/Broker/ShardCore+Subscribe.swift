@@ -59,6 +59,7 @@ extension ShardCore {
             if addSubscription(slot: s, filter: filter, options: options, identifier: identifier,
                                readAt: min(inputArrivedAfter ?? currentTime, currentTime)) { newRoutes = true }
             codes.append(ReasonCode(rawValue: options.qos.rawValue))
+            if config.eventKinds != 0 { subscriptionEvent(.subscribed, slot: s, filter: filter, qos: options.qos) }
             // Retained messages on every SUBSCRIBE (3.1.1 [MQTT-3.8.4-3]); v5 Retain Handling decides.
             // Shared subscriptions get none [MQTT-4.8.2, retained messages].
             if isShared { continue }
@@ -152,6 +153,7 @@ extension ShardCore {
             }
             let existed = removeSubscription(slot: s, filter: filter)
             codes.append(existed ? .success : .noSubscriptionExisted)
+            if existed && config.eventKinds != 0 { subscriptionEvent(.unsubscribed, slot: s, filter: filter, qos: .atMostOnce) }
         }
         if connections[s].session.storeKey != 0 {
             storeSessionState(slot: s)

@@ -94,6 +94,8 @@ public final class ShardCore {
     /// The shards and, in a cluster, the node gateway: who gets routes, barriers and retained
     /// updates. Client ids and shared groups live on the shards only (`shardCount`).
     public let meshSize: Int
+    /// Events for the webhooks made since the runtime last took them (ShardCore+Events.swift).
+    public var events: [BrokerEvent] = []
     /// Changed only by `reloadSecurity` (SIGHUP), between inputs.
     @exclusivity(unchecked) public internal(set) var config: BrokerConfig
     @exclusivity(unchecked) public internal(set) var counters = ShardCounters()

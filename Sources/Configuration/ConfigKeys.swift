@@ -172,6 +172,42 @@ public struct ConfigKey {
             },
             bridgeKey("notifications") { b, v throws(ConfigError) in b.notifications = try flag("notifications", v) },
             bridgeKey("notification_topic") { b, v throws(ConfigError) in b.notificationTopic = try nonEmpty("notification_topic", v) },
+            // Webhooks (EMQX's event hooks; docs/configuration.md, "Webhooks")
+            custom("webhook") { c, v throws(ConfigError) in
+                guard !v.isEmpty, !v.contains(" "), !v.contains("\""), !v.contains("\\") else { throw ConfigError("webhook needs a name without spaces or quotes, got '\(v)'") }
+                guard !c.webhooks.contains(where: { $0.name == v }) else { throw ConfigError("webhook \(v) is defined twice") }
+                c.webhooks.append(WebhookConfig(name: v))
+            },
+            webhookKey("webhook_url") { h, v throws(ConfigError) in
+                guard h.setURL(v) else { throw ConfigError("webhook_url needs http://HOST[:PORT][/PATH] (IPv4 or localhost, plain HTTP), got '\(v)'") }
+            },
+            webhookKey("webhook_events") { h, v throws(ConfigError) in
+                var kinds: UInt8 = 0
+                for name in v.split(separator: ",") {
+                    let trimmed = name.trimmingCharacters(in: " ")
+                    guard let kind = BrokerEvent.Kind(name: trimmed) else {
+                        throw ConfigError("webhook_events: unknown event '\(trimmed)' (known: \(BrokerEvent.Kind.allCases.map(\.name).joined(separator: ", ")))")
+                    }
+                    kinds |= kind.rawValue
+                }
+                guard kinds != 0 else { throw ConfigError("webhook_events needs at least one event") }
+                h.events = kinds
+            },
+            webhookKey("webhook_topic") { h, v throws(ConfigError) in
+                guard TopicValidation.isValidTopicFilter(v) else { throw ConfigError("webhook_topic needs a topic filter, got '\(v)'") }
+                h.topicFilter = v
+            },
+            webhookKey("webhook_header") { h, v throws(ConfigError) in
+                guard let colon = v.firstIndex(of: ":"), colon != v.startIndex,
+                      !v[..<colon].contains(" "), !v.contains("\r"), !v.contains("\n") else {
+                    throw ConfigError("webhook_header needs 'NAME: VALUE', got '\(v)'")
+                }
+                h.headers.append((String(v[..<colon]), String(v[v.index(after: colon)...]).trimmingCharacters(in: " ")))
+            },
+            webhookKey("webhook_timeout") { h, v throws(ConfigError) in
+                guard let s = Double(v), s > 0, s <= 300 else { throw ConfigError("webhook_timeout needs seconds (0-300], got '\(v)'") }
+                h.timeoutSeconds = s
+            },
             // Cluster (docs/architecture.md, "Cluster")
             custom("cluster_name") { c, v throws(ConfigError) in
                 guard !v.isEmpty, !v.contains("/"), v.utf8.count <= 200 else { throw ConfigError("cluster_name needs a name without '/', got '\(v)'") }
@@ -270,6 +306,14 @@ public struct ConfigKey {
     }
 
     // MARK: row kinds
+
+    /// A key of the last `webhook` block.
+    static func webhookKey(_ name: String, _ set: @escaping (inout WebhookConfig, String) throws(ConfigError) -> Void) -> ConfigKey {
+        custom(name) { c, v throws(ConfigError) in
+            guard !c.webhooks.isEmpty else { throw ConfigError("\(name) belongs to a webhook: put it after a 'webhook NAME' line") }
+            try set(&c.webhooks[c.webhooks.count - 1], v)
+        }
+    }
 
     /// A key of the last `connection` block (a bridge).
     static func bridgeKey(_ name: String, _ set: @escaping (inout BridgeConfig, String) throws(ConfigError) -> Void) -> ConfigKey {
@@ -372,5 +416,14 @@ public struct ConfigKey {
             throw ConfigError("\(name) needs a duration like 3600, 12h, 2d, 1w, got '\(value)'")
         }
         return UInt32(n * unit)
+    }
+}
+
+extension StringProtocol {
+    func trimmingCharacters(in set: Character) -> String {
+        var t = Substring(self)
+        while t.first == set { t = t.dropFirst() }
+        while t.last == set { t = t.dropLast() }
+        return String(t)
     }
 }

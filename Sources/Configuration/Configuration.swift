@@ -48,6 +48,8 @@ public struct Configuration {
     var clusterLeaseTTL = 10
     /// Bridges (`connection` blocks), in configuration order.
     public var bridges: [BridgeConfig] = []
+    /// Webhooks (`webhook` blocks), in configuration order.
+    public var webhooks: [WebhookConfig] = []
 
     /// This machine's name (a bridge's default remote client id is HOSTNAME.NAME, as mosquitto's).
     static func hostname() -> String {
@@ -154,6 +156,8 @@ public struct Configuration {
             if let problem = bridge.problem { throw ConfigError(problem) }
         }
         config.bridges = bridges
+        for hook in webhooks { if let problem = hook.problem { throw ConfigError(problem) } }
+        config.webhooks = webhooks
         if let clusterName {
             guard let nodeName else { throw ConfigError("cluster_name needs node_name (unique in the cluster)") }
             guard let listener = clusterListener else { throw ConfigError("cluster_name needs cluster_listener HOST:PORT") }

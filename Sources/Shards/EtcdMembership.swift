@@ -13,6 +13,7 @@
 
 import ApusBase
 import Cluster
+import HTTP1
 import Logging
 import CApusSys
 import Synchronization

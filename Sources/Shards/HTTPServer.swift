@@ -112,6 +112,7 @@ struct ShardEndpoint: BrokerEndpoint {
         let text = PrometheusMetrics.render(shard.group.stats.snapshot(), uptimeSeconds: (now - shard.group.stats.startedAt) / 1_000_000_000,
                                             version: shard.group.config.version)
         let bridges = BridgeFigures.prometheusText(shard.group.bridgeBoard.withLock { $0 }.sorted { $0.key < $1.key }.map(\.value))
+            + WebhookSender.prometheusText(shard.group.webhookSenders)
         guard shard.group.config.cluster != nil else { return text + bridges }
         return text + bridges + shard.group.clusterBoard.read().prometheusText()
     }

@@ -101,6 +101,9 @@ final class Shard {
     var bridges: [BridgeLink] = []
     var bridgePlaintext = ByteBuffer()
     var bridgeScratch = ByteBuffer()
+    /// The core's events of a loop turn, and one hook's share of them (Webhooks.swift).
+    var eventScratch: [BrokerEvent] = []
+    var hookScratch: [BrokerEvent] = []
     var wsControl = ByteBuffer()
     var wsFramed = ByteBuffer()
     var wsConnections = 0
@@ -251,6 +254,7 @@ final class Shard {
             processCompletions(now: current)
             core.inputArrivedAfter = turnArrival
             logAuthenticationFailures()
+            if !group.webhookSenders.isEmpty { dispatchEvents() }
             buffers.publishReturns()
             drainMailboxes()
             applyInputPauses()
@@ -382,6 +386,18 @@ final class Shard {
     @inline(__always)
     func hasUnsentOutput(slot: Int, id: ConnectionID) -> Bool {
         !sockets[slot].wire.isEmpty || !sockets[slot].transportOut.isEmpty || core.hasQueuedOutput(id)
+    }
+
+    /// The events the core made this turn, to the webhooks that want them (one lock per hook).
+    func dispatchEvents() {
+        core.takeEvents(into: &eventScratch)
+        guard !eventScratch.isEmpty else { return }
+        for sender in group.webhookSenders {
+            hookScratch.removeAll(keepingCapacity: true)
+            for e in eventScratch where sender.config.wants(e) { hookScratch.append(e) }
+            if !hookScratch.isEmpty { sender.push(hookScratch) }
+        }
+        eventScratch.removeAll(keepingCapacity: true)
     }
 
     func flushConnections() {

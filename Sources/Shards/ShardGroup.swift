@@ -62,6 +62,8 @@ public struct ShardGroupConfig: Sendable {
     public var cluster: ClusterConfig? = nil
     /// Bridges to other brokers (`connection` blocks); bridge i runs on shard i % shards.
     public var bridges: [BridgeConfig] = []
+    /// Webhooks (`webhook` blocks), each with its sender thread (Webhooks.swift).
+    public var webhooks: [WebhookConfig] = []
 
     public init(shards: Int) { self.shards = shards }
 }
@@ -114,9 +116,13 @@ public final class ShardGroup: @unchecked Sendable {
     /// Bridges whose session in the core is not made yet (no shard accepts clients before).
     let bridgesPending = Atomic<Int>(0)
     var membership: EtcdMembership? = nil
+    /// The webhooks' senders, one thread each.
+    let webhookSenders: [WebhookSender]
+
     /// This node's name: `node_name` in a cluster, otherwise `apus@HOSTNAME` (EMQX's form).
-    public var nodeName: String {
-        if let cluster = config.cluster { return cluster.nodeName }
+    public var nodeName: String { config.cluster?.nodeName ?? ShardGroup.hostNodeName() }
+
+    static func hostNodeName() -> String {
         var name = [CChar](repeating: 0, count: 256)
         gethostname(&name, 255)
         return "apus@" + String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -141,6 +147,11 @@ public final class ShardGroup: @unchecked Sendable {
         precondition(!config.listeners.isEmpty && config.listeners.allSatisfy { $0.protocolName == .mqtt }, "MQTT listeners")
         var config = config
         if let cluster = config.cluster { config.broker.nodeID = ClusterMember.nodeID(forName: cluster.nodeName) }
+        // The core makes only the events some webhook wants, and message events only for topics
+        // some webhook's filter matches.
+        config.broker.eventKinds = config.webhooks.reduce(0) { $0 | $1.events }
+        let messageHooks = config.webhooks.filter { $0.events & 0b1110_0000 != 0 }
+        config.broker.eventTopicFilters = messageHooks.contains { $0.topicFilter == nil } ? [] : messageHooks.compactMap(\.topicFilter)
         self.config = config
         self.meshSize = config.shards + (config.cluster == nil ? 0 : 1)
         self.logger = logger
@@ -199,6 +210,8 @@ public final class ShardGroup: @unchecked Sendable {
             }
         }
         self.mailboxes = boxes
+        let nodeName = config.cluster?.nodeName ?? ShardGroup.hostNodeName()
+        webhookSenders = config.webhooks.map { WebhookSender(config: $0, node: nodeName, logger: logger) }
         bridgesPending.store(config.bridges.count, ordering: .releasing)
         if let store = config.store {
             do {
@@ -233,6 +246,7 @@ public final class ShardGroup: @unchecked Sendable {
     public let ready = Atomic<Bool>(false)
 
     public func start() throws {
+        for sender in webhookSenders { try sender.start() }
         let startedAt = apus_monotonic_ns()
         for s in signals { s.lastTick.store(startedAt, ordering: .relaxed) }
         let cpus = Int(apus_available_cpus())
@@ -279,6 +293,7 @@ public final class ShardGroup: @unchecked Sendable {
         threads = []
         membership?.stop()
         membership = nil
+        for sender in webhookSenders { sender.stop() }
     }
 
     func mailbox(from: Int, to: Int) -> Mailbox { mailboxes[from * meshSize + to]! }

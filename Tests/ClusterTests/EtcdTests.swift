@@ -3,6 +3,7 @@
 
 import ApusBase
 import ShardContract
+import HTTP1
 import XCTest
 
 @testable import Cluster
