@@ -3,6 +3,7 @@
 @testable import Codec
 @testable import HTTPAPI
 import ApusCrypto
+import Broker
 import XCTest
 
 final class HTTPRequestTests: XCTestCase {
@@ -132,5 +133,27 @@ final class HTTPCredentialsTests: XCTestCase {
         let text = String(decoding: response.bytes, as: UTF8.self)
         XCTAssertTrue(text.hasPrefix("HTTP/1.1 401 Unauthorized\r\n"))
         XCTAssertTrue(text.contains("\r\nWWW-Authenticate: Basic realm=\"apus\"\r\n"))
+    }
+}
+
+final class WebhookBodyTests: XCTestCase {
+    func testEMQXFieldsAndBinaryPayloads() {
+        var e = BrokerEvent(kind: .publish, clientID: "dev-1", username: "alice")
+        e.topic = "s/1"; e.payload = Array("21.5".utf8); e.qos = 1; e.timestamp = 1_765_000_000_000
+        let text = WebhookBody.json(e, node: "a")
+        XCTAssertEqual(text["event"]?.string, "message.publish")
+        XCTAssertEqual(text["clientid"]?.string, "dev-1")
+        XCTAssertEqual(text["username"]?.string, "alice")
+        XCTAssertEqual(text["payload"]?.string, "21.5")
+        XCTAssertEqual(text["qos"]?.number, 1)
+        XCTAssertEqual(text["timestamp"]?.number, 1_765_000_000_000)
+        XCTAssertEqual(text["node"]?.string, "a")
+        e.payload = [0xFF, 0x00]
+        let binary = WebhookBody.json(e, node: "a")
+        XCTAssertEqual(binary["payload"]?.string, "/wA=")
+        XCTAssertEqual(binary["payload_encoding"]?.string, "base64")
+        let gone = WebhookBody.json(BrokerEvent(kind: .disconnected, clientID: "x", username: nil), node: "a")
+        XCTAssertEqual(gone["username"], .null)
+        XCTAssertNotNil(gone["disconnected_at"])
     }
 }
