@@ -279,3 +279,53 @@ def test_a_remote_that_is_down_at_start_is_reached_later_and_the_queue_drains(mo
     finally:
         c.loop_stop()
         c.disconnect()
+
+
+def test_bridge_over_tls_to_mosquitto_with_a_client_certificate(made):
+    from test_23_tls import CA
+
+    client, apus = made
+    root = tempfile.mkdtemp(prefix="bridge-tls-")
+    os.chmod(root, 0o755)
+    ca = CA(root)
+    other = CA(root, "other-ca")
+    server_crt, server_key = ca.issue("server", "localhost", san="DNS:localhost,IP:127.0.0.1")
+    bridge_crt, bridge_key = ca.issue("edge", "edge")
+    for path in (root, ca.dir, other.dir, server_key, server_crt, ca.cert):
+        os.chmod(path, 0o755 if os.path.isdir(path) else 0o644)  # mosquitto runs as user mosquitto
+    m = Mosquitto.__new__(Mosquitto)
+    m.host, m.port, m.dir = "127.0.0.1", free_port(), tempfile.mkdtemp(prefix="mosquitto-")
+    os.chmod(m.dir, 0o777)
+    with open(os.path.join(m.dir, "mosquitto.conf"), "w") as f:
+        f.write(f"listener {m.port} 127.0.0.1\nallow_anonymous true\ncafile {ca.cert}\ncertfile {server_crt}\nkeyfile {server_key}\n"
+                "require_certificate true\n")
+    m.listening = lambda: Mosquitto.listening(m)
+    m.start()
+    try:
+        good = apus(bridge_lines("secure", m, "tls/# out 1", extra=[f"bridge_cafile {ca.cert}", f"bridge_certfile {bridge_crt}",
+                                                                    f"bridge_keyfile {bridge_key}"]))
+        wait_until(lambda: connected(good, "secure"), message="the TLS bridge up")
+        got = []
+        sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=unique("tls-sub"))
+        sub.tls_set(ca_certs=ca.cert, certfile=bridge_crt, keyfile=bridge_key)
+        sub.on_message = lambda cl, u, msg: got.append((msg.topic, msg.payload, msg.qos))
+        subscribed = []
+        sub.on_subscribe = lambda cl, u, mid, rcs, p: subscribed.append(mid)
+        sub.connect("localhost", m.port)
+        sub.subscribe("tls/#", 1)
+        sub.loop_start()
+        wait_until(lambda: subscribed, message="the remote subscriber")
+        pub = client(good)
+        for i in range(50):
+            pub.publish(f"tls/{i}", f"{i}".encode(), 1)
+        wait_until(lambda: len(got) >= 50, message="50 messages over the TLS bridge")
+        assert sorted(int(p) for _, p, _ in got) == list(range(50))
+        sub.loop_stop()
+        sub.disconnect()
+        # A bridge trusting another CA never connects: the handshake fails and is logged.
+        wrong = apus(bridge_lines("wrong-ca", m, "tls/# out 1", extra=[f"bridge_cafile {other.cert}", f"bridge_certfile {bridge_crt}",
+                                                                       f"bridge_keyfile {bridge_key}"]))
+        wait_until(lambda: "TLS handshake failed" in wrong.log_text(), message="the refused handshake logged")
+        assert not connected(wrong, "wrong-ca")
+    finally:
+        m.stop()

@@ -5,8 +5,7 @@
 //   topic PATTERN [in|out|both] [QOS] [LOCAL-PREFIX REMOTE-PREFIX]     (repeatable)
 //   remote_clientid, local_clientid, remote_username, remote_password, cleansession,
 //   bridge_protocol_version mqttv311|mqttv50, try_private, keepalive_interval, restart_timeout,
-//   notifications, notification_topic (TLS to the remote broker, mosquitto's bridge_cafile and
-//   friends, is not there yet)
+//   notifications, notification_topic, bridge_cafile, bridge_certfile, bridge_keyfile, bridge_insecure
 
 import Codec
 
@@ -84,6 +83,15 @@ public struct BridgeConfig: Sendable, Equatable {
     /// remote broker (as its will while connected).
     public var notifications = true
     public var notificationTopic: String? = nil
+    /// TLS to the remote broker (mosquitto's `bridge_cafile`, `bridge_certfile`, `bridge_keyfile`,
+    /// `bridge_insecure`): the CA its certificate must chain to, a client certificate to present,
+    /// and whether to skip the check that the certificate names `host`.
+    public var cafile: String? = nil
+    public var certfile: String? = nil
+    public var keyfile: String? = nil
+    public var insecure = false
+
+    public var usesTLS: Bool { cafile != nil }
 
     public init(name: String, hostname: String = "apus") {
         self.name = name
@@ -97,6 +105,8 @@ public struct BridgeConfig: Sendable, Equatable {
     public var problem: String? {
         if host.isEmpty { return "connection \(name): no address" }
         if topics.isEmpty { return "connection \(name): no topic" }
+        if (certfile == nil) != (keyfile == nil) { return "connection \(name): bridge_certfile and bridge_keyfile go together" }
+        if (certfile != nil || insecure) && cafile == nil { return "connection \(name): bridge_certfile and bridge_insecure need bridge_cafile" }
         return nil
     }
 }

@@ -172,6 +172,10 @@ public struct ConfigKey {
             },
             bridgeKey("notifications") { b, v throws(ConfigError) in b.notifications = try flag("notifications", v) },
             bridgeKey("notification_topic") { b, v throws(ConfigError) in b.notificationTopic = try nonEmpty("notification_topic", v) },
+            bridgeKey("bridge_cafile") { b, v throws(ConfigError) in b.cafile = try nonEmpty("bridge_cafile", v) },
+            bridgeKey("bridge_certfile") { b, v throws(ConfigError) in b.certfile = try nonEmpty("bridge_certfile", v) },
+            bridgeKey("bridge_keyfile") { b, v throws(ConfigError) in b.keyfile = try nonEmpty("bridge_keyfile", v) },
+            bridgeKey("bridge_insecure") { b, v throws(ConfigError) in b.insecure = try flag("bridge_insecure", v) },
             // Webhooks (EMQX's event hooks; docs/configuration.md, "Webhooks")
             custom("webhook") { c, v throws(ConfigError) in
                 guard !v.isEmpty, !v.contains(" "), !v.contains("\""), !v.contains("\\") else { throw ConfigError("webhook needs a name without spaces or quotes, got '\(v)'") }

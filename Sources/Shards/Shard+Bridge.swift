@@ -10,6 +10,7 @@ import Broker
 import CApusSys
 import Codec
 import IOUring
+import TLS
 import Transport
 @preconcurrency import Glibc
 
@@ -70,7 +71,8 @@ extension Shard {
                 link.forwardedOut = session.counters.forwardedOut
                 link.forwardedIn = session.counters.forwardedIn
                 if sockets[slot].closing { continue }
-                let status = session.tick(now: now, wire: &sockets[slot].transportOut)
+                let status = session.tick(now: now, wire: &bridgeRemote)
+                sealBridge(slot: slot)
                 if !sockets[slot].transportOut.isEmpty { startSend(slot: slot) }
                 if status != .open { bridgeFailed(slot: slot, link: link, status: status) }
             }
@@ -159,7 +161,21 @@ extension Shard {
         sockets[slot] = SocketState(fd: link.fd, generation: id.generation, listener: 0, transport: .bridge, protocolName: .mqtt)
         let session = BridgeSession(config: link.config)
         sockets[slot].bridge = session
-        session.start(now: now, wire: &sockets[slot].transportOut)
+        if let context = group.bridgeTLS[link.index] {
+            // TLS to the remote: our ClientHello first; the bridge's CONNECT waits in the TLS
+            // layer until the handshake is done.
+            guard let tls = try? TLSSession(context: context),
+                  link.config.insecure || tls.expectPeer(host: link.config.host) else {
+                core.connectionLost(id)
+                return
+            }
+            sockets[slot].tls = tls
+            sockets[slot].handshakeDeadline = now + group.config.tlsHandshakeTimeoutNanoseconds
+            handshakingSlots.append(Int32(slot))
+            _ = tls.start(wire: &sockets[slot].transportOut)
+        }
+        session.start(now: now, wire: &bridgeRemote)
+        sealBridge(slot: slot)
         link.connection = id
         link.state = .connected
         link.connectedSince = now
@@ -170,7 +186,8 @@ extension Shard {
     /// The remote broker's bytes.
     func bridgeReceived(slot: Int, id: ConnectionID, bridge: BridgeSession, bytes: UnsafeRawBufferPointer, now: UInt64) {
         let wasEstablished = bridge.isEstablished
-        let status = bridge.received(bytes, now: now, plaintext: &bridgePlaintext, wire: &sockets[slot].transportOut)
+        let status = bridge.received(bytes, now: now, plaintext: &bridgePlaintext, wire: &bridgeRemote)
+        sealBridge(slot: slot)
         if !bridgePlaintext.isEmpty {
             core.receive(id, bytes: bridgePlaintext.readableView, now: now)
             bridgePlaintext.clear()
@@ -193,15 +210,16 @@ extension Shard {
     /// core with (acknowledgements of messages it had to drop) goes back to the core.
     func bridgeOutbound(slot: Int, id: ConnectionID) {
         guard let bridge = sockets[slot].bridge else { return }
-        if !sockets[slot].transportOut.isEmpty {
-            sockets[slot].wire.writeBytes(sockets[slot].transportOut.readableView)
-            sockets[slot].transportOut.clear()
-        }
         if core.hasQueuedOutput(id) {
             core.takeOutbound(id, swappingWith: &bridgeScratch)
-            bridge.send(&bridgeScratch, wire: &sockets[slot].wire)
+            bridge.send(&bridgeScratch, wire: &bridgeRemote)
         }
-        core.setTransportBacklog(id, bytes: sockets[slot].wire.readableBytes)
+        sealBridge(slot: slot)
+        // What waits for the socket (the layer's own bytes first, then the core's) becomes `wire`.
+        let pending = sockets[slot].transportOut
+        sockets[slot].transportOut = sockets[slot].wire
+        sockets[slot].wire = pending
+        core.setTransportBacklog(id, bytes: sockets[slot].wire.readableBytes + (sockets[slot].tls?.heldBytes ?? 0))
         if !bridge.coreInput.isEmpty {
             core.receive(id, bytes: bridge.coreInput.readableView, now: now())
             bridge.coreInput.clear()
@@ -210,6 +228,18 @@ extension Shard {
             // The core ended the bridge's session (shutdown, a takeover): its DISCONNECT is queued.
             core.connectionLost(id)
         }
+    }
+
+    /// The bridge's bytes for the remote (in `bridgeRemote`) into the socket's queue: as they are,
+    /// or as TLS records.
+    func sealBridge(slot: Int) {
+        guard !bridgeRemote.isEmpty else { return }
+        if let tls = sockets[slot].tls {
+            tls.send(&bridgeRemote, wire: &sockets[slot].transportOut)
+        } else {
+            sockets[slot].transportOut.writeBytes(bridgeRemote.readableView)
+        }
+        bridgeRemote.clear()
     }
 
     func bridgeFailed(slot: Int, link: BridgeLink, status: TransportStatus) {

@@ -60,6 +60,10 @@ extension Shard {
                     webSocketEnded(slot: slot, id: id, ws: ws, status: wsStatus)
                     return
                 }
+            } else if let bridge = sockets[slot].bridge {
+                // A bridge over TLS: the plaintext is the remote broker's MQTT.
+                if !sockets[slot].closing { bridgeReceived(slot: slot, id: id, bridge: bridge, bytes: tlsPlaintext.readableView, now: now) }
+                tlsPlaintext.clear()
             } else {
                 if !sockets[slot].closing { core.receive(id, bytes: tlsPlaintext.readableView, now: now) }
                 tlsPlaintext.clear()
@@ -83,6 +87,7 @@ extension Shard {
     func handshakeFinished(slot: Int, id: ConnectionID, session: TLSSession) {
         tlsHandshakes += 1
         removeHandshaking(slot: slot)
+        guard sockets[slot].bridge == nil else { return }  // a bridge's own handshake, as a client
         let settings = group.config.listeners[Int(sockets[slot].listener)].tls
         if settings.useIdentityAsUsername || settings.useSubjectAsUsername,
            let name = session.peerIdentity(subject: settings.useSubjectAsUsername) {
@@ -96,7 +101,7 @@ extension Shard {
         // Every failure is counted; the log gets the first ones and then every 1000th.
         if tlsHandshakeFailures <= 20 || tlsHandshakeFailures % 1000 == 0 {
             logger.info("TLS handshake failed", metadata: [
-                "listener": "\(group.boundListeners[Int(sockets[slot].listener)].address)", "reason": "\(reason)",
+                "listener": "\(sockets[slot].bridge != nil ? "bridge" : group.boundListeners[Int(sockets[slot].listener)].address)", "reason": "\(reason)",
                 "failures_total": "\(tlsHandshakeFailures)"])
         }
     }

@@ -101,6 +101,7 @@ final class Shard {
     var bridges: [BridgeLink] = []
     var bridgePlaintext = ByteBuffer()
     var bridgeScratch = ByteBuffer()
+    var bridgeRemote = ByteBuffer()
     /// The core's events of a loop turn, and one hook's share of them (Webhooks.swift).
     var eventScratch: [BrokerEvent] = []
     var hookScratch: [BrokerEvent] = []

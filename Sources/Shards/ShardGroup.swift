@@ -116,6 +116,8 @@ public final class ShardGroup: @unchecked Sendable {
     /// Bridges whose session in the core is not made yet (no shard accepts clients before).
     let bridgesPending = Atomic<Int>(0)
     var membership: EtcdMembership? = nil
+    /// Each bridge's TLS client context (nil: plain TCP), read once at start.
+    let bridgeTLS: [TLSContext?]
     /// The webhooks' senders, one thread each.
     let webhookSenders: [WebhookSender]
 
@@ -166,6 +168,16 @@ public final class ShardGroup: @unchecked Sendable {
             }
         }
         tls = Mutex(contexts)
+        var bridgeContexts: [TLSContext?] = []
+        for bridge in config.bridges {
+            guard let cafile = bridge.cafile else { bridgeContexts.append(nil); continue }
+            do {
+                bridgeContexts.append(try TLSContext(clientTrusting: cafile, certfile: bridge.certfile, keyfile: bridge.keyfile))
+            } catch {
+                throw StartupError(message: "connection \(bridge.name): \(error)")
+            }
+        }
+        bridgeTLS = bridgeContexts
         var perShard = Array(repeating: [Int32](), count: config.shards)
         var bound: [ListenerConfig] = []
         do {

@@ -57,6 +57,15 @@ public final class TLSSession: TransportLayer {
 
     public var heldBytes: Int { held.readableBytes }
 
+    /// A client session checks that the server's certificate names `host` (a DNS name, or an IPv4
+    /// or IPv6 address against the certificate's IP addresses). Call before `start`.
+    public func expectPeer(host: String) -> Bool {
+        if host.contains(where: { $0 == ":" }) || host.split(separator: ".").count == 4 && host.allSatisfy({ $0.isNumber || $0 == "." }) {
+            return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1
+        }
+        return SSL_set1_host(ssl, host) == 1
+    }
+
     /// A client's first flight (ClientHello): call once on a client session before any input.
     public func start(wire: inout ByteBuffer) -> TransportStatus {
         _ = withIO(input: UnsafeRawBufferPointer(start: nil, count: 0), wire: &wire) { handshake() }
