@@ -150,8 +150,41 @@ def test_metrics_with_curl(ops):
     out = subprocess.run(["curl", "-sS", "-i", f"http://127.0.0.1:{ops.http_port}/metrics"], capture_output=True,
                          timeout=TIMEOUT, check=True).stdout.decode()
     assert out.startswith("HTTP/1.1 200 OK\r\n")
-    assert "\r\nConnection: close\r\n" in out
+    assert "\r\nConnection: keep-alive\r\n" in out
     assert re.search(r"^apus_connections_count \d+$", out, re.M)
+
+
+def test_http_keep_alive_pipelining_and_close(ops):
+    """Several requests on one connection (as a Prometheus server scrapes), two pipelined in one
+    write answered in order, then `Connection: close` ends it."""
+    s = socket.create_connection(("127.0.0.1", ops.http_port), timeout=TIMEOUT)
+    buffered = b""
+
+    def response():
+        nonlocal buffered
+        while b"\r\n\r\n" not in buffered:
+            chunk = s.recv(65536)
+            assert chunk, "closed before an answer"
+            buffered += chunk
+        head, rest = buffered.split(b"\r\n\r\n", 1)
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+        while len(rest) < length:
+            rest += s.recv(65536)
+        buffered = rest[length:]
+        return head.decode(), rest[:length]
+
+    for _ in range(3):
+        s.sendall(b"GET /health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, body = response()
+        assert head.startswith("HTTP/1.1 200") and "Connection: keep-alive" in head and b"ready" in body
+    s.sendall(b"GET /health/ready HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    first, second = response(), response()
+    assert b"ready" in first[1] and b"apus_connections_count" in second[1]
+    s.sendall(b"GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _ = response()
+    assert "Connection: close" in head
+    assert s.recv(1) == b"", "the connection ends after a Connection: close request"
+    s.close()
 
 
 def test_publish_api_delivers_with_properties(ops):

@@ -22,6 +22,14 @@ public struct HTTPRequest: Sendable, Equatable {
     }
 
     /// The first header named `name` (case-insensitive).
+    /// Whether the client asks to keep the connection (RFC 9112 §9.3: HTTP/1.1 unless it says
+    /// `close`; HTTP/1.0 only when it says `keep-alive`).
+    public var wantsKeepAlive: Bool {
+        let tokens = headerTokens("Connection").map { $0.lowercased() }
+        if version == "HTTP/1.1" { return !tokens.contains("close") }
+        return tokens.contains("keep-alive")
+    }
+
     public func header(_ name: String) -> String? {
         let lower = name.lowercased()
         return headers.first { $0.name.lowercased() == lower }?.value
@@ -113,11 +121,13 @@ public enum HTTPRequestParser {
     }
 }
 
-/// An HTTP/1.1 response with `Connection: close`.
+/// An HTTP/1.1 response (`Connection: close` unless `keepAlive`).
 public struct HTTPResponse: Sendable {
     public var status: Int
     public var contentType: String
     public var body: [UInt8]
+    /// The connection stays open for the next request (`Connection: keep-alive`).
+    public var keepAlive = false
     /// More header lines (name, value), e.g. WWW-Authenticate.
     public var headers: [(name: String, value: String)] = []
 
@@ -149,7 +159,7 @@ public struct HTTPResponse: Sendable {
     public var bytes: [UInt8] {
         var head = "HTTP/1.1 \(status) \(HTTPResponse.reasonPhrase(status))\r\nContent-Type: \(contentType)\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
-        head += "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        head += "Content-Length: \(body.count)\r\nConnection: \(keepAlive ? "keep-alive" : "close")\r\n\r\n"
         return Array(head.utf8) + body
     }
 }

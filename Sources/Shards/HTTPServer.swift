@@ -1,5 +1,5 @@
-// The HTTP listener (`http_listener`), served by shard 0 on its own io_uring ring, one request per
-// connection (answered with Connection: close). Its connections are entries of the shard's one
+// The HTTP listener (`http_listener`), served by shard 0 on its own io_uring ring, HTTP/1.1 with
+// keep-alive (a connection idle for 120 s is closed). Its connections are entries of the shard's one
 // connection table (`Shard.sockets`, protocol `.http`), accepted, read, written and closed by the
 // same code as MQTT clients'; the routes and answers are HTTPAPI's (APIRoutes.swift); this file
 // feeds them the request bytes and implements their `BrokerEndpoint` over the shard.
@@ -25,6 +25,9 @@ struct HTTPExchange {
 extension Shard {
     static let httpMaxConnections = 64
     static let httpTimeoutNanoseconds: UInt64 = 10_000_000_000
+    /// A kept-alive connection may wait this long for its next request (longer than Prometheus's
+    /// default 15 s scrape interval, so a scraper keeps its connection).
+    static let httpIdleNanoseconds: UInt64 = 120_000_000_000
     /// `SocketState.listener` of an HTTP connection (the MQTT listeners are numbered from 0).
     static let httpListenerIndex = UInt16.max
 
@@ -42,42 +45,61 @@ extension Shard {
         httpExchanges[Int32(slot)] = HTTPExchange(deadline: now + Shard.httpTimeoutNanoseconds)
     }
 
-    /// Request bytes: parsed once complete, answered, and the connection closed after the answer
-    /// (`Connection: close`) as an MQTT connection the core ended is: FIN after the last byte,
-    /// then a linger that reads and discards.
+    /// Request bytes: parsed once complete and answered. HTTP/1.1 connections stay open for the
+    /// next request (keep-alive: Prometheus scrapes on one connection) unless the client says
+    /// `Connection: close`; a closing one ends as an MQTT connection the core ended does: FIN
+    /// after the last byte, then a linger that reads and discards. Answers go through
+    /// `transportOut`, so one written while the previous is still being sent waits for it.
     func httpReceived(slot: Int, bytes: UnsafeRawBufferPointer, now: UInt64) {
         let key = Int32(slot)
         guard var exchange = httpExchanges.removeValue(forKey: key) else { return }
         exchange.request.append(contentsOf: bytes)
-        let response: HTTPResponse
-        switch HTTPRequestParser.parse(exchange.request) {
-        case .incomplete:
+        while true {
+            var response: HTTPResponse
+            var keep = false
+            let (result, consumed) = HTTPRequestParser.parse(exchange.request, maxHeaderBytes: HTTPRequestParser.maxHeaderBytes)
+            switch result {
+            case .incomplete:
+                httpExchanges[key] = exchange
+                return
+            case .invalid(let status, let reason):
+                response = APIRoutes.invalid(status: status, reason: reason)
+            case .complete(let request):
+                response = answer(request, now: now)
+                keep = request.wantsKeepAlive && !group.stopping.load(ordering: .relaxed)
+            }
+            response.keepAlive = keep
+            // The slot stays counted until it closes; a kept connection gets a new idle deadline.
+            let rest = keep ? Array(exchange.request[consumed...]) : []
+            exchange = HTTPExchange(request: rest, deadline: now + (rest.isEmpty ? Shard.httpIdleNanoseconds : Shard.httpTimeoutNanoseconds))
             httpExchanges[key] = exchange
-            return
-        case .invalid(let status, let reason):
-            response = APIRoutes.invalid(status: status, reason: reason)
-        case .complete(let request):
-            response = answer(request, now: now)
+            if let wait = core.takeAPIStoreWait(), !core.isDurable(wait) {
+                // A published message is answered once it is stored, as a PUBACK would be; the
+                // connection reads nothing more until then.
+                httpExchanges[key] = HTTPExchange(deadline: exchange.deadline)
+                httpStoreWaits.append((slot, sockets[slot].generation, response.bytes, wait, keep))
+                return
+            }
+            sockets[slot].transportOut.writeBytes(response.bytes)
+            guard keep else {
+                beginClose(slot: slot, now: now)
+                return
+            }
+            startSend(slot: slot)
+            if exchange.request.isEmpty { return }
+            httpExchanges.removeValue(forKey: key)  // a pipelined request follows: the loop answers it
         }
-        httpExchanges[key] = HTTPExchange(deadline: exchange.deadline)  // the slot stays counted until it closes
-        if let wait = core.takeAPIStoreWait(), !core.isDurable(wait) {
-            // A published message is answered once it is stored, as a PUBACK would be.
-            httpStoreWaits.append((slot, sockets[slot].generation, response.bytes, wait))
-            return
-        }
-        sockets[slot].wire.writeBytes(response.bytes)
-        beginClose(slot: slot, now: now)
     }
 
     /// At the end of a loop turn: the HTTP answers whose messages are stored now go out.
     func releaseHTTPStoreWaits(now: UInt64) {
         guard !httpStoreWaits.isEmpty else { return }
-        var kept: [(slot: Int, generation: UInt32, bytes: [UInt8], wait: StoreWait)] = []
+        var kept: [(slot: Int, generation: UInt32, bytes: [UInt8], wait: StoreWait, keepAlive: Bool)] = []
         for w in httpStoreWaits {
             guard sockets[w.slot].generation == w.generation, sockets[w.slot].fd >= 0, !sockets[w.slot].closing else { continue }
             if core.isDurable(w.wait) {
-                sockets[w.slot].wire.writeBytes(w.bytes)
-                beginClose(slot: w.slot, now: now)
+                sockets[w.slot].transportOut.writeBytes(w.bytes)
+                if w.keepAlive { startSend(slot: w.slot) } else { beginClose(slot: w.slot, now: now) }
             } else {
                 kept.append(w)
             }
@@ -85,11 +107,12 @@ extension Shard {
         httpStoreWaits = kept
     }
 
-    /// Cuts off connections whose request is not complete in time (slow or idle clients).
+    /// Cuts off connections whose request is not complete in time (slow clients); a kept-alive
+    /// connection idle that long is closed normally.
     func checkHTTPDeadlines(now: UInt64) {
         guard !httpExchanges.isEmpty else { return }
         for (slot, exchange) in httpExchanges where now >= exchange.deadline && !sockets[Int(slot)].closing {
-            abortSocket(slot: Int(slot))
+            if exchange.request.isEmpty && !sockets[Int(slot)].sendInFlight { beginClose(slot: Int(slot), now: now) } else { abortSocket(slot: Int(slot)) }
         }
     }
 

@@ -79,7 +79,7 @@ final class Shard {
     let httpListener: Int32?
     var httpExchanges: [Int32: HTTPExchange] = [:]
     /// HTTP answers waiting for the store (HTTPServer.swift).
-    var httpStoreWaits: [(slot: Int, generation: UInt32, bytes: [UInt8], wait: StoreWait)] = []
+    var httpStoreWaits: [(slot: Int, generation: UInt32, bytes: [UInt8], wait: StoreWait, keepAlive: Bool)] = []
     var httpMessageCounter: UInt64 = 0
     /// The security settings generation this shard runs with (see ShardGroup.reloadSecurity).
     var securityGeneration = 0
