@@ -89,6 +89,53 @@ class Broker:
             assert code == 0, f"apus exited with {code}:\n{self.log_tail()}"
 
 
+class ConfiguredApus:
+    """apus started with a configuration file: a listener and an HTTP listener on free ports, then
+    `lines` (bridges, webhooks, ...)."""
+
+    def __init__(self, lines, shards=2):
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.http = free_port()
+        self.dir = tempfile.mkdtemp(prefix="apus-conf-")
+        conf = os.path.join(self.dir, "apus.conf")
+        with open(conf, "w") as f:
+            f.write(f"listener {self.port} 127.0.0.1\nhttp_listener {self.http}\n" + "\n".join(lines) + "\n")
+        self.log = open(os.path.join(self.dir, "apus.log"), "ab")
+        self.proc = subprocess.Popen([APUS_BIN, "--config", conf, "--shards", str(shards)], stdout=self.log, stderr=subprocess.STDOUT)
+
+        def listening():
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+
+        wait_until(listening, message="apus to listen")
+
+    def metrics(self):
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/metrics", timeout=2) as r:
+            return r.read().decode()
+
+    def metric(self, line_prefix):
+        """The value of the first /metrics line starting with `line_prefix` and a space, or None."""
+        for line in self.metrics().splitlines():
+            if line.startswith(line_prefix + " "):
+                return float(line.split()[-1])
+        return None
+
+    def log_text(self):
+        with open(os.path.join(self.dir, "apus.log"), errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        assert self.proc.poll() is None, self.log_text()[-3000:]
+        self.proc.terminate()
+        assert self.proc.wait(timeout=10) == 0, self.log_text()[-3000:]
+        self.log.close()
+
+
 @pytest.fixture(scope="module")
 def broker():
     b = Broker()

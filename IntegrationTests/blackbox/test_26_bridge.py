@@ -12,7 +12,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import APUS_BIN, BROKER, TIMEOUT, Client, free_port, unique, wait_until
+from conftest import BROKER, TIMEOUT, Client, ConfiguredApus, free_port, unique, wait_until
 
 pytestmark = pytest.mark.skipif(BROKER != "apus", reason="apus bridges")
 
@@ -50,37 +50,7 @@ class Mosquitto:
         self.log.close()
 
 
-class Apus:
-    """apus with a configuration file (the `connection` block) and an HTTP listener."""
-
-    def __init__(self, conf_lines):
-        self.host = "127.0.0.1"
-        self.port = free_port()
-        self.http = free_port()
-        self.dir = tempfile.mkdtemp(prefix="apus-bridge-")
-        self.conf = os.path.join(self.dir, "apus.conf")
-        with open(self.conf, "w") as f:
-            f.write(f"listener {self.port} 127.0.0.1\nhttp_listener {self.http}\n" + "\n".join(conf_lines) + "\n")
-        self.log = open(os.path.join(self.dir, "apus.log"), "ab")
-        self.proc = subprocess.Popen([APUS_BIN, "--config", self.conf, "--shards", "2"], stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(self.listening, message="apus to listen")
-
-    listening = Mosquitto.listening
-
-    def metrics(self):
-        import urllib.request
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/metrics", timeout=2) as r:
-            return r.read().decode()
-
-    def log_text(self):
-        with open(os.path.join(self.dir, "apus.log"), errors="replace") as f:
-            return f.read()
-
-    def stop(self):
-        assert self.proc.poll() is None, self.log_text()[-3000:]
-        self.proc.terminate()
-        assert self.proc.wait(timeout=10) == 0, self.log_text()[-3000:]
-        self.log.close()
+Apus = ConfiguredApus
 
 
 def bridge_lines(name, remote, *topics, extra=()):

@@ -74,6 +74,10 @@ public final class BridgeSession: TransportLayer {
 
     public var heldBytes: Int { 0 }
     public var isEstablished: Bool { state == .established }
+    /// Established and the remote acknowledged the bridge's subscriptions (SUBACK): messages
+    /// published on the remote from now on come in.
+    public var isReady: Bool { state == .established && !awaitingSubAck }
+    private var awaitingSubAck = false
 
     // MARK: start and keep alive
 
@@ -169,6 +173,7 @@ public final class BridgeSession: TransportLayer {
                                                                                               retainAsPublished: remoteVersion == .v5))
                 }
                 Packet.subscribe(Subscribe(packetID: allocateRemoteID(), subscriptions: requests)).encode(version: remoteVersion, into: &remote)
+                awaitingSubAck = true
             }
             if config.notifications { publishState("1", wire: &remote) }
             lastSentToRemote = now
@@ -225,6 +230,7 @@ public final class BridgeSession: TransportLayer {
             if ack.reasonCodes.contains(where: \.isError) {
                 return "the remote broker refused a subscription of the bridge: \(ack.reasonCodes)"
             }
+            awaitingSubAck = false
         case .unsuback, .pingresp:
             break
         case .disconnect(let d):
@@ -356,23 +362,19 @@ public final class BridgeSession: TransportLayer {
     // MARK: topics and ids
 
     /// The remote topic of a local one (the first `out` line whose filter matches), or nil.
-    func mapOut(_ topic: UnsafeRawBufferPointer) -> [UInt8]? {
-        for t in config.topics where t.sendsOut {
-            let matches = t.localFilter.utf8.withContiguousStorageIfAvailable { TopicMatch.matches(filter: UnsafeRawBufferPointer($0), topic: topic) }
-                ?? TopicMatch.matches(filter: t.localFilter, topic: String(decoding: topic, as: UTF8.self))
-            guard matches, topic.starts(with: t.localPrefix.utf8) else { continue }
-            return Array(t.remotePrefix.utf8) + topic.dropFirst(t.localPrefix.utf8.count)
-        }
-        return nil
-    }
+    func mapOut(_ topic: UnsafeRawBufferPointer) -> [UInt8]? { map(topic, outward: true) }
 
     /// The local topic of a remote one (the first `in` line whose filter matches), or nil.
-    func mapIn(_ topic: UnsafeRawBufferPointer) -> [UInt8]? {
-        for t in config.topics where t.bringsIn {
-            let matches = t.remoteFilter.utf8.withContiguousStorageIfAvailable { TopicMatch.matches(filter: UnsafeRawBufferPointer($0), topic: topic) }
-                ?? TopicMatch.matches(filter: t.remoteFilter, topic: String(decoding: topic, as: UTF8.self))
-            guard matches, topic.starts(with: t.remotePrefix.utf8) else { continue }
-            return Array(t.localPrefix.utf8) + topic.dropFirst(t.remotePrefix.utf8.count)
+    func mapIn(_ topic: UnsafeRawBufferPointer) -> [UInt8]? { map(topic, outward: false) }
+
+    /// The first line of the direction whose filter matches `topic`: its prefix swapped.
+    private func map(_ topic: UnsafeRawBufferPointer, outward: Bool) -> [UInt8]? {
+        for t in config.topics where outward ? t.sendsOut : t.bringsIn {
+            let (filter, from, to) = outward ? (t.localFilter, t.localPrefix, t.remotePrefix) : (t.remoteFilter, t.remotePrefix, t.localPrefix)
+            let matches = filter.utf8.withContiguousStorageIfAvailable { TopicMatch.matches(filter: UnsafeRawBufferPointer($0), topic: topic) }
+                ?? TopicMatch.matches(filter: filter, topic: String(decoding: topic, as: UTF8.self))
+            guard matches, topic.starts(with: from.utf8) else { continue }
+            return Array(to.utf8) + topic.dropFirst(from.utf8.count)
         }
         return nil
     }

@@ -2,6 +2,7 @@
 // `cluster_lease_ttl`), and the membership view the gateway and the HTTP API read.
 
 import Cluster
+import HTTP1
 import Synchronization
 
 public struct ClusterConfig: Sendable {
@@ -42,15 +43,6 @@ public struct ClusterConfig: Sendable {
             out.append((host == "localhost" ? "127.0.0.1" : host, port))
         }
         return out.isEmpty ? nil : out
-    }
-}
-
-extension StringProtocol {
-    func trimmingSpaces() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return String(s)
     }
 }
 

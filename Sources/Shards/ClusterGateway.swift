@@ -197,23 +197,7 @@ final class ClusterGateway {
 
     func sendToShards() {
         for target in 0..<index where !routing.shardOutbox[target].isEmpty {
-            let box = group.mailbox(from: index, to: target)
-            var wrote = false
-            while !routing.shardOutbox[target].isEmpty {
-                let view = routing.shardOutbox[target].readableView
-                let consumed = box.write(records: view)
-                if consumed > 0 {
-                    wrote = true
-                    routing.shardOutbox[target].moveReaderIndex(forwardBy: consumed)
-                    continue
-                }
-                let length = ShardRecordCodec.recordLength(view.baseAddress!)
-                guard length > box.maximumRecordLength,
-                      box.writeOutOfLine(record: UnsafeRawBufferPointer(rebasing: view[0..<length])) else { break }
-                wrote = true
-                routing.shardOutbox[target].moveReaderIndex(forwardBy: length)
-            }
-            if wrote { wake(target) }
+            if group.mailbox(from: index, to: target).send(from: &routing.shardOutbox[target]) { wake(target) }
         }
     }
 

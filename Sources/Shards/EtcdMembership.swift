@@ -206,23 +206,8 @@ final class EtcdConnection {
     private var buffer = [UInt8](repeating: 0, count: 16 << 10)
 
     init(host: String, port: UInt16, timeoutSeconds: Int) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SystemCallError("socket", errno: errno) }
-        var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { close(fd); throw SystemCallError("etcd address \(host)", errno: EINVAL) }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else { let e = errno; close(fd); throw SystemCallError("connect \(host):\(port)", errno: e) }
-        self.fd = fd
-        self.hostHeader = "\(host):\(port)"
+        fd = try BlockingSocket.connect(host: host, port: port, timeoutSeconds: Double(timeoutSeconds))
+        hostHeader = "\(host):\(port)"
     }
 
     deinit { close(fd) }

@@ -6,6 +6,7 @@
 // separate cache lines, and each side caches the other's index, so steady-state traffic touches
 // shared lines once per batch.
 
+import ApusBase
 import Synchronization
 
 /// A single-producer/single-consumer ring of variable-length records.
@@ -178,4 +179,28 @@ public final class Mailbox: @unchecked Sendable {
 @usableFromInline struct CacheLinePad {
     @usableFromInline var a: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
     @usableFromInline init() {}
+}
+
+extension Mailbox {
+    /// Producer: moves the whole records at the front of `outbox` into the ring (a record too
+    /// large for it goes out of line); what does not fit stays for the next turn. Returns whether
+    /// anything was written (the consumer may need waking).
+    func send(from outbox: inout ByteBuffer) -> Bool {
+        var wrote = false
+        while !outbox.isEmpty {
+            let view = outbox.readableView
+            let consumed = write(records: view)
+            if consumed > 0 {
+                wrote = true
+                outbox.moveReaderIndex(forwardBy: consumed)
+                continue
+            }
+            // Either the ring is full, or the next record is too large for it.
+            let length = Int(UInt32(littleEndian: view.baseAddress!.loadUnaligned(as: UInt32.self)))
+            guard length > maximumRecordLength, writeOutOfLine(record: UnsafeRawBufferPointer(rebasing: view[0..<length])) else { break }
+            wrote = true
+            outbox.moveReaderIndex(forwardBy: length)
+        }
+        return wrote
+    }
 }

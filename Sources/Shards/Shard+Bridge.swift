@@ -185,7 +185,7 @@ extension Shard {
 
     /// The remote broker's bytes.
     func bridgeReceived(slot: Int, id: ConnectionID, bridge: BridgeSession, bytes: UnsafeRawBufferPointer, now: UInt64) {
-        let wasEstablished = bridge.isEstablished
+        let wasReady = bridge.isReady
         let status = bridge.received(bytes, now: now, plaintext: &bridgePlaintext, wire: &bridgeRemote)
         sealBridge(slot: slot)
         if !bridgePlaintext.isEmpty {
@@ -193,7 +193,7 @@ extension Shard {
             bridgePlaintext.clear()
         }
         if !sockets[slot].transportOut.isEmpty { startSend(slot: slot) }
-        if !wasEstablished && bridge.isEstablished, let link = bridges.first(where: { $0.connection == id }) {
+        if !wasReady && bridge.isReady, let link = bridges.first(where: { $0.connection == id }) {
             link.connects += 1
             link.backoff = link.config.restartBase
             link.failuresLogged = 0
@@ -280,7 +280,7 @@ extension Shard {
     func reportBridges() {
         let figures = bridges.map { link in
             BridgeFigures(name: link.config.name,
-                          connected: link.state == .connected && (sockets[Int(link.connection.slot)].bridge?.isEstablished ?? false),
+                          connected: link.state == .connected && (sockets[Int(link.connection.slot)].bridge?.isReady ?? false),
                           messagesOut: link.earlierOut + link.forwardedOut, messagesIn: link.earlierIn + link.forwardedIn,
                           connects: link.connects)
         }

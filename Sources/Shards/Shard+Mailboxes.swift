@@ -31,24 +31,7 @@ extension Shard {
         core.hasUrgentShardRecords = false
         for target in 0..<group.meshSize where target != index {
             if core.shardOutbox[target].isEmpty { continue }
-            let box = group.mailbox(from: index, to: target)
-            var wrote = false
-            while !core.shardOutbox[target].isEmpty {
-                let view = core.shardOutbox[target].readableView
-                let consumed = box.write(records: view)
-                if consumed > 0 {
-                    wrote = true
-                    core.shardOutbox[target].moveReaderIndex(forwardBy: consumed)
-                    continue
-                }
-                // Either the mailbox is full, or the next record is too large for it.
-                let length = ShardCore.shardMessageLength(view.baseAddress!)
-                guard length > box.maximumRecordLength,
-                      box.writeOutOfLine(record: UnsafeRawBufferPointer(rebasing: view[0..<length])) else { break }
-                wrote = true
-                core.shardOutbox[target].moveReaderIndex(forwardBy: length)
-            }
-            if wrote { wake(target) }
+            if group.mailbox(from: index, to: target).send(from: &core.shardOutbox[target]) { wake(target) }
         }
     }
 

@@ -165,8 +165,9 @@ final class WebhookSender: @unchecked Sendable {
 
     private func post(_ request: [UInt8]) -> Outcome {
         if fd < 0 {
-            guard let c = connect() else { return .failed("cannot connect to \(config.host):\(config.port): \(String(cString: strerror(errno)))") }
-            fd = c
+            do { fd = try BlockingSocket.connect(host: config.host, port: config.port, timeoutSeconds: config.timeoutSeconds) } catch {
+                return .failed("\(error)")
+            }
         }
         var sentBytes = 0
         while sentBytes < request.count {
@@ -204,26 +205,6 @@ final class WebhookSender: @unchecked Sendable {
     private func dropConnection() {
         if fd >= 0 { close(fd) }
         fd = -1
-    }
-
-    private func connect() -> Int32? {
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard s >= 0 else { return nil }
-        let seconds = max(config.timeoutSeconds, 0.001)
-        var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1e6))
-        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var one: Int32 = 1
-        setsockopt(s, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = config.port.bigEndian
-        guard inet_pton(AF_INET, config.host, &address.sin_addr) == 1 else { close(s); errno = EINVAL; return nil }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else { let e = errno; close(s); errno = e; return nil }
-        return s
     }
 
     /// The hook's lines of /metrics.

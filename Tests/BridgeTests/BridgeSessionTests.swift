@@ -109,6 +109,14 @@ final class BridgeSessionTests: XCTestCase {
         }
     }
 
+    func testReadyOnlyOnceTheRemoteAcknowledgedTheSubscriptions() {
+        let s = established()
+        XCTAssertTrue(s.isEstablished)
+        XCTAssertFalse(s.isReady, "the `in` subscription is not acknowledged yet")
+        _ = fromRemote(s, encode(.suback(SubAck(packetID: 1, reasonCodes: [.grantedQoS2])), .v3_1_1))
+        XCTAssertTrue(s.isReady)
+    }
+
     func testOutboundQoS1IsAcknowledgedToTheCoreOnlyWhenTheRemoteAcknowledged() {
         let s = established()
         let (remote, back) = fromCore(s, publish("site1/sensors/t", "21.5", qos: .atLeastOnce, id: 7, version: .v5))
