@@ -3,7 +3,7 @@
 
 SWIFT        ?= swift
 PYTHON       ?= python3
-APT_PACKAGES := liburing-dev libjemalloc-dev libssl-dev openssl mosquitto mosquitto-clients pkg-config curl chromium etcd-server
+APT_PACKAGES := liburing-dev libjemalloc-dev libssl-dev openssl mosquitto mosquitto-clients pkg-config curl chromium etcd-server iptables
 PY_PACKAGES  := paho-mqtt pytest websocket-client
 FUZZ_SECONDS ?= 60
 RELEASE_BIN  := .build/release/apus

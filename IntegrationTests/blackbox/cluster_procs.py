@@ -57,7 +57,7 @@ class Etcd:
 
 
 class Node:
-    def __init__(self, name, etcd, cluster, shards=2, extra=(), lease_ttl=LEASE_TTL):
+    def __init__(self, name, etcd, cluster, shards=2, extra=(), lease_ttl=LEASE_TTL, uid=None):
         self.name = name
         self.etcd = etcd
         self.cluster = cluster
@@ -66,14 +66,17 @@ class Node:
         self.http = free_port()
         self.link = free_port()
         self.shards = shards
+        # Run as another user (the partition test tells this node's packets apart by their owner).
+        self.uid = uid
         self.lease_ttl = lease_ttl
         self.extra = list(extra)
         self.log = tempfile.NamedTemporaryFile(prefix=f"node-{name}-", suffix=".log", delete=False)
         self.start()
 
     def start(self):
+        prefix = ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups"] if self.uid is not None else []
         self.proc = subprocess.Popen(
-            [APUS_BIN, "--port", str(self.port), "--shards", str(self.shards), "--log-level", "info",
+            [*prefix, APUS_BIN, "--port", str(self.port), "--shards", str(self.shards), "--log-level", "info",
              "--cluster-name", self.cluster, "--node-name", self.name,
              "--cluster-listener", f"127.0.0.1:{self.link}", "--etcd-endpoints", self.etcd.url,
              "--set", f"cluster_lease_ttl={self.lease_ttl}", "--set", f"http_listener={self.http}", *self.extra],
