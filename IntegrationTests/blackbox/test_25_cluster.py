@@ -27,7 +27,7 @@ def running(node, names):
 def cluster():
     etcd = Etcd()
     name = unique("cl")
-    nodes = {n: Node(n, etcd, name) for n in ("a", "b", "c")}
+    nodes = {n: Node(n, etcd, name, extra=("--set", "sys_interval=1")) for n in ("a", "b", "c")}
     for node in nodes.values():
         wait_until(lambda: running(node, nodes) and node.metric("apus_cluster_links_up") == 2, timeout=15,
                    message=f"{node.name} to link with every node")
@@ -85,6 +85,18 @@ def test_membership_in_etcd_and_nodes_api(cluster):
         assert n["node_status"] == "running"
         assert n["uptime"] >= 0
     assert nodes["a"].metric("apus_cluster_etcd_up") == 1
+    # $SYS/broker/cluster/... (every sys_interval, retained).
+    sys = Client(nodes["a"])
+    try:
+        sys.subscribe("$SYS/broker/cluster/#", 0)
+        seen = {}
+        wanted = {"$SYS/broker/cluster/nodes/running": b"3", "$SYS/broker/cluster/links/up": b"2",
+                  "$SYS/broker/cluster/node/b/status": b"running", "$SYS/broker/cluster/node/c/status": b"running"}
+        while any(seen.get(t) != v for t, v in wanted.items()):
+            topic, payload, _ = sys.messages.get(timeout=TIMEOUT)  # every second; a missing topic fails here
+            seen[topic] = payload
+    finally:
+        sys.close()
 
 
 def test_publishes_from_two_nodes_reach_a_subscriber_on_a_third_at_every_qos(cluster, clients):

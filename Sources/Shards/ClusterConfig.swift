@@ -84,6 +84,26 @@ public final class ClusterBoard: Sendable {
 }
 
 extension ClusterBoard.Figures {
+    /// The cluster's `$SYS/broker/cluster/...` topics and values (published with the others every
+    /// `sys_interval`): nodes by state, links, and per node its state, connections and link bytes.
+    func sysTopics() -> [(String, String)] {
+        var out: [(String, String)] = [
+            ("$SYS/broker/cluster/nodes/running", "\(nodes.filter(\.running).count)"),
+            ("$SYS/broker/cluster/nodes/stopped", "\(nodes.filter { !$0.running }.count)"),
+            ("$SYS/broker/cluster/links/up", "\(linksUp)"),
+            ("$SYS/broker/cluster/etcd/up", etcdUp ? "1" : "0"),
+            ("$SYS/broker/cluster/messages/sent", "\(publishesToPeers)"),
+            ("$SYS/broker/cluster/messages/received", "\(publishesFromPeers)"),
+        ]
+        for node in nodes {
+            out.append(("$SYS/broker/cluster/node/\(node.name)/status", node.running ? "running" : "stopped"))
+            out.append(("$SYS/broker/cluster/node/\(node.name)/connections", "\(node.connections)"))
+            if let sent = linkBytesSent[node.name] { out.append(("$SYS/broker/cluster/node/\(node.name)/link/bytes/sent", "\(sent)")) }
+            if let received = linkBytesReceived[node.name] { out.append(("$SYS/broker/cluster/node/\(node.name)/link/bytes/received", "\(received)")) }
+        }
+        return out
+    }
+
     /// The cluster's lines of GET /metrics.
     func prometheusText() -> String {
         func escape(_ s: String) -> String {

@@ -51,6 +51,11 @@ extension Shard {
                 for (topic, value) in sys!.values(now: now, startedAt: group.stats.startedAt, totals: totals, version: group.config.version) {
                     core.publishFromBroker(topic: topic, payload: Array(value.utf8), retain: true)
                 }
+                if group.config.cluster != nil {
+                    for (topic, value) in group.clusterBoard.read().sysTopics() {
+                        core.publishFromBroker(topic: topic, payload: Array(value.utf8), retain: true)
+                    }
+                }
             }
         }
     }
