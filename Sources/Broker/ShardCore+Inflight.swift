@@ -40,6 +40,13 @@ extension ShardCore {
             }
         } else if count >= config.maxQueuedMessages {
             counters.droppedQueueFull += 1
+            if config.eventKinds & BrokerEvent.Kind.dropped.rawValue != 0 {
+                message.bytes.withUnsafeBytes { all in
+                    let topic = UnsafeRawBufferPointer(rebasing: all[0..<message.topicLength])
+                    let payload = UnsafeRawBufferPointer(rebasing: all[(message.topicLength + message.propertiesLength)...])
+                    messageEvent(.dropped, slot: s, topic: topic, payload: payload, qos: message.qos, retain: message.retain, reason: "queue_full")
+                }
+            }
             messageBuffers.recycle(message)
             return
         }

@@ -61,4 +61,26 @@ final class EventTests: XCTestCase {
         XCTAssertEqual(e[0].reason, "no_subscribers")
         XCTAssertEqual(e[1].reason, "sock_closed")
     }
+
+    func testDroppedWhenAnOfflineSessionsQueueIsFull() {
+        var config = BrokerConfig()
+        config.eventKinds = BrokerEvent.Kind.dropped.rawValue
+        config.maxQueuedMessages = 1
+        let h = CoreHarness(shards: 1, config: config)
+        let sub = h.connect(shard: 0)
+        h.send(sub, .connect(Connect(cleanStart: false, clientID: "away")))
+        h.send(sub, .subscribe(Subscribe(packetID: 1, subscriptions: [SubscriptionRequest(filter: "q/#", options: SubscriptionOptions(qos: .atLeastOnce))])))
+        h.send(sub, .disconnect(Disconnect()))
+        let pub = h.connect(shard: 0)
+        h.send(pub, .connect(Connect(clientID: "pub")))
+        for payload in ["one", "two"] {
+            let t = Array("q/x".utf8), p = Array(payload.utf8)
+            t.withUnsafeBytes { tb in p.withUnsafeBytes { pb in h.send(pub, .publish(Publish(qos: .atLeastOnce, topic: tb, packetID: 1, payload: pb))) } }
+        }
+        let e = events(h)
+        XCTAssertEqual(e.map(\.kind), [.dropped])
+        XCTAssertEqual(e.first?.reason, "queue_full")
+        XCTAssertEqual(e.first?.clientID, "away")
+        XCTAssertEqual(e.first?.payload, Array("two".utf8))
+    }
 }
