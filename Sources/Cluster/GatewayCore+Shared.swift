@@ -20,6 +20,9 @@ struct ShareKey: Hashable {
 }
 
 extension GatewayCore {
+    /// The most members one node can claim in one group (far above any node's connections).
+    static let maximumMembersPerNode = 1 << 24
+
     /// A shard's member count of a group changed.
     func shareCountFromShard(filter: String, group: String, count: Int, shard: Int) {
         let key = ShareKey(filter: filter, group: group)
@@ -37,7 +40,9 @@ extension GatewayCore {
         let key = ShareKey(filter: filter, group: group)
         var counts = remoteShares[key] ?? Array(repeating: 0, count: GatewayCore.maximumPeers)
         let before = counts.reduce(0, +)
-        counts[peer] = max(count, 0)
+        // A peer's word is input: a count beyond any node's connections is cut, so the sum over
+        // 64 peers stays within the record's 32 bits.
+        counts[peer] = min(max(count, 0), GatewayCore.maximumMembersPerNode)
         let after = counts.reduce(0, +)
         remoteShares[key] = after == 0 ? nil : counts
         if after != before {

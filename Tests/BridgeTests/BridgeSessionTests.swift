@@ -191,3 +191,42 @@ final class BridgeSessionTests: XCTestCase {
         XCTAssertThrowsError(try BridgeConfig.Topic(parsing: "a out 1 onlyone"))
     }
 }
+
+extension BridgeSessionTests {
+    /// A remote broker (or a broken connection) sending anything: the session ends with a reason
+    /// or goes on; it never crashes, and what it hands the core always decodes.
+    func testMangledRemoteBytesNeverCrashTheSession() {
+        var random = SplitMix64(seed: 19)
+        let helper = self
+        let valid: [[UInt8]] = [
+            helper.encode(.connack(ConnAck()), .v3_1_1),
+            helper.publish("fleet/commands/x", "go", qos: .exactlyOnce, id: 9, version: .v3_1_1),
+            helper.publish("fleet/commands/y", "go", qos: .atLeastOnce, id: 10, version: .v3_1_1),
+            helper.encode(.puback(PublishAck(packetID: 3)), .v3_1_1),
+            helper.encode(.pubrec(PublishAck(packetID: 3)), .v3_1_1),
+            helper.encode(.pubrel(PublishAck(packetID: 9)), .v3_1_1),
+            helper.encode(.suback(SubAck(packetID: 1, reasonCodes: [.grantedQoS2])), .v3_1_1),
+        ]
+        for _ in 0..<3_000 {
+            let s = BridgeSession(config: helper.config())
+            var core = ByteBuffer(), remote = ByteBuffer()
+            s.start(now: 0, wire: &remote)
+            for _ in 0..<8 {
+                var bytes = valid[Int(random.next() % UInt64(valid.count))]
+                if random.next() % 2 == 0 { bytes[Int(random.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: random.next()) }
+                let status = bytes.withUnsafeBytes { s.received($0, now: 1, plaintext: &core, wire: &remote) }
+                if status != .open { break }
+                // The core answers whatever it got with acknowledgements; the session maps them back.
+                var plain = ByteBuffer()
+                plain.writeBytes(helper.encode(.puback(PublishAck(packetID: UInt16(truncatingIfNeeded: random.next() % 4))), .v5))
+                s.send(&plain, wire: &remote)
+                plain.deallocate()
+            }
+            var decoder = StreamDecoder(version: .v5)
+            decoder.feed(core.readableView)
+            while let packet = try? decoder.next() { _ = packet }
+            core.deallocate()
+            remote.deallocate()
+        }
+    }
+}
