@@ -39,6 +39,9 @@ public struct BrokerConfig: Sendable {
     /// Outbound QoS 1/2 messages that may be unacknowledged per client (mosquitto's
     /// max_inflight_messages); the v5 client's Receive Maximum lowers it.
     public var maxInflightMessages: Int = 20
+    /// The inflight window towards a bridge (this broker's, or another broker's that says it is
+    /// one): `bridge_max_inflight_messages`, at least `maxInflightMessages`.
+    public var bridgeInflightMessages: Int = 1000
     /// Outbound QoS 1/2 messages queued per client behind the inflight window, online or offline
     /// (mosquitto's max_queued_messages); beyond it messages are dropped and counted.
     public var maxQueuedMessages: Int = 1000

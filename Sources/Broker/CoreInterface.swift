@@ -30,6 +30,8 @@ public protocol ShardCoreInterface: AnyObject {
     /// The transport authenticated the client by a verified certificate: its user name (TLS
     /// use_identity_as_username); no password is checked.
     func setCertificateUsername(_ id: ConnectionID, _ username: String)
+    /// The connection is one of this broker's bridges (the bridges' inflight window).
+    func markBridge(_ id: ConnectionID)
 
     // MARK: inputs — time, other shards, the broker itself
 

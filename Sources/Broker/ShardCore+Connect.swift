@@ -101,7 +101,7 @@ extension ShardCore {
         }
         connections[s].session.setWill(connect.will)
         connections[s].cleanStart = connect.cleanStart
-        connections[s].isBridge = connect.isBridge
+        if connect.isBridge { connections[s].isBridge = true }  // or the runtime said so (markBridge)
         if version == .v5 {
             let expiry = connect.properties.sessionExpiryInterval ?? 0
             connections[s].session.setExpiry(expiry == 0xFFFF_FFFF ? .max : expiry)

@@ -8,7 +8,11 @@ import Store
 extension ShardCore {
     /// How many QoS 1/2 messages may be unacknowledged towards this client.
     func inflightWindow(_ s: Int) -> Int {
-        min(config.maxInflightMessages, Int(connections[s].clientReceiveMaximum))
+        // A bridge carries many publishers' messages, each acknowledged only once the broker at
+        // its other end acknowledged it: a window of a client's size would bound it to one
+        // round trip per 20 messages.
+        min(connections[s].isBridge ? max(config.maxInflightMessages, config.bridgeInflightMessages) : config.maxInflightMessages,
+            Int(connections[s].clientReceiveMaximum))
     }
 
     /// Delivers a QoS 1/2 message: sends it if the window has room and nothing is queued ahead of

@@ -357,6 +357,15 @@ public final class ShardCore {
         connections[s].usernameFromCertificate = true
     }
 
+    /// The connection is one of this broker's bridges (its local side, Sources/Bridge): treated as
+    /// a bridge that said so (No Local, Retain As Published) with the bridges' inflight window.
+    /// Called before the connection's first input.
+    public func markBridge(_ id: ConnectionID) {
+        let s = Int(id.slot)
+        guard connections[s].generation == id.generation else { return }
+        connections[s].isBridge = true
+    }
+
     /// True when the core queued bytes the runtime has not taken.
     @inline(__always)
     public func hasQueuedOutput(_ id: ConnectionID) -> Bool {

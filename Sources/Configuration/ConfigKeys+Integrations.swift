@@ -59,6 +59,7 @@ extension ConfigKey {
             },
             bridgeKey("notifications") { b, v throws(ConfigError) in b.notifications = try flag("notifications", v) },
             bridgeKey("notification_topic") { b, v throws(ConfigError) in b.notificationTopic = try nonEmpty("notification_topic", v) },
+            integer("bridge_max_inflight_messages", \.group.broker.bridgeInflightMessages, 1...65_535),
             bridgeKey("bridge_cafile") { b, v throws(ConfigError) in b.cafile = try nonEmpty("bridge_cafile", v) },
             bridgeKey("bridge_certfile") { b, v throws(ConfigError) in b.certfile = try nonEmpty("bridge_certfile", v) },
             bridgeKey("bridge_keyfile") { b, v throws(ConfigError) in b.keyfile = try nonEmpty("bridge_keyfile", v) },

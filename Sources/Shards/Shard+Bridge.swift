@@ -156,6 +156,7 @@ extension Shard {
             return
         }
         let id = core.accept(now: now)
+        core.markBridge(id)
         let slot = Int(id.slot)
         while sockets.count <= slot { sockets.append(SocketState()) }
         sockets[slot] = SocketState(fd: link.fd, generation: id.generation, listener: 0, transport: .bridge, protocolName: .mqtt)
