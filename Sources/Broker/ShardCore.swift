@@ -347,25 +347,6 @@ public final class ShardCore {
         connections[Int(id.slot)].transportBacklog = Int32(clamping: bytes)
     }
 
-    /// The transport authenticated the client (a verified TLS certificate): `username` is its
-    /// user name for the ACL, whatever its CONNECT says, and no password is checked (mosquitto's
-    /// use_identity_as_username). Called before the connection's first input.
-    public func setCertificateUsername(_ id: ConnectionID, _ username: String) {
-        let s = Int(id.slot)
-        guard connections[s].generation == id.generation else { return }
-        connections[s].username = username
-        connections[s].usernameFromCertificate = true
-    }
-
-    /// The connection is one of this broker's bridges (its local side, Sources/Bridge): treated as
-    /// a bridge that said so (No Local, Retain As Published) with the bridges' inflight window.
-    /// Called before the connection's first input.
-    public func markBridge(_ id: ConnectionID) {
-        let s = Int(id.slot)
-        guard connections[s].generation == id.generation else { return }
-        connections[s].isBridge = true
-    }
-
     /// True when the core queued bytes the runtime has not taken.
     @inline(__always)
     public func hasQueuedOutput(_ id: ConnectionID) -> Bool {

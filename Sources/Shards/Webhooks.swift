@@ -222,3 +222,17 @@ final class WebhookSender: @unchecked Sendable {
         return out
     }
 }
+
+extension Shard {
+    /// The events the core made this turn, to the webhooks that want them (one lock per hook).
+    func dispatchEvents() {
+        core.takeEvents(into: &eventScratch)
+        guard !eventScratch.isEmpty else { return }
+        for sender in group.webhookSenders {
+            hookScratch.removeAll(keepingCapacity: true)
+            for e in eventScratch where sender.config.wants(e) { hookScratch.append(e) }
+            if !hookScratch.isEmpty { sender.push(hookScratch) }
+        }
+        eventScratch.removeAll(keepingCapacity: true)
+    }
+}
