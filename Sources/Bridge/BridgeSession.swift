@@ -86,20 +86,11 @@ public final class BridgeSession: TransportLayer {
         var properties = Properties()
         if remoteVersion == .v5 && !config.cleanSession { properties.sessionExpiryInterval = 0xFFFF_FFFF }
         let will = config.notifications ? Will(topic: config.stateTopic, payload: Array("0".utf8), qos: .atLeastOnce, retain: true) : nil
-        let connect = Connect(version: remoteVersion, cleanStart: config.cleanSession, keepAlive: config.keepAlive,
+        var connect = Connect(version: remoteVersion, cleanStart: config.cleanSession, keepAlive: config.keepAlive,
                               clientID: config.remoteClientID, will: will, username: config.remoteUsername,
                               password: config.remotePassword.map { Array($0.utf8) }, properties: properties)
-        let start = wire.writerIndex
+        connect.isBridge = config.tryPrivate  // protocol level with bit 7 set: "a bridge" (3.1/3.1.1)
         Packet.connect(connect).encode(version: remoteVersion, into: &wire)
-        if config.tryPrivate && remoteVersion != .v5 {
-            // Protocol level with bit 7 set: "a bridge" (mosquitto's convention). The level follows
-            // the fixed header and the protocol name (2 + 4 bytes).
-            let view = wire.readableView
-            var i = start - wire.readerIndex + 1
-            while view[i] & 0x80 != 0 { i += 1 }
-            let level = i + 1 + 6
-            wire.base!.storeBytes(of: view[level] | 0x80, toByteOffset: wire.readerIndex + level, as: UInt8.self)
-        }
         lastSentToRemote = now
         lastHeardFromRemote = now
     }

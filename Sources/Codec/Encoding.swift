@@ -141,7 +141,8 @@ extension Packet {
 
     static func encodeConnectBody(_ c: Connect, into b: inout ByteBuffer) {
         b.writeString(c.version == .v3_1 ? "MQIsdp" : "MQTT")
-        b.writeByte(c.version.rawValue)
+        // A bridge's 3.1/3.1.1 level has bit 7 set (mosquitto's try_private); v5 has no such bit.
+        b.writeByte(c.version.rawValue | (c.isBridge && c.version != .v5 ? 0x80 : 0))
         var flags: UInt8 = 0
         if c.cleanStart { flags |= 0b10 }
         if let will = c.will {

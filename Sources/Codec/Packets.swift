@@ -18,8 +18,8 @@ public struct Will: Hashable, Sendable {
 /// CONNECT.
 public struct Connect: Hashable, Sendable {
     public var version: ProtocolVersion
-    /// The protocol level had bit 7 set (3.1/3.1.1): a bridge says it is one (mosquitto's
-    /// `try_private`); it is then sent nothing it published itself.
+    /// The protocol level has bit 7 set (3.1/3.1.1): a bridge says it is one (mosquitto's
+    /// `try_private`); it is then sent nothing it published itself. Decoded and encoded.
     public var isBridge = false
     /// Clean Session (3.1.1) / Clean Start (5.0).
     public var cleanStart: Bool

@@ -47,6 +47,21 @@ final class RoundTripTests: XCTestCase {
         }
     }
 
+    func testABridgesConnectKeepsItsLevelBit() throws {
+        // mosquitto's try_private: bit 7 of a 3.1/3.1.1 level says "a bridge" (fuzzer-found:
+        // the bit must survive a round trip).
+        for version in [ProtocolVersion.v3_1, .v3_1_1] {
+            var c = Connect(version: version, clientID: "edge.cloud")
+            c.isBridge = true
+            let bytes = Packet.connect(c).encoded(version: version)
+            XCTAssertEqual(bytes[version == .v3_1 ? 10 : 8], version.rawValue | 0x80)
+            guard case .connect(let back) = try decodeFrame(bytes, version) else { return XCTFail() }
+            XCTAssertTrue(back.isBridge)
+            XCTAssertEqual(back.version, version)
+            try roundTrip(.connect(c), version)
+        }
+    }
+
     func testConnAck() throws {
         try roundTrip(.connack(ConnAck(sessionPresent: true, reasonCode: .success)), .v3_1_1)
         try roundTrip(.connack(ConnAck(reasonCode: .badUserNameOrPassword)), .v3_1_1)
