@@ -146,3 +146,40 @@ def test_ring_setup_skip_for_measurements(skip, expected):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
+
+
+def test_second_broker_on_the_same_port_is_refused(apus2):
+    """The shards listen with SO_REUSEPORT, which would let a second broker of the same user bind
+    the same address and take half of the new connections (a publisher on one and its subscriber on
+    the other then miss each other's messages, silently). The second one must fail to start, as
+    Mosquitto does, and the first keep all the connections."""
+    first, port = apus2
+    second = subprocess.Popen([APUS_BIN, "--port", str(port), "--shards", "2"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        code = second.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        second.kill()
+        raise AssertionError("a second apus on a port in use kept running")
+    assert code != 0
+    assert b"in use" in second.stderr.read()
+    assert first.poll() is None
+    # Every new connection still reaches the first broker: it holds one more socket for each.
+    import paho.mqtt.client as mqtt
+
+    def sockets():
+        fd_dir = f"/proc/{first.pid}/fd"
+        return sum(1 for fd in os.listdir(fd_dir) if os.readlink(os.path.join(fd_dir, fd)).startswith("socket:"))
+
+    before = sockets()
+    clients = []
+    for i in range(20):
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"reuse-{i}")
+        c.connect("127.0.0.1", port)
+        clients.append(c)
+    deadline = time.monotonic() + 5
+    while sockets() < before + 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sockets() == before + 20
+    for c in clients:
+        c.disconnect()

@@ -15,6 +15,12 @@ enum Listener {
                      noDelay: Bool = false, receiveTimestamps: Bool = false) throws -> (fds: [Int32], port: UInt16) {
         var fds: [Int32] = []
         var boundPort = port
+        // SO_REUSEPORT would let another process of the same user (a second broker started by
+        // mistake) bind the same address and take half of the connections: its clients and ours
+        // would then silently miss each other's messages. A socket without SO_REUSEPORT binds
+        // only where nobody is bound, so it proves the address free before the shards' sockets
+        // take it (as Mosquitto's "Address already in use").
+        if port != 0 { try checkFree(host: host, port: port) }
         do {
             for _ in 0..<count {
                 let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -56,6 +62,25 @@ enum Listener {
             throw error
         }
         return (fds, boundPort)
+    }
+
+    /// Throws EADDRINUSE when something is bound to `host:port`.
+    static func checkFree(host: String, port: UInt16) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemCallError("socket", errno: errno) }
+        defer { close(fd) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))  // TIME_WAIT is no owner
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
+            throw SystemCallError("invalid IPv4 address \(host)", errno: EINVAL)
+        }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { throw SystemCallError("bind \(host):\(port) (in use by another process?)", errno: errno) }
     }
 
     /// Whether TCP_NODELAY is set on `fd`.
