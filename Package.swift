@@ -113,7 +113,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("jemalloc")]
         ),
         // The load generator: its own accounting (BenchKit) and the io_uring client engine.
-        .target(name: "BenchKit", swiftSettings: swiftSettings),
+        .target(name: "BenchKit", dependencies: ["Codec", "ApusBase"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "apus-bench",
             dependencies: [
@@ -123,7 +123,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "BenchKitTests", dependencies: ["BenchKit"], swiftSettings: swiftSettings),
+        .testTarget(name: "BenchKitTests", dependencies: ["BenchKit", "Codec", "ApusBase"], swiftSettings: swiftSettings),
         .testTarget(name: "ApusBaseTests", dependencies: ["ApusBase"], swiftSettings: swiftSettings),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "ApusBase"], swiftSettings: swiftSettings),
         .testTarget(name: "WebSocketTests", dependencies: ["WebSocket", "Transport", "HTTP1", "ApusBase"], swiftSettings: swiftSettings),

@@ -58,6 +58,11 @@ public struct BenchReport: Codable, Sendable, Equatable {
     public var brokerCPUSeconds: Double? = nil
     public var brokerCPUSecondsPerMillion: Double? = nil
     public var brokerRSSKiB: Int? = nil
+    /// The broker's CPU seconds per GB of payload delivered (large-payload runs compare on it).
+    public var brokerCPUSecondsPerGB: Double? = nil
+    /// apus-bench's own CPU seconds (all its threads) per million messages received, over the same
+    /// interval as the broker's: a load generator must cost less than what it measures.
+    public var toolCPUSecondsPerMillion: Double? = nil
     /// Bytes the subscribers read per message received (packet overhead included).
     public var subscriberWireBytesPerMessage: Double? = nil
     /// Suites: the headline figure of every round (msg/s, or connects/s for connection scenarios).
@@ -113,6 +118,7 @@ public struct BenchReport: Codable, Sendable, Equatable {
         if let cpu = brokerCPUSecondsPerMillion {
             s += String(format: ", broker CPU %.2f s/M ", cpu) + (isConnectionScenario ? "conns" : "msgs")
         }
+        if let cpu = toolCPUSecondsPerMillion { s += String(format: " (apus-bench %.2f)", cpu) }
         if let rss = brokerRSSKiB { s += ", broker RSS \(rss / 1024) MiB" }
         if let wire = subscriberWireBytesPerMessage { s += String(format: ", %.1f wire B/msg", wire) }
         if !errors.isEmpty { s += "\nerrors: " + errors.joined(separator: "; ") }

@@ -97,7 +97,8 @@ final class Engine: @unchecked Sendable {
         var out = ByteBuffer()
         var sending = ByteBuffer()
         var sendInFlight = false
-        var decoder: StreamDecoder
+        /// The plaintext MQTT stream split into frames.
+        var frames = FrameSplitter()
         var recvArmed = false
         /// Topic alias → publisher index (subscribers of a v5 run with topic aliases).
         var aliases: [Int] = []
@@ -130,7 +131,8 @@ final class Engine: @unchecked Sendable {
     @exclusivity(unchecked) var result = EngineResult()
     @exclusivity(unchecked) var ring: IOUring! = nil
     @exclusivity(unchecked) var buffers: ProvidedBufferRing! = nil
-    @exclusivity(unchecked) var payload: [UInt8]
+    /// Per publisher: its PUBLISH, encoded once (patched per message).
+    @exclusivity(unchecked) var templates: [PublishTemplate] = []
     let progress: ProgressCounters
     /// All messages received (the progress line's count).
     @exclusivity(unchecked) var receivedTotal: UInt64 = 0
@@ -144,7 +146,6 @@ final class Engine: @unchecked Sendable {
         self.config = config
         self.plan = plan
         self.progress = progress
-        payload = [UInt8](repeating: 0x61, count: max(config.size, BenchPayload.headerSize))
     }
 
     var publisherCount: Int { plan.publishers.count }
@@ -162,8 +163,8 @@ final class Engine: @unchecked Sendable {
                                                   clientID: "\(prefix)-sub-\(plan.publishers.first ?? 0)-\(s)",
                                                   version: config.version, properties: properties)
             try link.subscribe(filter: filter, qos: config.qos, version: config.version)
-            var conn = Conn(fd: link.fd, decoder: StreamDecoder(version: config.version), tls: link.tls, ws: link.ws)
-            if !link.plaintext.isEmpty { conn.decoder.feed(link.plaintext.readableView) }
+            var conn = Conn(fd: link.fd, tls: link.tls, ws: link.ws)
+            if !link.plaintext.isEmpty { conn.frames.pending.writeBytes(link.plaintext.readableView) }
             conn.aliases = Array(repeating: -1, count: Int(config.topicAliasMaximum) + 1)
             subscribers.append(conn)
         }
@@ -171,10 +172,13 @@ final class Engine: @unchecked Sendable {
             let link = try config.session.connect(host: config.host, port: config.port, tls: config.tls, webSocketPath: config.webSocketPath,
                                                   clientID: "\(prefix)-pub-\(p)",
                                                   version: config.version)
-            var conn = Conn(fd: link.fd, decoder: StreamDecoder(version: config.version), tls: link.tls, ws: link.ws)
-            if !link.plaintext.isEmpty { conn.decoder.feed(link.plaintext.readableView) }
+            var conn = Conn(fd: link.fd, tls: link.tls, ws: link.ws)
+            if !link.plaintext.isEmpty { conn.frames.pending.writeBytes(link.plaintext.readableView) }
             conns.append(conn)
-            topics.append("\(config.topicPrefix)/\(plan.scenario == .fanOut ? 0 : p)")
+            let topic = "\(config.topicPrefix)/\(plan.scenario == .fanOut ? 0 : p)"
+            topics.append(topic)
+            templates.append(PublishTemplate(version: config.version, qos: config.qos, retain: config.retain, topic: topic,
+                                             payloadSize: config.size))
             sent.append(0)
             acked.append(0)
             nextPacketID.append(1)
@@ -295,27 +299,10 @@ final class Engine: @unchecked Sendable {
             }
             if config.count > 0 { allowed = min(allowed, Int(config.count - min(config.count, sent[p]))) }
             guard allowed > 0 else { continue }
-            let c = p
-            let topic = topics[p]
-            for _ in 0..<allowed {
-                let measured = now >= measureStart && now < measureEnd
-                payload.withUnsafeMutableBytes { BenchPayload.write(sequence: sent[p], sentAt: now, measured: measured, into: $0.baseAddress!) }
-                var packetID: UInt16 = 0
-                if config.qos != .atMostOnce {
-                    packetID = nextPacketID[p]
-                    nextPacketID[p] = packetID == .max ? 1 : packetID + 1
-                }
-                var t = topic
-                t.withUTF8 { topicBytes in
-                    payload.withUnsafeBytes { body in
-                        PublishEncoder.encode(version: config.version, dup: false, qos: config.qos, retain: config.retain,
-                                              topic: UnsafeRawBufferPointer(topicBytes), packetID: packetID,
-                                              properties: UnsafeRawBufferPointer(start: nil, count: 0), payload: body,
-                                              into: &conns[c].out)
-                    }
-                }
-                sent[p] += 1
-            }
+            let measured = now >= measureStart && now < measureEnd
+            nextPacketID[p] = templates[p].write(count: allowed, sequence: sent[p], sentAt: now, measured: measured,
+                                                 packetID: nextPacketID[p], into: &conns[p].out)
+            sent[p] += UInt64(allowed)
         }
     }
 
@@ -433,54 +420,70 @@ final class Engine: @unchecked Sendable {
     }
 
     func receivedPlaintext(_ c: Int, _ bytes: UnsafeRawBufferPointer, measureStart: UInt64, measureEnd: UInt64, counted: Bool = false) {
-        let isSubscriber = c >= publisherCount
-        let subscriber = c - publisherCount
+        if c >= publisherCount && !counted { result.subscriberBytes &+= UInt64(bytes.count) }
         let now = apus_monotonic_ns()
-        if isSubscriber && !counted { result.subscriberBytes &+= UInt64(bytes.count) }
-        conns[c].decoder.feed(bytes)
-        while true {
-            let packet: Packet?
-            do { packet = try conns[c].decoder.next() } catch {
-                if result.error == nil { result.error = "undecodable input from the broker: \(error)" }
-                return
+        do {
+            try conns[c].frames.split(bytes) { frame in
+                received(c, frame: frame, now: now, measureStart: measureStart, measureEnd: measureEnd)
             }
-            guard let packet else { return }
-            switch packet {
-            case .puback:  // publisher side of QoS 1
-                if !isSubscriber { acked[c] &+= 1 }
-                continue
-            case .pubcomp:  // publisher side of QoS 2
-                if !isSubscriber { acked[c] &+= 1 }
-                continue
-            case .pubrec(let ack):  // publisher side of QoS 2
-                Packet.pubrel(PublishAck(packetID: ack.packetID)).encode(version: config.version, into: &conns[c].out)
-                continue
-            case .pubrel(let ack):  // subscriber side of QoS 2
-                Packet.pubcomp(PublishAck(packetID: ack.packetID)).encode(version: config.version, into: &conns[c].out)
-                continue
-            default:
-                break
-            }
-            guard isSubscriber, case .publish(let p) = packet, let header = BenchPayload.read(p.payload) else { continue }
-            var publisher = p.topic.count > 0 ? Engine.publisherIndex(topic: p.topic) : -1
-            if let alias = p.properties.topicAlias, Int(alias) < conns[c].aliases.count {
-                // A v5 broker's topic alias: set with the topic, used alone afterwards.
-                if publisher >= 0 { conns[c].aliases[Int(alias)] = publisher } else { publisher = conns[c].aliases[Int(alias)] }
-            }
-            guard publisher >= 0, let stream = plan.stream(publisher: publisher, subscriber: subscriber) else {
-                if result.error == nil { result.error = "a PUBLISH with an unknown topic alias" }
-                continue
-            }
-            trackers[stream].record(header.sequence)
-            receivedTotal &+= 1
-            lastReceiveAt = now
-            if header.measured { _ = result.latency.record((now &- header.sentAt) / 1000) }
-            if now >= measureStart && now < measureEnd { result.receivedInWindow += 1 }
-            switch p.qos {
-            case .atMostOnce: break
-            case .atLeastOnce: Packet.puback(PublishAck(packetID: p.packetID)).encode(version: config.version, into: &conns[c].out)
-            case .exactlyOnce: Packet.pubrec(PublishAck(packetID: p.packetID)).encode(version: config.version, into: &conns[c].out)
-            }
+        } catch {
+            if result.error == nil { result.error = "undecodable input from the broker: \(error)" }
+        }
+    }
+
+    /// One complete frame from the broker. A subscriber's PUBLISH takes the fast path (no
+    /// `Packet`); acknowledgements are counted by type; anything else is decoded in full.
+    func received(_ c: Int, frame: UnsafeRawBufferPointer, now: UInt64, measureStart: UInt64, measureEnd: UInt64) {
+        let isSubscriber = c >= publisherCount
+        let type = frame[0] >> 4
+        if isSubscriber, let p = BenchPublish.read(frame: frame, version: config.version) {
+            return receivedPublish(c, p, now: now, measureStart: measureStart, measureEnd: measureEnd)
+        }
+        if !isSubscriber && (type == 4 || type == 7) {  // PUBACK (QoS 1), PUBCOMP (QoS 2)
+            acked[c] &+= 1
+            return
+        }
+        let packet: Packet
+        do { packet = try PacketDecoder.decode(frame: frame, version: config.version) } catch {
+            if result.error == nil { result.error = "undecodable input from the broker: \(error)" }
+            return
+        }
+        switch packet {
+        case .pubrec(let ack):  // publisher side of QoS 2
+            Packet.pubrel(PublishAck(packetID: ack.packetID)).encode(version: config.version, into: &conns[c].out)
+        case .pubrel(let ack):  // subscriber side of QoS 2
+            Packet.pubcomp(PublishAck(packetID: ack.packetID)).encode(version: config.version, into: &conns[c].out)
+        case .publish(let p) where isSubscriber:
+            var alias: UInt16 = 0
+            if let a = p.properties.topicAlias { alias = a }
+            receivedPublish(c, BenchPublish(qos: p.qos, packetID: p.packetID, topic: p.topic, topicAlias: alias, payload: p.payload),
+                            now: now, measureStart: measureStart, measureEnd: measureEnd)
+        default:
+            break
+        }
+    }
+
+    func receivedPublish(_ c: Int, _ p: BenchPublish, now: UInt64, measureStart: UInt64, measureEnd: UInt64) {
+        guard let header = BenchPayload.read(p.payload) else { return }
+        let subscriber = c - publisherCount
+        var publisher = p.topic.count > 0 ? Engine.publisherIndex(topic: p.topic) : -1
+        if p.topicAlias != 0, Int(p.topicAlias) < conns[c].aliases.count {
+            // A v5 broker's topic alias: set with the topic, used alone afterwards.
+            if publisher >= 0 { conns[c].aliases[Int(p.topicAlias)] = publisher } else { publisher = conns[c].aliases[Int(p.topicAlias)] }
+        }
+        guard publisher >= 0, let stream = plan.stream(publisher: publisher, subscriber: subscriber) else {
+            if result.error == nil { result.error = "a PUBLISH with an unknown topic alias" }
+            return
+        }
+        trackers[stream].record(header.sequence)
+        receivedTotal &+= 1
+        lastReceiveAt = now
+        if header.measured { _ = result.latency.record((now &- header.sentAt) / 1000) }
+        if now >= measureStart && now < measureEnd { result.receivedInWindow += 1 }
+        switch p.qos {
+        case .atMostOnce: break
+        case .atLeastOnce: Packet.puback(PublishAck(packetID: p.packetID)).encode(version: config.version, into: &conns[c].out)
+        case .exactlyOnce: Packet.pubrec(PublishAck(packetID: p.packetID)).encode(version: config.version, into: &conns[c].out)
         }
     }
 }

@@ -35,6 +35,7 @@ struct PubSubRun {
         }
         let reporter = quiet ? nil : ProgressReporter(counters: counters, kind: .messages, warmup: config.count > 0 ? 0 : Double(config.warmupNanoseconds) / 1e9)
         let cpuBefore = brokerPID.flatMap(BrokerStats.cpuSeconds)
+        let ownCPUBefore = BrokerStats.ownCPUSeconds()
         reporter?.start()
         let results = ResultBox<EngineResult>(count: engines.count)
         for (t, engine) in engines.enumerated() {
@@ -46,6 +47,7 @@ struct PubSubRun {
         results.wait()
         reporter?.stop()
         let cpuAfter = brokerPID.flatMap(BrokerStats.cpuSeconds)
+        let ownCPU = BrokerStats.ownCPUSeconds() - ownCPUBefore
 
         var totals = StreamTotals()
         var receivedInWindow: UInt64 = 0
@@ -91,7 +93,9 @@ struct PubSubRun {
         if let before = cpuBefore, let after = cpuAfter, totals.received > 0 {
             report.brokerCPUSeconds = after - before
             report.brokerCPUSecondsPerMillion = (after - before) / Double(totals.received) * 1e6
+            report.brokerCPUSecondsPerGB = (after - before) / (Double(totals.received) * Double(config.size)) * 1e9
         }
+        if totals.received > 0 { report.toolCPUSecondsPerMillion = ownCPU / Double(totals.received) * 1e6 }
         report.brokerRSSKiB = brokerPID.flatMap(BrokerStats.rssKiB)
         if totals.received > 0 { report.subscriberWireBytesPerMessage = Double(subscriberBytes) / Double(totals.received) }
         var text = ""
