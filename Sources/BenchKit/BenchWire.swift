@@ -119,43 +119,68 @@ public struct BenchPublish {
 }
 
 /// Splits a connection's input into complete frames: a partial frame at the end of one read waits
-/// in `pending` for the next.
+/// in `pending` for the next. A PUBLISH longer than `truncateAbove` reaches the caller as its first
+/// `headBytes` bytes only (enough for its header, topic and BenchPayload's header) and the rest of
+/// it is skipped as it arrives, never copied: the load generator reads large payloads at the
+/// kernel's cost alone.
 public struct FrameSplitter: Sendable {
     public var pending = ByteBuffer()
+    /// Bytes of a truncated PUBLISH still to skip.
+    public var skipping = 0
+    public static let truncateAbove = 64 << 10
+    public static let headBytes = 4096
 
     public init() {}
 
-    /// The length of the complete frame at the start of `bytes`, or nil (incomplete).
+    /// The length of the frame at the start of `bytes` when it is complete, or the length of its
+    /// head when it is a large PUBLISH whose head is here (`truncated`), or nil (wait for more).
     @inlinable
-    public static func frameLength(_ bytes: UnsafeRawBufferPointer) throws(DecodeError) -> Int? {
-        guard let length = try PacketDecoder.frameLength(bytes, maxPacketSize: 268_435_460), length <= bytes.count else { return nil }
-        return length
+    public static func frameLength(_ bytes: UnsafeRawBufferPointer) throws(DecodeError) -> (length: Int, truncated: Bool)? {
+        guard let length = try PacketDecoder.frameLength(bytes, maxPacketSize: 268_435_460) else { return nil }
+        if length > truncateAbove && bytes[0] >> 4 == 3 {
+            return bytes.count >= headBytes ? (length, true) : nil
+        }
+        return length <= bytes.count ? (length, false) : nil
     }
 
-    /// Calls `frame` with each complete frame of what came before plus `bytes`, in order; keeps
-    /// the incomplete rest. Throws on a malformed fixed header (nothing more can be split).
+    /// Calls `frame` with each frame (or large PUBLISH's head) of what came before plus `bytes`,
+    /// in order; keeps the incomplete rest. Throws on a malformed fixed header.
     @inlinable
     public mutating func split(_ bytes: UnsafeRawBufferPointer, _ frame: (UnsafeRawBufferPointer) -> Void) throws(DecodeError) {
+        var bytes = bytes
+        if skipping > 0 {
+            let skip = Swift.min(skipping, bytes.count)
+            skipping -= skip
+            bytes = UnsafeRawBufferPointer(rebasing: bytes[skip...])
+        }
         if pending.isEmpty {
-            let used = try FrameSplitter.each(in: bytes, frame)
+            let used = try each(in: bytes, frame)
             if used < bytes.count { pending.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[used...])) }
             return
         }
         pending.writeBytes(bytes)
-        let used = try FrameSplitter.each(in: pending.readableView, frame)
+        let used = try each(in: pending.readableView, frame)
         pending.moveReaderIndex(forwardBy: used)
         if pending.isEmpty {
             if pending.capacity > 1 << 20 { pending.deallocate() } else { pending.clear() }
         }
     }
 
-    /// Calls `frame` for each complete frame at the start of `bytes`; returns the bytes used.
+    /// Calls `frame` for each frame at the start of `bytes`; returns the bytes used (a truncated
+    /// frame uses all of `bytes` it covers and leaves the rest of itself to `skipping`).
     @inlinable
-    static func each(in bytes: UnsafeRawBufferPointer, _ frame: (UnsafeRawBufferPointer) -> Void) throws(DecodeError) -> Int {
+    mutating func each(in bytes: UnsafeRawBufferPointer, _ frame: (UnsafeRawBufferPointer) -> Void) throws(DecodeError) -> Int {
         var offset = 0
         while offset < bytes.count {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
-            guard let length = try frameLength(rest) else { break }
+            guard let (length, truncated) = try FrameSplitter.frameLength(rest) else { break }
+            if truncated {
+                frame(UnsafeRawBufferPointer(rebasing: rest[0..<FrameSplitter.headBytes]))
+                let here = Swift.min(length, rest.count)
+                skipping = length - here
+                offset += here
+                continue
+            }
             frame(UnsafeRawBufferPointer(rebasing: rest[0..<length]))
             offset += length
         }

@@ -131,6 +131,14 @@ public struct StreamDecoder: @unchecked Sendable {
             if let total = try PacketDecoder.frameLength(storage.readableView, maxPacketSize: maxPacketSize) {
                 let need = total - storage.readableBytes
                 let take = Swift.min(need, chunk.count - chunkOffset)
+                // A large frame would otherwise double its storage several times on the way (each
+                // time copying what came so far, about one more copy of the whole packet). Once an
+                // eighth of it is here, the storage takes its full size at once: a client must send
+                // bytes to make the broker reserve at most eight times as much (and partial
+                // packets' memory is capped per shard, partial_packet_memory_limit).
+                if storage.capacity < total && (storage.readableBytes + take) >= total / 8 && total > 4096 {
+                    storage.reserveCapacity(total)
+                }
                 if take > 0 {
                     storage.writeBytes(UnsafeRawBufferPointer(rebasing: chunk[chunkOffset..<(chunkOffset + take)]))
                     chunkOffset += take

@@ -114,6 +114,41 @@ final class BenchWireTests: XCTestCase {
         }
     }
 
+    func testLargePublishesArriveAsTheirHeadsWhateverTheReadBoundaries() throws {
+        var stream = ByteBuffer()
+        defer { stream.deallocate() }
+        let large = PublishTemplate(version: .v5, qos: .atLeastOnce, retain: false, topic: "big/2", payloadSize: 300_000)
+        let small = PublishTemplate(version: .v5, qos: .atLeastOnce, retain: false, topic: "big/2", payloadSize: 100)
+        var id: UInt16 = 1
+        for s in 0..<6 {  // large and small interleaved
+            id = (s % 2 == 0 ? large : small).write(count: 1, sequence: UInt64(s), sentAt: 0, measured: false, packetID: id, into: &stream)
+        }
+        let bytes = stream.readableArray()
+        for chunk in [1000, 4095, 4096, 16384, 65536, 300_017, 1 << 20] {
+            var splitter = FrameSplitter()
+            var seen: [UInt64] = []
+            var ids: [UInt16] = []
+            var offset = 0
+            while offset < bytes.count {
+                let end = min(offset + chunk, bytes.count)
+                try bytes[offset..<end].withUnsafeBytes { piece in
+                    try splitter.split(piece) { frame in
+                        guard let p = BenchPublish.read(frame: frame, version: .v5), let h = BenchPayload.read(p.payload) else { return }
+                        XCTAssertEqual(String(decoding: p.topic, as: UTF8.self), "big/2")
+                        seen.append(h.sequence)
+                        ids.append(p.packetID)
+                    }
+                }
+                offset = end
+            }
+            XCTAssertEqual(seen, Array(0..<6), "chunks of \(chunk)")
+            XCTAssertEqual(ids, [1, 2, 3, 4, 5, 6])
+            XCTAssertEqual(splitter.skipping, 0)
+            XCTAssertTrue(splitter.pending.isEmpty)
+            splitter.deallocate()
+        }
+    }
+
     func testSplitterRejectsAReservedPacketType() {
         var splitter = FrameSplitter()
         defer { splitter.deallocate() }

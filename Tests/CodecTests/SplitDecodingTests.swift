@@ -31,6 +31,30 @@ final class SplitDecodingTests: XCTestCase {
         }
     }
 
+    /// A large frame takes its full storage once an eighth of it is here (no doubling on the way,
+    /// which copied about the whole packet once more); before that, storage follows what came.
+    func testLargeFrameStorageIsSizedOnceAnEighthArrived() throws {
+        let frame = publishBytes(.v3_1_1, topic: "big", payload: Array(repeating: 1, count: 256 << 10))
+        var decoder = StreamDecoder(version: .v3_1_1)
+        defer { decoder.deallocate() }
+        var offset = 0
+        var capacities: [Int] = []
+        while offset < frame.count {
+            let end = min(offset + (16 << 10), frame.count)
+            let packet = try frame[offset..<end].withUnsafeBytes { chunk -> Packet? in
+                decoder.feed(chunk)
+                return try decoder.next()
+            }
+            if offset == 0 { XCTAssertLessThan(decoder.storageCapacity, 64 << 10, "one chunk of a header: no full reservation yet") }
+            capacities.append(decoder.storageCapacity)
+            if case .publish(let p) = packet { XCTAssertEqual(p.payload.count, 256 << 10) }
+            offset = end
+        }
+        XCTAssertEqual(capacities.last, frame.count)
+        XCTAssertEqual(Set(capacities.filter { $0 >= frame.count }), [frame.count])  // never grown past the frame
+        XCTAssertLessThanOrEqual(Set(capacities).count, 4)  // 16K, 32K (doubling), then the whole frame
+    }
+
     func testOneByteAtATime() throws {
         for version in [ProtocolVersion.v3_1_1, .v5] {
             let bytes = SplitDecodingTests.stream(version)
