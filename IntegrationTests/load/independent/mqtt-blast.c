@@ -4,6 +4,8 @@
 //   mqtt-blast [-h HOST] [-p PORT] [--pairs N | --fan-out S] [-q 0|1] [-s BYTES]
 //              [--window W | --rate R] [--warmup S] [--duration S] [--broker-pid PID]
 //              [--cpu N] [--label L]
+//   mqtt-blast --storm N [--batch B] [-h HOST] [-p PORT] [--broker-pid PID]
+//   mqtt-blast --subscriptions CLIENTS [--filters F] [--pubs P] [--window W] [--duration S] ...
 //
 // pairs: publisher i -> subscriber i on blast/PID/i; fan-out: one publisher on blast/PID/0 ->
 // S subscribers. Closed loop: at most W messages of a publisher not yet received everywhere;
@@ -11,6 +13,8 @@
 // time (CLOCK_MONOTONIC); each subscriber checks the sequence (lost, duplicated) and records
 // send->receive latency. Prints one JSON object: msg/s over the measured interval (after the
 // warm-up), bytes/s, loss, latency percentiles, its own CPU seconds and the broker's (/proc).
+// --storm: N clients connect (non-blocking, at most B at a time), each sending CONNECT with its
+// TCP handshake done and DISCONNECT at its CONNACK, then closing: connects/s and connect latency.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -156,10 +160,291 @@ static double cpu_seconds_pid(int pid) {
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+// --storm: connects per second with at most `batch` attempts in flight.
+static int storm(const char *host, int port, int total, int batch, int broker_pid) {
+    int ep = epoll_create1(0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, host, &a.sin_addr);
+    uint64_t *started = calloc((size_t)total, sizeof *started);
+    int *state = calloc((size_t)total, sizeof *state);  // 0 connecting, 1 CONNECT sent
+    int next = 0, done = 0, failed = 0, inflight = 0;
+    double self0 = cpu_seconds_self(), broker0 = cpu_seconds_pid(broker_pid);
+    uint64_t t0 = now_ns(), last = t0;
+    struct epoll_event events[256];
+    while (done + failed < total) {
+        while (inflight < batch && next < total) {
+            int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+            if (fd < 0) die("socket");
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            started[next] = now_ns();
+            if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS) die("connect");
+            struct epoll_event e = {.events = EPOLLOUT, .data.u64 = (uint64_t)next << 32 | (uint32_t)fd};
+            epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
+            next++; inflight++;
+        }
+        int ready = epoll_wait(ep, events, 256, 1000);
+        for (int i = 0; i < ready; i++) {
+            int fd = (int)(uint32_t)events[i].data.u64, k = (int)(events[i].data.u64 >> 32);
+            if (events[i].events & (EPOLLERR | EPOLLHUP)) { failed++; inflight--; close(fd); continue; }
+            if (state[k] == 0) {
+                char id[32];
+                int idl = snprintf(id, sizeof id, "storm-%d", k);
+                uint8_t p[64];
+                size_t n = 0;
+                p[n++] = 0x10; p[n++] = (uint8_t)(12 + idl);
+                memcpy(p + n, "\x00\x04MQTT\x04\x02\x00\x3c", 10); n += 10;
+                p[n++] = 0; p[n++] = (uint8_t)idl;
+                memcpy(p + n, id, (size_t)idl); n += (size_t)idl;
+                if (write(fd, p, n) != (ssize_t)n) { failed++; inflight--; close(fd); continue; }
+                state[k] = 1;
+                struct epoll_event e = {.events = EPOLLIN, .data.u64 = events[i].data.u64};
+                epoll_ctl(ep, EPOLL_CTL_MOD, fd, &e);
+            } else {
+                uint8_t ack[4];
+                ssize_t r = read(fd, ack, 4);
+                if (r != 4 || ack[0] != 0x20 || ack[3] != 0) { failed++; inflight--; close(fd); continue; }
+                last = now_ns();
+                record_latency((last - started[k]) / 1000);
+                static const uint8_t disconnect[2] = {0xE0, 0};
+                if (write(fd, disconnect, 2) != 2) {}
+                close(fd);
+                done++; inflight--;
+            }
+        }
+    }
+    double secs = (double)(last - t0) / 1e9, self_cpu = cpu_seconds_self() - self0, broker_cpu = cpu_seconds_pid(broker_pid) - broker0;
+    printf("{\"tool\":\"mqtt-blast\",\"scenario\":\"connect-storm\",\"connections\":%d,\"batch\":%d,\"connected\":%d,\"failed\":%d,"
+           "\"connectsPerSecond\":%.0f,\"latencyMicroseconds\":{\"p50\":%.0f,\"p99\":%.0f,\"max\":%llu},"
+           "\"toolCPUSecondsPerMillion\":%.1f,\"brokerCPUSecondsPerMillion\":%.1f}\n",
+           total, batch, done, failed, done / secs, percentile(50), percentile(99), (unsigned long long)lat_max,
+           self_cpu / (done / 1e6), broker_cpu / (done / 1e6));
+    return failed ? 1 : 0;
+}
+
+static long rss_kib(int pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    long v = 0;
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f)) if (!strncmp(line, "VmRSS:", 6)) v = atol(line + 6);
+    fclose(f);
+    return v;
+}
+
+// Reads what is there from a non-blocking socket and counts PUBLISH / PUBACK / SUBACK packets.
+typedef struct { uint8_t *buf; size_t len, cap; uint64_t publishes, pubacks, subacks; } reader_t;
+static void drain(int fd, reader_t *r) {
+    for (;;) {
+        reserve(&r->buf, &r->cap, r->len + 262144);
+        ssize_t got = read(fd, r->buf + r->len, r->cap - r->len);
+        if (got < 0 && errno == EAGAIN) return;
+        if (got <= 0) { fprintf(stderr, "connection closed by the broker\n"); exit(2); }
+        r->len += (size_t)got;
+        size_t off = 0;
+        for (;;) {
+            size_t len = 0, mul = 1, h = 1;
+            int complete = 0;
+            while (off + h < r->len && h <= 4) {
+                uint8_t b = r->buf[off + h++];
+                len += (b & 127) * mul; mul *= 128;
+                if (!(b & 128)) { complete = 1; break; }
+            }
+            if (!complete || r->len - off - h < len) break;
+            uint8_t type = r->buf[off] >> 4;
+            if (type == 3) r->publishes++;
+            else if (type == 4) r->pubacks++;
+            else if (type == 9) r->subacks++;
+            off += h + len;
+        }
+        memmove(r->buf, r->buf + off, r->len - off);
+        r->len -= off;
+    }
+}
+
+// --subscriptions: SUBS clients subscribe FILTERS filters each (1M in all by default) over the
+// 100,000 topics t/A/B/C (A < 10, B < 100, C < 100): per client 99 % exact topics, spread so that
+// every topic has about as many, and 1 % t/A/B/+ filters. Then PUBS publishers publish QoS 1
+// (at most WINDOW unacknowledged each) to the topics in a shuffled order, each topic once per
+// round of 100,000, for DURATION seconds: nothing a match cache could reuse. Reports the
+// subscribe rate, the broker's memory per subscription, publishes matched per second and
+// deliveries per second.
+#define EXACT_TOPIC(k, f) ((((long)(k) * exact + (f)) * 7919L) % TOPICS)
+#define WILDCARD(k, f) ((((long)(k) * (filters - exact) + ((f) - exact)) * 7L) % 1000)
+static int subscriptions(const char *host, int port, int subs, int filters, int pubs, int window,
+                         double duration, int broker_pid, const char *label) {
+    enum { TOPICS = 100000 };
+    int *fds = calloc((size_t)subs, sizeof(int));
+    reader_t *rd = calloc((size_t)(subs + pubs), sizeof(reader_t));
+    char id[64];
+    long rss0 = rss_kib(broker_pid);
+    for (int k = 0; k < subs; k++) {
+        snprintf(id, sizeof id, "subs-%d-%d", getpid(), k);
+        fds[k] = open_client(host, port, id);
+        fcntl(fds[k], F_SETFL, fcntl(fds[k], F_GETFL) | O_NONBLOCK);
+    }
+    // Every client's SUBSCRIBE packets (100 filters each), written as fast as the broker reads.
+    int exact = filters - filters / 100, per_packet = 100;
+    // Filter f of client k: exact topics scattered over all topics (a multiplier prime to
+    // 100,000 makes it a permutation), wildcards t/A/B/+ scattered over the 1,000 (A, B) the same
+    // way. Each topic's fan-out counts clients, not subscriptions: a client whose exact filter and
+    // wildcard both match gets one copy [MQTT-3.3.5-1].
+    uint8_t *matched = calloc((size_t)TOPICS * (size_t)subs / 8 + 1, 1);
+    uint32_t *fanout = calloc(TOPICS, sizeof(uint32_t));
+#define MATCH(t, k) do { size_t bit = (size_t)(t) * (size_t)subs + (size_t)(k); \
+        if (!(matched[bit / 8] & (1 << (bit % 8)))) { matched[bit / 8] |= (uint8_t)(1 << (bit % 8)); fanout[t]++; } } while (0)
+    for (int k = 0; k < subs; k++) {
+        for (int f = 0; f < exact; f++) MATCH(EXACT_TOPIC(k, f), k);
+        for (int f = exact; f < filters; f++) {
+            long w = WILDCARD(k, f);
+            for (int c = 0; c < 100; c++) MATCH(w * 100 + c, k);
+        }
+    }
+    free(matched);
+    uint64_t t0 = now_ns();
+    uint8_t *pkt = malloc(1 << 16);
+    int *next_filter = calloc((size_t)subs, sizeof(int));
+    uint64_t expected_subacks = 0, got_subacks = 0;
+    size_t *pending_off = calloc((size_t)subs, sizeof(size_t)), *pending_len = calloc((size_t)subs, sizeof(size_t));
+    uint8_t **pending = calloc((size_t)subs, sizeof(uint8_t *));
+    for (int k = 0; k < subs; k++) expected_subacks += (uint64_t)((filters + per_packet - 1) / per_packet);
+    while (got_subacks < expected_subacks) {
+        for (int k = 0; k < subs; k++) {
+            if (pending_off[k] == pending_len[k] && next_filter[k] < filters) {  // the next packet
+                size_t n = 0, body = 2;
+                char topic[64];
+                uint8_t *b = pkt + 5;
+                b[0] = (uint8_t)((next_filter[k] / per_packet + 1) >> 8); b[1] = (uint8_t)(next_filter[k] / per_packet + 1);
+                for (int j = 0; j < per_packet && next_filter[k] < filters; j++, next_filter[k]++) {
+                    int f = next_filter[k], tl;
+                    if (f < exact) {
+                        long t = EXACT_TOPIC(k, f);
+                        tl = snprintf(topic, sizeof topic, "t/%ld/%ld/%ld", t / 10000, t / 100 % 100, t % 100);
+                    } else {
+                        long w = WILDCARD(k, f);
+                        tl = snprintf(topic, sizeof topic, "t/%ld/%ld/+", w / 100, w % 100);
+                    }
+                    b[body++] = (uint8_t)(tl >> 8); b[body++] = (uint8_t)tl;
+                    memcpy(b + body, topic, (size_t)tl); body += (size_t)tl;
+                    b[body++] = 0;
+                }
+                uint8_t head[5];
+                head[n++] = 0x82;
+                n += put_varint(head + n, body);
+                free(pending[k]);
+                pending[k] = malloc(n + body);
+                memcpy(pending[k], head, n);
+                memcpy(pending[k] + n, b, body);
+                pending_len[k] = n + body; pending_off[k] = 0;
+            }
+            while (pending_off[k] < pending_len[k]) {
+                ssize_t w = write(fds[k], pending[k] + pending_off[k], pending_len[k] - pending_off[k]);
+                if (w <= 0) break;
+                pending_off[k] += (size_t)w;
+            }
+            uint64_t before = rd[k].subacks;
+            drain(fds[k], &rd[k]);
+            got_subacks += rd[k].subacks - before;
+        }
+    }
+    double subscribe_seconds = (double)(now_ns() - t0) / 1e9;
+    usleep(300000);  // the shards apply routes from each other: let them settle before reading RSS
+    long rss1 = rss_kib(broker_pid);
+    uint64_t total_subs = (uint64_t)subs * (uint64_t)filters;
+
+    // Publishers: QoS 1, topics in a shuffled order (a permutation per publisher).
+    int *pfd = calloc((size_t)pubs, sizeof(int));
+    uint32_t *perm = malloc(TOPICS * sizeof(uint32_t));
+    for (int i = 0; i < TOPICS; i++) perm[i] = (uint32_t)i;
+    uint64_t seed = 88172645463325252ull;
+    for (int i = TOPICS - 1; i > 0; i--) {
+        seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17;
+        int j = (int)(seed % (uint64_t)(i + 1));
+        uint32_t x = perm[i]; perm[i] = perm[j]; perm[j] = x;
+    }
+    uint64_t *psent = calloc((size_t)pubs, sizeof(uint64_t));
+    for (int p = 0; p < pubs; p++) {
+        snprintf(id, sizeof id, "subs-%d-pub-%d", getpid(), p);
+        pfd[p] = open_client(host, port, id);
+        fcntl(pfd[p], F_SETFL, fcntl(pfd[p], F_GETFL) | O_NONBLOCK);
+    }
+    uint8_t out[1 << 16];
+    uint64_t expected = 0;  // deliveries the publishes sent should make
+    double self0 = cpu_seconds_self(), broker0 = cpu_seconds_pid(broker_pid);
+    uint64_t start = now_ns(), end = start + (uint64_t)(duration * 1e9), deliveries0 = 0;
+    for (int k = 0; k < subs; k++) deliveries0 += rd[k].publishes;
+    // Every connection in one epoll set: the tool sleeps when it has nothing to do (it shares the
+    // CPUs with the broker).
+    int ep = epoll_create1(0);
+    for (int i = 0; i < subs + pubs; i++) {
+        struct epoll_event e = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        epoll_ctl(ep, EPOLL_CTL_ADD, i < subs ? fds[i] : pfd[i - subs], &e);
+    }
+    struct epoll_event events[256];
+    while (now_ns() < end) {
+        int ready = epoll_wait(ep, events, 256, 1);
+        for (int e = 0; e < ready; e++) {
+            int i = (int)events[e].data.u32;
+            drain(i < subs ? fds[i] : pfd[i - subs], &rd[i]);
+        }
+        for (int p = 0; p < pubs; p++) {
+            reader_t *r = &rd[subs + p];
+            size_t n = 0;
+            while ((int64_t)(psent[p] - r->pubacks) < window && n < sizeof out - 64) {
+                uint64_t i = psent[p]++;
+                uint32_t t = perm[(i * (uint64_t)pubs + (uint64_t)p) % TOPICS];
+                expected += fanout[t];
+                char topic[32];
+                int tl = snprintf(topic, sizeof topic, "t/%u/%u/%u", t / 10000, t / 100 % 100, t % 100);
+                size_t body = 2 + (size_t)tl + 2 + 16;
+                out[n++] = 0x32;
+                n += put_varint(out + n, body);
+                out[n++] = 0; out[n++] = (uint8_t)tl;
+                memcpy(out + n, topic, (size_t)tl); n += (size_t)tl;
+                uint16_t pid = (uint16_t)(i % 65535 + 1);
+                out[n++] = (uint8_t)(pid >> 8); out[n++] = (uint8_t)pid;
+                memset(out + n, 'p', 16); n += 16;
+            }
+            for (size_t off = 0; off < n;) {  // small: a blocking-style retry loop is fine here
+                ssize_t w = write(pfd[p], out + off, n - off);
+                if (w > 0) off += (size_t)w;
+                else if (errno == EAGAIN) { drain(pfd[p], r); usleep(50); }
+                else die("write");
+            }
+        }
+    }
+    double secs = (double)(now_ns() - start) / 1e9;
+    uint64_t acked = 0, deliveries = 0;
+    for (int p = 0; p < pubs; p++) acked += rd[subs + p].pubacks;
+    for (int k = 0; k < subs; k++) deliveries += rd[k].publishes;
+    deliveries -= deliveries0;
+    // Deliveries still on their way when the clock stopped: wait for them (up to 5 s) to tell
+    // them from messages dropped.
+    uint64_t wait_end = now_ns() + 5000000000ull, arrived = deliveries;
+    while (now_ns() < wait_end) {
+        uint64_t total = 0;
+        for (int k = 0; k < subs; k++) { drain(fds[k], &rd[k]); total += rd[k].publishes; }
+        arrived = total - deliveries0;
+        if (arrived >= expected) break;
+        usleep(1000);
+    }
+    double self_cpu = cpu_seconds_self() - self0, broker_cpu = cpu_seconds_pid(broker_pid) - broker0;
+    printf("{\"tool\":\"mqtt-blast\",\"label\":\"%s\",\"scenario\":\"subscriptions\",\"subscribers\":%d,\"filtersPerSubscriber\":%d,"
+           "\"subscriptions\":%llu,\"topics\":%d,\"subscriptionsPerSecond\":%.0f,\"brokerRSSBeforeKiB\":%ld,\"brokerRSSAfterKiB\":%ld,"
+           "\"bytesPerSubscription\":%.1f,\"publishers\":%d,\"window\":%d,\"publishesPerSecond\":%.0f,\"deliveriesPerSecond\":%.0f,"
+           "\"deliveriesExpected\":%llu,\"deliveriesArrived\":%llu,\"brokerCPUSecondsPerMillionPublishes\":%.2f,\"toolCPUSecondsPerMillionPublishes\":%.2f}\n",
+           label, subs, filters, (unsigned long long)total_subs, TOPICS, (double)total_subs / subscribe_seconds, rss0, rss1,
+           (double)(rss1 - rss0) * 1024 / (double)total_subs, pubs, window, (double)acked / secs, (double)deliveries / secs,
+           (unsigned long long)expected, (unsigned long long)arrived, broker_cpu / ((double)acked / 1e6), self_cpu / ((double)acked / 1e6));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *host = "127.0.0.1", *label = "broker";
     int port = 1883, pairs = 10, fanout = 0, qos = 0, size = 64, window = 500, broker_pid = 0, cpu = -1;
     double rate = 0, warmup = 1, duration = 5;
+    int storm_total = 0, batch = 100, sub_clients = 0, filters = 10000, pubs_n = 4;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
         if (!strcmp(a, "-h")) host = v, i++;
@@ -175,9 +460,16 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--broker-pid")) broker_pid = atoi(v), i++;
         else if (!strcmp(a, "--cpu")) cpu = atoi(v), i++;
         else if (!strcmp(a, "--label")) label = v, i++;
+        else if (!strcmp(a, "--storm")) storm_total = atoi(v), i++;
+        else if (!strcmp(a, "--batch")) batch = atoi(v), i++;
+        else if (!strcmp(a, "--subscriptions")) sub_clients = atoi(v), i++;
+        else if (!strcmp(a, "--filters")) filters = atoi(v), i++;
+        else if (!strcmp(a, "--pubs")) pubs_n = atoi(v), i++;
         else { fprintf(stderr, "unknown argument %s (see the header of mqtt-blast.c)\n", a); return 2; }
     }
     if (qos > 1) { fprintf(stderr, "QoS 0 or 1\n"); return 2; }
+    if (storm_total > 0) return storm(host, port, storm_total, batch, broker_pid);
+    if (sub_clients > 0) return subscriptions(host, port, sub_clients, filters, pubs_n, window, duration, broker_pid, label);
     if (size < 16) size = 16;
     if (cpu >= 0) { cpu_set_t set; CPU_ZERO(&set); CPU_SET(cpu, &set); sched_setaffinity(0, sizeof set, &set); }
     struct rlimit nofile;
@@ -233,7 +525,10 @@ int main(int argc, char **argv) {
             for (int p = 0; p < pubs; p++) {
                 int64_t allowed;
                 if (rate > 0) {
-                    uint64_t due = (uint64_t)((double)(now - start) / 1e9 * rate);
+                    // Publisher p's messages are due at p/pubs of a period after the others':
+                    // the load is spread evenly, not sent in bursts of every publisher at once.
+                    double offset = (double)p / pubs / rate * 1e9, elapsed = (double)(now - start);
+                    uint64_t due = elapsed < offset ? 0 : (uint64_t)((elapsed - offset) / 1e9 * rate) + 1;
                     allowed = due > sent[p] ? (int64_t)(due - sent[p]) : 0;
                     if (allowed > 1000) allowed = 1000;
                 } else {
@@ -278,7 +573,17 @@ int main(int argc, char **argv) {
                 k->want_write = want;
             }
         }
-        int ready = epoll_wait(ep, events, 256, rate > 0 ? 0 : 1);
+        // Closed loop: wait up to 1 ms for input. Paced: sleep until the next message is due
+        // (every publisher is due at the same instants), never spin: this tool shares the CPUs.
+        struct timespec wait = {.tv_sec = 0, .tv_nsec = 1000000};
+        if (rate > 0) {
+            uint64_t t = now_ns(), elapsed = t - start;
+            double step = 1e9 / rate / pubs;  // the publishers' staggered instants
+            uint64_t next_due = (uint64_t)((double)((uint64_t)((double)elapsed / step) + 1) * step);
+            uint64_t left = next_due > elapsed ? next_due - elapsed : 0;
+            wait.tv_nsec = (long)(left < 1000000 ? left : 1000000);
+        }
+        int ready = epoll_pwait2(ep, events, 256, &wait, NULL);
         if (ready < 0 && errno != EINTR) die("epoll_wait");
         for (int e = 0; e < ready; e++) {
             conn_t *k = &c[events[e].data.u32];
