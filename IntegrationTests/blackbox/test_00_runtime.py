@@ -95,6 +95,56 @@ def test_two_shard_threads_pinned_to_distinct_cpus(apus2):
     assert pinned["apus-shard-0"] != pinned["apus-shard-1"], pinned
 
 
+def test_shards_pin_within_the_cpu_set_they_are_given():
+    """A CPU set given from outside (taskset here; docker --cpuset-cpus, a Kubernetes CPU manager)
+    is where the shards pin themselves: started on the last CPU only, the one shard runs there,
+    not on CPU 0 (which pinning to CPUs 0..n-1 did, outside the set it was given)."""
+    if os.environ.get("BROKER", "apus") != "apus":
+        pytest.skip("apus-only")
+    if os.cpu_count() < 2:
+        pytest.skip("needs 2 CPUs")
+    last = max(os.sched_getaffinity(0))
+    port = free_port()
+    proc = subprocess.Popen(["taskset", "-c", str(last), APUS_BIN, "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, proc)
+        wait_until_started(proc)
+        pinned = {}
+        for tid in os.listdir(f"/proc/{proc.pid}/task"):
+            with open(f"/proc/{proc.pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            if name.startswith("apus-shard-"):
+                pinned[name] = os.sched_getaffinity(int(tid))
+        assert pinned == {"apus-shard-0": {last}}, pinned  # one CPU given: one shard, on it
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+
+
+def test_cpu_affinity_false_leaves_the_shards_unpinned():
+    """cpu_affinity false: the shard threads may run on every CPU the process may use."""
+    if os.environ.get("BROKER", "apus") != "apus":
+        pytest.skip("apus-only")
+    port = free_port()
+    proc = subprocess.Popen([APUS_BIN, "--port", str(port), "--shards", "2", "--set", "cpu_affinity=false"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, proc)
+        wait_until_started(proc)
+        allowed = os.sched_getaffinity(0)
+        shards = {}
+        for tid in os.listdir(f"/proc/{proc.pid}/task"):
+            with open(f"/proc/{proc.pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            if name.startswith("apus-shard-"):
+                shards[name] = os.sched_getaffinity(int(tid))
+        assert shards == {"apus-shard-0": allowed, "apus-shard-1": allowed}, shards
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+
+
 def test_jemalloc_is_mapped(apus2):
     proc, _ = apus2
     with open(f"/proc/{proc.pid}/maps") as f:

@@ -25,6 +25,19 @@ int apus_available_cpus(void) {
     return n > 0 ? n : 1;
 }
 
+int apus_allowed_cpu(int index) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return index;
+    int n = CPU_COUNT(&set);
+    if (n <= 0) return index;
+    int want = index % n;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (CPU_ISSET(cpu, &set) && want-- == 0) return cpu;
+    }
+    return index;
+}
+
 void apus_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
 
 uint64_t apus_monotonic_ns(void) {

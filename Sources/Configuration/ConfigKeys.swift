@@ -117,6 +117,7 @@ public struct ConfigKey {
             boolean("set_tcp_nodelay", \.group.tcpNoDelay),
             // Runtime
             optionalInteger("shards", \.shards, 1...63),
+            boolean("cpu_affinity", \.group.pinThreads),
             custom("log_level") { c, v throws(ConfigError) in
                 let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
                 guard levels.contains(v) else { throw ConfigError("log_level is one of \(levels.joined(separator: ", ")), got '\(v)'") }

@@ -261,10 +261,9 @@ public final class ShardGroup: @unchecked Sendable {
         for sender in webhookSenders { try sender.start() }
         let startedAt = apus_monotonic_ns()
         for s in signals { s.lastTick.store(startedAt, ordering: .relaxed) }
-        let cpus = Int(apus_available_cpus())
         for index in 0..<config.shards {
             let listener = listeners[index]
-            let cpu = config.pinThreads ? index % cpus : -1
+            let cpu = config.pinThreads ? Int(apus_allowed_cpu(Int32(index))) : -1
             let thread = try spawnThread(name: "apus-shard-\(index)") { [self] in
                 runShard(index: index, listener: listener, cpu: cpu)
             }

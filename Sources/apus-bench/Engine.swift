@@ -248,7 +248,7 @@ final class Engine: @unchecked Sendable {
             if now >= nextProgress { publishProgress(); nextProgress = now + 100_000_000 }
             if now < measureEnd { produce(now: now, measureStart: measureStart, measureEnd: measureEnd, start: start) }
             for c in conns.indices { startSend(c) }
-            ring.submitAndWait(timeoutNanoseconds: config.rate > 0 ? 200_000 : 1_000_000)
+            ring.submitAndWait(timeoutNanoseconds: config.rate > 0 ? pacedWait(now: apus_monotonic_ns(), start: start) : 1_000_000)
             while true {
                 let n = ring.harvest(into: completions, capacity: 512)
                 if n == 0 { break }
@@ -288,7 +288,12 @@ final class Engine: @unchecked Sendable {
         for p in 0..<publisherCount {
             var allowed: Int
             if config.rate > 0 {
-                let due = UInt64(Double(now - start) / 1e9 * config.rate)
+                // Publisher p's messages are due p/publishers of a period after the first's: the
+                // load is spread evenly instead of every publisher sending at the same instants
+                // (which measured the bursts' queueing, milliseconds at 100 x 500 msg/s).
+                let offset = Double(p) / Double(publisherCount) / config.rate * 1e9
+                let elapsed = Double(now - start)
+                let due: UInt64 = elapsed < offset ? 0 : UInt64((elapsed - offset) / 1e9 * config.rate) + 1
                 allowed = due > sent[p] ? Int(min(due - sent[p], 1000)) : 0
             } else if config.ackWindow && config.qos != .atMostOnce {
                 allowed = config.window - Int(sent[p] - acked[p])
@@ -304,6 +309,15 @@ final class Engine: @unchecked Sendable {
                                                  packetID: nextPacketID[p], into: &conns[p].out)
             sent[p] += UInt64(allowed)
         }
+    }
+
+    /// Paced: how long to wait for input before the next publisher's message is due (between
+    /// 10 µs and 1 ms), so that messages leave on time instead of in batches.
+    func pacedWait(now: UInt64, start: UInt64) -> Int64 {
+        let step = 1e9 / config.rate / Double(max(publisherCount, 1))
+        let elapsed = Double(now &- start)
+        let next = (elapsed / step).rounded(.down) * step + step
+        return Int64(min(max(next - elapsed, 10_000), 1_000_000))
     }
 
     /// The publisher index is the last level of the topic (PREFIX/index).

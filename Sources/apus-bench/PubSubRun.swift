@@ -40,7 +40,7 @@ struct PubSubRun {
         let results = ResultBox<EngineResult>(count: engines.count)
         for (t, engine) in engines.enumerated() {
             Thread {
-                apus_pin_current_thread(Int32(t % Int(apus_available_cpus())))
+                apus_pin_current_thread(apus_allowed_cpu(Int32(t)))
                 results.set(t, engine.run())
             }.start()
         }

@@ -9,6 +9,10 @@
 int apus_pin_current_thread(int cpu);
 /// The number of CPUs this process may run on (sched_getaffinity), at least 1.
 int apus_available_cpus(void);
+/// The `index`-th CPU (modulo their number) of those this process may run on: what thread
+/// `index` pins itself to, so that a CPU set given from outside (taskset, docker --cpuset-cpus,
+/// a Kubernetes CPU manager) is honoured instead of CPUs 0..n-1.
+int apus_allowed_cpu(int index);
 /// Sets the calling thread's name (at most 15 characters are kept).
 void apus_set_thread_name(const char *name);
 /// Monotonic clock in nanoseconds.
