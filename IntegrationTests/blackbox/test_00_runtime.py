@@ -52,7 +52,7 @@ def apus2():
     if os.environ.get("BROKER", "apus") != "apus":
         pytest.skip("apus-only")
     port = free_port()
-    proc = subprocess.Popen([APUS_BIN, "--port", str(port), "--shards", "2"],
+    proc = subprocess.Popen([APUS_BIN, "--port", str(port), "--shards", "2", "--set", "cpu_affinity=true"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for_port(port, proc)
@@ -97,8 +97,9 @@ def test_two_shard_threads_pinned_to_distinct_cpus(apus2):
 
 def test_shards_pin_within_the_cpu_set_they_are_given():
     """A CPU set given from outside (taskset here; docker --cpuset-cpus, a Kubernetes CPU manager)
-    is where the shards pin themselves: started on the last CPU only, the one shard runs there,
-    not on CPU 0 (which pinning to CPUs 0..n-1 did, outside the set it was given)."""
+    is where the shards pin themselves (cpu_affinity auto pins when the process was given fewer
+    CPUs than the machine has): started on the last CPU only, the one shard runs there, not on
+    CPU 0 (which pinning to CPUs 0..n-1 did, outside the set it was given)."""
     if os.environ.get("BROKER", "apus") != "apus":
         pytest.skip("apus-only")
     if os.cpu_count() < 2:
@@ -122,12 +123,16 @@ def test_shards_pin_within_the_cpu_set_they_are_given():
         proc.wait(timeout=5)
 
 
-def test_cpu_affinity_false_leaves_the_shards_unpinned():
-    """cpu_affinity false: the shard threads may run on every CPU the process may use."""
+@pytest.mark.parametrize("setting", ["cpu_affinity=false", "cpu_affinity=auto"])
+def test_unpinned_shards_when_asked_or_when_the_cpus_are_shared(setting):
+    """cpu_affinity false, and auto (the default) when the process may use every online CPU (it
+    shares them with whatever else runs): the shard threads may run on every CPU."""
     if os.environ.get("BROKER", "apus") != "apus":
         pytest.skip("apus-only")
+    if setting.endswith("auto") and len(os.sched_getaffinity(0)) < os.sysconf("SC_NPROCESSORS_ONLN"):
+        pytest.skip("this test runs on a CPU subset: auto pins there")
     port = free_port()
-    proc = subprocess.Popen([APUS_BIN, "--port", str(port), "--shards", "2", "--set", "cpu_affinity=false"],
+    proc = subprocess.Popen([APUS_BIN, "--port", str(port), "--shards", "2", "--set", setting],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for_port(port, proc)

@@ -117,7 +117,14 @@ public struct ConfigKey {
             boolean("set_tcp_nodelay", \.group.tcpNoDelay),
             // Runtime
             optionalInteger("shards", \.shards, 1...63),
-            boolean("cpu_affinity", \.group.pinThreads),
+            custom("cpu_affinity") { c, v throws(ConfigError) in
+                switch v {
+                case "auto": c.cpuAffinity = nil
+                case "true": c.cpuAffinity = true
+                case "false": c.cpuAffinity = false
+                default: throw ConfigError("cpu_affinity is auto, true or false, got '\(v)'")
+                }
+            },
             custom("log_level") { c, v throws(ConfigError) in
                 let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
                 guard levels.contains(v) else { throw ConfigError("log_level is one of \(levels.joined(separator: ", ")), got '\(v)'") }

@@ -21,6 +21,9 @@ public struct Configuration {
     public var group = ShardGroupConfig(shards: 1)
     /// `shards`; nil: one per CPU this process may use.
     public var shards: Int? = nil
+    /// cpu_affinity: true pins the shards, false does not, nil (auto) pins them only when the
+    /// process was given fewer CPUs than the machine has online (CPUs set aside for it).
+    public var cpuAffinity: Bool? = nil
     public var logLevel = "info"
     public var passwordFile: String? = nil
     public var aclFile: String? = nil
@@ -135,9 +138,13 @@ public struct Configuration {
 
     /// The shard group's settings: the shard count resolved, the listeners split into MQTT ones
     /// and the HTTP one, the connection quota split over the shards, users and ACL loaded.
-    public func groupConfig(availableCPUs: Int) throws(ConfigError) -> ShardGroupConfig {
+    public func groupConfig(availableCPUs: Int, onlineCPUs: Int? = nil) throws(ConfigError) -> ShardGroupConfig {
         var config = group
         config.shards = shards ?? max(1, availableCPUs)
+        // Pinned shards own their CPUs: right when the CPUs were set aside for the broker (a
+        // cpuset, taskset), wrong when other busy processes share them — a pinned shard then
+        // waits for its CPU while another is idle (measured: docs/architecture.md, "Pinning").
+        config.pinThreads = cpuAffinity ?? (availableCPUs < (onlineCPUs ?? availableCPUs))
         config.listeners = listeners.filter { $0.protocolName == .mqtt }
         for i in config.listeners.indices { config.listeners[i].webSocket.headersSize = webSocketHeadersSize }
         let http = listeners.filter { $0.protocolName == .http }

@@ -43,7 +43,7 @@ public struct ShardGroupConfig: Sendable {
     public var maxTLSHandshakes = 512
     /// When set, `/api/v5/...` requests need HTTP Basic authentication with this key and secret.
     public var httpCredentials: HTTPCredentials? = nil
-    /// Pin shard i to the i-th CPU this process may use.
+    /// Pin shard i to the i-th CPU this process may use (cpu_affinity; the configuration decides).
     public var pinThreads = true
     /// Ring set-ups to leave out, best first (0: SINGLE_ISSUER|DEFER_TASKRUN where the kernel has
     /// it). Only for measuring what each brings: the APUS_RING_SETUP_SKIP environment variable.
@@ -379,7 +379,7 @@ public final class ShardGroup: @unchecked Sendable {
         }
         signals[index].ringFD.store(shard.ring.fd, ordering: .releasing)
         logger.info("shard \(index) ready", metadata: [
-            "cpu": "\(cpu)", "ring": "\(shard.ring.setup)",
+            "cpu": "\(cpu >= 0 ? "\(cpu)" : "any")", "ring": "\(shard.ring.setup)",
         ])
         started.add(1, ordering: .releasing)
         // Mailbox wakes need every ring fd: wait for the others (start-up only).

@@ -141,7 +141,8 @@ struct Apus: ParsableCommand {
         sigaddset(&mask, SIGHUP)
         pthread_sigmask(SIG_BLOCK, &mask, nil)
 
-        var groupConfig = try configuration.groupConfig(availableCPUs: Int(apus_available_cpus()))
+        var groupConfig = try configuration.groupConfig(availableCPUs: Int(apus_available_cpus()),
+                                                        onlineCPUs: sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         let shardCount = groupConfig.shards
         if let skip = getenv("APUS_RING_SETUP_SKIP").flatMap({ Int(String(cString: $0)) }) { groupConfig.ringSetupsSkipped = skip }
         if let stall = getenv("APUS_FAULT_STALL_SHARD").flatMap({ Int(String(cString: $0)) }) {

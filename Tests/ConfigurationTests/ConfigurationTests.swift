@@ -155,4 +155,17 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(rows.subtracting(documented), [], "keys missing from docs/configuration.md")
         XCTAssertEqual(documented.subtracting(rows), [], "documented keys without a row")
     }
+
+    func testCPUAffinityPinsByDefaultOnlyOnCPUsSetAside() throws {
+        var c = Configuration()
+        XCTAssertFalse(try c.groupConfig(availableCPUs: 2, onlineCPUs: 2).pinThreads)  // shared with the machine
+        XCTAssertTrue(try c.groupConfig(availableCPUs: 2, onlineCPUs: 8).pinThreads)   // a cpuset of 2 of 8
+        try c.apply(key: "cpu_affinity", value: "true", at: "test")
+        XCTAssertTrue(try c.groupConfig(availableCPUs: 2, onlineCPUs: 2).pinThreads)
+        try c.apply(key: "cpu_affinity", value: "false", at: "test")
+        XCTAssertFalse(try c.groupConfig(availableCPUs: 2, onlineCPUs: 8).pinThreads)
+        try c.apply(key: "cpu_affinity", value: "auto", at: "test")
+        XCTAssertTrue(try c.groupConfig(availableCPUs: 2, onlineCPUs: 8).pinThreads)
+        XCTAssertThrowsError(try c.apply(key: "cpu_affinity", value: "yes", at: "test"))
+    }
 }

@@ -1,6 +1,6 @@
 """Performance, second round (issue 21), measured on this machine's loopback:
 
-  python3 reports/perf2-20261207/measure.py [--rounds 3] [--only tools,payloads,subscriptions,storm,latency]
+  python3 reports/perf2-20261207/measure.py [--rounds 3] [--only tools,payloads,subscriptions,storm,latency,affinity]
 
 Brokers: apus (.build/release/apus, its defaults: 2 shards here) and Mosquitto 2.0.11
 (`listener PORT 127.0.0.1`, `allow_anonymous true`), each started fresh per run, in alternating
@@ -22,6 +22,10 @@ tcp-pump: bare loopback TCP).
 5. latency: mqtt-blast paced, 100 pairs at 500 and 1,000 msg/s each (publishers staggered),
    QoS 0 64 B: apus (2 shards), apus --shards 1, Mosquitto; apus-bench fan-out 1->1000 paced at
    100 msg/s for p99.9 and max.
+
+6. affinity: apus with cpu_affinity true and with its default (auto: unpinned on this machine,
+   whose CPUs it shares), and Mosquitto: the paced
+   latencies of 5., the mqtt-blast connect storm of 4. and pairs 10x10 QoS 0/1 64 B closed loop.
 
 Writes every run's JSON and results.json (medians and ranges) beside this file."""
 import argparse
@@ -71,7 +75,7 @@ def wait_port(port, proc):
 class Broker:
     """apus or mosquitto on a free port; `cpu` pins Mosquitto (taskset), `shards` sizes apus."""
 
-    def __init__(self, kind, shards=None, cpu=None):
+    def __init__(self, kind, shards=None, cpu=None, extra=()):
         self.kind, self.port = kind, free_port()
         self.dir = tempfile.mkdtemp()
         os.chmod(self.dir, 0o777)
@@ -79,6 +83,7 @@ class Broker:
             cmd = [APUS, "--port", str(self.port), "--log-level", "warning"]
             if shards:
                 cmd += ["--shards", str(shards)]
+            cmd += list(extra)
         else:
             conf = os.path.join(self.dir, "m.conf")
             with open(conf, "w") as f:
@@ -288,6 +293,48 @@ def latency(rounds, results):
                                               **{p: summary([r["latencyMicroseconds"][p] for r in v]) for p in ("p50", "p99", "p999", "max")},
                                               "lost": [r["lost"] for r in v]} for k, v in rows.items()}
     results["latency"] = out
+
+
+def affinity(rounds, results):
+    """cpu_affinity true against the default (auto: unpinned here), and Mosquitto: paced latency, connect storm
+    and peak rate, all with the load generator on the same two CPUs."""
+    labels = {"apus cpu_affinity=true": ("apus", ("--set", "cpu_affinity=true")),
+              "apus (default: cpu_affinity auto, unpinned here)": ("apus", ()),
+              "mosquitto": ("mosquitto", ())}
+    rows = {}
+    for i in range(rounds):
+        for label in (list(labels) if i % 2 == 0 else list(reversed(labels))):
+            kind, extra = labels[label]
+            b = Broker(kind, extra=extra)
+            tag = {"apus cpu_affinity=true": "apus-pinned", "mosquitto": "mosquitto"}.get(label, "apus-default-unpinned")
+            try:
+                row = {}
+                for rate in (500, 1000):
+                    r = blast(["--pairs", "100", "--rate", str(rate), "-s", "64", "--warmup", "1", "--duration", "5"], b,
+                              f"affinity-latency{rate}-{tag}-{i + 1}")
+                    row[f"paced {rate}"] = r
+                row["storm"] = blast(["--storm", "5000", "--batch", "100"], b, f"affinity-storm-{tag}-{i + 1}")
+                for q in ("0", "1"):
+                    row[f"pairs q{q}"] = bench(["pairs", "--pairs", "10", "-q", q, "-s", "64", "--window", "64", "--warmup", "1",
+                                                "--duration", "4"], b, f"affinity-pairs-q{q}-{tag}-{i + 1}")
+            finally:
+                b.stop()
+            rows.setdefault(label, []).append(row)
+            print(f"affinity {label}: p50 at 500/s {row['paced 500']['latencyMicroseconds']['p50']}, at 1000/s "
+                  f"{row['paced 1000']['latencyMicroseconds']['p50']} ({row['paced 1000']['messagesPerSecond']:.0f} msg/s), "
+                  f"storm {row['storm']['connectsPerSecond']}/s, pairs q0 {row['pairs q0']['messagesPerSecond']:.0f} "
+                  f"q1 {row['pairs q1']['messagesPerSecond']:.0f}", flush=True)
+    out = {}
+    for label, v in rows.items():
+        o = {}
+        for rate in (500, 1000):
+            o[f"100 pairs x {rate} msg/s"] = {"messagesPerSecond": summary([r[f"paced {rate}"]["messagesPerSecond"] for r in v]),
+                                              **{p: summary([r[f"paced {rate}"]["latencyMicroseconds"][p] for r in v]) for p in ("p50", "p90", "p99", "p99.9")}}
+        o["connect storm 5000 (mqtt-blast)"] = summary([r["storm"]["connectsPerSecond"] for r in v])
+        for q in ("0", "1"):
+            o[f"pairs 10x10 QoS {q} msg/s"] = summary([r[f"pairs q{q}"]["messagesPerSecond"] for r in v])
+        out[label] = o
+    results["affinity"] = out
 
 
 def main():

@@ -51,14 +51,14 @@ static void tcp_pair(int fds[2]) {
     fcntl(fds[1], F_SETFL, O_NONBLOCK);
 }
 
-typedef struct { int *in; int *out; int n; int mode; } job_t;  // mode 0 write, 1 read, 2 relay
+typedef struct { int *in; int *out; unsigned n; int mode; } job_t;  // mode 0 write, 1 read, 2 relay
 
 static void *run(void *arg) {
     job_t *j = arg;
     char *buf = malloc(chunk);
     memset(buf, 'a', chunk);
     int ep = epoll_create1(0);
-    for (int i = 0; i < j->n; i++) {
+    for (unsigned i = 0; i < j->n; i++) {
         struct epoll_event e = {.events = j->mode == 0 ? EPOLLOUT : EPOLLIN, .data.u32 = (uint32_t)i};
         epoll_ctl(ep, EPOLL_CTL_ADD, j->mode == 0 ? j->out[i] : j->in[i], &e);
         if (j->mode == 2) {  // the downstream socket, watched only while a write waits for room
@@ -69,7 +69,7 @@ static void *run(void *arg) {
     // relay: what was read and not yet written, per connection
     char **pend = calloc((size_t)j->n, sizeof *pend);
     size_t *plen = calloc((size_t)j->n, sizeof *plen), *poff = calloc((size_t)j->n, sizeof *poff);
-    for (int i = 0; j->mode == 2 && i < j->n; i++) pend[i] = malloc(chunk);
+    for (unsigned i = 0; j->mode == 2 && i < j->n; i++) pend[i] = malloc(chunk);
     struct epoll_event ev[64];
     while (!stop) {
         int r = epoll_wait(ep, ev, 64, 10);
@@ -132,8 +132,8 @@ int main(int argc, char **argv) {
         w[i] = a[0]; ri[i] = a[1];
         if (relay) { int b[2]; tcp_pair(b); ro[i] = b[0]; r[i] = b[1]; } else r[i] = a[1];
     }
-    job_t writer = {.out = w, .n = conns, .mode = 0}, reader = {.in = r, .n = conns, .mode = 1},
-          mid = {.in = ri, .out = ro, .n = conns, .mode = 2};
+    job_t writer = {.out = w, .n = (unsigned)conns, .mode = 0}, reader = {.in = r, .n = (unsigned)conns, .mode = 1},
+          mid = {.in = ri, .out = ro, .n = (unsigned)conns, .mode = 2};
     pthread_t t[3];
     double c0 = cpu();
     pthread_create(&t[0], NULL, run, &writer);
