@@ -259,7 +259,11 @@ final class Engine: @unchecked Sendable {
         publishProgress()
         for (i, tracker) in trackers.enumerated() { result.totals.add(tracker, sent: sentTowards(i)) }
         if counting { result.elapsedNanoseconds = lastReceiveAt > start ? lastReceiveAt - start : 0 }
-        for c in conns.indices { shutdown(conns[c].fd, Int32(SHUT_RDWR)); close(conns[c].fd) }
+        for c in conns.indices {
+            shutdown(conns[c].fd, Int32(SHUT_RDWR))
+            close(conns[c].fd)
+            conns[c].frames.deallocate()
+        }
         buffers.unregister()
         return result
     }
@@ -436,13 +440,18 @@ final class Engine: @unchecked Sendable {
     func receivedPlaintext(_ c: Int, _ bytes: UnsafeRawBufferPointer, measureStart: UInt64, measureEnd: UInt64, counted: Bool = false) {
         if c >= publisherCount && !counted { result.subscriberBytes &+= UInt64(bytes.count) }
         let now = apus_monotonic_ns()
+        // The splitter leaves the table while it runs: handling a frame writes the same
+        // connection's other fields (acknowledgements into `out`, aliases).
+        var frames = conns[c].frames
+        conns[c].frames = FrameSplitter()
         do {
-            try conns[c].frames.split(bytes) { frame in
+            try frames.split(bytes) { frame in
                 received(c, frame: frame, now: now, measureStart: measureStart, measureEnd: measureEnd)
             }
         } catch {
             if result.error == nil { result.error = "undecodable input from the broker: \(error)" }
         }
+        conns[c].frames = frames
     }
 
     /// One complete frame from the broker. A subscriber's PUBLISH takes the fast path (no
