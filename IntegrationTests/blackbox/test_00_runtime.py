@@ -47,6 +47,17 @@ def wait_for_port(port, proc, deadline=15.0):
     raise AssertionError("apus did not start listening")
 
 
+def shard_affinities(pid):
+    """Each shard thread's name → the CPUs it may run on."""
+    shards = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            name = f.read().strip()
+        if name.startswith("apus-shard-"):
+            shards[name] = os.sched_getaffinity(int(tid))
+    return shards
+
+
 @pytest.fixture
 def apus2():
     if os.environ.get("BROKER", "apus") != "apus":
@@ -84,12 +95,7 @@ def test_two_shard_threads_pinned_to_distinct_cpus(apus2):
     proc, _ = apus2
     if os.cpu_count() < 2:
         pytest.skip("needs 2 CPUs")
-    pinned = {}
-    for tid in os.listdir(f"/proc/{proc.pid}/task"):
-        with open(f"/proc/{proc.pid}/task/{tid}/comm") as f:
-            name = f.read().strip()
-        if name.startswith("apus-shard-"):
-            pinned[name] = os.sched_getaffinity(int(tid))
+    pinned = shard_affinities(proc.pid)
     assert sorted(pinned) == ["apus-shard-0", "apus-shard-1"], pinned
     assert all(len(cpus) == 1 for cpus in pinned.values()), pinned
     assert pinned["apus-shard-0"] != pinned["apus-shard-1"], pinned
@@ -111,12 +117,7 @@ def test_shards_pin_within_the_cpu_set_they_are_given():
     try:
         wait_for_port(port, proc)
         wait_until_started(proc)
-        pinned = {}
-        for tid in os.listdir(f"/proc/{proc.pid}/task"):
-            with open(f"/proc/{proc.pid}/task/{tid}/comm") as f:
-                name = f.read().strip()
-            if name.startswith("apus-shard-"):
-                pinned[name] = os.sched_getaffinity(int(tid))
+        pinned = shard_affinities(proc.pid)
         assert pinned == {"apus-shard-0": {last}}, pinned  # one CPU given: one shard, on it
     finally:
         proc.terminate()
@@ -138,12 +139,7 @@ def test_unpinned_shards_when_asked_or_when_the_cpus_are_shared(setting):
         wait_for_port(port, proc)
         wait_until_started(proc)
         allowed = os.sched_getaffinity(0)
-        shards = {}
-        for tid in os.listdir(f"/proc/{proc.pid}/task"):
-            with open(f"/proc/{proc.pid}/task/{tid}/comm") as f:
-                name = f.read().strip()
-            if name.startswith("apus-shard-"):
-                shards[name] = os.sched_getaffinity(int(tid))
+        shards = shard_affinities(proc.pid)
         assert shards == {"apus-shard-0": allowed, "apus-shard-1": allowed}, shards
     finally:
         proc.terminate()

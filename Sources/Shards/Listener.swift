@@ -35,18 +35,7 @@ enum Listener {
                         throw SystemCallError("setsockopt SO_TIMESTAMPNS", errno: errno)
                     }
                 }
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_port = boundPort.bigEndian
-                guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
-                    throw SystemCallError("invalid IPv4 address \(host)", errno: EINVAL)
-                }
-                let rc = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                    }
-                }
-                guard rc == 0 else { throw SystemCallError("bind \(host):\(boundPort)", errno: errno) }
+                guard try bind(fd, host: host, port: boundPort) == 0 else { throw SystemCallError("bind \(host):\(boundPort)", errno: errno) }
                 guard listen(fd, backlog) == 0 else { throw SystemCallError("listen", errno: errno) }
                 if boundPort == 0 {
                     var actual = sockaddr_in()
@@ -71,16 +60,22 @@ enum Listener {
         defer { close(fd) }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))  // TIME_WAIT is no owner
+        guard try bind(fd, host: host, port: port) == 0 else {
+            throw SystemCallError("bind \(host):\(port) (in use by another process?)", errno: errno)
+        }
+    }
+
+    /// bind(2) of `fd` to the IPv4 `host:port`; its return value (errno is set on -1).
+    private static func bind(_ fd: Int32, host: String, port: UInt16) throws -> Int32 {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
         guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
             throw SystemCallError("invalid IPv4 address \(host)", errno: EINVAL)
         }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard rc == 0 else { throw SystemCallError("bind \(host):\(port) (in use by another process?)", errno: errno) }
     }
 
     /// Whether TCP_NODELAY is set on `fd`.
