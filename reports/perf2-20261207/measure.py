@@ -148,8 +148,7 @@ def tools(rounds, results):
         for kind in brokers_in_order(i):
             b = Broker(kind)
             try:
-                order = [("blast", None), ("bench", None)] if i % 2 == 0 else [("bench", None), ("blast", None)]
-                for tool, _ in order:
+                for tool in (["blast", "bench"] if i % 2 == 0 else ["bench", "blast"]):
                     name = f"tools-{kind}-{tool}-{i + 1}"
                     if tool == "blast":
                         r = blast(["--pairs", "10", "--window", "500", "-s", "64", "--warmup", "1", "--duration", "8"], b, name)

@@ -93,6 +93,21 @@ static size_t put_varint(uint8_t *p, size_t v) {
     return n;
 }
 
+// Whether a whole packet starts at `buf` (`avail` bytes there): then its fixed header's length
+// (type byte and remaining length) goes to *header and its remaining length to *body.
+static int whole_packet(const uint8_t *buf, size_t avail, size_t *header, size_t *body) {
+    size_t len = 0, mul = 1, h = 1;
+    for (;;) {
+        if (h >= avail || h > 4) return 0;
+        uint8_t b = buf[h++];
+        len += (b & 127) * mul; mul *= 128;
+        if (!(b & 128)) break;
+    }
+    if (avail - h < len) return 0;
+    *header = h; *body = len;
+    return 1;
+}
+
 static void blocking_write(int fd, const uint8_t *p, size_t n) {
     while (n) { ssize_t w = write(fd, p, n); if (w <= 0) die("write"); p += w; n -= (size_t)w; }
 }
@@ -243,15 +258,8 @@ static void drain(int fd, reader_t *r) {
         if (got <= 0) { fprintf(stderr, "connection closed by the broker\n"); exit(2); }
         r->len += (size_t)got;
         size_t off = 0;
-        for (;;) {
-            size_t len = 0, mul = 1, h = 1;
-            int complete = 0;
-            while (off + h < r->len && h <= 4) {
-                uint8_t b = r->buf[off + h++];
-                len += (b & 127) * mul; mul *= 128;
-                if (!(b & 128)) { complete = 1; break; }
-            }
-            if (!complete || r->len - off - h < len) break;
+        size_t h, len;
+        while (whole_packet(r->buf + off, r->len - off, &h, &len)) {
             uint8_t type = r->buf[off] >> 4;
             if (type == 3) r->publishes++;
             else if (type == 4) r->pubacks++;
@@ -596,16 +604,8 @@ int main(int argc, char **argv) {
                 k->in_len += (size_t)r;
                 uint64_t t = now_ns();
                 size_t off = 0;
-                for (;;) {  // whole packets
-                    if (k->in_len - off < 2) break;
-                    size_t len = 0, mul = 1, h = 1;
-                    int complete = 0;
-                    while (off + h < k->in_len && h <= 4) {
-                        uint8_t b = k->in[off + h++];
-                        len += (b & 127) * mul; mul *= 128;
-                        if (!(b & 128)) { complete = 1; break; }
-                    }
-                    if (!complete || k->in_len - off - h < len) break;
+                size_t h, len;
+                while (whole_packet(k->in + off, k->in_len - off, &h, &len)) {
                     uint8_t type = k->in[off] >> 4, pq = (k->in[off] >> 1) & 3;
                     const uint8_t *b = k->in + off + h;
                     if (type == 3 && k->is_sub) {
