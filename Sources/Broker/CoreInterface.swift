@@ -21,6 +21,12 @@ public protocol ShardCoreInterface: AnyObject {
     func acceptExternal() -> ConnectionID
     /// Plaintext bytes from the connection's transport (any split; the decoder reassembles).
     func receive(_ id: ConnectionID, bytes: UnsafeRawBufferPointer, now: UInt64)
+    /// The rest of a large packet received straight into the decoder's storage (plain TCP): whether
+    /// there is such room, lending it, and its bytes back (false: the runtime frees the allocation).
+    func isReceivingLargePacket(_ id: ConnectionID, minimum: Int) -> Bool
+    func canLendReceiveRoom(_ id: ConnectionID, minimum: Int) -> Bool
+    func lendReceiveRoom(_ id: ConnectionID, minimum: Int) -> (room: UnsafeMutableRawBufferPointer, allocation: UnsafeMutableRawPointer)?
+    func directReceived(_ id: ConnectionID, count: Int, now: UInt64) -> Bool
     /// EOF or a socket error: the session ends abnormally (its will is published).
     func connectionLost(_ id: ConnectionID)
     /// The runtime closed the socket; the slot is freed or keeps an offline session.

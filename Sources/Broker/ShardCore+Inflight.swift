@@ -19,8 +19,7 @@ extension ShardCore {
     /// it (order), else queues it; beyond max_queued_messages it is dropped and counted.
     func deliverReliable(_ s: Int, topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer,
                          payload: UnsafeRawBufferPointer, qos: QoS, retain: Bool, publisherShard: Int, publisher: ConnectionID) {
-        let message = StoredMessage(topic: topic, properties: properties, payload: payload, qos: qos, retain: retain,
-                                    now: currentTime, reusing: messageBuffers.take())
+        let message = storedMessage(topic: topic, properties: properties, payload: payload, qos: qos, retain: retain)
         if connections[s].phase == .connected && connections[s].session.queue.isEmpty
             && connections[s].session.inflight.count < inflightWindow(s) {
             var out = takeOutbound(s)
@@ -30,6 +29,34 @@ extension ShardCore {
         } else {
             enqueue(message, slot: s, publisherShard: publisherShard, publisher: publisher)
         }
+    }
+
+    /// A message for a session to keep: its bytes copied into a pooled array, or a large payload
+    /// shared (`sharedPayload(for:)`).
+    @inline(__always)
+    func storedMessage(topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
+                       qos: QoS, retain: Bool) -> StoredMessage {
+        if payload.count >= StoredMessage.sharedPayloadMinimum {
+            let (shared, offset) = sharedPayload(for: payload)
+            return StoredMessage(topic: topic, properties: properties, sharedPayload: shared, offset: offset, qos: qos,
+                                 retain: retain, now: currentTime, reusing: messageBuffers.take())
+        }
+        return StoredMessage(topic: topic, properties: properties, payload: payload, qos: qos, retain: retain,
+                             now: currentTime, reusing: messageBuffers.take())
+    }
+
+    /// A large payload held once for every session it goes to: the frame it arrived in, or a copy
+    /// made at its first delivery in this route and reused by the next ones (never outside a
+    /// route: another message may sit at the same address later).
+    func sharedPayload(for payload: UnsafeRawBufferPointer) -> (SharedBytes, Int) {
+        let start = payload.baseAddress!
+        if let frame = currentFrame, frame.contains(payload), start + payload.count == frame.start + frame.count {
+            return (frame, start - frame.start)
+        }
+        if let shared = routePayload, routePayloadSource == start, shared.count == payload.count { return (shared, 0) }
+        let shared = SharedBytes(copying: payload)
+        if routing { (routePayload, routePayloadSource) = (shared, start) }
+        return (shared, 0)
     }
 
     /// Queues a message for session `s`. A connected subscriber's queue is never cut: past half of
@@ -45,9 +72,7 @@ extension ShardCore {
         } else if count >= config.maxQueuedMessages {
             counters.droppedQueueFull += 1
             if config.eventKinds & BrokerEvent.Kind.dropped.rawValue != 0 {
-                message.bytes.withUnsafeBytes { all in
-                    let topic = UnsafeRawBufferPointer(rebasing: all[0..<message.topicLength])
-                    let payload = UnsafeRawBufferPointer(rebasing: all[(message.topicLength + message.propertiesLength)...])
+                message.withParts { topic, _, payload in
                     messageEvent(.dropped, slot: s, topic: topic, payload: payload, qos: message.qos, retain: message.retain, reason: "queue_full")
                 }
             }

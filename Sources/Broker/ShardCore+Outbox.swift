@@ -47,6 +47,20 @@ extension ShardCore {
             }
             return
         }
+        if ShardRecordCodec.kind(record) == .publishShared {
+            do {
+                let (origin, p, shared) = try ShardRecordCodec.decodePublishShared(record)
+                // The sessions here hold the same bytes (deliverReliable finds them as the frame).
+                let outer = currentFrame
+                currentFrame = shared
+                route(qos: p.qos, retain: p.retain, topic: p.topic, properties: p.properties, payload: p.payload,
+                      origin: p.origin, originShard: Int(origin.shard), forwardToShards: false)
+                currentFrame = outer
+            } catch {
+                counters.shardRecordsRefused += 1
+            }
+            return
+        }
         let decoded: ShardRecord
         do {
             decoded = try ShardRecordCodec.decode(record)

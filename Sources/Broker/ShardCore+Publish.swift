@@ -236,6 +236,11 @@ extension ShardCore {
         topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
         origin: ConnectionID, originShard: Int, localOrigin: ConnectionID?, forwardToShards: Bool
     ) -> Bool {
+        // A shared copy of the payload is made once for all local sessions (deliverReliable); a
+        // route nested in this one (a will published on the way) keeps its own.
+        let outerRoute = (routing, routePayload, routePayloadSource)
+        (routing, routePayload, routePayloadSource) = (true, nil, nil)
+        defer { (routing, routePayload, routePayloadSource) = outerRoute }
         var remote = remote
         remote.remove(shardIndex)
         if forwardToShards && recent.isEnabled {
@@ -246,9 +251,15 @@ extension ShardCore {
             forwardedTo.formUnion(remote)
             for target in remote {
                 // The data path's record, encoded in place (what `send(.publish(...))` does).
-                ShardRecordCodec.encodePublish(ForwardedPublish(qos: qos, retain: retain, origin: origin, topic: topic,
-                                                                properties: properties, payload: payload),
-                                               origin: address, into: &shardOutbox[target])
+                let p = ForwardedPublish(qos: qos, retain: retain, origin: origin, topic: topic, properties: properties, payload: payload)
+                if payload.count >= StoredMessage.sharedPayloadMinimum && target < shardCount {
+                    // A large payload goes to the other shards of this process by reference: not
+                    // copied into the outbox, then into the mailbox, then out of it.
+                    let (shared, offset) = sharedPayload(for: payload)
+                    ShardRecordCodec.encodePublishShared(p, shared: shared, offset: offset, origin: address, into: &shardOutbox[target])
+                } else {
+                    ShardRecordCodec.encodePublish(p, origin: address, into: &shardOutbox[target])
+                }
                 counters.publishesForwarded += 1
             }
         }
@@ -318,8 +329,7 @@ extension ShardCore {
             // A session without a live connection keeps QoS 1/2 messages; QoS 0 is not queued.
             if qos != .atMostOnce {
                 let props = connections[s].version == .v5 ? properties : UnsafeRawBufferPointer(start: nil, count: 0)
-                enqueue(StoredMessage(topic: topic, properties: props, payload: payload, qos: qos, retain: retain, now: currentTime,
-                                      reusing: messageBuffers.take()), slot: s)
+                enqueue(storedMessage(topic: topic, properties: props, payload: payload, qos: qos, retain: retain), slot: s)
             }
             return
         default:
@@ -339,7 +349,13 @@ extension ShardCore {
                             publisherShard: publisherShard, publisher: publisher)
             return
         }
-        if connections[s].pendingOutboundBytes > softOutboundLimit { counters.droppedQoS0 += 1; return }
+        // QoS 0 to a client that falls behind is dropped past 4 MiB waiting, or past eight messages
+        // of this size when they are large (a 1 MB message stream keeps a few in flight by design);
+        // max_outbound_buffer still bounds what waits, and disconnects.
+        if connections[s].pendingOutboundBytes > max(softOutboundLimit, min(8 * payload.count, config.maxOutboundBuffer / 2)) {
+            counters.droppedQoS0 += 1
+            return
+        }
         if connections[s].outboundAliases.maximum > 0, let (alias, known) = connections[s].outboundAliases.alias(for: topic) {
             PublishEncoder.encode(version: version, dup: false, qos: .atMostOnce, retain: retain,
                                   topic: known ? UnsafeRawBufferPointer(start: nil, count: 0) : topic, packetID: 0,

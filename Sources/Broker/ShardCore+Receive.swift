@@ -23,8 +23,15 @@ extension ShardCore {
         let storageBefore = connections[s].decoder.storageCapacity
         connections[s].decoder.feed(bytes)
         decodeLoop(slot: s, now: now)
-        // What partial packets hold in memory, per shard (partial_packet_memory_limit); most
-        // inputs end on a packet boundary and leave the decoder's storage as it was.
+        accountPartialPackets(id, storageBefore: storageBefore)
+    }
+
+    /// What partial packets hold in memory, per shard (partial_packet_memory_limit), after slot
+    /// `id`'s decoder had `storageBefore` bytes; most inputs end on a packet boundary and leave
+    /// the decoder's storage as it was.
+    @inline(__always)
+    func accountPartialPackets(_ id: ConnectionID, storageBefore: Int) {
+        let s = Int(id.slot)
         let storageAfter = connections[s].decoder.storageCapacity
         if storageAfter != storageBefore && connections[s].generation == id.generation {
             partialPacketBytes += storageAfter - storageBefore
@@ -32,6 +39,48 @@ extension ShardCore {
                 cutOffLargestPartialPackets()
             }
         }
+    }
+
+    /// Whether `id` is in the middle of a packet that still misses at least `minimum` bytes.
+    public func isReceivingLargePacket(_ id: ConnectionID, minimum: Int) -> Bool {
+        guard isCurrent(id) else { return false }
+        return connections[Int(id.slot)].decoder.partialFrameNeed >= minimum
+    }
+
+    /// Whether the rest of a large packet of `id` (at least `minimum` bytes) could be received
+    /// straight into its decoder's storage now (`lendReceiveRoom`).
+    public func canLendReceiveRoom(_ id: ConnectionID, minimum: Int) -> Bool {
+        guard isCurrent(id) else { return false }
+        let s = Int(id.slot)
+        return connections[s].phase == .connected && connections[s].flow & FlowFlag.inputPaused == 0
+            && connections[s].decoder.roomToLend(minimum: minimum) > 0
+    }
+
+    /// Lends the room the rest of `id`'s large packet goes into, for a receive straight into it
+    /// (no copy out of a receive buffer), and the allocation it is in. The runtime gives it back
+    /// with `directReceived`, which says whether the decoder still holds it.
+    public func lendReceiveRoom(_ id: ConnectionID, minimum: Int) -> (room: UnsafeMutableRawBufferPointer, allocation: UnsafeMutableRawPointer)? {
+        guard canLendReceiveRoom(id, minimum: minimum) else { return nil }
+        let s = Int(id.slot)
+        guard let room = connections[s].decoder.lendRoom(minimum: minimum) else { return nil }
+        return (room, connections[s].decoder.lentAllocation!)
+    }
+
+    /// The receive into the room `lendReceiveRoom` lent got `count` bytes (0: it ended without
+    /// any); a complete packet is handled at once. False when the decoder no longer holds the
+    /// room (the connection was cut off meanwhile): the runtime frees the allocation then.
+    public func directReceived(_ id: ConnectionID, count: Int, now: UInt64) -> Bool {
+        guard isCurrent(id) else { return false }
+        let s = Int(id.slot)
+        guard connections[s].decoder.isStorageLent else { return false }
+        connections[s].decoder.returnRoom(written: count)
+        guard count > 0, connections[s].phase == .connected else { return true }
+        connections[s].lastReceived = now
+        currentTime = now
+        let storageBefore = connections[s].decoder.storageCapacity
+        decodeLoop(slot: s, now: now)
+        accountPartialPackets(id, storageBefore: storageBefore)
+        return true
     }
 
     /// Decodes and handles the packets of the chunk fed to slot `s`'s decoder.
@@ -59,7 +108,15 @@ extension ShardCore {
             }
             guard let packet else { return }
             packetsReceived &+= 1
-            handle(packet, slot: s, now: now)
+            if connections[s].decoder.holdsLargeReturnedFrame {
+                // A large packet: its frame is kept while it is handled, and by the sessions a
+                // QoS 1/2 message goes to (its payload shared rather than copied for each).
+                currentFrame = connections[s].decoder.takeReturnedFrame()
+                handle(packet, slot: s, now: now)
+                currentFrame = nil
+            } else {
+                handle(packet, slot: s, now: now)
+            }
             if connections[s].phase == .connecting || connections[s].flow & FlowFlag.inputPaused != 0 {
                 connections[s].held.writeBytes(connections[s].decoder.detachRemainder())
                 return

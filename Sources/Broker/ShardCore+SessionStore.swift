@@ -80,12 +80,10 @@ extension ShardCore {
     }
 
     func storedMessage(_ m: StoredMessage, id: UInt64, packetID: UInt16, state: StoredMessageState) -> StoredSessionMessage {
-        m.bytes.withUnsafeBytes { all in
+        m.withParts { topic, properties, payload in
             StoredSessionMessage(id: id, packetID: packetID, state: state, qos: m.qos.rawValue, retain: m.retain,
                                  expiresAt: m.expiresAt == 0 ? 0 : m.expiresAt &+ wallClockOffset,
-                                 topic: Array(all[0..<m.topicLength]),
-                                 properties: Array(all[m.topicLength..<(m.topicLength + m.propertiesLength)]),
-                                 payload: Array(all[(m.topicLength + m.propertiesLength)...]))
+                                 topic: Array(topic), properties: Array(properties), payload: Array(payload))
         }
     }
 
@@ -143,11 +141,15 @@ extension ShardCore {
         let key = connections[s].session.storeKey
         let expiresAt = message.expiresAt == 0 ? 0 : message.expiresAt &+ wallClockOffset
         let (topicLength, propertiesLength, qos, retain) = (message.topicLength, message.propertiesLength, message.qos.rawValue, message.retain)
+        let shared = message.sharedPayload
+        let sharedPayload = shared.map { UnsafeRawBufferPointer(start: $0.start + message.sharedOffset, count: $0.count - message.sharedOffset) }
         message.bytes.withUnsafeBytes { bytes in
             SessionLog.appendMessage(key: key, id: storeMessageIDs, packetID: packetID, state: state, qos: qos, retain: retain,
                                      expiresAt: expiresAt, topicLength: topicLength, propertiesLength: propertiesLength, bytes: bytes,
+                                     payload: sharedPayload ?? UnsafeRawBufferPointer(start: nil, count: 0),
                                      sequence: nextStoreSequence(), salt: storeSalt, into: &storeRecords)
         }
+        withExtendedLifetime(shared) {}
     }
 
     /// A stored message of session `s` was sent (from the queue) or got its PUBREC.

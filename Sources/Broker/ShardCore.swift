@@ -132,6 +132,14 @@ public final class ShardCore {
     @exclusivity(unchecked) var sharedScratch: [SharedGroup] = []
     /// Byte arrays of finished QoS 1/2 messages, reused by the next ones (StoredMessage.swift).
     @exclusivity(unchecked) var messageBuffers = MessageBufferPool()
+    /// The large frame the packet being handled was decoded from: the sessions a QoS 1/2 message
+    /// goes to hold its payload there instead of a copy each (StoredMessage.sharedPayload).
+    var currentFrame: SharedBytes? = nil
+    /// While a message is routed: the shared copy of its payload made at its first reliable
+    /// delivery (when it did not arrive in `currentFrame`), and where the payload it copies is.
+    var routePayload: SharedBytes? = nil
+    var routePayloadSource: UnsafeRawPointer? = nil
+    var routing = false
     /// Rewritten v5 property blocks (PUBLISH without Topic Alias), reused per message.
     var propertyScratch = ByteBuffer()
     /// Delivery properties with Subscription Identifiers added, reused per delivery.

@@ -4,11 +4,17 @@
 import Codec
 import ShardContract
 
-/// An application message owned by a session: topic, v5 properties and payload in one array.
+/// An application message owned by a session: topic, v5 properties and payload in one array,
+/// or a large payload held by reference (`sharedPayload`, the same bytes for every session the
+/// message goes to) after the topic and properties in the array.
 struct StoredMessage {
     var bytes: [UInt8]
     var topicLength: Int
     var propertiesLength: Int
+    /// A large payload shared with other sessions (never written), from `sharedOffset` to its
+    /// end; nil when the payload is the rest of `bytes`.
+    var sharedPayload: SharedBytes? = nil
+    var sharedOffset = 0
     /// The QoS this session receives it at.
     var qos: QoS
     var retain: Bool
@@ -40,6 +46,20 @@ struct StoredMessage {
         }
     }
 
+    /// A message whose payload is `shared.bytes[offset...]`; its topic and properties are copied
+    /// into `reusing`. The payload is not copied: every holder of `shared` reads the same bytes.
+    init(topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer, sharedPayload shared: SharedBytes, offset: Int,
+         qos: QoS, retain: Bool, now: UInt64 = 0, reusing buffer: consuming [UInt8] = []) {
+        self.init(topic: topic, properties: properties, payload: UnsafeRawBufferPointer(start: nil, count: 0), qos: qos,
+                  retain: retain, now: now, reusing: buffer)
+        sharedPayload = shared
+        sharedOffset = offset
+    }
+
+    /// Payloads at least this large are held once per shard for all the sessions they go to
+    /// (a copy each would cost more than the shared allocation and its reference counting).
+    static let sharedPayloadMinimum = 16 << 10
+
     /// A message without bytes (a placeholder for one moved out of a queue).
     static let empty = StoredMessage(bytes: [], topicLength: 0, propertiesLength: 0, qos: .atMostOnce, retain: false)
 
@@ -50,10 +70,8 @@ struct StoredMessage {
 
     /// The message in serialised form (SessionSnapshot), its expiry relative to `now`.
     func snapshot(now: UInt64) -> MessageSnapshot {
-        bytes.withUnsafeBytes { all in
-            MessageSnapshot(qos: qos, retain: retain, topic: Array(all[0..<topicLength]),
-                            properties: Array(all[topicLength..<(topicLength + propertiesLength)]),
-                            payload: Array(all[(topicLength + propertiesLength)...]),
+        withParts { topic, properties, payload in
+            MessageSnapshot(qos: qos, retain: retain, topic: Array(topic), properties: Array(properties), payload: Array(payload),
                             // One more than the nanoseconds left, so an expired message says 1, not 0 (none).
                             expiresIn: expiresAt == 0 ? 0 : (expiresAt > now ? expiresAt - now + 1 : 1))
         }
@@ -82,6 +100,25 @@ struct StoredMessage {
         bytes.withUnsafeMutableBytes { PropertyBlock.writeUInt32(remaining, at: $0.baseAddress! + offset) }
     }
 
+    /// Calls `body` with the topic's, the properties' and the payload's bytes.
+    @inline(__always)
+    func withParts<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> R) -> R {
+        bytes.withUnsafeBytes { all in
+            let topic = UnsafeRawBufferPointer(rebasing: all[0..<topicLength])
+            let properties = UnsafeRawBufferPointer(rebasing: all[topicLength..<(topicLength + propertiesLength)])
+            if let shared = sharedPayload {
+                return body(topic, properties, UnsafeRawBufferPointer(start: shared.start + sharedOffset, count: shared.count - sharedOffset))
+            }
+            return body(topic, properties, UnsafeRawBufferPointer(rebasing: all[(topicLength + propertiesLength)...]))
+        }
+    }
+
+    /// The payload's size.
+    var payloadCount: Int {
+        if let shared = sharedPayload { return shared.count - sharedOffset }
+        return bytes.count - topicLength - propertiesLength
+    }
+
     /// Calls `body` with the topic name's bytes.
     @inline(__always)
     func withTopic<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
@@ -91,10 +128,8 @@ struct StoredMessage {
     /// Encodes the message as a PUBLISH; with a `topicAlias` (v5), `omitTopic` sends the alias alone.
     func encode(version: ProtocolVersion, packetID: UInt16, dup: Bool, topicAlias: UInt16 = 0, omitTopic: Bool = false,
                 into buffer: inout ByteBuffer) {
-        bytes.withUnsafeBytes { all in
-            let topic = UnsafeRawBufferPointer(rebasing: all[0..<(omitTopic ? 0 : topicLength)])
-            let properties = UnsafeRawBufferPointer(rebasing: all[topicLength..<(topicLength + propertiesLength)])
-            let payload = UnsafeRawBufferPointer(rebasing: all[(topicLength + propertiesLength)...])
+        withParts { topic, properties, payload in
+            let topic = omitTopic ? UnsafeRawBufferPointer(start: nil, count: 0) : topic
             PublishEncoder.encode(version: version, dup: dup, qos: qos, retain: retain, topic: topic, packetID: packetID,
                                   properties: version == .v5 ? properties : UnsafeRawBufferPointer(start: nil, count: 0),
                                   payload: payload, topicAlias: version == .v5 ? topicAlias : 0, into: &buffer)

@@ -80,7 +80,17 @@ public struct StreamDecoder: @unchecked Sendable {
     @usableFromInline var _maxPacketSize: UInt32
     /// The layout for packets after CONNECT; the session sets it once CONNECT is accepted.
     public var version: ProtocolVersion
-    @usableFromInline var storageHoldsReturnedFrame = false
+    /// What storage holds besides a partial frame: 1 the frame `next()` returned last, 2 lent
+    /// (the rest of a large frame is being received straight into it, `lendRoom`).
+    @usableFromInline var storageState: UInt8 = 0
+    @inlinable var storageHoldsReturnedFrame: Bool {
+        get { storageState == 1 }
+        set { storageState = newValue ? 1 : 0 }
+    }
+    @inlinable var storageLent: Bool {
+        get { storageState == 2 }
+        set { storageState = newValue ? 2 : 0 }
+    }
 
     /// Frames larger than this are rejected with `.packetTooLarge` (at most 268,435,460, the
     /// largest frame MQTT can describe).
@@ -103,6 +113,7 @@ public struct StreamDecoder: @unchecked Sendable {
 
     /// The next complete packet, or nil when more input is needed.
     @inlinable public mutating func next() throws(DecodeError) -> Packet? {
+        if _slowPath(storageLent) { return nil }  // the rest of the frame is still being received into it
         if storageHoldsReturnedFrame {
             // A large packet's storage goes back rather than staying with the connection: what a
             // connection holds between packets stays small, whatever it sent once.
@@ -120,6 +131,9 @@ public struct StreamDecoder: @unchecked Sendable {
         // A packet that waits for more input: its type and flags are checked now, so a bad one is
         // refused at once instead of after a body that may never come [MQTT-2.2.2-2].
         try PacketDecoder.checkFirstByte(rest[0])
+        if let total = try PacketDecoder.frameLength(rest, maxPacketSize: maxPacketSize), total > 4096, rest.count >= total / 8 {
+            storage.reserveCapacity(total)  // as completeStoredFrame does once an eighth is here
+        }
         storage.writeBytes(rest)
         chunkOffset = chunk.count
         return nil
@@ -163,6 +177,24 @@ public struct StreamDecoder: @unchecked Sendable {
         return rest
     }
 
+    /// Whether the packet `next()` just returned came through storage larger than
+    /// `retainedStorageLimit` (which `takeReturnedFrame()` hands over).
+    @inlinable public var holdsLargeReturnedFrame: Bool {
+        storageHoldsReturnedFrame && storage.capacity > StreamDecoder.retainedStorageLimit
+    }
+
+    /// The storage of the large packet `next()` just returned, handed over as shared bytes (its
+    /// packet's pointers stay valid as long as they live), or nil when that packet did not come
+    /// through storage larger than `retainedStorageLimit` (storage that size is freed at the next
+    /// `next()` anyway: the caller keeps it instead of copying the payload out).
+    public mutating func takeReturnedFrame() -> SharedBytes? {
+        guard holdsLargeReturnedFrame else { return nil }
+        let frame = SharedBytes(adopting: storage)
+        storage = ByteBuffer()
+        storageHoldsReturnedFrame = false
+        return frame
+    }
+
     /// Bytes buffered for an incomplete packet.
     public var bufferedBytes: Int { storageHoldsReturnedFrame ? 0 : storage.readableBytes }
 
@@ -181,8 +213,55 @@ public struct StreamDecoder: @unchecked Sendable {
         return chunk[chunkOffset]
     }
 
-    /// Frees the decoder's storage.
+    /// Room for the rest of the large frame being received, when storage already holds the
+    /// frame's full size and at least `minimum` bytes of it are missing: the caller receives
+    /// straight into it (no copy through a receive buffer), then gives it back with
+    /// `returnRoom(written:)`. Until then the storage is lent: `next()` must not be called, and
+    /// `deallocate()` forgets it rather than free it (the borrower frees it; `lentAllocation`
+    /// says where it starts).
+    public mutating func lendRoom(minimum: Int) -> UnsafeMutableRawBufferPointer? {
+        let need = roomToLend(minimum: minimum)
+        guard need > 0 else { return nil }
+        storageLent = true
+        return UnsafeMutableRawBufferPointer(start: storage.base! + storage.writerIndex, count: need)
+    }
+
+    /// How many bytes `lendRoom(minimum:)` would lend now (0: none).
+    public func roomToLend(minimum: Int) -> Int {
+        let need = partialFrameNeed
+        guard need >= Swift.max(minimum, 1), storage.capacity - storage.writerIndex >= need else { return 0 }
+        return need
+    }
+
+    /// The bytes still missing of the partial frame in storage (0: none, or its length is not
+    /// known yet), once the current chunk is consumed.
+    public var partialFrameNeed: Int {
+        guard !storageLent, !storageHoldsReturnedFrame, !storage.isEmpty, chunkOffset == chunk.count,
+              let total = try? PacketDecoder.frameLength(storage.readableView, maxPacketSize: maxPacketSize) else { return 0 }
+        return total - storage.readableBytes
+    }
+
+    /// Whether storage is lent (see `lendRoom`).
+    public var isStorageLent: Bool { storageLent }
+
+    /// The allocation lent storage lives in (what the borrower frees when the decoder forgot it).
+    public var lentAllocation: UnsafeMutableRawPointer? { storageLent ? storage.base : nil }
+
+    /// The lent room comes back with `written` bytes received into it (at most the room's size).
+    public mutating func returnRoom(written: Int) {
+        precondition(storageLent && written >= 0 && written <= storage.capacity - storage.writerIndex)
+        storageLent = false
+        storage.commitWritten(written)
+        chunk = UnsafeRawBufferPointer(start: nil, count: 0)
+        chunkOffset = 0
+    }
+
+    /// Frees the decoder's storage (forgets it while it is lent: its borrower frees it).
     public mutating func deallocate() {
+        if storageLent {
+            storage = ByteBuffer()
+            storageLent = false
+        }
         storage.deallocate()
         storageHoldsReturnedFrame = false
         chunk = UnsafeRawBufferPointer(start: nil, count: 0)

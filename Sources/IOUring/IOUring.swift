@@ -127,6 +127,15 @@ public final class IOUring {
         io_uring_sqe_set_data64(s, userData)
     }
 
+    /// A single recv into one buffer chosen from the provided buffer group `group`.
+    @inlinable public func prepareRecv(fd socket: Int32, group: UInt16, userData: UInt64) {
+        let s = sqe()
+        io_uring_prep_recv(s, socket, nil, 0, 0)
+        s.pointee.flags |= UInt8(1 << IOSQE_BUFFER_SELECT_BIT)
+        s.pointee.buf_group = group
+        io_uring_sqe_set_data64(s, userData)
+    }
+
     /// A single recv of at most `count` bytes into `buffer` (the memory must stay valid until completion).
     @inlinable public func prepareRecv(fd socket: Int32, buffer: UnsafeMutableRawPointer, count: Int, userData: UInt64) {
         let s = sqe()

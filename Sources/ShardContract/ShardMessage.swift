@@ -36,6 +36,9 @@ public enum ShardMessageKind: UInt8, Sendable, CaseIterable {
     case replayPublish = 15
     case storeBarrier = 16
     case storeBarrierAck = 17
+    /// A publish whose payload is held by reference (ShardRecordCodec.encodePublishShared):
+    /// only between the shards of one process, never built as a `ShardMessage`.
+    case publishShared = 18
 }
 
 /// One message between shards. Byte fields are views into the record (valid while the record

@@ -4,6 +4,9 @@
 // u8 origin shard, u16 origin node; then the kind's body:
 //   publish        u8 flags (bits 0-1 QoS, 2 retain), u8 0, u16 topic length, u32 properties
 //                  length, u32 payload length, u64 publishing connection; topic, properties, payload
+//   publishShared  a publish body without the payload, then u64 address of a SharedBytes
+//                  (retained once for the record), u64 payload offset in it: a large payload
+//                  moves between the shards of one process by reference, not by two copies
 //   replayPublish  a publish body, then u16 filter length, filter
 //   sharedPublish  a publish body, then u32 member, u16 filter length, u16 group length, filter, group
 //   routeAdd/-Remove  u64 time the SUBSCRIBE was read (max: none), u16 filter length, filter
@@ -131,6 +134,68 @@ public enum ShardRecordCodec {
         buffer.commitWritten(length)
     }
 
+    /// The publish record of a large payload held in `shared` from `offset` to its end: the
+    /// record takes one reference (released by `decodePublishShared`), the bytes are not copied.
+    /// For the shards of this process only; `p.payload` must be those bytes.
+    public static func encodePublishShared(_ p: ForwardedPublish, shared: SharedBytes, offset: Int, origin: ShardAddress,
+                                           into buffer: inout ByteBuffer) {
+        precondition(offset + p.payload.count == shared.count)
+        let length = headerLength + publishBodyLength + p.topic.count + p.properties.count + 16
+        let w = buffer.reserveWritable(length)
+        w.storeBytes(of: UInt32(length).littleEndian, as: UInt32.self)
+        w.storeBytes(of: ShardMessageKind.publishShared.rawValue, toByteOffset: 4, as: UInt8.self)
+        w.storeBytes(of: origin.shard, toByteOffset: 5, as: UInt8.self)
+        w.storeBytes(of: origin.node.littleEndian, toByteOffset: 6, as: UInt16.self)
+        w.storeBytes(of: p.qos.rawValue | (p.retain ? 4 : 0), toByteOffset: 8, as: UInt8.self)
+        w.storeBytes(of: UInt8(0), toByteOffset: 9, as: UInt8.self)
+        w.storeBytes(of: UInt16(p.topic.count).littleEndian, toByteOffset: 10, as: UInt16.self)
+        w.storeBytes(of: UInt32(p.properties.count).littleEndian, toByteOffset: 12, as: UInt32.self)
+        w.storeBytes(of: UInt32(p.payload.count).littleEndian, toByteOffset: 16, as: UInt32.self)
+        w.storeBytes(of: p.origin.packed.littleEndian, toByteOffset: 20, as: UInt64.self)
+        var offsetInRecord = headerLength + publishBodyLength
+        if p.topic.count > 0 { (w + offsetInRecord).copyMemory(from: p.topic.baseAddress!, byteCount: p.topic.count) }
+        offsetInRecord += p.topic.count
+        if p.properties.count > 0 { (w + offsetInRecord).copyMemory(from: p.properties.baseAddress!, byteCount: p.properties.count) }
+        offsetInRecord += p.properties.count
+        let address = UInt64(UInt(bitPattern: Unmanaged.passRetained(shared).toOpaque()))
+        w.storeBytes(of: address.littleEndian, toByteOffset: offsetInRecord, as: UInt64.self)
+        w.storeBytes(of: UInt64(offset).littleEndian, toByteOffset: offsetInRecord + 8, as: UInt64.self)
+        buffer.commitWritten(length)
+    }
+
+    /// Decodes a `publishShared` record: its origin, the message (its payload in `shared`) and
+    /// the bytes, whose reference the record held (now the caller's). A record whose fields do not
+    /// add up is refused before its address is used (and the reference is then leaked: a bug of
+    /// this process, counted by the caller).
+    public static func decodePublishShared(_ record: UnsafeRawBufferPointer) throws(ShardRecordError)
+        -> (origin: ShardAddress, message: ForwardedPublish, shared: SharedBytes) {
+        var r = RecordReader(record)
+        let h = try r.fixed(headerLength)
+        guard Int(UInt32(littleEndian: h.loadUnaligned(as: UInt32.self))) == record.count,
+              h.load(fromByteOffset: 4, as: UInt8.self) == ShardMessageKind.publishShared.rawValue else {
+            throw ShardRecordError("not a shared publish record of this length")
+        }
+        let origin = ShardAddress(node: UInt16(littleEndian: h.loadUnaligned(fromByteOffset: 6, as: UInt16.self)),
+                                  shard: Int(h.load(fromByteOffset: 5, as: UInt8.self)))
+        let f = try r.fixed(publishBodyLength)
+        let flags = f.load(as: UInt8.self)
+        guard let qos = QoS(rawValue: flags & 3), flags & 0xF8 == 0 else { throw ShardRecordError("bad publish flags \(flags)") }
+        let topicLength = Int(UInt16(littleEndian: f.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+        let propertiesLength = Int(UInt32(littleEndian: f.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
+        let payloadLength = Int(UInt32(littleEndian: f.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
+        let connection = ConnectionID(packed: UInt64(littleEndian: f.loadUnaligned(fromByteOffset: 12, as: UInt64.self)))
+        let topic = try r.bytes(topicLength)
+        let properties = try r.bytes(propertiesLength)
+        let address = try r.u64()
+        let offset = Int(try r.u64())
+        guard r.remaining == 0, address != 0 else { throw ShardRecordError("bad shared publish body") }
+        let shared = Unmanaged<SharedBytes>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(address))!).takeRetainedValue()
+        guard offset + payloadLength == shared.count else { throw ShardRecordError("shared payload out of its bytes") }
+        let payload = UnsafeRawBufferPointer(start: shared.start + offset, count: payloadLength)
+        return (origin, ForwardedPublish(qos: qos, retain: flags & 4 != 0, origin: connection, topic: topic,
+                                         properties: properties, payload: payload), shared)
+    }
+
     @inlinable @inline(__always)
     static func writePublish(_ p: ForwardedPublish, into buffer: inout ByteBuffer) {
         buffer.writeByte(p.qos.rawValue | (p.retain ? 4 : 0))
@@ -218,6 +283,9 @@ public enum ShardRecordCodec {
             message = kind == .throttle ? .throttle(publisher: publisher) : .unthrottle(publisher: publisher)
         case .claim, .release, .evict, .claimed:
             message = .client(try readClient(&r, kind: ClientMessageKind(rawValue: kind.rawValue)!))
+        case .publishShared:
+            // Holds an address: only `decodePublishShared`, on a record from this process, reads it.
+            throw ShardRecordError("a shared publish record is not decoded here")
         }
         guard r.remaining == 0 else { throw ShardRecordError("\(r.remaining) bytes after the \(kind) body") }
         return ShardRecord(origin: address, message: message)

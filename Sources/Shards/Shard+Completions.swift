@@ -22,7 +22,8 @@ extension Shard {
     func handle(_ completion: Completion, now: UInt64) {
         guard let kind = UserData.kind(completion.userData) else { return }
         switch kind {
-        case .recv: received(completion, now: now)
+        case .recv, .recvOnce: received(completion, now: now)
+        case .recvDirect: receivedDirect(completion, now: now)
         case .send: sent(completion, now: now)
         case .accept: acceptCompleted(completion, now: now)
         case .wake: break  // the mailboxes are drained every iteration
@@ -70,7 +71,11 @@ extension Shard {
         var result = completion.result
         if !completion.hasMore { sockets[slot].recvArmed = false }
         var bytes = UnsafeRawBufferPointer(start: nil, count: 0)
-        if result > 0, let bufferID {
+        if result > 0, let bufferID, UserData.kind(completion.userData) == .recvOnce {
+            // A single recv (a connection receiving large packets): the bytes at the buffer's start.
+            bytes = UnsafeRawBufferPointer(start: buffers.start(id: bufferID), count: Int(result))
+            core.inputArrivedAfter = turnArrival
+        } else if result > 0, let bufferID {
             // A recvmsg buffer: header, the receive time, the payload (none: end of stream).
             let message = receiveFormat.parse(buffers.start(id: bufferID), length: Int(result))
             bytes = message.payload
@@ -102,6 +107,20 @@ extension Shard {
                     // Route records leave at once: a subscription takes effect on the other shards
                     // as soon as they can apply it, not after the rest of this batch.
                     if core.hasUrgentShardRecords { sendOutbox() }
+                    if sockets[slot].transport == .plain {
+                        // Large packets: single recvs, the rest of each straight into its storage
+                        // (armRecv); back to the multishot recv when a single one ends between
+                        // packets or in a small one.
+                        let large = core.isReceivingLargePacket(id, minimum: Shard.directReceiveMinimum)
+                        if large && completion.hasMore && !sockets[slot].directSwitch {
+                            // The multishot recv ends; its last completion (-ECANCELED) re-arms.
+                            ring.prepareCancel(userData: UserData.make(.recv, id), userData: UserData.make(.cancel, id))
+                            sockets[slot].directSwitch = true
+                            sockets[slot].largeInput = true
+                        } else if !completion.hasMore && !large {
+                            sockets[slot].largeInput = false
+                        }
+                    }
                 } else {
                     httpReceived(slot: slot, bytes: bytes, now: now)
                 }
@@ -135,6 +154,36 @@ extension Shard {
             } else {
                 abortSocket(slot: slot)  // the HTTP client went away before its request was complete
             }
+        } else {
+            finishCloseIfIdle(slot: slot)
+        }
+    }
+
+    /// The recv straight into a large packet's storage completed (`armRecv`).
+    func receivedDirect(_ completion: Completion, now: UInt64) {
+        guard let slot = slot(of: completion) else { return }
+        let id = ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)
+        sockets[slot].recvArmed = false
+        let allocation = sockets[slot].directAllocation
+        sockets[slot].directAllocation = nil
+        let result = completion.result
+        let count = result > 0 ? Int(result) : 0
+        if count > 0 {
+            receives &+= 1
+            bytesReceived &+= UInt64(count)
+            core.inputArrivedAfter = turnArrival
+        }
+        // The core forgot the storage (it cut the connection off meanwhile): it is freed here.
+        if !core.directReceived(id, count: count, now: now) { allocation?.deallocate() }
+        if count > 0 {
+            if core.hasUrgentShardRecords { sendOutbox() }
+            if !sockets[slot].recvArmed && !sockets[slot].readShut && !core.isInputPaused(id) { armRecv(slot: slot) }
+            return
+        }
+        // EOF or an error: the peer is gone (or we shut the socket down).
+        sockets[slot].readShut = true
+        if !sockets[slot].closing {
+            core.connectionLost(id)
         } else {
             finishCloseIfIdle(slot: slot)
         }

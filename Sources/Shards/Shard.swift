@@ -28,7 +28,15 @@ struct SocketState {
     var transport: Transport = .plain
     /// MQTT (the core's) or HTTP (HTTPServer.swift's, `Shard.httpExchanges`).
     var protocolName: ListenerProtocol = .mqtt
+    /// A recv is armed: the multishot one into the provided buffers, or (`directAllocation` set)
+    /// one straight into the decoder's storage, whose allocation is freed here if the core forgot
+    /// it meanwhile, or a single one into a provided buffer. `largeInput`: the connection sends
+    /// large packets, received with single recvs (`armRecv`); `directSwitch`: the multishot recv
+    /// was cancelled to switch to those.
     var recvArmed = false
+    var directAllocation: UnsafeMutableRawPointer? = nil
+    var directSwitch = false
+    var largeInput = false
     var sendInFlight = false
     /// The core ended the session: flush, then shut down and close.
     var closing = false
@@ -326,10 +334,30 @@ final class Shard {
 
     func armRecv(slot: Int) {
         let state = sockets[slot]
+        let id = ConnectionID(slot: Int32(slot), generation: state.generation)
+        sockets[slot].directSwitch = false
+        if state.largeInput && state.transport == .plain && state.protocolName == .mqtt && !state.closing {
+            // A connection sending large packets. A multishot recv would take all the socket
+            // holds into 16 KiB buffers, each then copied into the packet's storage: instead,
+            // single recvs into a buffer until the packet's storage has its full size
+            // (StreamDecoder's rule: an eighth of it arrived), then its rest straight into it.
+            if let (room, allocation) = core.lendReceiveRoom(id, minimum: Shard.directReceiveMinimum) {
+                ring.prepareRecv(fd: state.fd, buffer: room.baseAddress!, count: room.count, userData: UserData.make(.recvDirect, id))
+                sockets[slot].directAllocation = allocation
+            } else {
+                ring.prepareRecv(fd: state.fd, group: Shard.bufferGroup, userData: UserData.make(.recvOnce, id))
+            }
+            sockets[slot].recvArmed = true
+            return
+        }
         ring.prepareMultishotRecvMessage(fd: state.fd, format: receiveFormat, group: Shard.bufferGroup,
-                                         userData: UserData.make(.recv, ConnectionID(slot: Int32(slot), generation: state.generation)))
+                                         userData: UserData.make(.recv, id))
         sockets[slot].recvArmed = true
     }
+
+    /// What is left of a packet for its receive to go straight into its storage (below it, the
+    /// cancel and the single recv cost more than the copies they save).
+    static let directReceiveMinimum = 64 << 10
 
     /// Flow control paused or resumed some connections' input: cancel or re-arm their receive.
     func applyInputPauses() {

@@ -27,6 +27,10 @@ enum OperationKind: UInt8 {
     case linkProbe = 16
     /// A bridge's connect to its remote broker (Shard+Bridge.swift); the slot is the bridge's index.
     case bridgeConnect = 17
+    /// A single recv straight into the decoder's storage: the rest of a large packet.
+    case recvDirect = 18
+    /// A single recv into one provided buffer (a connection receiving large packets, between them).
+    case recvOnce = 19
 }
 
 /// `kind << 56 | (generation & 0xFFFFFF) << 32 | slot`.

@@ -206,12 +206,14 @@ public enum SessionLog {
         }
     }
 
-    /// A message queued or sent: `bytes` is topic, properties and payload in one run.
+    /// A message queued or sent: `bytes` is topic, properties and payload in one run, or topic
+    /// and properties followed by `payload` when the payload is held apart (a shared one).
     @inlinable
     public static func appendMessage(key: UInt64, id: UInt64, packetID: UInt16, state: StoredMessageState, qos: UInt8, retain: Bool,
                                      expiresAt: UInt64, topicLength: Int, propertiesLength: Int, bytes: UnsafeRawBufferPointer,
+                                     payload: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
                                      sequence: UInt64, salt: UInt32, into buffer: inout ByteBuffer) {
-        LogRecord.append(type: StoreRecordType.messageAdd.rawValue, sequence: sequence, salt: salt, bodySize: 38 + bytes.count,
+        LogRecord.append(type: StoreRecordType.messageAdd.rawValue, sequence: sequence, salt: salt, bodySize: 38 + bytes.count + payload.count,
                          into: &buffer) { p in
             p.storeBytes(of: key.littleEndian, toByteOffset: 0, as: UInt64.self)
             p.storeBytes(of: id.littleEndian, toByteOffset: 8, as: UInt64.self)
@@ -221,8 +223,9 @@ public enum SessionLog {
             p.storeBytes(of: expiresAt.littleEndian, toByteOffset: 20, as: UInt64.self)
             p.storeBytes(of: UInt16(topicLength).littleEndian, toByteOffset: 28, as: UInt16.self)
             p.storeBytes(of: UInt32(propertiesLength).littleEndian, toByteOffset: 30, as: UInt32.self)
-            p.storeBytes(of: UInt32(bytes.count - topicLength - propertiesLength).littleEndian, toByteOffset: 34, as: UInt32.self)
+            p.storeBytes(of: UInt32(bytes.count + payload.count - topicLength - propertiesLength).littleEndian, toByteOffset: 34, as: UInt32.self)
             if let b = bytes.baseAddress { (p + 38).copyMemory(from: b, byteCount: bytes.count) }
+            if let b = payload.baseAddress { (p + 38 + bytes.count).copyMemory(from: b, byteCount: payload.count) }
         }
     }
 

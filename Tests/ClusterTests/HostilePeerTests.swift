@@ -65,6 +65,22 @@ final class HostilePeerTests: XCTestCase {
         }
     }
 
+    /// A record that carries an address (the payload by reference, only between the shards of
+    /// one process) is refused from a peer: its address would mean nothing here, or anything.
+    func testAPeersSharedPublishRecordIsRefused() {
+        let g = GatewayCore(nodeID: 1, shards: 2, wallClockOffset: 0)
+        var record: [UInt8] = []
+        withUnsafeBytes(of: UInt32(8 + 20 + 3 + 16).littleEndian) { record += $0 }
+        record += [ShardMessageKind.publishShared.rawValue, 0, 2, 0]
+        record += [1, 0, 3, 0, 0, 0, 0, 0, 1, 0, 0, 0] + Array(repeating: 0, count: 8)  // QoS 1, topic 3, payload 1
+        record += Array("a/b".utf8)
+        withUnsafeBytes(of: UInt64(0xDEAD_BEEF).littleEndian) { record += $0 }
+        record += Array(repeating: 0, count: 8)
+        XCTAssertFalse(record.withUnsafeBytes { g.fromPeer($0, peer: 0, peerNode: 2) })
+        XCTAssertEqual(g.counters.recordsRefused, 1)
+        XCTAssertTrue(g.shardOutbox.allSatisfy { $0.isEmpty })
+    }
+
     func testTheFramerRefusesLengthsOutsideItsBounds() {
         var random = SplitMix64(seed: 7)
         for _ in 0..<2_000 {

@@ -55,6 +55,96 @@ final class SplitDecodingTests: XCTestCase {
         XCTAssertLessThanOrEqual(Set(capacities).count, 4)  // 16K, 32K (doubling), then the whole frame
     }
 
+    /// The rest of a large frame received straight into storage: lent once its full size is
+    /// reserved, nothing decoded while lent, the packet whole once the room comes back.
+    func testLentRoomTakesTheRestOfALargeFrame() throws {
+        let payload = (0..<(256 << 10)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let frame = publishBytes(.v3_1_1, topic: "big", payload: payload)
+        var decoder = StreamDecoder(version: .v3_1_1)
+        defer { decoder.deallocate() }
+        // One 16 KiB chunk: the length is known but storage is not yet sized (an eighth not here).
+        try frame[0..<(16 << 10)].withUnsafeBytes { decoder.feed($0); XCTAssertNil(try decoder.next()) }
+        XCTAssertEqual(decoder.partialFrameNeed, frame.count - (16 << 10))
+        XCTAssertEqual(decoder.roomToLend(minimum: 1), 0, "storage not sized yet: nothing to lend")
+        try frame[(16 << 10)..<(40 << 10)].withUnsafeBytes { decoder.feed($0); XCTAssertNil(try decoder.next()) }
+        XCTAssertEqual(decoder.roomToLend(minimum: 1), frame.count - (40 << 10))
+        XCTAssertEqual(decoder.roomToLend(minimum: frame.count), 0, "less missing than asked for")
+        let room = try XCTUnwrap(decoder.lendRoom(minimum: 64 << 10))
+        XCTAssertTrue(decoder.isStorageLent)
+        XCTAssertNil(try decoder.next(), "nothing is decoded while the room is lent")
+        XCTAssertNil(decoder.lendRoom(minimum: 1), "lent once")
+        // A short receive: part of the room, then the rest in a second lending.
+        let first = 100_000
+        frame[(40 << 10)..<((40 << 10) + first)].withUnsafeBytes { room.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: first) }
+        decoder.returnRoom(written: first)
+        XCTAssertNil(try decoder.next())
+        let rest = try XCTUnwrap(decoder.lendRoom(minimum: 1))
+        XCTAssertEqual(rest.count, frame.count - (40 << 10) - first)
+        frame[((40 << 10) + first)...].withUnsafeBytes { rest.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        decoder.returnRoom(written: rest.count)
+        guard case .publish(let p)? = try decoder.next() else { return XCTFail("no PUBLISH") }
+        XCTAssertEqual(Array(p.payload), payload)
+        XCTAssertEqual(decoder.partialFrameNeed, 0)
+    }
+
+    /// A first piece holding an eighth of a large frame sizes its storage at once.
+    func testAFirstPieceOfAnEighthSizesTheStorage() throws {
+        let frame = publishBytes(.v3_1_1, topic: "big", payload: Array(repeating: 5, count: 200_000))
+        var decoder = StreamDecoder(version: .v3_1_1)
+        defer { decoder.deallocate() }
+        try frame[0..<30_000].withUnsafeBytes { decoder.feed($0); XCTAssertNil(try decoder.next()) }
+        XCTAssertEqual(decoder.storageCapacity, frame.count)
+        XCTAssertEqual(decoder.roomToLend(minimum: 1), frame.count - 30_000)
+    }
+
+    /// A decoder whose connection ends while its room is lent forgets the storage: the borrower
+    /// (the receive in flight) frees it.
+    func testDeallocateWhileLentLeavesTheStorageToItsBorrower() throws {
+        let frame = publishBytes(.v5, topic: "big", payload: Array(repeating: 3, count: 200_000))
+        var decoder = StreamDecoder(version: .v5)
+        try frame[0..<10_000].withUnsafeBytes { decoder.feed($0); XCTAssertNil(try decoder.next()) }
+        XCTAssertEqual(decoder.roomToLend(minimum: 1), 0)
+        try frame[10_000..<30_000].withUnsafeBytes { decoder.feed($0); XCTAssertNil(try decoder.next()) }
+        let room = try XCTUnwrap(decoder.lendRoom(minimum: 1))
+        let allocation = try XCTUnwrap(decoder.lentAllocation)
+        XCTAssertTrue(room.baseAddress! >= allocation)
+        decoder.deallocate()
+        XCTAssertFalse(decoder.isStorageLent)
+        XCTAssertEqual(decoder.storageCapacity, 0)
+        room.baseAddress!.storeBytes(of: 1, as: UInt8.self)  // still the borrower's memory
+        allocation.deallocate()
+    }
+
+    /// A large packet's storage handed over as shared bytes: the packet's pointers stay valid in
+    /// it, and the decoder starts the next packet with fresh storage.
+    func testReturnedLargeFrameIsHandedOver() throws {
+        let payload = (0..<(100 << 10)).map { UInt8(truncatingIfNeeded: $0) }
+        let frame = publishBytes(.v3_1_1, topic: "big", payload: payload) + publishBytes(.v3_1_1, topic: "small", payload: [1, 2])
+        var decoder = StreamDecoder(version: .v3_1_1)
+        defer { decoder.deallocate() }
+        var shared: SharedBytes? = nil
+        var payloads: [[UInt8]] = []
+        for start in stride(from: 0, to: frame.count, by: 16 << 10) {
+            try frame[start..<min(start + (16 << 10), frame.count)].withUnsafeBytes { chunk in
+                decoder.feed(chunk)
+                while let packet = try decoder.next() {
+                    guard case .publish(let p) = packet else { return XCTFail("not a PUBLISH") }
+                    if decoder.holdsLargeReturnedFrame {
+                        let frame = try XCTUnwrap(decoder.takeReturnedFrame())
+                        XCTAssertTrue(frame.contains(p.payload))
+                        XCTAssertFalse(decoder.holdsLargeReturnedFrame)
+                        shared = frame
+                    }
+                    payloads.append(Array(p.payload))
+                }
+            }
+        }
+        XCTAssertEqual(payloads, [payload, [1, 2]])
+        let bytes = try XCTUnwrap(shared)
+        XCTAssertEqual(Array(bytes.bytes.suffix(payload.count)), payload, "the payload is still readable in the shared bytes")
+        XCTAssertNil(decoder.takeReturnedFrame())
+    }
+
     func testOneByteAtATime() throws {
         for version in [ProtocolVersion.v3_1_1, .v5] {
             let bytes = SplitDecodingTests.stream(version)

@@ -81,6 +81,42 @@ final class ShardRecordCodecTests: XCTestCase {
         }
     }
 
+    /// A large payload between this process's shards: the record holds one reference to the
+    /// bytes (none copied), given to the decoder's caller; the general decoder refuses it.
+    func testSharedPublishCarriesTheBytesByReference() throws {
+        let frame: [UInt8] = Array(repeating: 9, count: 10) + (0..<50_000).map { UInt8(truncatingIfNeeded: $0) }
+        var shared: SharedBytes? = frame.withUnsafeBytes { SharedBytes(copying: $0) }
+        weak var watch = shared
+        let topic = bytes("big/1"), properties: [UInt8] = [0x01, 0x00]
+        var buffer = ByteBuffer()
+        defer { buffer.deallocate() }
+        try topic.withUnsafeBytes { t in
+            try properties.withUnsafeBytes { p in
+                let payload = UnsafeRawBufferPointer(start: shared!.start + 10, count: 50_000)
+                let publish = ForwardedPublish(qos: .atLeastOnce, retain: false, origin: ConnectionID(slot: 3, generation: 4),
+                                               topic: t, properties: p, payload: payload)
+                ShardRecordCodec.encodePublishShared(publish, shared: shared!, offset: 10, origin: origin, into: &buffer)
+            }
+        }
+        shared = nil
+        XCTAssertNotNil(watch, "the record holds a reference")
+        let record = buffer.readableArray()
+        XCTAssertLessThan(record.count, 100, "the payload is not in the record")
+        XCTAssertEqual(record.withUnsafeBytes { ShardRecordCodec.kind($0) }, .publishShared)
+        XCTAssertThrowsError(try record.withUnsafeBytes { try ShardRecordCodec.decode($0) })
+        do {
+            let (from, message, bytes) = try record.withUnsafeBytes { try ShardRecordCodec.decodePublishShared($0) }
+            XCTAssertEqual(from, origin)
+            XCTAssertEqual(message.qos, .atLeastOnce)
+            XCTAssertEqual(message.origin, ConnectionID(slot: 3, generation: 4))
+            XCTAssertEqual(Array(message.topic), topic)
+            XCTAssertEqual(Array(message.properties), properties)
+            XCTAssertEqual(Array(message.payload), Array(frame[10...]))
+            XCTAssertTrue(bytes === watch)
+        }
+        XCTAssertNil(watch, "the decoder's caller held the record's reference, and let it go")
+    }
+
     func testSmallKinds() throws {
         try roundTrip(.barrier(token: 77)) { r, _ in
             guard case .barrier(let token) = r.message else { return XCTFail("barrier") }
