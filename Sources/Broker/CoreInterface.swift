@@ -63,6 +63,9 @@ public protocol ShardCoreInterface: AnyObject {
     /// Connections with bytes queued (their slots), swapped out; then their bytes, swapped out.
     func swapFlushQueue(_ other: inout [Int32])
     func takeOutbound(_ id: ConnectionID, swappingWith buffer: inout ByteBuffer)
+    /// Gathered output (plain TCP): large payloads spliced into the bytes, not copied there.
+    func enableGatheredOutput(_ id: ConnectionID)
+    func takeOutbound(_ id: ConnectionID, swappingWith buffer: inout ByteBuffer, splices: inout [OutboundSplice])
     func hasQueuedOutput(_ id: ConnectionID) -> Bool
     func outboundReleased(_ id: ConnectionID) -> Bool
     /// Connections whose session ended: the runtime flushes, closes, then calls `release`.

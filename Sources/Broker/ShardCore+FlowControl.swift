@@ -37,6 +37,9 @@ enum FlowFlag {
     static let acksHeldAny: UInt8 = acksHeld | acksAwaitStore
     /// Not flow control: the connection is a bridge (ClientConnection.isBridge), kept in a spare bit.
     static let bridge: UInt8 = 128
+    /// Not flow control: the runtime sends this connection's output gathered, so large payloads
+    /// are spliced into it rather than copied (ShardCore+Outbound.swift).
+    static let gatheredOutput: UInt8 = 64
 }
 
 /// A publisher as a subscriber's shard names it: its shard and its connection there.

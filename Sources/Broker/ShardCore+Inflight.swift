@@ -101,12 +101,18 @@ extension ShardCore {
     func send(_ message: consuming StoredMessage, slot s: Int, into buffer: inout ByteBuffer, useAliases: Bool = true) {
         message.updateRemainingExpiry(at: currentTime)
         let packetID = connections[s].session.allocatePacketID()
+        // `buffer` is the connection's outbound queue unless `useAliases` is false: a shared payload
+        // is then spliced in, not copied, when the runtime sends this connection's output gathered.
+        let splice = useAliases && message.sharedPayload != nil && connections[s].flow & FlowFlag.gatheredOutput != 0
         if useAliases, connections[s].outboundAliases.maximum > 0,
            let (alias, known) = message.withTopic({ connections[s].outboundAliases.alias(for: $0) }) {
             message.encode(version: connections[s].version, packetID: packetID, dup: false, topicAlias: alias, omitTopic: known,
-                           into: &buffer)
+                           payloadFollows: splice, into: &buffer)
         } else {
-            message.encode(version: connections[s].version, packetID: packetID, dup: false, into: &buffer)
+            message.encode(version: connections[s].version, packetID: packetID, dup: false, payloadFollows: splice, into: &buffer)
+        }
+        if splice, let shared = message.sharedPayload {
+            spliceOutbound(slot: s, at: buffer.readableBytes, bytes: shared, offset: message.sharedOffset)
         }
         let state: InflightState = message.qos == .exactlyOnce ? .awaitingPubRec : .awaitingPubAck
         if connections[s].session.storeKey != 0 {

@@ -356,13 +356,21 @@ extension ShardCore {
             counters.droppedQoS0 += 1
             return
         }
+        // A large payload is spliced into a gathered connection's output (held once for all its
+        // subscribers), not copied into each one's queue.
+        let splice = payload.count >= ShardCore.spliceMinimum && connections[s].flow & FlowFlag.gatheredOutput != 0
         if connections[s].outboundAliases.maximum > 0, let (alias, known) = connections[s].outboundAliases.alias(for: topic) {
             PublishEncoder.encode(version: version, dup: false, qos: .atMostOnce, retain: retain,
                                   topic: known ? UnsafeRawBufferPointer(start: nil, count: 0) : topic, packetID: 0,
-                                  properties: props, payload: payload, topicAlias: alias, into: &connections[s].outbound)
+                                  properties: props, payload: payload, topicAlias: alias, payloadFollows: splice,
+                                  into: &connections[s].outbound)
         } else {
             PublishEncoder.encode(version: version, dup: false, qos: .atMostOnce, retain: retain, topic: topic,
-                                  packetID: 0, properties: props, payload: payload, into: &connections[s].outbound)
+                                  packetID: 0, properties: props, payload: payload, payloadFollows: splice, into: &connections[s].outbound)
+        }
+        if splice {
+            let (shared, offset) = sharedPayload(for: payload)
+            spliceOutbound(slot: s, at: connections[s].outbound.readableBytes, bytes: shared, offset: offset)
         }
         counters.publishesDelivered += 1
         markFlush(s)

@@ -132,6 +132,9 @@ public final class ShardCore {
     @exclusivity(unchecked) var sharedScratch: [SharedGroup] = []
     /// Byte arrays of finished QoS 1/2 messages, reused by the next ones (StoredMessage.swift).
     @exclusivity(unchecked) var messageBuffers = MessageBufferPool()
+    /// Large payloads spliced into connections' outbound bytes and not taken by the runtime yet,
+    /// per slot (ShardCore+Outbound.swift).
+    var outboundSplices: [Int32: [OutboundSplice]] = [:]
     /// The large frame the packet being handled was decoded from: the sessions a QoS 1/2 message
     /// goes to hold its payload there instead of a copy each (StoredMessage.sharedPayload).
     var currentFrame: SharedBytes? = nil
@@ -319,6 +322,7 @@ public final class ShardCore {
         let s = Int(id.slot)
         connections[s].socketAttached = false
         releaseDecoder(slot: s)
+        if !outboundSplices.isEmpty { outboundSplices[id.slot] = nil }
         if connections[s].phase == .offline {
             connections[s].releaseSocketBuffers()
         } else {
@@ -329,6 +333,7 @@ public final class ShardCore {
     /// Returns a slot to the free list.
     func freeSlot(_ s: Int) {
         releaseDecoder(slot: s)
+        if !outboundSplices.isEmpty { outboundSplices[Int32(s)] = nil }
         connections[s].releaseResources()
         connections[s].phase = .free
         connections[s].generation &+= 1
@@ -345,6 +350,7 @@ public final class ShardCore {
     @inline(__always)
     public func takeOutbound(_ id: ConnectionID, swappingWith buffer: inout ByteBuffer) {
         assert(buffer.isEmpty, "the transport's buffer still holds bytes")
+        assert(outboundSplices[id.slot] == nil, "a connection whose output is not gathered got splices")
         swap(&connections[Int(id.slot)].outbound, &buffer)
     }
 
@@ -352,13 +358,13 @@ public final class ShardCore {
     /// counted with the queue against max_outbound_buffer and the QoS 0 drop limit.
     @inline(__always)
     public func setTransportBacklog(_ id: ConnectionID, bytes: Int) {
-        connections[Int(id.slot)].transportBacklog = Int32(clamping: bytes)
+        connections[Int(id.slot)].transportBacklog = Int32(clamping: bytes + untakenSpliceBytes(id.slot))
     }
 
     /// True when the core queued bytes the runtime has not taken.
     @inline(__always)
     public func hasQueuedOutput(_ id: ConnectionID) -> Bool {
-        !connections[Int(id.slot)].outbound.isEmpty
+        !connections[Int(id.slot)].outbound.isEmpty  // a splice always follows its PUBLISH's first bytes
     }
 
     /// True when the connection's queue holds no memory (the core gave it back after a quiet

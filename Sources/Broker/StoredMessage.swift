@@ -127,12 +127,13 @@ struct StoredMessage {
 
     /// Encodes the message as a PUBLISH; with a `topicAlias` (v5), `omitTopic` sends the alias alone.
     func encode(version: ProtocolVersion, packetID: UInt16, dup: Bool, topicAlias: UInt16 = 0, omitTopic: Bool = false,
-                into buffer: inout ByteBuffer) {
+                payloadFollows: Bool = false, into buffer: inout ByteBuffer) {
         withParts { topic, properties, payload in
             let topic = omitTopic ? UnsafeRawBufferPointer(start: nil, count: 0) : topic
             PublishEncoder.encode(version: version, dup: dup, qos: qos, retain: retain, topic: topic, packetID: packetID,
                                   properties: version == .v5 ? properties : UnsafeRawBufferPointer(start: nil, count: 0),
-                                  payload: payload, topicAlias: version == .v5 ? topicAlias : 0, into: &buffer)
+                                  payload: payload, topicAlias: version == .v5 ? topicAlias : 0, payloadFollows: payloadFollows,
+                                  into: &buffer)
         }
     }
 }

@@ -170,13 +170,15 @@ extension Packet {
 public enum PublishEncoder {
     /// Appends a PUBLISH. `properties` is the v5 property block without its length prefix
     /// (ignored for 3.1/3.1.1). `packetID` is ignored for QoS 0. A non-zero v5 `topicAlias` is
-    /// written as the first property (pass an empty `topic` to send the alias alone).
+    /// written as the first property (pass an empty `topic` to send the alias alone). With
+    /// `payloadFollows`, everything but the payload is written (its length counted): the caller
+    /// sends the payload after these bytes from where it is.
     @inlinable
     public static func encode(
         version: ProtocolVersion, dup: Bool, qos: QoS, retain: Bool,
         topic: UnsafeRawBufferPointer, packetID: UInt16,
         properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
-        topicAlias: UInt16 = 0,
+        topicAlias: UInt16 = 0, payloadFollows: Bool = false,
         into buffer: inout ByteBuffer
     ) {
         let v5 = version == .v5
@@ -185,7 +187,7 @@ public enum PublishEncoder {
         if qos != .atMostOnce { remaining += 2 }
         if v5 { remaining += variableByteIntegerLength(propertiesLength) + propertiesLength }
         let total = 1 + variableByteIntegerLength(remaining) + remaining
-        buffer.reserveWritable(total)
+        buffer.reserveWritable(payloadFollows ? total - payload.count : total)
         var first: UInt8 = 0x30 | qos.rawValue << 1
         if dup && qos != .atMostOnce { first |= 0b1000 }
         if retain { first |= 1 }
@@ -201,7 +203,7 @@ public enum PublishEncoder {
             }
             buffer.writeBytes(properties)
         }
-        buffer.writeBytes(payload)
+        if !payloadFollows { buffer.writeBytes(payload) }
     }
 
     /// The encoded size of such a PUBLISH (for Maximum Packet Size checks).

@@ -157,6 +157,13 @@ public final class IOUring {
         io_uring_sqe_set_data64(s, userData)
     }
 
+    /// A sendmsg of what `message` describes (it and its iovecs must stay valid until completion).
+    @inlinable public func prepareSendMessage(fd socket: Int32, message: UnsafePointer<msghdr>, userData: UInt64) {
+        let s = sqe()
+        io_uring_prep_sendmsg(s, socket, message, UInt32(MSG_NOSIGNAL))
+        io_uring_sqe_set_data64(s, userData)
+    }
+
     /// A write of `count` bytes at `bytes` to `fd` at `offset` (the memory must stay valid until
     /// completion).
     @inlinable public func prepareWrite(fd: Int32, bytes: UnsafeRawPointer, count: Int, offset: UInt64, userData: UInt64) {

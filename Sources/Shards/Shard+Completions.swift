@@ -195,8 +195,13 @@ extension Shard {
         sockets[slot].sendInFlight = false
         if completion.result > 0 {
             if _fastPath(sockets[slot].protocolName == .mqtt) { bytesSent &+= UInt64(completion.result) }
-            sockets[slot].wire.moveReaderIndex(forwardBy: Int(completion.result))
-            core.setTransportBacklog(id, bytes: sockets[slot].wire.readableBytes)
+            if let gather = sockets[slot].gather, gather.isActive {
+                // A gathered send: the wire's bytes stay where they are until all went out.
+                if gather.advance(by: Int(completion.result)) { sockets[slot].wire.clear() }
+            } else {
+                sockets[slot].wire.moveReaderIndex(forwardBy: Int(completion.result))
+            }
+            core.setTransportBacklog(id, bytes: unsentBytes(slot: slot))
         } else if completion.result < 0 {
             // EPIPE / ECONNRESET: nothing more can reach this peer.
             if !sockets[slot].closing { core.connectionLost(id) }

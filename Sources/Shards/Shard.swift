@@ -57,6 +57,8 @@ struct SocketState {
     /// A bridge's connection to the remote broker (Shard+Bridge.swift).
     var bridge: BridgeSession? = nil
     var transportOut = ByteBuffer()
+    /// Plain TCP: the large payloads spliced into `wire` (OutboundGather.swift), while some are.
+    var gather: OutboundGather? = nil
     var closeNotifySent = false
     var handshakeDeadline: UInt64 = 0
 }
@@ -126,6 +128,8 @@ final class Shard {
     let completions: UnsafeMutablePointer<Completion>
     let completionCapacity = 512
     var flushScratch: [Int32] = []
+    /// The splices of one connection taken from the core, handed to its OutboundGather.
+    var spliceScratch: [OutboundSplice] = []
     var closeScratch: [Int32] = []
     var closingSlots: [Int32] = []
     var pauseScratch: [Int32] = []
@@ -326,6 +330,7 @@ final class Shard {
         while sockets.count <= slot { sockets.append(SocketState()) }
         sockets[slot] = SocketState(fd: fd, generation: id.generation, listener: UInt16(listener), transport: transport,
                                     protocolName: http ? .http : .mqtt)
+        if transport == .plain && !http { core.enableGatheredOutput(id) }
         if let session { startTLS(slot: slot, session: session, now: now) }
         if transport.usesWebSocket { startWebSocket(slot: slot, listener: listener) }
         if http { beginHTTPExchange(slot: slot, now: now) }
@@ -389,9 +394,15 @@ final class Shard {
         if sockets[slot].wire.isEmpty && sockets[slot].protocolName == .mqtt {
             switch sockets[slot].transport {
             case .plain:
-                // The core's queue becomes the bytes to send, and the empty buffer its next queue.
-                core.takeOutbound(id, swappingWith: &sockets[slot].wire)
-                core.setTransportBacklog(id, bytes: sockets[slot].wire.readableBytes)
+                // The core's queue becomes the bytes to send, and the empty buffer its next queue;
+                // large payloads spliced into it are sent from where they are held.
+                core.takeOutbound(id, swappingWith: &sockets[slot].wire, splices: &spliceScratch)
+                if !spliceScratch.isEmpty {
+                    let gather = sockets[slot].gather ?? OutboundGather()
+                    gather.begin(splices: &spliceScratch, wireBytes: sockets[slot].wire.readableBytes)
+                    sockets[slot].gather = gather
+                }
+                core.setTransportBacklog(id, bytes: unsentBytes(slot: slot))
             case .tls, .secureWebSocket:
                 encryptOutbound(slot: slot, id: id)
             case .webSocket:
@@ -406,9 +417,21 @@ final class Shard {
         }
         let count = sockets[slot].wire.readableBytes
         guard count > 0 else { return }
-        ring.prepareSend(fd: sockets[slot].fd, bytes: sockets[slot].wire.readableView.baseAddress!, count: count,
-                         userData: UserData.make(.send, id))
+        if let gather = sockets[slot].gather, gather.isActive {
+            ring.prepareSendMessage(fd: sockets[slot].fd, message: gather.prepare(wire: sockets[slot].wire.readableView),
+                                    userData: UserData.make(.send, id))
+        } else {
+            ring.prepareSend(fd: sockets[slot].fd, bytes: sockets[slot].wire.readableView.baseAddress!, count: count,
+                             userData: UserData.make(.send, id))
+        }
         sockets[slot].sendInFlight = true
+    }
+
+    /// The bytes `wire` (and the payloads spliced into it) still hold for the peer.
+    @inline(__always)
+    func unsentBytes(slot: Int) -> Int {
+        if let gather = sockets[slot].gather, gather.isActive { return gather.remaining }
+        return sockets[slot].wire.readableBytes
     }
 
     /// Bytes for the peer not yet handed to the kernel: the core's queue or the transport's.

@@ -111,4 +111,55 @@ final class SharedPayloadTests: XCTestCase {
         let record = core.storedMessage(message, id: 1, packetID: 0, state: .queued)
         XCTAssertEqual(record.payload, payload)
     }
+
+    /// A connection whose runtime sends gathered output gets large payloads spliced into its
+    /// queue (its PUBLISH header there, the payload by reference), QoS 0 and 1; the stream they
+    /// make is the PUBLISH a copy would have made. Others get them copied.
+    func testLargePayloadsAreSplicedIntoGatheredOutput() throws {
+        let h = CoreHarness(shards: 1)
+        let gathered = subscribe(h, shard: 0, id: "gathered")
+        h.cores[0].enableGatheredOutput(gathered.id)
+        let flat = subscribe(h, shard: 0, id: "flat", qos: .atMostOnce)
+        let pub = h.connect(shard: 0)
+        h.send(pub, .connect(Connect(clientID: "pub")))
+        _ = h.output(pub)
+        h.send(pub, publishFrame(qos: .atLeastOnce))
+        h.send(pub, publishFrame(qos: .atMostOnce))
+        let core = h.cores[0]
+        XCTAssertNil(core.outboundSplices[flat.id.slot])
+        XCTAssertEqual(core.connections[Int(gathered.id.slot)].pendingOutboundBytes,
+                       core.connections[Int(gathered.id.slot)].outbound.readableBytes + 2 * payload.count)
+        var wire = ByteBuffer()
+        defer { wire.deallocate() }
+        var splices: [OutboundSplice] = []
+        core.takeOutbound(gathered.id, swappingWith: &wire, splices: &splices)
+        XCTAssertEqual(splices.count, 2)
+        XCTAssertLessThan(wire.readableBytes, 100, "headers only")
+        var stream: [UInt8] = []
+        var offset = 0
+        let bytes = wire.readableArray()
+        for splice in splices {
+            stream += bytes[offset..<splice.at]
+            stream += UnsafeRawBufferPointer(start: splice.start, count: splice.count)
+            offset = splice.at
+        }
+        stream += bytes[offset...]
+        var decoder = StreamDecoder(version: .v3_1_1)
+        defer { decoder.deallocate() }
+        var got: [(QoS, [UInt8])] = []
+        try stream.withUnsafeBytes { chunk in
+            decoder.feed(chunk)
+            while let packet = try decoder.next() { if case .publish(let p) = packet { got.append((p.qos, Array(p.payload))) } }
+        }
+        XCTAssertEqual(got.map(\.0), [.atLeastOnce, .atMostOnce])
+        XCTAssertEqual(got.map(\.1), [payload, payload])
+        XCTAssertEqual(payloads(try h.received(flat)), [payload, payload])
+        // What the runtime holds now counts, with what the core spliced after the take.
+        core.setTransportBacklog(gathered.id, bytes: 1000)
+        XCTAssertEqual(core.connections[Int(gathered.id.slot)].transportBacklog, 1000)
+        h.send(pub, publishFrame(qos: .atMostOnce))
+        XCTAssertEqual(core.connections[Int(gathered.id.slot)].transportBacklog, Int32(1000 + payload.count))
+        core.setTransportBacklog(gathered.id, bytes: 10)
+        XCTAssertEqual(core.connections[Int(gathered.id.slot)].transportBacklog, Int32(10 + payload.count), "the untaken splice still counts")
+    }
 }
