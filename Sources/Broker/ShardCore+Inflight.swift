@@ -23,11 +23,12 @@ extension ShardCore {
         if connections[s].phase == .connected && connections[s].session.queue.isEmpty
             && connections[s].session.inflight.count < inflightWindow(s) {
             var out = takeOutbound(s)
-            send(message, slot: s, into: &out)
+            // Moved, not copied: `send` updates the expiry in the bytes, which must not be shared.
+            send(consume message, slot: s, into: &out)
             connections[s].outbound = out
             markFlush(s)
         } else {
-            enqueue(message, slot: s, publisherShard: publisherShard, publisher: publisher)
+            enqueue(consume message, slot: s, publisherShard: publisherShard, publisher: publisher)
         }
     }
 
@@ -55,7 +56,7 @@ extension ShardCore {
         }
         if let shared = routePayload, routePayloadSource == start, shared.count == payload.count { return (shared, 0) }
         let shared = SharedBytes(copying: payload)
-        if routing { (routePayload, routePayloadSource) = (shared, start) }
+        if routing > 0 { (routePayload, routePayloadSource) = (shared, start) }
         return (shared, 0)
     }
 
@@ -76,7 +77,7 @@ extension ShardCore {
                     messageEvent(.dropped, slot: s, topic: topic, payload: payload, qos: message.qos, retain: message.retain, reason: "queue_full")
                 }
             }
-            messageBuffers.recycle(message)
+            messageBuffers.recycle(consume message)
             return
         }
         if connections[s].session.storeKey != 0 && message.storeID == 0 {
@@ -136,7 +137,7 @@ extension ShardCore {
             if message.isExpired(at: currentTime) {
                 counters.droppedExpired += 1  // expired while queued: deleted, not sent [MQTT-3.3.2-5]
                 storeMessageDone(slot: s, id: message.storeID)
-                messageBuffers.recycle(message)
+                messageBuffers.recycle(consume message)
                 continue
             }
             send(message, slot: s, into: &out)
@@ -148,14 +149,14 @@ extension ShardCore {
     /// Returns the bytes of a finished in-flight message to the pool.
     @inline(__always)
     func recycle(_ entry: consuming InflightMessage) {
-        if let message = entry.message.take() { messageBuffers.recycle(message) }
+        if let message = entry.message.take() { messageBuffers.recycle(consume message) }
     }
 
     /// PUBACK: QoS 1 delivery done.
     func handlePubAck(_ ack: PublishAck, slot s: Int) {
         if let entry = connections[s].session.removeInflight(ack.packetID, state: .awaitingPubAck) {
             storeMessageDone(slot: s, id: entry.storeID)
-            recycle(entry)
+            recycle(consume entry)
             pumpQueue(s)
         }
     }
@@ -167,7 +168,7 @@ extension ShardCore {
             if let i = index {
                 let entry = connections[s].session.removeInflight(at: i)
                 storeMessageDone(slot: s, id: entry.storeID)
-                recycle(entry)
+                recycle(consume entry)
                 pumpQueue(s)
             }
             return
@@ -179,7 +180,7 @@ extension ShardCore {
                 storeMessageStep(slot: s, id: connections[s].session.inflight[i].storeID, packetID: ack.packetID, state: .awaitingPubComp)
                 awaitStore(slot: s)
             }
-            if let message = connections[s].session.awaitPubComp(at: i) { messageBuffers.recycle(message) }
+            if let message = connections[s].session.awaitPubComp(at: i) { messageBuffers.recycle(consume message) }
             queueAckAfterStore(.pubrel(PublishAck(packetID: ack.packetID)), slot: s)
         } else {
             queueAck(.pubrel(PublishAck(packetID: ack.packetID, reasonCode: connections[s].version == .v5 ? .packetIdentifierNotFound : .success)), slot: s)

@@ -33,10 +33,30 @@ extension ShardCore {
     /// payloads spliced into them, appended to `splices`.
     public func takeOutbound(_ id: ConnectionID, swappingWith buffer: inout ByteBuffer, splices: inout [OutboundSplice]) {
         assert(buffer.isEmpty, "the transport's buffer still holds bytes")
-        if !outboundSplices.isEmpty, let taken = outboundSplices.removeValue(forKey: id.slot) {
+        if untakenSplices > 0, let taken = outboundSplices.removeValue(forKey: id.slot) {
+            untakenSplices -= taken.count
             splices.append(contentsOf: taken)
         }
         swap(&connections[Int(id.slot)].outbound, &buffer)
+    }
+
+    /// A QoS 0 delivery of a large payload to a gathered connection: its PUBLISH's first bytes
+    /// queued, the payload (held once for all its subscribers) spliced after them.
+    @inline(never)
+    func deliverSpliced(slot s: Int, retain: Bool, topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer,
+                        payload: UnsafeRawBufferPointer) {
+        let version = connections[s].version
+        if connections[s].outboundAliases.maximum > 0, let (alias, known) = connections[s].outboundAliases.alias(for: topic) {
+            PublishEncoder.encode(version: version, dup: false, qos: .atMostOnce, retain: retain,
+                                  topic: known ? UnsafeRawBufferPointer(start: nil, count: 0) : topic, packetID: 0,
+                                  properties: properties, payload: payload, topicAlias: alias, payloadFollows: true,
+                                  into: &connections[s].outbound)
+        } else {
+            PublishEncoder.encode(version: version, dup: false, qos: .atMostOnce, retain: retain, topic: topic, packetID: 0,
+                                  properties: properties, payload: payload, payloadFollows: true, into: &connections[s].outbound)
+        }
+        let (shared, offset) = sharedPayload(for: payload)
+        spliceOutbound(slot: s, at: connections[s].outbound.readableBytes, bytes: shared, offset: offset)
     }
 
     /// Splices `bytes` from `offset` to their end into slot `s`'s outbound bytes at `at`; they
@@ -45,14 +65,22 @@ extension ShardCore {
     func spliceOutbound(slot s: Int, at: Int, bytes: SharedBytes, offset: Int) {
         let count = bytes.count - offset
         outboundSplices[Int32(s), default: []].append(OutboundSplice(at: at, bytes: bytes, start: bytes.start + offset, count: count))
+        untakenSplices += 1
         connections[s].transportBacklog = connections[s].transportBacklog &+ Int32(clamping: count)
         markFlush(s)
+    }
+
+    /// Forgets the splices of slot `slot` (its socket is gone).
+    @inline(__always)
+    func dropSplices(_ slot: Int32) {
+        guard untakenSplices > 0, let list = outboundSplices.removeValue(forKey: slot) else { return }
+        untakenSplices -= list.count
     }
 
     /// Bytes of the payloads spliced into slot `slot`'s queue that the runtime has not taken.
     @inline(__always)
     func untakenSpliceBytes(_ slot: Int32) -> Int {
-        guard !outboundSplices.isEmpty, let list = outboundSplices[slot] else { return 0 }
+        guard untakenSplices > 0, let list = outboundSplices[slot] else { return 0 }
         var total = 0
         for splice in list { total += splice.count }
         return total

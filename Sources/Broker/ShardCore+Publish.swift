@@ -236,11 +236,14 @@ extension ShardCore {
         topic: UnsafeRawBufferPointer, properties: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
         origin: ConnectionID, originShard: Int, localOrigin: ConnectionID?, forwardToShards: Bool
     ) -> Bool {
-        // A shared copy of the payload is made once for all local sessions (deliverReliable); a
-        // route nested in this one (a will published on the way) keeps its own.
-        let outerRoute = (routing, routePayload, routePayloadSource)
-        (routing, routePayload, routePayloadSource) = (true, nil, nil)
-        defer { (routing, routePayload, routePayloadSource) = outerRoute }
+        // A shared copy of the payload is made once for all local sessions (deliverReliable) and
+        // forgotten when the outermost route ends (a route nested in this one, a will published on
+        // the way, has another payload address: the cache only answers for the same address).
+        routing &+= 1
+        defer {
+            routing &-= 1
+            if routing == 0 && routePayloadSource != nil { (routePayload, routePayloadSource) = (nil, nil) }
+        }
         var remote = remote
         remote.remove(shardIndex)
         if forwardToShards && recent.isEnabled {
@@ -252,7 +255,7 @@ extension ShardCore {
             for target in remote {
                 // The data path's record, encoded in place (what `send(.publish(...))` does).
                 let p = ForwardedPublish(qos: qos, retain: retain, origin: origin, topic: topic, properties: properties, payload: payload)
-                if payload.count >= StoredMessage.sharedPayloadMinimum && target < shardCount {
+                if _slowPath(payload.count >= StoredMessage.sharedPayloadMinimum) && target < shardCount {
                     // A large payload goes to the other shards of this process by reference: not
                     // copied into the outbox, then into the mailbox, then out of it.
                     let (shared, offset) = sharedPayload(for: payload)
@@ -352,25 +355,20 @@ extension ShardCore {
         // QoS 0 to a client that falls behind is dropped past 4 MiB waiting, or past eight messages
         // of this size when they are large (a 1 MB message stream keeps a few in flight by design);
         // max_outbound_buffer still bounds what waits, and disconnects.
-        if connections[s].pendingOutboundBytes > max(softOutboundLimit, min(8 * payload.count, config.maxOutboundBuffer / 2)) {
+        let pending = connections[s].pendingOutboundBytes
+        if pending > softOutboundLimit && pending > min(8 * payload.count, config.maxOutboundBuffer / 2) {
             counters.droppedQoS0 += 1
             return
         }
-        // A large payload is spliced into a gathered connection's output (held once for all its
-        // subscribers), not copied into each one's queue.
-        let splice = payload.count >= ShardCore.spliceMinimum && connections[s].flow & FlowFlag.gatheredOutput != 0
-        if connections[s].outboundAliases.maximum > 0, let (alias, known) = connections[s].outboundAliases.alias(for: topic) {
+        if _slowPath(payload.count >= ShardCore.spliceMinimum) && connections[s].flow & FlowFlag.gatheredOutput != 0 {
+            deliverSpliced(slot: s, retain: retain, topic: topic, properties: props, payload: payload)
+        } else if connections[s].outboundAliases.maximum > 0, let (alias, known) = connections[s].outboundAliases.alias(for: topic) {
             PublishEncoder.encode(version: version, dup: false, qos: .atMostOnce, retain: retain,
                                   topic: known ? UnsafeRawBufferPointer(start: nil, count: 0) : topic, packetID: 0,
-                                  properties: props, payload: payload, topicAlias: alias, payloadFollows: splice,
-                                  into: &connections[s].outbound)
+                                  properties: props, payload: payload, topicAlias: alias, into: &connections[s].outbound)
         } else {
             PublishEncoder.encode(version: version, dup: false, qos: .atMostOnce, retain: retain, topic: topic,
-                                  packetID: 0, properties: props, payload: payload, payloadFollows: splice, into: &connections[s].outbound)
-        }
-        if splice {
-            let (shared, offset) = sharedPayload(for: payload)
-            spliceOutbound(slot: s, at: connections[s].outbound.readableBytes, bytes: shared, offset: offset)
+                                  packetID: 0, properties: props, payload: payload, into: &connections[s].outbound)
         }
         counters.publishesDelivered += 1
         markFlush(s)

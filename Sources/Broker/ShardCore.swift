@@ -134,15 +134,17 @@ public final class ShardCore {
     @exclusivity(unchecked) var messageBuffers = MessageBufferPool()
     /// Large payloads spliced into connections' outbound bytes and not taken by the runtime yet,
     /// per slot (ShardCore+Outbound.swift).
-    var outboundSplices: [Int32: [OutboundSplice]] = [:]
+    @exclusivity(unchecked) var outboundSplices: [Int32: [OutboundSplice]] = [:]
+    /// How many splices `outboundSplices` holds (a test of one integer on the common path).
+    @exclusivity(unchecked) var untakenSplices = 0
     /// The large frame the packet being handled was decoded from: the sessions a QoS 1/2 message
     /// goes to hold its payload there instead of a copy each (StoredMessage.sharedPayload).
-    var currentFrame: SharedBytes? = nil
+    @exclusivity(unchecked) var currentFrame: SharedBytes? = nil
     /// While a message is routed: the shared copy of its payload made at its first reliable
     /// delivery (when it did not arrive in `currentFrame`), and where the payload it copies is.
-    var routePayload: SharedBytes? = nil
-    var routePayloadSource: UnsafeRawPointer? = nil
-    var routing = false
+    @exclusivity(unchecked) var routePayload: SharedBytes? = nil
+    @exclusivity(unchecked) var routePayloadSource: UnsafeRawPointer? = nil
+    @exclusivity(unchecked) var routing = 0
     /// Rewritten v5 property blocks (PUBLISH without Topic Alias), reused per message.
     var propertyScratch = ByteBuffer()
     /// Delivery properties with Subscription Identifiers added, reused per delivery.
@@ -322,7 +324,7 @@ public final class ShardCore {
         let s = Int(id.slot)
         connections[s].socketAttached = false
         releaseDecoder(slot: s)
-        if !outboundSplices.isEmpty { outboundSplices[id.slot] = nil }
+        dropSplices(id.slot)
         if connections[s].phase == .offline {
             connections[s].releaseSocketBuffers()
         } else {
@@ -333,7 +335,7 @@ public final class ShardCore {
     /// Returns a slot to the free list.
     func freeSlot(_ s: Int) {
         releaseDecoder(slot: s)
-        if !outboundSplices.isEmpty { outboundSplices[Int32(s)] = nil }
+        dropSplices(Int32(s))
         connections[s].releaseResources()
         connections[s].phase = .free
         connections[s].generation &+= 1
@@ -358,7 +360,9 @@ public final class ShardCore {
     /// counted with the queue against max_outbound_buffer and the QoS 0 drop limit.
     @inline(__always)
     public func setTransportBacklog(_ id: ConnectionID, bytes: Int) {
-        connections[Int(id.slot)].transportBacklog = Int32(clamping: bytes + untakenSpliceBytes(id.slot))
+        // Payloads spliced since the runtime took the queue wait too.
+        let spliced = _slowPath(untakenSplices > 0) ? untakenSpliceBytes(id.slot) : 0
+        connections[Int(id.slot)].transportBacklog = Int32(clamping: bytes + spliced)
     }
 
     /// True when the core queued bytes the runtime has not taken.

@@ -9,19 +9,37 @@ import ShardContract
 /// message goes to) after the topic and properties in the array.
 struct StoredMessage {
     var bytes: [UInt8]
-    var topicLength: Int
-    var propertiesLength: Int
+    // Lengths and offsets in 32 bits: a queued message costs 56 bytes besides its array, as it
+    // did before the shared payload's reference came.
+    private var _topicLength: Int32
+    private var _propertiesLength: Int32
+    var topicLength: Int {
+        get { Int(_topicLength) }
+        set { _topicLength = Int32(newValue) }
+    }
+    var propertiesLength: Int {
+        get { Int(_propertiesLength) }
+        set { _propertiesLength = Int32(newValue) }
+    }
     /// A large payload shared with other sessions (never written), from `sharedOffset` to its
     /// end; nil when the payload is the rest of `bytes`.
     var sharedPayload: SharedBytes? = nil
-    var sharedOffset = 0
+    private var _sharedOffset: Int32 = 0
+    var sharedOffset: Int {
+        get { Int(_sharedOffset) }
+        set { _sharedOffset = Int32(newValue) }
+    }
     /// The QoS this session receives it at.
     var qos: QoS
     var retain: Bool
     /// When the v5 Message Expiry Interval runs out (monotonic ns), or 0 for never.
     var expiresAt: UInt64 = 0
     /// Where the 4-byte Message Expiry Interval value sits in `bytes`, or -1.
-    var expiryOffset = -1
+    private var _expiryOffset: Int32 = -1
+    var expiryOffset: Int {
+        get { Int(_expiryOffset) }
+        set { _expiryOffset = Int32(newValue) }
+    }
     /// Its id in the shard's log when its session is stored (ShardCore+SessionStore.swift), or 0.
     var storeID: UInt64 = 0
 
@@ -36,8 +54,8 @@ struct StoredMessage {
         bytes.append(contentsOf: properties)
         bytes.append(contentsOf: payload)
         self.bytes = bytes
-        self.topicLength = topic.count
-        self.propertiesLength = properties.count
+        self._topicLength = Int32(topic.count)
+        self._propertiesLength = Int32(properties.count)
         self.qos = qos
         self.retain = retain
         if properties.count > 0, let expiry = PropertyBlock.messageExpiry(properties) {
@@ -64,7 +82,7 @@ struct StoredMessage {
     static let empty = StoredMessage(bytes: [], topicLength: 0, propertiesLength: 0, qos: .atMostOnce, retain: false)
 
     private init(bytes: [UInt8], topicLength: Int, propertiesLength: Int, qos: QoS, retain: Bool) {
-        self.bytes = bytes; self.topicLength = topicLength; self.propertiesLength = propertiesLength
+        self.bytes = bytes; self._topicLength = Int32(topicLength); self._propertiesLength = Int32(propertiesLength)
         self.qos = qos; self.retain = retain
     }
 
@@ -93,6 +111,7 @@ struct StoredMessage {
     func isExpired(at now: UInt64) -> Bool { expiresAt != 0 && now >= expiresAt }
 
     /// Sets the Message Expiry Interval to what is left at `now` [MQTT-3.3.2-6].
+    @inline(__always)
     mutating func updateRemainingExpiry(at now: UInt64) {
         guard expiryOffset >= 0, expiresAt > now else { return }
         let remaining = UInt32(min((expiresAt - now + 999_999_999) / 1_000_000_000, UInt64(UInt32.max)))

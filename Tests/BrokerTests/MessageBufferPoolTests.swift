@@ -39,6 +39,23 @@ final class MessageBufferPoolTests: XCTestCase {
         XCTAssertEqual(next.bytes, Array("t/1".utf8) + [9])
     }
 
+    /// The pool keeps a message's array, not the large payload it shared with other sessions.
+    func testRecyclingLetsASharedPayloadGo() {
+        var pool = MessageBufferPool()
+        var shared: SharedBytes? = [UInt8](repeating: 5, count: 100_000).withUnsafeBytes { SharedBytes(copying: $0) }
+        weak var watch = shared
+        let message = Array("t/1".utf8).withUnsafeBytes { topic in
+            StoredMessage(topic: topic, properties: UnsafeRawBufferPointer(start: nil, count: 0), sharedPayload: shared!, offset: 0,
+                          qos: .atLeastOnce, retain: false)
+        }
+        shared = nil
+        XCTAssertEqual(message.payloadCount, 100_000)
+        XCTAssertNotNil(watch)
+        pool.recycle(consume message)
+        XCTAssertEqual(pool.count, 1)
+        XCTAssertNil(watch)
+    }
+
     func testKeptMemoryIsBounded() {
         var pool = MessageBufferPool()
         pool.recycle(stored([UInt8](repeating: 0, count: MessageBufferPool.maxBufferCapacity + 1)))
