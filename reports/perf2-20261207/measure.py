@@ -1,6 +1,6 @@
 """Performance, second round (issue 21), measured on this machine's loopback:
 
-  python3 reports/perf2-20261207/measure.py [--rounds 3] [--only tools,payloads,subscriptions,storm,latency,affinity]
+  python3 reports/perf2-20261207/measure.py [--rounds 3] [--only tools,payloads,subscriptions,storm,latency,affinity] [--out DIR]
 
 Brokers: apus (.build/release/apus, its defaults: 2 shards here) and Mosquitto 2.0.11
 (`listener PORT 127.0.0.1`, `allow_anonymous true`), each started fresh per run, in alternating
@@ -40,6 +40,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+OUT = HERE  # where the runs' JSON and results.json go (--out)
 APUS = os.path.join(ROOT, ".build", "release", "apus")
 BENCH = os.path.join(ROOT, ".build", "release", "apus-bench")
 TOOLS = os.path.join(ROOT, ".build", "tools")
@@ -115,7 +116,7 @@ def run_json(cmd, cpu=None, timeout=600):
 
 
 def bench(args, broker, name, cpu=None):
-    path = os.path.join(HERE, f"{name}.json")
+    path = os.path.join(OUT, f"{name}.json")
     cmd = [BENCH] + args + ["-p", str(broker.port), "--broker-pid", str(broker.pid), "--quiet", "--json", path, "--label", broker.kind]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu)] + cmd
@@ -126,7 +127,7 @@ def bench(args, broker, name, cpu=None):
 
 def blast(args, broker, name, cpu=None):
     r = run_json([BLAST] + args + ["-p", str(broker.port), "--broker-pid", str(broker.pid), "--label", broker.kind], cpu=cpu)
-    with open(os.path.join(HERE, f"{name}.json"), "w") as f:
+    with open(os.path.join(OUT, f"{name}.json"), "w") as f:
         json.dump(r, f, indent=1)
     return r
 
@@ -340,9 +341,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", default="tools,payloads,subscriptions,storm,latency")
+    ap.add_argument("--out", default=HERE, help="directory for the runs' JSON and results.json (default: beside this file)")
     a = ap.parse_args()
+    global OUT
+    OUT = os.path.abspath(a.out)
+    os.makedirs(OUT, exist_ok=True)
     build_tools()
-    path = os.path.join(HERE, "results.json")
+    path = os.path.join(OUT, "results.json")
     results = json.load(open(path)) if os.path.exists(path) else {}
     results["command"] = "python3 reports/perf2-20261207/measure.py " + " ".join(sys.argv[1:])
     results["machine"] = subprocess.check_output(["uname", "-srm"], text=True).strip() + f", {os.cpu_count()} CPUs"

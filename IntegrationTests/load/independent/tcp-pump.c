@@ -146,6 +146,11 @@ int main(int argc, char **argv) {
     uint64_t d1 = __atomic_load_n(&delivered, __ATOMIC_RELAXED), t1 = now_ns();
     double cc = cpu() - cw;
     stop = 1;
+    // The threads see `stop` within an epoll timeout: joined before printing, so the process
+    // never exits under a thread still writing (a crash there lost the buffered output).
+    pthread_join(t[0], NULL);
+    pthread_join(t[1], NULL);
+    if (relay) pthread_join(t[2], NULL);
     (void)c0;
     double bps = (double)(d1 - d0) / ((double)(t1 - t0) / 1e9);
     printf("{\"tool\":\"tcp-pump\",\"connections\":%d,\"chunk\":%zu,\"relay\":%s,\"bytesPerSecond\":%.0f,\"cpuSecondsPerGB\":%.3f}\n",
