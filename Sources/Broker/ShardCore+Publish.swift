@@ -271,6 +271,7 @@ extension ShardCore {
             routeShared(shared, topic: topic, qos: qos, properties: properties, payload: payload, origin: origin)
         }
         let localCount = local.count
+        routeLocalCount = localCount
         var i = 0
         while i < localCount {
             let subscriber = local[i]
@@ -360,7 +361,8 @@ extension ShardCore {
             counters.droppedQoS0 += 1
             return
         }
-        if _slowPath(payload.count >= ShardCore.spliceMinimum) && connections[s].flow & FlowFlag.gatheredOutput != 0 {
+        if _slowPath(payload.count >= ShardCore.spliceMinimum) && connections[s].flow & FlowFlag.gatheredOutput != 0
+            && splicesWithoutCopy(payload) {
             deliverSpliced(slot: s, retain: retain, topic: topic, properties: props, payload: payload)
         } else if connections[s].outboundAliases.maximum > 0, let (alias, known) = connections[s].outboundAliases.alias(for: topic) {
             PublishEncoder.encode(version: version, dup: false, qos: .atMostOnce, retain: retain,

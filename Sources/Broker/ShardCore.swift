@@ -145,6 +145,9 @@ public final class ShardCore {
     @exclusivity(unchecked) var routePayload: SharedBytes? = nil
     @exclusivity(unchecked) var routePayloadSource: UnsafeRawPointer? = nil
     @exclusivity(unchecked) var routing = 0
+    /// How many local subscriptions the message being routed matched (a QoS 0 payload is shared
+    /// for several subscribers, copied for one: ShardCore+Outbound.swift).
+    @exclusivity(unchecked) var routeLocalCount = 0
     /// Rewritten v5 property blocks (PUBLISH without Topic Alias), reused per message.
     var propertyScratch = ByteBuffer()
     /// Delivery properties with Subscription Identifiers added, reused per delivery.

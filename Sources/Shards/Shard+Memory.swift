@@ -37,6 +37,7 @@ extension Shard {
             && sockets[slot].wire.isEmpty && !sockets[slot].sendInFlight && sockets[slot].fd >= 0 {
             if core.outboundReleased(ConnectionID(slot: Int32(slot), generation: sockets[slot].generation)) {
                 sockets[slot].wire.deallocate()
+                if sockets[slot].gather?.isActive == false { sockets[slot].gather = nil }  // its iovecs (1 KiB)
                 released += 1
                 // A quiet TLS connection gives back OpenSSL's record buffers too (about 34 KiB;
                 // a busy one keeps them, so records are not malloc'd per read).

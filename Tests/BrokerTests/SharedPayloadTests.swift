@@ -162,4 +162,29 @@ final class SharedPayloadTests: XCTestCase {
         core.setTransportBacklog(gathered.id, bytes: 10)
         XCTAssertEqual(core.connections[Int(gathered.id.slot)].transportBacklog, Int32(10 + payload.count), "the untaken splice still counts")
     }
+
+    /// A QoS 0 payload of 16 to 64 KiB that arrived in a receive buffer is spliced when several
+    /// subscribers here get it (one copy for all), copied into the queue when one does.
+    func testMidSizeQoS0IsSplicedOnlyForSeveralSubscribers() throws {
+        let mid = [UInt8](repeating: 3, count: 20_000)
+        for subscriberCount in [1, 3] {
+            let h = CoreHarness(shards: 1)
+            var subscribers: [CoreHarness.Client] = []
+            for i in 0..<subscriberCount {
+                let c = subscribe(h, shard: 0, id: "s\(i)", qos: .atMostOnce)
+                h.cores[0].enableGatheredOutput(c.id)
+                subscribers.append(c)
+            }
+            let pub = h.connect(shard: 0)
+            h.send(pub, .connect(Connect(clientID: "pub")))
+            _ = h.output(pub)
+            sendPublish(h, pub, topic: "big/mid", payload: mid, qos: .atMostOnce)
+            let spliced = subscribers.filter { h.cores[0].outboundSplices[$0.id.slot] != nil }.count
+            XCTAssertEqual(spliced, subscriberCount == 1 ? 0 : subscriberCount, "\(subscriberCount) subscribers")
+            if subscriberCount > 1 {
+                let held = subscribers.compactMap { h.cores[0].outboundSplices[$0.id.slot]?.first?.bytes }
+                XCTAssertTrue(held.allSatisfy { $0 === held[0] }, "one copy for all of them")
+            }
+        }
+    }
 }
