@@ -127,12 +127,11 @@ public final class IOUring {
         io_uring_sqe_set_data64(s, userData)
     }
 
-    /// A single recv into one buffer chosen from the provided buffer group `group`.
-    @inlinable public func prepareRecv(fd socket: Int32, group: UInt16, userData: UInt64) {
+    /// A single recvmsg into what `message` describes (it, its iovecs and control area must stay
+    /// valid until completion).
+    @inlinable public func prepareRecvMessage(fd socket: Int32, message: UnsafeMutablePointer<msghdr>, userData: UInt64) {
         let s = sqe()
-        io_uring_prep_recv(s, socket, nil, 0, 0)
-        s.pointee.flags |= UInt8(1 << IOSQE_BUFFER_SELECT_BIT)
-        s.pointee.buf_group = group
+        io_uring_prep_recvmsg(s, socket, message, 0)
         io_uring_sqe_set_data64(s, userData)
     }
 

@@ -37,18 +37,63 @@ public final class ReceiveMessageFormat {
         guard length >= payloadOffset else { return (UnsafeRawBufferPointer(start: buffer, count: 0), 0) }
         let controlLength = Int(buffer.load(fromByteOffset: 4, as: UInt32.self))
         let payloadLength = min(Int(buffer.load(fromByteOffset: 8, as: UInt32.self)), length - payloadOffset)
-        var realtime: UInt64 = 0
-        let cmsgBytes = MemoryLayout<cmsghdr>.size
-        if controlLength >= cmsgBytes + MemoryLayout<timespec>.size {
-            let control = buffer + Self.outHeaderBytes
-            let level = control.load(fromByteOffset: MemoryLayout<Int>.size, as: Int32.self)
-            let type = control.load(fromByteOffset: MemoryLayout<Int>.size + 4, as: Int32.self)
-            if level == SOL_SOCKET && type == Self.timestampType {
-                let seconds = control.loadUnaligned(fromByteOffset: cmsgBytes, as: Int.self)
-                let nanoseconds = control.loadUnaligned(fromByteOffset: cmsgBytes + MemoryLayout<Int>.size, as: Int.self)
-                realtime = UInt64(truncatingIfNeeded: seconds) &* 1_000_000_000 &+ UInt64(truncatingIfNeeded: nanoseconds)
-            }
-        }
+        let realtime = Self.timestamp(control: buffer + Self.outHeaderBytes, length: controlLength)
         return (UnsafeRawBufferPointer(start: buffer + payloadOffset, count: payloadLength), realtime)
+    }
+
+    /// The SCM_TIMESTAMPNS time in a control area of `length` bytes, in nanoseconds since the
+    /// epoch, or 0 when it holds none.
+    @inlinable public static func timestamp(control: UnsafeRawPointer, length: Int) -> UInt64 {
+        let cmsgBytes = MemoryLayout<cmsghdr>.size
+        guard length >= cmsgBytes + MemoryLayout<timespec>.size else { return 0 }
+        let level = control.load(fromByteOffset: MemoryLayout<Int>.size, as: Int32.self)
+        let type = control.load(fromByteOffset: MemoryLayout<Int>.size + 4, as: Int32.self)
+        guard level == SOL_SOCKET && type == timestampType else { return 0 }
+        let seconds = control.loadUnaligned(fromByteOffset: cmsgBytes, as: Int.self)
+        let nanoseconds = control.loadUnaligned(fromByteOffset: cmsgBytes + MemoryLayout<Int>.size, as: Int.self)
+        return UInt64(truncatingIfNeeded: seconds) &* 1_000_000_000 &+ UInt64(truncatingIfNeeded: nanoseconds)
+    }
+}
+
+/// A single recvmsg's memory for one socket: a buffer of `capacity` bytes and a control area for
+/// the kernel's receive time (SO_TIMESTAMPNS), which must stay put until the recvmsg completes.
+public final class SingleReceive {
+    public let capacity: Int
+    public let bytes: UnsafeMutableRawPointer
+    public let header: UnsafeMutablePointer<msghdr>
+    let vector: UnsafeMutablePointer<iovec>
+    let control: UnsafeMutableRawPointer
+
+    public init(capacity: Int) {
+        self.capacity = capacity
+        bytes = .allocate(byteCount: capacity, alignment: 16)
+        header = .allocate(capacity: 1)
+        header.initialize(to: msghdr())
+        vector = .allocate(capacity: 1)
+        vector.initialize(to: iovec(iov_base: bytes, iov_len: capacity))
+        control = .allocate(byteCount: ReceiveMessageFormat.timestampControlBytes, alignment: 16)
+    }
+
+    deinit {
+        bytes.deallocate()
+        header.deallocate()
+        vector.deallocate()
+        control.deallocate()
+    }
+
+    /// The msghdr for the next recvmsg (its control area cleared, so a reply without a time reads 0).
+    public func prepare() -> UnsafeMutablePointer<msghdr> {
+        control.initializeMemory(as: UInt8.self, repeating: 0, count: ReceiveMessageFormat.timestampControlBytes)
+        header.pointee = msghdr()
+        header.pointee.msg_iov = vector
+        header.pointee.msg_iovlen = 1
+        header.pointee.msg_control = control
+        header.pointee.msg_controllen = ReceiveMessageFormat.timestampControlBytes
+        return header
+    }
+
+    /// The kernel's receive time of what the last recvmsg brought (0: none).
+    public var realtime: UInt64 {
+        ReceiveMessageFormat.timestamp(control: control, length: ReceiveMessageFormat.timestampControlBytes)
     }
 }

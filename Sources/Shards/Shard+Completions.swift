@@ -71,10 +71,13 @@ extension Shard {
         var result = completion.result
         if !completion.hasMore { sockets[slot].recvArmed = false }
         var bytes = UnsafeRawBufferPointer(start: nil, count: 0)
-        if result > 0, let bufferID, UserData.kind(completion.userData) == .recvOnce {
-            // A single recv (a connection receiving large packets): the bytes at the buffer's start.
-            bytes = UnsafeRawBufferPointer(start: buffers.start(id: bufferID), count: Int(result))
-            core.inputArrivedAfter = turnArrival
+        if UserData.kind(completion.userData) == .recvOnce {
+            // A single recvmsg (a connection receiving large packets), with its receive time.
+            if result > 0, let single = sockets[slot].singleReceive {
+                bytes = UnsafeRawBufferPointer(start: single.bytes, count: Int(result))
+                let realtime = single.realtime
+                core.inputArrivedAfter = realtime != 0 ? min(realtime &- realtimeOffset, now) : turnArrival
+            }
         } else if result > 0, let bufferID {
             // A recvmsg buffer: header, the receive time, the payload (none: end of stream).
             let message = receiveFormat.parse(buffers.start(id: bufferID), length: Int(result))
@@ -119,6 +122,7 @@ extension Shard {
                             sockets[slot].largeInput = true
                         } else if !completion.hasMore && !large {
                             sockets[slot].largeInput = false
+                            sockets[slot].singleReceive = nil
                         }
                     }
                 } else {

@@ -37,6 +37,9 @@ struct SocketState {
     var directAllocation: UnsafeMutableRawPointer? = nil
     var directSwitch = false
     var largeInput = false
+    /// The single recvmsg's buffer while `largeInput` (with the kernel's receive time, which
+    /// dates a SUBSCRIBE for the subscribe-race replay as the multishot recv's does).
+    var singleReceive: SingleReceive? = nil
     var sendInFlight = false
     /// The core ended the session: flush, then shut down and close.
     var closing = false
@@ -350,7 +353,9 @@ final class Shard {
                 ring.prepareRecv(fd: state.fd, buffer: room.baseAddress!, count: room.count, userData: UserData.make(.recvDirect, id))
                 sockets[slot].directAllocation = allocation
             } else {
-                ring.prepareRecv(fd: state.fd, group: Shard.bufferGroup, userData: UserData.make(.recvOnce, id))
+                let single = state.singleReceive ?? SingleReceive(capacity: buffers.bufferSize)
+                sockets[slot].singleReceive = single
+                ring.prepareRecvMessage(fd: state.fd, message: single.prepare(), userData: UserData.make(.recvOnce, id))
             }
             sockets[slot].recvArmed = true
             return

@@ -74,6 +74,36 @@ final class ReceiveTimestampTests: XCTestCase {
         }
     }
 
+    /// A single recvmsg (what a connection sending large packets is read with between them) also
+    /// carries the kernel's receive time, in `SingleReceive`'s control area.
+    func testSingleRecvMessageCarriesTheKernelReceiveTime() throws {
+        let (client, accepted) = try loopbackPair(timestamps: true)
+        defer { close(client); close(accepted) }
+        let ring = try IOUring(entries: 8, cqEntries: 16)
+        let single = SingleReceive(capacity: 4096)
+        let out = UnsafeMutablePointer<Completion>.allocate(capacity: 1)
+        defer { out.deallocate() }
+        let message: [UInt8] = Array("subscribe".utf8)
+        var read: (realtime: UInt64, before: UInt64, after: UInt64) = (0, 0, 0)
+        for _ in 0..<100 {  // until timestamping is on (see `receive`), then one more
+            ring.prepareRecvMessage(fd: accepted, message: single.prepare(), userData: 9)
+            ring.submit()
+            let before = apus_realtime_ns()
+            XCTAssertEqual(send(client, message, message.count, 0), message.count)
+            let after = apus_realtime_ns()
+            let completion = next(ring, out)
+            XCTAssertEqual(completion.userData, 9)
+            XCTAssertEqual(Int(completion.result), message.count)
+            XCTAssertEqual(Array(UnsafeRawBufferPointer(start: single.bytes, count: message.count)), message)
+            let previous = read.realtime
+            read = (single.realtime, before, after)
+            if previous != 0 { break }
+            usleep(10_000)
+        }
+        XCTAssertGreaterThanOrEqual(read.realtime, read.before)
+        XCTAssertLessThanOrEqual(read.realtime, read.after)
+    }
+
     func testMultishotRecvMessageCarriesTheKernelReceiveTime() throws { try receive(timestamps: true) }
 
     func testWithoutTheOptionThereIsNoTime() throws { try receive(timestamps: false) }
