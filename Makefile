@@ -31,7 +31,7 @@ bench-build: deps
 # committed standard report (see docs/benchmarks.md).
 bench-standard: build bench-build
 	.build/release/apus-bench suite IntegrationTests/load/standard.json --against mosquitto --out .build/standard-latest.json
-	.build/release/apus-bench compare reports/standard-20261207.json .build/standard-latest.json --gate apus
+	.build/release/apus-bench compare reports/standard-20261207c.json .build/standard-latest.json --gate apus
 
 # The CI load suite against Apus and Mosquitto, compared with the committed baseline. Gates only on
 # gross regressions of Apus (this machine is shared and noisy) and on any loss at QoS >= 1; then
