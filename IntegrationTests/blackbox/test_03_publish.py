@@ -8,6 +8,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from conftest import Raw, connect_packet, unique
+from mqtt5_raw import varint
 
 
 @pytest.mark.parametrize("protocol", [mqtt.MQTTv311, mqtt.MQTTv5])
@@ -60,18 +61,9 @@ def test_qos_downgrade_to_granted(broker, clients):
 # its storage, and sends them gathered from where they are held): every subscriber gets every
 # byte, in order, on either shard, whatever QoS, also when it reads slowly.
 
-def _varint(n):
-    out = b""
-    while True:
-        byte, n = n % 128, n // 128
-        out += bytes([byte | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
 def _publish(topic, payload, qos, packet_id):
     body = len(topic).to_bytes(2, "big") + topic + (packet_id.to_bytes(2, "big") if qos else b"") + payload
-    return bytes([0x30 | qos << 1]) + _varint(len(body)) + body
+    return bytes([0x30 | qos << 1]) + varint(len(body)) + body
 
 
 def test_large_payloads_reach_every_subscriber_intact(broker, clients):
@@ -86,7 +78,7 @@ def test_large_payloads_reach_every_subscriber_intact(broker, clients):
     slow.send(connect_packet(unique("slow")))
     assert slow.read(4) == b"\x20\x02\x00\x00"
     t = topic.encode()
-    slow.send(b"\x82" + _varint(2 + 2 + len(t) + 1) + b"\x00\x01" + len(t).to_bytes(2, "big") + t + b"\x01")
+    slow.send(b"\x82" + varint(2 + 2 + len(t) + 1) + b"\x00\x01" + len(t).to_bytes(2, "big") + t + b"\x01")
     assert slow.read_packet()[0] == 0x90
     pub = clients()
     sizes = [20_000, 70_000, 300_000, 1_000_000, 16_384, 65_536 + 17]

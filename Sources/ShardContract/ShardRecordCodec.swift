@@ -117,8 +117,18 @@ public enum ShardRecordCodec {
     public static func encodePublish(_ p: ForwardedPublish, origin: ShardAddress, into buffer: inout ByteBuffer) {
         let length = headerLength + publishBodyLength + p.topic.count + p.properties.count + p.payload.count
         let w = buffer.reserveWritable(length)
+        let offset = writePublishHead(p, kind: .publish, length: length, origin: origin, at: w)
+        if p.payload.count > 0 { (w + offset).copyMemory(from: p.payload.baseAddress!, byteCount: p.payload.count) }
+        buffer.commitWritten(length)
+    }
+
+    /// Writes a publish record's header, fixed fields, topic and properties at `w` (room for
+    /// `length` bytes); returns the offset after the properties.
+    @inlinable @inline(__always)
+    static func writePublishHead(_ p: ForwardedPublish, kind: ShardMessageKind, length: Int, origin: ShardAddress,
+                                 at w: UnsafeMutableRawPointer) -> Int {
         w.storeBytes(of: UInt32(length).littleEndian, as: UInt32.self)
-        w.storeBytes(of: ShardMessageKind.publish.rawValue, toByteOffset: 4, as: UInt8.self)
+        w.storeBytes(of: kind.rawValue, toByteOffset: 4, as: UInt8.self)
         w.storeBytes(of: origin.shard, toByteOffset: 5, as: UInt8.self)
         w.storeBytes(of: origin.node.littleEndian, toByteOffset: 6, as: UInt16.self)
         w.storeBytes(of: p.qos.rawValue | (p.retain ? 4 : 0), toByteOffset: 8, as: UInt8.self)
@@ -130,8 +140,7 @@ public enum ShardRecordCodec {
         var offset = headerLength + publishBodyLength
         if p.topic.count > 0 { (w + offset).copyMemory(from: p.topic.baseAddress!, byteCount: p.topic.count); offset += p.topic.count }
         if p.properties.count > 0 { (w + offset).copyMemory(from: p.properties.baseAddress!, byteCount: p.properties.count); offset += p.properties.count }
-        if p.payload.count > 0 { (w + offset).copyMemory(from: p.payload.baseAddress!, byteCount: p.payload.count) }
-        buffer.commitWritten(length)
+        return offset
     }
 
     /// The publish record of a large payload held in `shared` from `offset` to its end: the
@@ -142,21 +151,7 @@ public enum ShardRecordCodec {
         precondition(offset + p.payload.count == shared.count)
         let length = headerLength + publishBodyLength + p.topic.count + p.properties.count + 16
         let w = buffer.reserveWritable(length)
-        w.storeBytes(of: UInt32(length).littleEndian, as: UInt32.self)
-        w.storeBytes(of: ShardMessageKind.publishShared.rawValue, toByteOffset: 4, as: UInt8.self)
-        w.storeBytes(of: origin.shard, toByteOffset: 5, as: UInt8.self)
-        w.storeBytes(of: origin.node.littleEndian, toByteOffset: 6, as: UInt16.self)
-        w.storeBytes(of: p.qos.rawValue | (p.retain ? 4 : 0), toByteOffset: 8, as: UInt8.self)
-        w.storeBytes(of: UInt8(0), toByteOffset: 9, as: UInt8.self)
-        w.storeBytes(of: UInt16(p.topic.count).littleEndian, toByteOffset: 10, as: UInt16.self)
-        w.storeBytes(of: UInt32(p.properties.count).littleEndian, toByteOffset: 12, as: UInt32.self)
-        w.storeBytes(of: UInt32(p.payload.count).littleEndian, toByteOffset: 16, as: UInt32.self)
-        w.storeBytes(of: p.origin.packed.littleEndian, toByteOffset: 20, as: UInt64.self)
-        var offsetInRecord = headerLength + publishBodyLength
-        if p.topic.count > 0 { (w + offsetInRecord).copyMemory(from: p.topic.baseAddress!, byteCount: p.topic.count) }
-        offsetInRecord += p.topic.count
-        if p.properties.count > 0 { (w + offsetInRecord).copyMemory(from: p.properties.baseAddress!, byteCount: p.properties.count) }
-        offsetInRecord += p.properties.count
+        let offsetInRecord = writePublishHead(p, kind: .publishShared, length: length, origin: origin, at: w)
         let address = UInt64(UInt(bitPattern: Unmanaged.passRetained(shared).toOpaque()))
         w.storeBytes(of: address.littleEndian, toByteOffset: offsetInRecord, as: UInt64.self)
         w.storeBytes(of: UInt64(offset).littleEndian, toByteOffset: offsetInRecord + 8, as: UInt64.self)
@@ -177,22 +172,16 @@ public enum ShardRecordCodec {
         }
         let origin = ShardAddress(node: UInt16(littleEndian: h.loadUnaligned(fromByteOffset: 6, as: UInt16.self)),
                                   shard: Int(h.load(fromByteOffset: 5, as: UInt8.self)))
-        let f = try r.fixed(publishBodyLength)
-        let flags = f.load(as: UInt8.self)
-        guard let qos = QoS(rawValue: flags & 3), flags & 0xF8 == 0 else { throw ShardRecordError("bad publish flags \(flags)") }
-        let topicLength = Int(UInt16(littleEndian: f.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
-        let propertiesLength = Int(UInt32(littleEndian: f.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
-        let payloadLength = Int(UInt32(littleEndian: f.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
-        let connection = ConnectionID(packed: UInt64(littleEndian: f.loadUnaligned(fromByteOffset: 12, as: UInt64.self)))
-        let topic = try r.bytes(topicLength)
-        let properties = try r.bytes(propertiesLength)
+        let f = try readPublishFixed(&r)
+        let topic = try r.bytes(f.topicLength)
+        let properties = try r.bytes(f.propertiesLength)
         let address = try r.u64()
         let offset = Int(try r.u64())
         guard r.remaining == 0, address != 0 else { throw ShardRecordError("bad shared publish body") }
         let shared = Unmanaged<SharedBytes>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(address))!).takeRetainedValue()
-        guard offset + payloadLength == shared.count else { throw ShardRecordError("shared payload out of its bytes") }
-        let payload = UnsafeRawBufferPointer(start: shared.start + offset, count: payloadLength)
-        return (origin, ForwardedPublish(qos: qos, retain: flags & 4 != 0, origin: connection, topic: topic,
+        guard offset + f.payloadLength == shared.count else { throw ShardRecordError("shared payload out of its bytes") }
+        let payload = UnsafeRawBufferPointer(start: shared.start + offset, count: f.payloadLength)
+        return (origin, ForwardedPublish(qos: f.qos, retain: f.retain, origin: f.origin, topic: topic,
                                          properties: properties, payload: payload), shared)
     }
 
@@ -316,15 +305,23 @@ public enum ShardRecordCodec {
     @inlinable @inline(__always)
     static func readPublish(_ r: inout RecordReader) throws(ShardRecordError) -> ForwardedPublish {
         // One check for the fixed fields, then one per variable part.
+        let f = try readPublishFixed(&r)
+        return ForwardedPublish(qos: f.qos, retain: f.retain, origin: f.origin, topic: try r.bytes(f.topicLength),
+                                properties: try r.bytes(f.propertiesLength), payload: try r.bytes(f.payloadLength))
+    }
+
+    /// A publish body's fixed fields.
+    @inlinable @inline(__always)
+    static func readPublishFixed(_ r: inout RecordReader) throws(ShardRecordError)
+        -> (qos: QoS, retain: Bool, topicLength: Int, propertiesLength: Int, payloadLength: Int, origin: ConnectionID) {
         let f = try r.fixed(publishBodyLength)
         let flags = f.load(as: UInt8.self)
         guard let qos = QoS(rawValue: flags & 3), flags & 0xF8 == 0 else { throw ShardRecordError("bad publish flags \(flags)") }
-        let topicLength = Int(UInt16(littleEndian: f.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
-        let propertiesLength = Int(UInt32(littleEndian: f.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
-        let payloadLength = Int(UInt32(littleEndian: f.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
-        let origin = ConnectionID(packed: UInt64(littleEndian: f.loadUnaligned(fromByteOffset: 12, as: UInt64.self)))
-        return ForwardedPublish(qos: qos, retain: flags & 4 != 0, origin: origin, topic: try r.bytes(topicLength),
-                                properties: try r.bytes(propertiesLength), payload: try r.bytes(payloadLength))
+        return (qos, flags & 4 != 0,
+                Int(UInt16(littleEndian: f.loadUnaligned(fromByteOffset: 2, as: UInt16.self))),
+                Int(UInt32(littleEndian: f.loadUnaligned(fromByteOffset: 4, as: UInt32.self))),
+                Int(UInt32(littleEndian: f.loadUnaligned(fromByteOffset: 8, as: UInt32.self))),
+                ConnectionID(packed: UInt64(littleEndian: f.loadUnaligned(fromByteOffset: 12, as: UInt64.self))))
     }
 
     @usableFromInline
