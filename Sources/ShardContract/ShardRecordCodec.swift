@@ -165,13 +165,7 @@ public enum ShardRecordCodec {
     public static func decodePublishShared(_ record: UnsafeRawBufferPointer) throws(ShardRecordError)
         -> (origin: ShardAddress, message: ForwardedPublish, shared: SharedBytes) {
         var r = RecordReader(record)
-        let h = try r.fixed(headerLength)
-        guard Int(UInt32(littleEndian: h.loadUnaligned(as: UInt32.self))) == record.count,
-              h.load(fromByteOffset: 4, as: UInt8.self) == ShardMessageKind.publishShared.rawValue else {
-            throw ShardRecordError("not a shared publish record of this length")
-        }
-        let origin = ShardAddress(node: UInt16(littleEndian: h.loadUnaligned(fromByteOffset: 6, as: UInt16.self)),
-                                  shard: Int(h.load(fromByteOffset: 5, as: UInt8.self)))
+        let origin = try readHeader(&r, of: record, kind: .publishShared)
         let f = try readPublishFixed(&r)
         let topic = try r.bytes(f.topicLength)
         let properties = try r.bytes(f.propertiesLength)
@@ -290,13 +284,7 @@ public enum ShardRecordCodec {
     @inlinable @inline(__always)
     public static func decodePublish(_ record: UnsafeRawBufferPointer) throws(ShardRecordError) -> (origin: ShardAddress, message: ForwardedPublish) {
         var r = RecordReader(record)
-        let h = try r.fixed(headerLength)
-        guard Int(UInt32(littleEndian: h.loadUnaligned(as: UInt32.self))) == record.count,
-              h.load(fromByteOffset: 4, as: UInt8.self) == ShardMessageKind.publish.rawValue else {
-            throw ShardRecordError("not a publish record of this length")
-        }
-        let origin = ShardAddress(node: UInt16(littleEndian: h.loadUnaligned(fromByteOffset: 6, as: UInt16.self)),
-                                  shard: Int(h.load(fromByteOffset: 5, as: UInt8.self)))
+        let origin = try readHeader(&r, of: record, kind: .publish)
         let message = try readPublish(&r)
         guard r.remaining == 0 else { throw ShardRecordError("\(r.remaining) bytes after the publish body") }
         return (origin, message)
@@ -308,6 +296,20 @@ public enum ShardRecordCodec {
         let f = try readPublishFixed(&r)
         return ForwardedPublish(qos: f.qos, retain: f.retain, origin: f.origin, topic: try r.bytes(f.topicLength),
                                 properties: try r.bytes(f.propertiesLength), payload: try r.bytes(f.payloadLength))
+    }
+
+    /// Reads the header of `record`, which must be of `kind` and as long as its length field says;
+    /// returns its origin.
+    @inlinable @inline(__always)
+    static func readHeader(_ r: inout RecordReader, of record: UnsafeRawBufferPointer, kind: ShardMessageKind)
+        throws(ShardRecordError) -> ShardAddress {
+        let h = try r.fixed(headerLength)
+        guard Int(UInt32(littleEndian: h.loadUnaligned(as: UInt32.self))) == record.count,
+              h.load(fromByteOffset: 4, as: UInt8.self) == kind.rawValue else {
+            throw ShardRecordError("not a \(kind) record of this length")
+        }
+        return ShardAddress(node: UInt16(littleEndian: h.loadUnaligned(fromByteOffset: 6, as: UInt16.self)),
+                            shard: Int(h.load(fromByteOffset: 5, as: UInt8.self)))
     }
 
     /// A publish body's fixed fields.
