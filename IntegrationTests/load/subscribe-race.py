@@ -9,14 +9,25 @@ connections, so with two shards about half of the tries cross shards (the report
 /metrics' per-shard connection gauge as it connects).
 
     IntegrationTests/load/subscribe-race.py --port 1883 --tries 10000 [--http-port 8080] [--gap-us 50]
+        [--large-before BYTES]
+
+With --large-before, S sends a QoS 0 PUBLISH of that many payload bytes (to a topic nobody
+subscribes to) in the same write as each SUBSCRIBE: the broker receives a large packet's rest with
+single recvs, and the SUBSCRIBE right behind it, so the SUBSCRIBE is dated by that path. P
+publishes once the kernel has taken all of S's bytes into the broker's socket (S's send queue is
+empty: on loopback the ACK is immediate), so the SUBSCRIBE has arrived first (a send queue still
+holding it would deliver it after the PUBLISH, and no broker could tell).
 
 Prints one JSON object: tries, misses, miss rate, cross-shard tries and misses when known.
 """
 import argparse
+import fcntl
 import json
 import re
 import socket
+import struct
 import sys
+import termios
 import time
 import urllib.request
 
@@ -100,6 +111,20 @@ def read_packets(sock, buf, deadline, done):
         buf += chunk
 
 
+def unacknowledged(sock):
+    """Bytes in the socket's send queue not yet acknowledged by the peer (SIOCOUTQ)."""
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        n, digit = n >> 7, n & 0x7F
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
@@ -110,6 +135,8 @@ def main():
     ap.add_argument("--wait", type=float, default=0.05, help="seconds to wait for the message")
     ap.add_argument("--gap-us", type=float, default=0.0,
                     help="microseconds between SUBSCRIBE and PUBLISH writes (spun below 50, slept from 50: at least that)")
+    ap.add_argument("--large-before", type=int, default=0,
+                    help="payload bytes of a QoS 0 PUBLISH S sends in the same write before each SUBSCRIBE")
     args = ap.parse_args()
     tag = f"race{int(time.time() * 1000) % 100000000}"
     subs, pubs = [], []
@@ -130,6 +157,11 @@ def main():
                 break
             spare.append(pubs[attempt % len(pubs)])
             pubs[attempt % len(pubs)] = connect_on_known_shard(args.host, args.port, args.http_port, f"{tag}-m{attempt}")
+    large = b""
+    if args.large_before:
+        bulk = f"{tag}/bulk".encode()
+        body = len(bulk).to_bytes(2, "big") + bulk + bytes(args.large_before)
+        large = bytes([0x30]) + varint(len(body)) + body
     misses = cross = cross_misses = 0
     for n in range(args.tries):
         s, s_shard = subs[n % len(subs)]
@@ -137,7 +169,11 @@ def main():
         topic = f"{tag}/{n}".encode()
         sub = b"\x00\x01" + len(topic).to_bytes(2, "big") + topic + b"\x00"
         pub = len(topic).to_bytes(2, "big") + topic + b"x"
-        s.sendall(bytes([0x82, len(sub)]) + sub)
+        s.sendall(large + bytes([0x82, len(sub)]) + sub)
+        if large:
+            until = time.monotonic() + 5
+            while unacknowledged(s) and time.monotonic() < until:
+                pass
         if args.gap_us >= 50:
             # Sleep, not spin: on a small machine a spinning client takes the CPU a shard needs.
             time.sleep(args.gap_us / 1e6)

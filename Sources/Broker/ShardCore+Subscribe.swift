@@ -175,12 +175,14 @@ extension ShardCore {
         if let shared = SharedSubscriptionFilter(filter) {
             return addSharedMember(slot: s, shared: shared, options: options, identifier: identifier)
         }
+        var replaced = false
         let becameLocal = trie.update(filter: filter) { entry -> Bool in
             var e = entry ?? RouteEntry()
             let hadLocal = !e.local.isEmpty
             if let index = e.local.firstIndex(where: { $0.connection == id }) {
                 e.local[index].options = options
                 e.local[index].identifier = identifier
+                replaced = true
             } else {
                 e.local.append(LocalSubscriber(connection: id, options: options, identifier: identifier))
             }
@@ -188,7 +190,27 @@ extension ShardCore {
             return !hadLocal
         }
         if becameLocal && meshSize > 1 { broadcastRoute(.routeAdd, filter: filter, time: readAt) }
+        if readAt != .max && !replaced { replayRecentLocally(to: id, filter: filter, options: options, identifier: identifier, since: readAt) }
         return becameLocal && meshSize > 1
+    }
+
+    /// A SUBSCRIBE read after messages this shard routed although they arrived after it (its
+    /// connection's input was read late: single recvs of a connection sending large packets, input
+    /// paused by flow control): those messages that the filter matches follow it, to this
+    /// connection only, as the other shards replay theirs (RecentPublishes.swift). Not its own
+    /// messages (they came before the SUBSCRIBE on its own stream).
+    func replayRecentLocally(to id: ConnectionID, filter: String, options: SubscriptionOptions, identifier: UInt32, since readAt: UInt64) {
+        guard recent.isEnabled else { return }
+        let since = readAt &- min(readAt, RecentPublishes.concurrencyNanoseconds)
+        var filter = filter
+        filter.withUTF8 { f in
+            recent.forEach(since: since, notForwardedTo: shardIndex, matching: UnsafeRawBufferPointer(f)) { origin, qos, retain, topic, properties, payload in
+                guard origin != id else { return }
+                deliver(to: id, qos: min(qos, options.qos), retain: retain && options.retainAsPublished, topic: topic,
+                        properties: withIdentifier(properties, identifier), payload: payload, publisherShard: shardIndex, publisher: origin)
+                counters.messagesReplayed += 1
+            }
+        }
     }
 
     /// Removes a subscription of a local connection; returns whether it existed.

@@ -67,9 +67,63 @@ final class ReplayTests: XCTestCase {
         XCTAssertEqual(h.cores[0].counters.messagesReplayed, 0)
     }
 
-    func testRingOnlyWithSeveralShards() {
+    func testRingWithOneShardToo() {
         XCTAssertTrue(CoreHarness(shards: 2).cores[0].recent.isEnabled)
-        XCTAssertFalse(CoreHarness(shards: 1).cores[0].recent.isEnabled, "one shard: nothing to replay, no ring")
+        XCTAssertTrue(CoreHarness(shards: 1).cores[0].recent.isEnabled, "a SUBSCRIBE read late on its own shard replays from it")
+    }
+
+    /// The SUBSCRIBE arrived (kernel time) before a PUBLISH on the same shard but was read after
+    /// it: its connection's input was read late (single recvs behind a large packet, paused input).
+    func testSubscribeReadLateOnItsOwnShardGetsWhatArrivedAfterIt() throws {
+        for shards in [1, 2] {
+            let h = CoreHarness(shards: shards)
+            let sub = connected(h, shard: 0, id: "sub")
+            let other = connected(h, shard: 0, id: "other")
+            let pub = connected(h, shard: 0, id: "pub")
+            h.send(other, Packet.subscribe(Subscribe(packetID: 1, subscriptions: [
+                SubscriptionRequest(filter: "late/#", options: SubscriptionOptions(qos: .atLeastOnce))])).encoded(version: .v3_1_1))
+            _ = h.output(other)
+            let subscribeArrived = h.now + 1_000_000
+            h.now += 2_000_000  // the PUBLISH is read 1 ms after the SUBSCRIBE arrived (QoS 1: stored once for both)
+            let topic = Array("late/1".utf8)
+            let body = [0, UInt8(topic.count)] + topic + [0, 7] + [1, 2]  // topic, packet id 7, payload
+            h.send(pub, [0x32, UInt8(body.count)] + body)
+            _ = h.output(pub)
+            XCTAssertEqual(try h.received(other).compactMap(\.publishTopic), ["late/1"])
+            h.now += 1_000_000
+            h.cores[0].inputArrivedAfter = subscribeArrived
+            h.send(sub, Packet.subscribe(Subscribe(packetID: 1, subscriptions: [
+                SubscriptionRequest(filter: "late/+", options: SubscriptionOptions(qos: .atLeastOnce))])).encoded(version: .v3_1_1))
+            h.cores[0].inputArrivedAfter = nil
+            let got = try h.received(sub)
+            XCTAssertEqual(got.compactMap(\.publishTopic), ["late/1"], "\(shards) shard(s)")
+            XCTAssertEqual(h.cores[0].counters.messagesReplayed, 1)
+            XCTAssertTrue(try h.received(other).isEmpty, "the subscribers it reached already get no second copy")
+            // The same filter again replaces the subscription: nothing replayed twice.
+            h.cores[0].inputArrivedAfter = subscribeArrived
+            h.send(sub, Packet.subscribe(Subscribe(packetID: 2, subscriptions: [
+                SubscriptionRequest(filter: "late/+", options: SubscriptionOptions(qos: .atLeastOnce))])).encoded(version: .v3_1_1))
+            h.cores[0].inputArrivedAfter = nil
+            XCTAssertEqual(try h.received(sub).compactMap(\.publishTopic), [])
+            XCTAssertEqual(h.cores[0].counters.messagesReplayed, 1)
+        }
+    }
+
+    func testOwnAndOlderMessagesAreNotReplayedLocally() throws {
+        let h = CoreHarness(shards: 1)
+        let sub = connected(h, shard: 0, id: "sub")
+        let pub = connected(h, shard: 0, id: "pub")
+        publish(h, pub, "mine/old", [1], pump: true)  // routed well before the SUBSCRIBE arrived
+        h.now += 1_000_000_000
+        let subscribeArrived = h.now
+        h.now += 1_000_000
+        publish(h, sub, "mine/own", [2], pump: true)  // its own, before the SUBSCRIBE on its stream
+        h.cores[0].inputArrivedAfter = subscribeArrived
+        h.send(sub, Packet.subscribe(Subscribe(packetID: 1, subscriptions: [
+            SubscriptionRequest(filter: "mine/+", options: SubscriptionOptions(qos: .atMostOnce))])).encoded(version: .v3_1_1))
+        h.cores[0].inputArrivedAfter = nil
+        XCTAssertEqual(try h.received(sub).compactMap(\.publishTopic), [])
+        XCTAssertEqual(h.cores[0].counters.messagesReplayed, 0)
     }
 
     func testLargeMessagesAreNotKept() throws {
