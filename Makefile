@@ -36,7 +36,8 @@ bench-standard: build bench-build
 # The CI load suite against Apus and Mosquitto, compared with the committed baseline. Gates only on
 # gross regressions of Apus (this machine is shared and noisy) and on any loss at QoS >= 1; then
 # checks that the gate fails on an injected regression, that apus-bench's counts agree with
-# mosquitto_sub's, and that apus-bench measures at least what an independent C tool measures.
+# mosquitto_sub's, and that apus-bench measures at least what an independent C tool measures;
+# then the large-payload suite against its own baseline.
 bench-ci: build bench-build
 	.build/release/apus-bench suite IntegrationTests/load/ci.json --against mosquitto --out .build/ci-latest.json
 	.build/release/apus-bench compare reports/baseline.json .build/ci-latest.json --gate apus \
@@ -44,6 +45,9 @@ bench-ci: build bench-build
 	IntegrationTests/load/compare-gate.sh .build/ci-latest.json
 	IntegrationTests/load/agreement.sh
 	IntegrationTests/load/tool-agreement.sh
+	.build/release/apus-bench suite IntegrationTests/load/ci-large.json --against mosquitto --out .build/ci-large-latest.json
+	.build/release/apus-bench compare reports/baseline-large.json .build/ci-large-latest.json --gate apus \
+	  --max-throughput-drop 60 --max-p99-rise 300
 
 # Micro-benchmarks (Benchmarks/, ordo-one/benchmark) with the malloc gate: fails when a benchmark
 # allocates more per operation than Benchmarks/malloc-limits.json allows (the publish path: 0).
