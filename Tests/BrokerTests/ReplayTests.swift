@@ -18,6 +18,15 @@ final class ReplayTests: XCTestCase {
             SubscriptionRequest(filter: filter, options: SubscriptionOptions(qos: qos))])).encoded(version: .v3_1_1), pump: false)
     }
 
+    /// A SUBSCRIBE whose bytes reached the socket at `arrived` (the kernel's receive time the
+    /// runtime hands the core), read now.
+    func subscribe(_ h: CoreHarness, _ c: CoreHarness.Client, _ filter: String, qos: QoS, packetID: UInt16 = 1, arrivedAt arrived: UInt64) {
+        h.cores[c.shard].inputArrivedAfter = arrived
+        h.send(c, Packet.subscribe(Subscribe(packetID: packetID, subscriptions: [
+            SubscriptionRequest(filter: filter, options: SubscriptionOptions(qos: qos))])).encoded(version: .v3_1_1))
+        h.cores[c.shard].inputArrivedAfter = nil
+    }
+
     func publish(_ h: CoreHarness, _ c: CoreHarness.Client, _ topic: String, _ payload: [UInt8], pump: Bool) {
         var buffer = ByteBuffer()
         defer { buffer.deallocate() }
@@ -91,19 +100,13 @@ final class ReplayTests: XCTestCase {
             _ = h.output(pub)
             XCTAssertEqual(try h.received(other).compactMap(\.publishTopic), ["late/1"])
             h.now += 1_000_000
-            h.cores[0].inputArrivedAfter = subscribeArrived
-            h.send(sub, Packet.subscribe(Subscribe(packetID: 1, subscriptions: [
-                SubscriptionRequest(filter: "late/+", options: SubscriptionOptions(qos: .atLeastOnce))])).encoded(version: .v3_1_1))
-            h.cores[0].inputArrivedAfter = nil
+            subscribe(h, sub, "late/+", qos: .atLeastOnce, arrivedAt: subscribeArrived)
             let got = try h.received(sub)
             XCTAssertEqual(got.compactMap(\.publishTopic), ["late/1"], "\(shards) shard(s)")
             XCTAssertEqual(h.cores[0].counters.messagesReplayed, 1)
             XCTAssertTrue(try h.received(other).isEmpty, "the subscribers it reached already get no second copy")
             // The same filter again replaces the subscription: nothing replayed twice.
-            h.cores[0].inputArrivedAfter = subscribeArrived
-            h.send(sub, Packet.subscribe(Subscribe(packetID: 2, subscriptions: [
-                SubscriptionRequest(filter: "late/+", options: SubscriptionOptions(qos: .atLeastOnce))])).encoded(version: .v3_1_1))
-            h.cores[0].inputArrivedAfter = nil
+            subscribe(h, sub, "late/+", qos: .atLeastOnce, packetID: 2, arrivedAt: subscribeArrived)
             XCTAssertEqual(try h.received(sub).compactMap(\.publishTopic), [])
             XCTAssertEqual(h.cores[0].counters.messagesReplayed, 1)
         }
@@ -118,10 +121,7 @@ final class ReplayTests: XCTestCase {
         let subscribeArrived = h.now
         h.now += 1_000_000
         publish(h, sub, "mine/own", [2], pump: true)  // its own, before the SUBSCRIBE on its stream
-        h.cores[0].inputArrivedAfter = subscribeArrived
-        h.send(sub, Packet.subscribe(Subscribe(packetID: 1, subscriptions: [
-            SubscriptionRequest(filter: "mine/+", options: SubscriptionOptions(qos: .atMostOnce))])).encoded(version: .v3_1_1))
-        h.cores[0].inputArrivedAfter = nil
+        subscribe(h, sub, "mine/+", qos: .atMostOnce, arrivedAt: subscribeArrived)
         XCTAssertEqual(try h.received(sub).compactMap(\.publishTopic), [])
         XCTAssertEqual(h.cores[0].counters.messagesReplayed, 0)
     }
