@@ -202,9 +202,12 @@ extension ShardCore {
     func replayRecentLocally(to id: ConnectionID, filter: String, options: SubscriptionOptions, identifier: UInt32, since readAt: UInt64) {
         guard recent.isEnabled else { return }
         let since = readAt &- min(readAt, RecentPublishes.concurrencyNanoseconds)
+        // Read through a copy of the ring's state: a delivery can end a slow consumer's session,
+        // whose will is routed and recorded in `recent` meanwhile.
+        let ring = recent
         var filter = filter
         filter.withUTF8 { f in
-            recent.forEach(since: since, notForwardedTo: shardIndex, matching: UnsafeRawBufferPointer(f)) { origin, qos, retain, topic, properties, payload in
+            ring.forEach(since: since, notForwardedTo: shardIndex, matching: UnsafeRawBufferPointer(f)) { origin, qos, retain, topic, properties, payload in
                 guard origin != id else { return }
                 deliver(to: id, qos: min(qos, options.qos), retain: retain && options.retainAsPublished, topic: topic,
                         properties: withIdentifier(properties, identifier), payload: payload, publisherShard: shardIndex, publisher: origin)
