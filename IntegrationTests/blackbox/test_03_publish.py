@@ -7,7 +7,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import Raw, connect_packet, unique
+from conftest import Client, Raw, connect_packet, unique
 from mqtt5_raw import varint
 
 
@@ -104,6 +104,26 @@ def test_large_payloads_reach_every_subscriber_intact(broker, clients):
             slow.send(b"\x40\x02" + body[2 + n:2 + n + 2])  # PUBACK
     assert received == payloads
     slow.close()
+
+
+def test_large_payloads_with_larger_receive_buffers(make_broker, tmp_path):
+    # receive_buffer_size 65536 (docs/configuration.md): packets smaller than, about and larger
+    # than one buffer, and 1 MB, at every QoS, arrive whole and in order.
+    conf = tmp_path / "apus.conf"
+    conf.write_text("receive_buffer_size 65536\n")
+    b = make_broker("--config", str(conf))
+    topic = unique("bufs")
+    sub = Client(b)
+    sub.subscribe(topic, 2)
+    pub = Client(b)
+    payloads = [os.urandom(n) for n in (100, 16_384, 65_536 - 20, 65_536 + 17, 200_000, 1_000_000)]
+    for i, p in enumerate(payloads):
+        pub.publish(topic, p, qos=i % 3)
+    got = sub.receive(len(payloads), timeout=30)
+    assert sorted((m[1], m[2]) for m in got) == sorted((p, i % 3) for i, p in enumerate(payloads))
+    sub.close()
+    pub.close()
+    b.assert_alive()
 
 
 def test_large_packet_arriving_in_small_pieces_with_the_next_packet_behind_it(broker, clients):

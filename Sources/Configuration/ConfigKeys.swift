@@ -115,6 +115,13 @@ public struct ConfigKey {
                 c.group.httpCredentials = credentials
             },
             boolean("set_tcp_nodelay", \.group.tcpNoDelay),
+            custom("receive_buffer_size") { c, v throws(ConfigError) in
+                // Each shard's provided receive buffers (1,024 of them, mapped up front, their pages
+                // touched as the kernel fills them and given back after a quiet second).
+                let n = try number("receive_buffer_size", v, 4096...262_144)
+                guard n % 4096 == 0 else { throw ConfigError("receive_buffer_size must be a multiple of 4096, got '\(v)'") }
+                c.group.receiveBufferSize = n
+            },
             // Runtime
             optionalInteger("shards", \.shards, 1...63),
             custom("cpu_affinity") { c, v throws(ConfigError) in

@@ -156,6 +156,17 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(documented.subtracting(rows), [], "documented keys without a row")
     }
 
+    func testReceiveBufferSize() throws {
+        var c = Configuration()
+        XCTAssertEqual(c.group.receiveBufferSize, 16 << 10, "the default")
+        try c.apply(key: "receive_buffer_size", value: "65536", at: "test")
+        XCTAssertEqual(c.group.receiveBufferSize, 65536)
+        for bad in ["0", "1000", "4095", "6000", "524288", "64k"] {
+            XCTAssertThrowsError(try c.apply(key: "receive_buffer_size", value: bad, at: "test"), bad)
+        }
+        XCTAssertEqual(c.group.receiveBufferSize, 65536, "a refused value changes nothing")
+    }
+
     func testCPUAffinityPinsByDefaultOnlyOnCPUsSetAside() throws {
         var c = Configuration()
         XCTAssertFalse(try c.groupConfig(availableCPUs: 2, onlineCPUs: 2).pinThreads)  // shared with the machine
