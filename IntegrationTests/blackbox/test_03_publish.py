@@ -106,17 +106,18 @@ def test_large_payloads_reach_every_subscriber_intact(broker, clients):
     slow.close()
 
 
-def test_large_payloads_with_larger_receive_buffers(make_broker, tmp_path):
-    # receive_buffer_size 65536 (docs/configuration.md): packets smaller than, about and larger
-    # than one buffer, and 1 MB, at every QoS, arrive whole and in order.
+@pytest.mark.parametrize("size", [4096, 16384])
+def test_payloads_with_smaller_receive_buffers(make_broker, tmp_path, size):
+    # receive_buffer_size below its 64 KiB default (docs/configuration.md): packets smaller than,
+    # about and larger than one buffer, and 1 MB, at every QoS, arrive whole and in order.
     conf = tmp_path / "apus.conf"
-    conf.write_text("receive_buffer_size 65536\n")
+    conf.write_text(f"receive_buffer_size {size}\n")
     b = make_broker("--config", str(conf))
     topic = unique("bufs")
     sub = Client(b)
     sub.subscribe(topic, 2)
     pub = Client(b)
-    payloads = [os.urandom(n) for n in (100, 16_384, 65_536 - 20, 65_536 + 17, 200_000, 1_000_000)]
+    payloads = [os.urandom(n) for n in (100, size - 20, size + 17, 16_384, 65_536 + 17, 200_000, 1_000_000)]
     for i, p in enumerate(payloads):
         pub.publish(topic, p, qos=i % 3)
     got = sub.receive(len(payloads), timeout=30)

@@ -23,11 +23,13 @@ public struct ShardGroupConfig: Sendable {
     public var broker = BrokerConfig()
     /// Bytes of each shard-to-shard mailbox (power of two).
     public var mailboxCapacity = 4 << 20
-    /// Provided receive buffers per shard (power of two) and their size.
+    /// Provided receive buffers per shard (power of two) and their size (`receive_buffer_size`:
+    /// 64 KiB, so that most packets of a few to tens of KiB lie whole in one buffer and are decoded
+    /// where the kernel put them; docs/benchmarks.md).
     public var receiveBufferCount: UInt16 = 1024
-    public var receiveBufferSize = 16 << 10
+    public var receiveBufferSize = 64 << 10
     /// Receive buffers provided at start; doubled (up to `receiveBufferCount`) whenever the kernel
-    /// runs out, so a quiet shard touches 64 × 16 KiB, not 16 MiB.
+    /// runs out, so a quiet shard touches the first pages of 64 buffers, not all 1,024.
     public var initialReceiveBuffers: UInt16 = 64
     /// How often timers (connect timeout, keep alive, closing deadlines) are checked.
     public var tickNanoseconds: UInt64 = 100_000_000

@@ -158,13 +158,13 @@ final class ConfigurationTests: XCTestCase {
 
     func testReceiveBufferSize() throws {
         var c = Configuration()
-        XCTAssertEqual(c.group.receiveBufferSize, 16 << 10, "the default")
-        try c.apply(key: "receive_buffer_size", value: "65536", at: "test")
-        XCTAssertEqual(c.group.receiveBufferSize, 65536)
+        XCTAssertEqual(c.group.receiveBufferSize, 64 << 10, "the default")
+        try c.apply(key: "receive_buffer_size", value: "16384", at: "test")
+        XCTAssertEqual(c.group.receiveBufferSize, 16384)
         for bad in ["0", "1000", "4095", "6000", "524288", "64k"] {
             XCTAssertThrowsError(try c.apply(key: "receive_buffer_size", value: bad, at: "test"), bad)
         }
-        XCTAssertEqual(c.group.receiveBufferSize, 65536, "a refused value changes nothing")
+        XCTAssertEqual(c.group.receiveBufferSize, 16384, "a refused value changes nothing")
     }
 
     func testCPUAffinityPinsByDefaultOnlyOnCPUsSetAside() throws {
