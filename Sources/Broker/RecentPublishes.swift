@@ -36,8 +36,8 @@ struct RecentPublishes {
     private var next = 0
     private var used = 0
 
-    init(enabled: Bool) {
-        memory = enabled ? UnsafeMutableRawPointer.allocate(byteCount: Self.slotSize * Self.slotCount, alignment: 8) : nil
+    init() {
+        memory = UnsafeMutableRawPointer.allocate(byteCount: Self.slotSize * Self.slotCount, alignment: 8)
     }
 
     mutating func deallocate() {

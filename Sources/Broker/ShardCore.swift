@@ -254,7 +254,7 @@ public final class ShardCore {
         self.shardOutbox = Array(repeating: ByteBuffer(), count: meshSize)
         matchScratch.reserveCapacity(64)
         matchCache = MatchCache(capacity: config.matchCacheEntries)
-        recent = RecentPublishes(enabled: true)
+        recent = RecentPublishes()
         // Address space for the expected connections up front: growing by copying would leave the
         // old arrays' pages resident (freed, but dirty in the allocator) and copy every slot.
         // Untouched capacity costs no memory.
